@@ -1,0 +1,74 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Swift 6 language mode (strict concurrency) everywhere.
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "procrefd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "procrefd", targets: ["procrefd"]),
+        .executable(name: "procref-holder", targets: ["procref-holder"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // C: what Swift cannot call directly (variadic functions, hidden _GNU_SOURCE symbols, union semun).
+        .target(name: "CPosixShims"),
+        .target(name: "CMicroHTTPD", linkerSettings: [.linkedLibrary("microhttpd")]),
+
+        // Typed syscall wrappers: semaphore sets, spawning, pidfds, signals, files.
+        .target(
+            name: "Posix",
+            dependencies: ["CPosixShims", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+
+        // SQLite audit log and lease/service tables; migrations are embedded at build time from ../../migrations.
+        .executableTarget(name: "MigrationEmbedder", swiftSettings: strict),
+        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["MigrationEmbedder"]),
+        .target(
+            name: "AuditStore",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict,
+            plugins: ["EmbedMigrations"]),
+
+        // HTTP server on libmicrohttpd, without domain knowledge.
+        .target(name: "MicroHTTPD", dependencies: ["CMicroHTTPD"], swiftSettings: strict),
+
+        // Leases, services, holders, health checks, daemon files.
+        .target(
+            name: "Lifecycle",
+            dependencies: ["Posix", "AuditStore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+
+        // REST routes, JSON bodies, errors as problem+json.
+        .target(name: "ControlAPI", dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore"], swiftSettings: strict),
+
+        .executableTarget(
+            name: "procrefd",
+            dependencies: [
+                "ControlAPI", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // One process per lease: Embedded Swift, links only libc (~0.5 ms spawn, ~128 KiB PSS).
+        .executableTarget(
+            name: "procref-holder",
+            dependencies: ["CPosixShims"],
+            swiftSettings: [
+                .enableExperimentalFeature("Embedded"),
+                .unsafeFlags(["-wmo", "-Osize"]),
+            ]),
+
+        .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
+        .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore"], swiftSettings: strict),
+        .testTarget(name: "IntegrationTests", dependencies: ["Posix"], swiftSettings: strict),
+    ]
+)

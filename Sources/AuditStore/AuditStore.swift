@@ -1,0 +1,108 @@
+import Foundation
+import GRDB
+
+/// How hard a commit waits for the disk (SQLite `synchronous` under WAL).
+public enum Durability: String, Sendable, Codable, CaseIterable {
+    /// Survives a crash of procrefd; the last commits may be lost on power loss. ~40k commits/s here.
+    case normal
+    /// Every commit is on disk before it returns. ~2.6k commits/s here.
+    case full
+}
+
+/// Errors of the store, carrying SQLite's own message.
+public enum AuditStoreError: Error, CustomStringConvertible, Sendable {
+    case open(path: String, message: String)
+    case migration(name: String, message: String)
+    case database(String)
+
+    public var description: String {
+        switch self {
+        case let .open(path, message): return "cannot open database \(path): \(message)"
+        case let .migration(name, message): return "migration \(name) failed: \(message)"
+        case let .database(message): return "database error: \(message)"
+        }
+    }
+}
+
+/// procrefd's SQLite file: migrations, the event log, and the service and lease tables.
+/// A state change and the event reporting it are written in one transaction.
+public final class AuditStore: Sendable {
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating) the database in WAL mode and applies pending migrations.
+    public init(path: String, durability: Durability = .normal, readOnly: Bool = false) throws {
+        var configuration = Configuration()
+        configuration.readonly = readOnly
+        configuration.busyMode = .timeout(5)
+        configuration.label = "procrefd"
+        let synchronous = durability == .full ? "FULL" : "NORMAL"
+        configuration.prepareDatabase { db in
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            }
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw AuditStoreError.open(path: path, message: Self.message(error))
+        }
+        self.path = path
+        if !readOnly { try MigrationRunner(migrations: Migration.embedded).apply(to: pool) }
+    }
+
+    /// Runs `body` in one write transaction.
+    public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
+        do {
+            return try pool.write { db in try body(StoreTransaction(db: db)) }
+        } catch let error as AuditStoreError {
+            throw error
+        } catch {
+            throw AuditStoreError.database(Self.message(error))
+        }
+    }
+
+    /// Runs `body` on a read snapshot (concurrent with writes under WAL).
+    public func read<T>(_ body: (StoreReader) throws -> T) throws -> T {
+        do {
+            return try pool.read { db in try body(StoreReader(db: db)) }
+        } catch {
+            throw AuditStoreError.database(Self.message(error))
+        }
+    }
+
+    /// Appends one event in its own transaction and returns it.
+    @discardableResult
+    public func append(_ event: NewEvent) throws -> Event {
+        try write { try $0.append(event) }
+    }
+
+    static func message(_ error: Error) -> String {
+        if let db = error as? DatabaseError { return db.message ?? db.description }
+        return String(describing: error)
+    }
+}
+
+/// Write access inside a transaction.
+public struct StoreTransaction {
+    let db: Database
+
+    public var reader: StoreReader { StoreReader(db: db) }
+}
+
+/// Read access on a snapshot.
+public struct StoreReader {
+    let db: Database
+}
+
+/// UTC RFC 3339 timestamps with milliseconds: sortable as text.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
+        return try? Date.ISO8601FormatStyle().parse(text)
+    }
+}

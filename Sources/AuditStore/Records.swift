@@ -1,0 +1,118 @@
+import Foundation
+import GRDB
+
+/// A service definition as stored: its JSON body and the kernel set it uses.
+public struct ServiceRecord: Sendable, Equatable {
+    public var name: String
+    public var definition: String
+    public var semKey: Int32?
+    public var semID: Int32?
+
+    public init(name: String, definition: String, semKey: Int32? = nil, semID: Int32? = nil) {
+        self.name = name
+        self.definition = definition
+        self.semKey = semKey
+        self.semID = semID
+    }
+}
+
+/// A lease as stored. `endedAt` is nil while it is live.
+public struct LeaseRecord: Sendable, Equatable {
+    public var id: String
+    public var service: String
+    public var holder: String
+    public var holderPID: Int32
+    public var holderStartTime: UInt64
+    public var clientPID: Int32?
+    public var ttlMs: Int64?
+    public var acquiredAt: String
+    public var expiresAt: String?
+    public var endedAt: String?
+    public var endReason: String?
+
+    public init(
+        id: String, service: String, holder: String, holderPID: Int32, holderStartTime: UInt64,
+        clientPID: Int32?, ttlMs: Int64?, acquiredAt: String, expiresAt: String?
+    ) {
+        self.id = id
+        self.service = service
+        self.holder = holder
+        self.holderPID = holderPID
+        self.holderStartTime = holderStartTime
+        self.clientPID = clientPID
+        self.ttlMs = ttlMs
+        self.acquiredAt = acquiredAt
+        self.expiresAt = expiresAt
+    }
+}
+
+extension StoreTransaction {
+    /// Inserts or replaces a service definition.
+    public func saveService(_ record: ServiceRecord) throws {
+        let now = Timestamp.format(Date())
+        try db.execute(
+            sql: """
+                INSERT INTO services (name, definition, created_at, updated_at, sem_key, sem_id)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET definition = excluded.definition,
+                    updated_at = excluded.updated_at, sem_key = excluded.sem_key, sem_id = excluded.sem_id
+                """,
+            arguments: [record.name, record.definition, now, now, record.semKey, record.semID])
+    }
+
+    /// Records the state and process of a service (a hint for re-adoption; the kernel decides).
+    public func updateServiceProcess(name: String, state: String, pid: Int32?, startTime: UInt64?) throws {
+        try db.execute(
+            sql: "UPDATE services SET state = ?, pid = ?, pid_start_time = ? WHERE name = ?",
+            arguments: [state, pid, startTime.map { Int64(bitPattern: $0) }, name])
+    }
+
+    public func insertLease(_ lease: LeaseRecord) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO leases (id, service, holder, holder_pid, holder_start_time, client_pid, ttl_ms,
+                    acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                lease.id, lease.service, lease.holder, lease.holderPID, Int64(bitPattern: lease.holderStartTime),
+                lease.clientPID, lease.ttlMs, lease.acquiredAt, lease.expiresAt,
+            ])
+    }
+
+    public func updateLeaseExpiry(id: String, expiresAt: String) throws {
+        try db.execute(sql: "UPDATE leases SET expires_at = ? WHERE id = ?", arguments: [expiresAt, id])
+    }
+
+    public func endLease(id: String, reason: String) throws {
+        try db.execute(
+            sql: "UPDATE leases SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+            arguments: [Timestamp.format(Date()), reason, id])
+    }
+}
+
+extension StoreReader {
+    public func services() throws -> [ServiceRecord] {
+        try Row.fetchAll(db, sql: "SELECT name, definition, sem_key, sem_id FROM services ORDER BY name").map {
+            ServiceRecord(name: $0["name"], definition: $0["definition"], semKey: $0["sem_key"], semID: $0["sem_id"])
+        }
+    }
+
+    /// Leases not yet ended, oldest first.
+    public func liveLeases() throws -> [LeaseRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM leases WHERE ended_at IS NULL ORDER BY acquired_at").map(Self.lease)
+    }
+
+    public func lease(id: String) throws -> LeaseRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM leases WHERE id = ?", arguments: [id]).map(Self.lease)
+    }
+
+    static func lease(_ row: Row) -> LeaseRecord {
+        var record = LeaseRecord(
+            id: row["id"], service: row["service"], holder: row["holder"], holderPID: row["holder_pid"],
+            holderStartTime: UInt64(bitPattern: row["holder_start_time"]), clientPID: row["client_pid"],
+            ttlMs: row["ttl_ms"], acquiredAt: row["acquired_at"], expiresAt: row["expires_at"])
+        record.endedAt = row["ended_at"]
+        record.endReason = row["end_reason"]
+        return record
+    }
+}

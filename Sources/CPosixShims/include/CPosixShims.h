@@ -1,0 +1,111 @@
+#ifndef PROCREF_CPOSIXSHIMS_H
+#define PROCREF_CPOSIXSHIMS_H
+/*
+ * Thin C shims for calls Swift cannot make directly: variadic functions (semctl, syscall),
+ * symbols hidden without _GNU_SOURCE (pipe2, POSIX_SPAWN_SETSID, closefrom), and glibc's
+ * missing `union semun`. Each returns -1 and sets errno on failure, like the call it wraps.
+ * Kept small and dependency-free so the Embedded Swift holder can import it too.
+ */
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/sem.h>
+#include <sys/ipc.h>
+#include <errno.h>
+
+/* --- System V semaphores ------------------------------------------------- */
+
+/** IPC_STAT fields procrefd checks before trusting an existing set. */
+typedef struct procref_sem_info {
+    uint32_t owner_uid;
+    uint32_t creator_uid;
+    uint32_t mode;      /* permission bits */
+    uint32_t nsems;
+} procref_sem_info;
+
+int procref_semget(int32_t key, int nsems, int flags);
+int procref_semctl_getval(int semid, int semnum);
+int procref_semctl_getncnt(int semid, int semnum);
+int procref_semctl_stat(int semid, procref_sem_info *out);
+int procref_semctl_rmid(int semid);
+/** semop on up to two operations; flags may contain SEM_UNDO and IPC_NOWAIT. */
+int procref_semop2(int semid,
+                   unsigned short num0, short op0, short flags0,
+                   int count, /* 1 or 2 */
+                   unsigned short num1, short op1, short flags1);
+int procref_sem_undo_flag(void);
+int procref_ipc_nowait_flag(void);
+
+/* --- Processes ----------------------------------------------------------- */
+
+int procref_pidfd_open(pid_t pid);
+int procref_pidfd_send_signal(int pidfd, int signo);
+/**
+ * waitid(P_PIDFD). Returns 0 with *exited = 1 and code/status filled when the child ended,
+ * 0 with *exited = 0 when it is still running (nohang), or -1 with errno.
+ * *by_signal is 1 when it was killed by a signal (status is then the signal number).
+ */
+int procref_waitid_pidfd(int pidfd, int nohang, int *exited, int *by_signal, int *status);
+/** Same as above for a plain pid (used where no pidfd exists). */
+int procref_waitpid(pid_t pid, int nohang, int *exited, int *by_signal, int *status);
+
+/** Options for procref_spawn. Descriptors < 0 mean /dev/null. */
+typedef struct procref_spawn_options {
+    int new_session;      /* setsid(): outlives the parent's session and terminal */
+    int new_process_group;/* setpgid(0,0): its own group, signalled as a whole */
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+    int pass_fd;          /* dup'ed to descriptor 3 in the child, or -1 */
+    const char *cwd;      /* NULL: inherit */
+} procref_spawn_options;
+
+/**
+ * posix_spawn with every descriptor above 2 (or 3 with pass_fd) closed in the child.
+ * Returns the child's pid, or -1 with errno (errors of the exec itself included).
+ */
+pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
+                    const procref_spawn_options *options);
+
+int procref_pipe_cloexec(int fds[2]);
+int procref_set_nonblocking(int fd);
+
+/* --- Signals and time (used by the holder) ------------------------------- */
+
+/** Blocks TERM, INT, HUP, USR1 and returns a signalfd reading them. */
+int procref_signalfd_for_control_signals(void);
+/** Reads one signal from a signalfd: its number, or -1 with errno. */
+int procref_signalfd_read(int fd);
+int64_t procref_monotonic_ms(void);
+/**
+ * poll() on up to two descriptors (fd < 0 is ignored). Returns poll's result and sets
+ * *ready0 / *ready1 to 1 when that descriptor is readable or hung up.
+ */
+int procref_poll2(int fd0, int fd1, int timeout_ms, int *ready0, int *ready1);
+ssize_t procref_write(int fd, const void *buf, size_t count);
+int procref_close(int fd);
+void procref_exit(int code) __attribute__((noreturn));
+int procref_errno(void);
+long long procref_parse_int(const char *text, int *ok);
+/** The process's argc/argv, captured at load time. */
+int procref_argc(void);
+const char *procref_argv(int index);
+
+/* --- epoll (struct epoll_event is packed on x86_64; keep it on the C side) --- */
+int procref_epoll_create(void);
+int procref_epoll_add(int epfd, int fd, uint64_t token);
+int procref_epoll_remove(int epfd, int fd);
+/** Waits for readable descriptors; writes their tokens. Returns the count, or -1 with errno. */
+int procref_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
+int procref_eventfd(void);
+
+/* --- Sockets ---------------------------------------------------------------- */
+/** Connects to host:port (numeric IPv4/IPv6 or name) within timeout_ms; 0 on success. */
+int procref_tcp_probe(const char *host, const char *port, int timeout_ms);
+/** Connects to a Unix socket path within timeout_ms; 0 on success, -1 with errno. */
+int procref_unix_probe(const char *path, int timeout_ms);
+/** Creates, binds (mode applied with fchmod before listen) and listens on a Unix socket. */
+int procref_unix_listen(const char *path, unsigned int mode, int backlog);
+/** Creates, binds (SO_REUSEADDR) and listens on host:port (numeric); *bound_port gets the port. */
+int procref_tcp_listen(const char *host, uint16_t port, int backlog, uint16_t *bound_port);
+
+#endif

@@ -1,0 +1,345 @@
+#define _GNU_SOURCE
+#include "CPosixShims.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+union semun {
+    int val;
+    struct semid_ds *buf;
+    unsigned short *array;
+};
+
+int procref_semget(int32_t key, int nsems, int flags) { return semget((key_t)key, nsems, flags); }
+
+int procref_semctl_getval(int semid, int semnum) { return semctl(semid, semnum, GETVAL); }
+
+int procref_semctl_getncnt(int semid, int semnum) { return semctl(semid, semnum, GETNCNT); }
+
+int procref_semctl_stat(int semid, procref_sem_info *out) {
+    struct semid_ds ds;
+    union semun arg;
+    arg.buf = &ds;
+    if (semctl(semid, 0, IPC_STAT, arg) == -1) return -1;
+    out->owner_uid = ds.sem_perm.uid;
+    out->creator_uid = ds.sem_perm.cuid;
+    out->mode = ds.sem_perm.mode & 0777;
+    out->nsems = (uint32_t)ds.sem_nsems;
+    return 0;
+}
+
+int procref_semctl_rmid(int semid) { return semctl(semid, 0, IPC_RMID); }
+
+int procref_semop2(int semid, unsigned short num0, short op0, short flags0, int count,
+                   unsigned short num1, short op1, short flags1) {
+    struct sembuf ops[2] = {
+        {.sem_num = num0, .sem_op = op0, .sem_flg = flags0},
+        {.sem_num = num1, .sem_op = op1, .sem_flg = flags1},
+    };
+    int rc;
+    do {
+        rc = semop(semid, ops, (size_t)(count == 2 ? 2 : 1));
+    } while (rc == -1 && errno == EINTR);
+    return rc;
+}
+
+int procref_sem_undo_flag(void) { return SEM_UNDO; }
+int procref_ipc_nowait_flag(void) { return IPC_NOWAIT; }
+
+int procref_pidfd_open(pid_t pid) { return pidfd_open(pid, 0); }
+
+int procref_pidfd_send_signal(int pidfd, int signo) { return pidfd_send_signal(pidfd, signo, NULL, 0); }
+
+static void fill_status(const siginfo_t *info, int *exited, int *by_signal, int *status) {
+    if (info->si_pid == 0) { *exited = 0; return; }
+    *exited = 1;
+    if (info->si_code == CLD_EXITED) { *by_signal = 0; *status = info->si_status; }
+    else { *by_signal = 1; *status = info->si_status; }
+}
+
+int procref_waitid_pidfd(int pidfd, int nohang, int *exited, int *by_signal, int *status) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int rc;
+    do {
+        rc = waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED | (nohang ? WNOHANG : 0));
+    } while (rc == -1 && errno == EINTR);
+    if (rc == -1) return -1;
+    fill_status(&info, exited, by_signal, status);
+    return 0;
+}
+
+int procref_waitpid(pid_t pid, int nohang, int *exited, int *by_signal, int *status) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int rc;
+    do {
+        rc = waitid(P_PID, (id_t)pid, &info, WEXITED | (nohang ? WNOHANG : 0));
+    } while (rc == -1 && errno == EINTR);
+    if (rc == -1) return -1;
+    fill_status(&info, exited, by_signal, status);
+    return 0;
+}
+
+pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
+                    const procref_spawn_options *o) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0) { errno = rc; return -1; }
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) { posix_spawn_file_actions_destroy(&fa); errno = rc; return -1; }
+
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (o->new_session) flags |= POSIX_SPAWN_SETSID;
+    else if (o->new_process_group) { flags |= POSIX_SPAWN_SETPGROUP; posix_spawnattr_setpgroup(&attr, 0); }
+    sigset_t empty, all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, flags);
+
+    int std_fds[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
+    for (int target = 0; target < 3 && rc == 0; target++) {
+        if (std_fds[target] >= 0) rc = posix_spawn_file_actions_adddup2(&fa, std_fds[target], target);
+        else rc = posix_spawn_file_actions_addopen(&fa, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0);
+    }
+    int first_closed = 3;
+    if (rc == 0 && o->pass_fd >= 0) {
+        rc = posix_spawn_file_actions_adddup2(&fa, o->pass_fd, 3);
+        first_closed = 4;
+    }
+    if (rc == 0 && o->cwd != NULL) rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&fa, first_closed);
+
+    pid_t pid = -1;
+    if (rc == 0) rc = posix_spawn(&pid, path, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) { errno = rc; return -1; }
+    return pid;
+}
+
+int procref_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int procref_set_nonblocking(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl == -1) return -1;
+    return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int procref_signalfd_for_control_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int procref_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    do {
+        n = read(fd, &info, sizeof info);
+    } while (n == -1 && errno == EINTR);
+    if (n != (ssize_t)sizeof info) return -1;
+    return (int)info.ssi_signo;
+}
+
+int64_t procref_monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int procref_poll2(int fd0, int fd1, int timeout_ms, int *ready0, int *ready1) {
+    struct pollfd fds[2] = {{.fd = fd0, .events = POLLIN}, {.fd = fd1, .events = POLLIN}};
+    int rc = poll(fds, 2, timeout_ms);
+    *ready0 = rc > 0 && fd0 >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    *ready1 = rc > 0 && fd1 >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    return rc;
+}
+
+ssize_t procref_write(int fd, const void *buf, size_t count) {
+    ssize_t n;
+    do {
+        n = write(fd, buf, count);
+    } while (n == -1 && errno == EINTR);
+    return n;
+}
+
+int procref_close(int fd) { return close(fd); }
+void procref_exit(int code) { _exit(code); }
+int procref_errno(void) { return errno; }
+
+long long procref_parse_int(const char *text, int *ok) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    *ok = (errno == 0 && end != text && *end == '\0');
+    return v;
+}
+
+/* glibc passes (argc, argv, envp) to ELF constructors: Embedded Swift has no CommandLine. */
+static int saved_argc;
+static char **saved_argv;
+__attribute__((constructor)) static void procref_capture_arguments(int argc, char **argv, char **envp) {
+    (void)envp;
+    saved_argc = argc;
+    saved_argv = argv;
+}
+int procref_argc(void) { return saved_argc; }
+const char *procref_argv(int index) { return (index >= 0 && index < saved_argc) ? saved_argv[index] : NULL; }
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netdb.h>
+
+int procref_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int procref_epoll_add(int epfd, int fd, uint64_t token) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int procref_epoll_remove(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+int procref_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, events, max, timeout_ms);
+    for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
+    return n;
+}
+
+int procref_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+/* Non-blocking connect, then poll for writability until the deadline. */
+static int connect_with_timeout(int fd, const struct sockaddr *addr, socklen_t len, int timeout_ms) {
+    if (procref_set_nonblocking(fd) == -1) return -1;
+    if (connect(fd, addr, len) == 0) return 0;
+    if (errno != EINPROGRESS && errno != EAGAIN) return -1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int rc;
+    do {
+        rc = poll(&p, 1, timeout_ms);
+    } while (rc == -1 && errno == EINTR);
+    if (rc == 0) { errno = ETIMEDOUT; return -1; }
+    if (rc < 0) return -1;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1) return -1;
+    if (soerr != 0) { errno = soerr; return -1; }
+    return 0;
+}
+
+int procref_tcp_probe(const char *host, const char *port, int timeout_ms) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) { errno = EHOSTUNREACH; return -1; }
+    int result = -1, saved = ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai != NULL && result != 0; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd == -1) { saved = errno; continue; }
+        result = connect_with_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms);
+        if (result != 0) saved = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (result != 0) errno = saved;
+    return result;
+}
+
+static int fill_unix_address(const char *path, struct sockaddr_un *addr) {
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr->sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(addr->sun_path, path);
+    return 0;
+}
+
+int procref_unix_probe(const char *path, int timeout_ms) {
+    struct sockaddr_un addr;
+    if (fill_unix_address(path, &addr) == -1) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) return -1;
+    int rc = connect_with_timeout(fd, (struct sockaddr *)&addr, sizeof addr, timeout_ms);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+int procref_unix_listen(const char *path, unsigned int mode, int backlog) {
+    struct sockaddr_un addr;
+    if (fill_unix_address(path, &addr) == -1) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) return -1;
+    /* umask narrows the file's mode at bind; chmod sets the exact mode before anyone can connect. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old);
+    if (rc == 0) rc = chmod(path, (mode_t)mode);
+    if (rc == 0) rc = listen(fd, backlog);
+    if (rc != 0) { int saved = errno; close(fd); errno = saved; return -1; }
+    return fd;
+}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+int procref_tcp_listen(const char *host, uint16_t port, int backlog, uint16_t *bound_port) {
+    struct sockaddr_storage storage;
+    memset(&storage, 0, sizeof storage);
+    socklen_t len;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&storage;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&storage;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        len = sizeof *in6;
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&storage, len) == -1 || listen(fd, backlog) == -1) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
+        *bound_port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                      : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    }
+    return fd;
+}

@@ -1,0 +1,140 @@
+import AuditStore
+import Foundation
+import Lifecycle
+import MicroHTTPD
+
+/// Who may change things: over TCP a bearer token is required for every method but GET/HEAD;
+/// the Unix socket is guarded by its file mode (0600) and needs none.
+public struct AccessPolicy: Sendable {
+    public let token: String
+
+    public init(token: String) { self.token = token }
+
+    func allows(_ request: HTTPRequest) -> Bool {
+        if request.transport == .unix || request.method == "GET" || request.method == "HEAD" { return true }
+        guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return false }
+        return Self.constantTimeEqual(Array(header.utf8.dropFirst(7)), Array(token.utf8))
+    }
+
+    /// Compares without an early exit, so timing does not reveal how much of a guess matched.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        }
+        return difference == 0
+    }
+}
+
+/// procrefd's REST API: routes requests to the lifecycle core and the audit store.
+public final class ControlAPI: HTTPResponder {
+    public static let version = "0.1.0"
+    static let maxEventPage = 1000
+
+    let coordinator: Coordinator
+    let store: AuditStore
+    let access: AccessPolicy
+    let startedAt = Date()
+    let startedMonotonic = ProcessInfo.processInfo.systemUptime
+    private var router: Router { Router(routes: routes) }
+    private let routes: [Route]
+
+    public init(coordinator: Coordinator, store: AuditStore, access: AccessPolicy) {
+        self.coordinator = coordinator
+        self.store = store
+        self.access = access
+        self.routes = Self.makeRoutes(coordinator: coordinator, store: store, startedAt: startedAt)
+    }
+
+    /// The route templates by path, with their methods (lower case), for contract tests.
+    public var routeTemplates: [String: Set<String>] { router.templates }
+
+    public func respondImmediately(to request: HTTPRequest) -> HTTPResponse? {
+        switch resolve(request) {
+        case .answer(let response): return response
+        case .run(.immediate(let handler), let parameters): return handler(request, parameters)
+        case .run(.suspending, _): return nil
+        }
+    }
+
+    public func respond(to request: HTTPRequest) async -> HTTPResponse {
+        switch resolve(request) {
+        case .answer(let response): return response
+        case .run(.immediate(let handler), let parameters): return handler(request, parameters)
+        case .run(.suspending(let handler), let parameters): return await handler(request, parameters)
+        }
+    }
+
+    private enum Resolution {
+        case answer(HTTPResponse)
+        case run(Route.Handler, PathParameters)
+    }
+
+    private func resolve(_ request: HTTPRequest) -> Resolution {
+        switch router.match(method: request.method, path: request.path) {
+        case .notFound:
+            return .answer(Problem(status: 404, slug: "not-found", title: "Not Found", detail: "no route for \(request.path)").response)
+        case .methodNotAllowed(let allowed):
+            var problem = Problem(status: 405, slug: "method-not-allowed", title: "Method Not Allowed",
+                                  detail: "\(request.method) is not allowed on \(request.path)")
+            problem.headers = [("Allow", allowed.joined(separator: ", "))]
+            return .answer(problem.response)
+        case .found(let route, let parameters):
+            guard access.allows(request) else {
+                var problem = Problem(status: 401, slug: "unauthorized", title: "Unauthorized",
+                                      detail: "this call over TCP needs Authorization: Bearer <token> (see STATE/token)")
+                problem.headers = [("WWW-Authenticate", "Bearer")]
+                return .answer(problem.response)
+            }
+            return .run(route.handler, parameters)
+        }
+    }
+}
+
+/// Who a request acts as, for the audit log.
+func actor(of request: HTTPRequest) -> String {
+    request.transport == .unix ? Actor.unixSocket : "tcp:\(request.remoteAddress)"
+}
+
+private let encoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+}()
+
+/// A JSON response of `value`.
+func json(_ value: some Encodable, status: Int = 200) -> HTTPResponse {
+    do {
+        let body = try encoder.encode(value)
+        return HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(body))
+    } catch {
+        return Problem(status: 500, slug: "internal", title: "Internal Server Error", detail: "encoding: \(error)").response
+    }
+}
+
+/// Decodes a JSON object body, turning decoder errors into 400/422 problems naming the field.
+func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs empty: T? = nil) throws(Problem) -> T {
+    if request.body.isEmpty, let empty { return empty }
+    guard let object = try? JSONSerialization.jsonObject(with: Data(request.body)), object is [String: Any] else {
+        throw .badRequest("body must be a JSON object")
+    }
+    do {
+        return try JSONDecoder().decode(T.self, from: Data(request.body))
+    } catch let error as DefinitionError {
+        throw .invalidField(error.field, error.message)
+    } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+        throw .invalidField(fieldPath(context), "wrong type: \(context.debugDescription)")
+    } catch let DecodingError.keyNotFound(key, context) {
+        throw .invalidField(fieldPath(context, key), "is required")
+    } catch let DecodingError.dataCorrupted(context) {
+        throw .invalidField(fieldPath(context), context.debugDescription)
+    } catch {
+        throw .badRequest("cannot read body: \(error)")
+    }
+}
+
+private func fieldPath(_ context: DecodingError.Context, _ last: CodingKey? = nil) -> String {
+    let keys = context.codingPath + (last.map { [$0] } ?? [])
+    let path = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    return path.isEmpty ? "body" : path
+}

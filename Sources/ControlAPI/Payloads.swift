@@ -1,0 +1,153 @@
+import AuditStore
+import Foundation
+import Lifecycle
+
+// JSON bodies of the API (snake_case), as openapi.yaml describes them.
+
+struct ServicePayload: Encodable {
+    let name: String
+    let state: String
+    let pid: Int32?
+    let count: Int?
+    let leases: Int
+    let key: Int32
+    let semid: Int32
+    let lastHealth: String?
+    let definition: ServiceDefinition
+
+    init(_ status: ServiceStatus) {
+        name = status.name
+        state = status.state.rawValue
+        pid = status.pid
+        count = status.count
+        leases = status.leases
+        key = status.key
+        semid = status.semid
+        lastHealth = status.lastHealth
+        definition = status.definition
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, state, pid, count, leases, key, semid, definition
+        case lastHealth = "last_health"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(count, forKey: .count)
+        try c.encode(leases, forKey: .leases)
+        try c.encode(key, forKey: .key)
+        try c.encode(semid, forKey: .semid)
+        try c.encode(lastHealth, forKey: .lastHealth)
+        try c.encode(definition, forKey: .definition)
+    }
+}
+
+struct ServiceListPayload: Encodable {
+    let services: [ServicePayload]
+}
+
+/// A granted lease: the lease plus what the acquire did.
+struct GrantPayload: Encodable {
+    let grant: LeaseGrant
+
+    enum CodingKeys: String, CodingKey { case count, started }
+
+    func encode(to encoder: Encoder) throws {
+        try LeasePayload(grant.lease).encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(grant.count, forKey: .count)
+        try c.encode(grant.started, forKey: .started)
+    }
+}
+
+/// A lease, with nulls written out so every field is always present.
+struct LeasePayload: Encodable {
+    let lease: LeaseInfo
+    init(_ lease: LeaseInfo) { self.lease = lease }
+
+    func encode(to encoder: Encoder) throws {
+        typealias K = LeaseInfo.CodingKeys
+        var c = encoder.container(keyedBy: K.self)
+        try c.encode(lease.id, forKey: .id)
+        try c.encode(lease.service, forKey: .service)
+        try c.encode(lease.holder, forKey: .holder)
+        try c.encode(lease.holderPID, forKey: .holderPID)
+        try c.encode(lease.clientPID, forKey: .clientPID)
+        try c.encode(lease.ttlMs, forKey: .ttlMs)
+        try c.encode(lease.acquiredAt, forKey: .acquiredAt)
+        try c.encode(lease.expiresAt, forKey: .expiresAt)
+    }
+}
+
+struct LeaseListPayload: Encodable {
+    let leases: [LeasePayload]
+}
+
+struct ReleasePayload: Encodable {
+    let id: String
+    let count: Int
+    let serviceStopped: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, count
+        case serviceStopped = "service_stopped"
+    }
+}
+
+struct EventPayload: Encodable {
+    let event: Event
+
+    enum CodingKeys: String, CodingKey { case id, time, kind, service, lease, pid, actor, detail }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(event.id, forKey: .id)
+        try c.encode(event.time, forKey: .time)
+        try c.encode(event.kind, forKey: .kind)
+        try c.encode(event.service, forKey: .service)
+        try c.encode(event.lease, forKey: .lease)
+        try c.encode(event.pid, forKey: .pid)
+        try c.encode(event.actor, forKey: .actor)
+        try c.encode(event.detail, forKey: .detail)
+    }
+}
+
+struct EventPagePayload: Encodable {
+    let events: [EventPayload]
+    let nextAfter: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case events
+        case nextAfter = "next_after"
+    }
+}
+
+struct StatusPayload: Encodable {
+    struct Service: Encodable {
+        let name: String
+        let state: String
+        let pid: Int32?
+        let count: Int?
+        let leases: Int
+    }
+
+    let pid: Int32
+    let version: String
+    let startedAt: String
+    let uptimeMs: Int64
+    let services: [Service]
+
+    enum CodingKeys: String, CodingKey {
+        case pid, version, services
+        case startedAt = "started_at"
+        case uptimeMs = "uptime_ms"
+    }
+}
+
+struct HealthPayload: Encodable {
+    let status: String
+}

@@ -1,0 +1,70 @@
+import MicroHTTPD
+
+/// Path parameters of a matched route, by name.
+public typealias PathParameters = [String: String]
+
+/// A route: method, OpenAPI-style path template (`/v1/leases/{id}`), and handler.
+struct Route: Sendable {
+    enum Handler: Sendable {
+        /// Answers on the HTTP thread without waiting on anything slow.
+        case immediate(@Sendable (HTTPRequest, PathParameters) -> HTTPResponse)
+        /// May wait (service start, holder exit): runs while the connection is suspended.
+        case suspending(@Sendable (HTTPRequest, PathParameters) async -> HTTPResponse)
+    }
+
+    let method: String
+    let template: String
+    let handler: Handler
+    let segments: [Substring]
+
+    init(_ method: String, _ template: String, _ handler: Handler) {
+        self.method = method
+        self.template = template
+        self.handler = handler
+        self.segments = template.split(separator: "/", omittingEmptySubsequences: true)
+    }
+
+    func match(_ pathSegments: [Substring]) -> PathParameters? {
+        guard pathSegments.count == segments.count else { return nil }
+        var parameters: PathParameters = [:]
+        for (pattern, value) in zip(segments, pathSegments) {
+            if pattern.hasPrefix("{") && pattern.hasSuffix("}") {
+                guard !value.isEmpty else { return nil }
+                parameters[String(pattern.dropFirst().dropLast())] = String(value)
+            } else if pattern != value {
+                return nil
+            }
+        }
+        return parameters
+    }
+}
+
+/// Finds the route for a request: 404 for an unknown path, 405 for a known path with
+/// another method.
+struct Router: Sendable {
+    let routes: [Route]
+
+    enum Match {
+        case found(Route, PathParameters)
+        case notFound
+        case methodNotAllowed(allowed: [String])
+    }
+
+    func match(method: String, path: String) -> Match {
+        let pathSegments = path.split(separator: "/", omittingEmptySubsequences: true)
+        var allowed: [String] = []
+        for route in routes {
+            guard let parameters = route.match(pathSegments) else { continue }
+            if route.method == method || (method == "HEAD" && route.method == "GET") {
+                return .found(route, parameters)
+            }
+            allowed.append(route.method)
+        }
+        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+
+    /// Templates by method, as the OpenAPI document lists them.
+    var templates: [String: Set<String>] {
+        routes.reduce(into: [:]) { $0[$1.template, default: []].insert($1.method.lowercased()) }
+    }
+}

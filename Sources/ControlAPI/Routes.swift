@@ -1,0 +1,118 @@
+import AuditStore
+import Foundation
+import Lifecycle
+import MicroHTTPD
+
+extension ControlAPI {
+    /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
+    static func makeRoutes(coordinator: Coordinator, store: AuditStore, startedAt: Date) -> [Route] {
+        let started = ProcessInfo.processInfo.systemUptime
+        return [
+            Route("GET", "/v1/health", .immediate { _, _ in json(HealthPayload(status: "ok")) }),
+
+            Route("GET", "/v1/status", .immediate { _, _ in
+                let services = coordinator.serviceStatuses().map {
+                    StatusPayload.Service(name: $0.name, state: $0.state.rawValue, pid: $0.pid, count: $0.count, leases: $0.leases)
+                }
+                return json(StatusPayload(
+                    pid: getpid(), version: version, startedAt: Timestamp.format(startedAt),
+                    uptimeMs: Int64((ProcessInfo.processInfo.systemUptime - started) * 1000), services: services))
+            }),
+
+            Route("GET", "/v1/services", .immediate { _, _ in
+                json(ServiceListPayload(services: coordinator.serviceStatuses().map(ServicePayload.init)))
+            }),
+
+            Route("GET", "/v1/services/{name}", .immediate { _, p in
+                answer {
+                    json(ServicePayload(try coordinator.serviceStatus(p["name"]!)))
+                }
+            }),
+
+            Route("PUT", "/v1/services/{name}", .suspending { request, p in
+                await answerAsync {
+                    let name = p["name"]!
+                    guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
+                    let definition = try decodeBody(ServiceDefinition.self, from: request)
+                    let created = try await coordinator.defineService(name: name, definition: definition, actor: actor(of: request))
+                    let status = try coordinator.serviceStatus(name)
+                    return json(ServicePayload(status), status: created ? 201 : 200)
+                }
+            }),
+
+            Route("POST", "/v1/services/{name}/leases", .suspending { request, p in
+                await answerAsync {
+                    let name = p["name"]!
+                    guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
+                    let body = try decodeBody(AcquireRequest.self, from: request, emptyAs: AcquireRequest())
+                    let grant = try await coordinator.acquire(service: name, request: body, actor: actor(of: request))
+                    return json(GrantPayload(grant: grant), status: 201)
+                }
+            }),
+
+            Route("GET", "/v1/leases", .immediate { request, _ in
+                json(LeaseListPayload(leases: coordinator.leaseInfos(service: request.query["service"]).map(LeasePayload.init)))
+            }),
+
+            Route("GET", "/v1/leases/{id}", .immediate { _, p in
+                answer {
+                    json(LeasePayload(try coordinator.leaseInfo(id: p["id"]!)))
+                }
+            }),
+
+            Route("POST", "/v1/leases/{id}/keepalive", .immediate { request, p in
+                answer {
+                    json(LeasePayload(try coordinator.keepalive(id: p["id"]!, actor: actor(of: request))))
+                }
+            }),
+
+            Route("DELETE", "/v1/leases/{id}", .suspending { request, p in
+                await answerAsync {
+                    let result = try await coordinator.release(id: p["id"]!, actor: actor(of: request))
+                    return json(ReleasePayload(id: result.lease, count: result.count, serviceStopped: result.stoppedService))
+                }
+            }),
+
+            Route("GET", "/v1/events", .immediate { request, _ in
+                answer {
+                    let filter = try eventFilter(request.query)
+                    let events = try store.read { try $0.events(filter) }
+                    return json(EventPagePayload(events: events.map(EventPayload.init), nextAfter: events.last?.id ?? filter.after))
+                }
+            }),
+        ]
+    }
+
+    static func eventFilter(_ query: [String: String]) throws(Problem) -> EventFilter {
+        var filter = EventFilter(service: query["service"], kind: query["kind"], lease: query["lease"])
+        if let after = query["after"] {
+            guard let value = Int64(after), value >= 0 else { throw .invalidField("after", "must be an integer ≥ 0") }
+            filter.after = value
+        }
+        if let limit = query["limit"] {
+            guard let value = Int(limit), (1...maxEventPage).contains(value) else {
+                throw .invalidField("limit", "must be within 1...\(maxEventPage)")
+            }
+            filter.limit = value
+        }
+        return filter
+    }
+}
+
+/// Runs a handler body, turning what it throws into a problem response: problems as they
+/// are, lifecycle errors by their mapping, anything else as 500.
+func answer(_ body: () throws -> HTTPResponse) -> HTTPResponse {
+    do { return try body() } catch { return problem(for: error).response }
+}
+
+func answerAsync(_ body: () async throws -> HTTPResponse) async -> HTTPResponse {
+    do { return try await body() } catch { return problem(for: error).response }
+}
+
+func problem(for error: Error) -> Problem {
+    switch error {
+    case let problem as Problem: return problem
+    case let lifecycle as LifecycleError: return Problem(lifecycle)
+    default: return Problem(status: 500, slug: "internal", title: "Internal Server Error", detail: String(describing: error))
+    }
+}

@@ -1,0 +1,440 @@
+import AuditStore
+import Foundation
+import Logging
+import Posix
+import Synchronization
+
+/// Settings of the lifecycle core.
+public struct CoordinatorConfig: Sendable {
+    public var holderExecutable: String
+    public var logsDirectory: String
+    public var semaphoreMode: UInt32 = 0o600
+    public var maxLeases = 4096
+    /// Per service; below the kernel's 32767 undo bound.
+    public var maxLeasesPerService = 1024
+    public var defaultTTLMs: Int64 = 30_000
+    public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
+
+    public init(holderExecutable: String, logsDirectory: String) {
+        self.holderExecutable = holderExecutable
+        self.logsDirectory = logsDirectory
+    }
+}
+
+/// An acquire request: at least one of `ttlMs` / `clientPID`; neither → the default TTL.
+public struct AcquireRequest: Sendable, Decodable, Equatable {
+    public var holder: String
+    public var ttlMs: Int64?
+    public var clientPID: Int32?
+
+    public init(holder: String = "", ttlMs: Int64? = nil, clientPID: Int32? = nil) {
+        self.holder = holder
+        self.ttlMs = ttlMs
+        self.clientPID = clientPID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case holder
+        case ttlMs = "ttl_ms"
+        case clientPID = "client_pid"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        holder = try c.decodeIfPresent(String.self, forKey: .holder) ?? ""
+        ttlMs = try c.decodeIfPresent(Int64.self, forKey: .ttlMs)
+        clientPID = try c.decodeIfPresent(Int32.self, forKey: .clientPID)
+    }
+}
+
+/// The answer to a granted acquire.
+public struct LeaseGrant: Sendable, Equatable {
+    public let lease: LeaseInfo
+    /// Kernel count right after the acquire.
+    public let count: Int
+    /// Whether this acquire started the service (count 0 → 1).
+    public let started: Bool
+}
+
+/// The answer to a release.
+public struct ReleaseResult: Sendable, Equatable {
+    public let lease: String
+    public let count: Int
+    public let stoppedService: Bool
+}
+
+/// A service's public description.
+public struct ServiceStatus: Sendable, Equatable {
+    public let name: String
+    public let state: ServiceState
+    public let pid: Int32?
+    public let count: Int?
+    public let leases: Int
+    public let key: Int32
+    public let semid: Int32
+    public let lastHealth: String?
+    public let definition: ServiceDefinition
+}
+
+/// procrefd's lifecycle core: services, their kernel counts, and the leases held on them.
+public final class Coordinator: Sendable {
+    let config: CoordinatorConfig
+    let context: LifecycleContext
+    private let launcher: HolderLauncher
+    private let services = Mutex<[String: ManagedService]>([:])
+    private let leases = Mutex<[String: Lease]>([:])
+    private let shuttingDown = Atomic<Bool>(false)
+
+    /// Loads the stored services and re-watches holders that outlived a previous procrefd.
+    public init(config: CoordinatorConfig, store: AuditStore, logger: Logger) throws {
+        self.config = config
+        let spawner = Spawner()
+        context = LifecycleContext(
+            store: store, watcher: try ExitWatcher(), spawner: spawner,
+            logsDirectory: config.logsDirectory, logger: logger)
+        launcher = HolderLauncher(executable: config.holderExecutable, spawner: spawner)
+        try loadServices()
+        try readoptHolders()
+    }
+
+    // MARK: Services
+
+    /// Defines or replaces a service. Returns true when it is new. A running service (or
+    /// one the kernel still counts) cannot be replaced.
+    public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
+        guard ServiceName.isValid(name) else { throw .invalidName(name) }
+        do { try definition.validate() } catch { throw .invalidField(error) }
+        let encoded = String(decoding: try! JSONEncoder().encode(definition), as: UTF8.self)
+
+        if let existing = services.withLock({ $0[name] }) {
+            await existing.lock.lock()
+            defer { existing.lock.unlock() }
+            guard !existing.isRunning, (try? existing.kernelCount()) ?? 1 == 0 else { throw .serviceRunning(name) }
+            try context.write { tx in
+                try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: existing.semaphores.key, semID: existing.semaphores.id))
+                try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: ["replaced": true]))
+            }
+            existing.redefine(definition)
+            return false
+        }
+        let semaphores = try openSemaphores(for: name)
+        try context.write { tx in
+            try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id))
+            try tx.append(NewEvent(.serviceDefined, service: name, actor: actor,
+                                   detail: ["replaced": false, "key": .int(Int64(semaphores.key)), "semid": .int(Int64(semaphores.id))]))
+        }
+        let service = ManagedService(name: name, definition: definition, semaphores: semaphores, context: context)
+        // Two concurrent first definitions: the first one stored wins the table slot too.
+        let inserted = services.withLock { table -> Bool in
+            if table[name] != nil { return false }
+            table[name] = service
+            return true
+        }
+        return inserted
+    }
+
+    public func serviceStatuses() -> [ServiceStatus] {
+        services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map(status)
+    }
+
+    public func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus {
+        status(try service(named: name))
+    }
+
+    private func status(_ service: ManagedService) -> ServiceStatus {
+        let leaseCount = leases.withLock { $0.values.filter { $0.info.service == service.name }.count }
+        return ServiceStatus(
+            name: service.name, state: service.currentState, pid: service.pid, count: try? service.kernelCount(),
+            leases: leaseCount, key: service.semaphores.key, semid: service.semaphores.id,
+            lastHealth: service.lastHealth, definition: service.definition)
+    }
+
+    private func service(named name: String) throws(LifecycleError) -> ManagedService {
+        guard ServiceName.isValid(name) else { throw .invalidName(name) }
+        guard let service = services.withLock({ $0[name] }) else { throw .unknownService(name) }
+        return service
+    }
+
+    private func openSemaphores(for name: String) throws(LifecycleError) -> SemaphoreSet {
+        do {
+            return try SemaphoreSet.openOrCreate(key: SemaphoreSet.key(forService: name), mode: config.semaphoreMode)
+        } catch {
+            throw .kernel("semaphore set of \(name): \(error)")
+        }
+    }
+
+    // MARK: Leases
+
+    /// Grants a lease: spawns a holder (kernel count +1), starts the service on 0 → 1 and
+    /// waits until it is ready, then records `lease.acquired` before returning.
+    public func acquire(service name: String, request: AcquireRequest, actor: String) async throws(LifecycleError) -> LeaseGrant {
+        guard !shuttingDown.load(ordering: .relaxed) else { throw .shuttingDown }
+        let service = try service(named: name)
+        let ttlMs = try validate(request)
+        let (total, onService) = leases.withLock { table in
+            (table.count, table.values.filter { $0.info.service == name }.count)
+        }
+        if total >= config.maxLeases { throw .tooManyLeases(limit: config.maxLeases) }
+        if onService >= config.maxLeasesPerService { throw .tooManyLeases(limit: config.maxLeasesPerService) }
+
+        await service.lock.lock()
+        defer { service.lock.unlock() }
+        try await service.lockKernel()
+        defer { service.unlockKernel() }
+
+        let holder: PidFD
+        do {
+            holder = try launcher.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+        } catch {
+            switch error {
+            case .clientGone: throw .clientNotRunning(request.clientPID ?? 0)
+            case .other(let message): throw .holder(message)
+            }
+        }
+        let now = Date()
+        let info = LeaseInfo(
+            id: Self.newLeaseID(), service: name, holder: request.holder, holderPID: holder.pid,
+            clientPID: request.clientPID, ttlMs: ttlMs, acquiredAt: Timestamp.format(now),
+            expiresAt: ttlMs.map { Timestamp.format(now.addingTimeInterval(Double($0) / 1000)) })
+        let lease = Lease(info: info, holder: holder)
+        try watch(lease)
+
+        let count: Int
+        var started = false
+        do {
+            count = try service.kernelCount()
+            if !service.isRunning {
+                try await service.start(actor: actor, count: count)
+                started = true
+            }
+            try context.write { tx in
+                try tx.insertLease(LeaseRecord(
+                    id: info.id, service: name, holder: info.holder, holderPID: holder.pid,
+                    holderStartTime: holder.identity.startTime, clientPID: info.clientPID, ttlMs: ttlMs,
+                    acquiredAt: info.acquiredAt, expiresAt: info.expiresAt))
+                var detail: [String: DetailValue] = ["count": .int(Int64(count)), "started": .bool(started)]
+                if let ttlMs { detail["ttl_ms"] = .int(ttlMs) }
+                if let client = info.clientPID { detail["client_pid"] = .int(Int64(client)) }
+                if !info.holder.isEmpty { detail["holder"] = .string(info.holder) }
+                try tx.append(NewEvent(.leaseAcquired, service: name, lease: info.id, pid: holder.pid, actor: actor, detail: detail))
+            }
+        } catch {
+            // Undo: the holder's exit gives the count back; a service nobody counts is stopped.
+            await end(lease, signal: SIGTERM)
+            if (try? service.kernelCount()) == 0 && service.isRunning {
+                await service.stop(actor: actor, reason: "acquire_failed")
+            }
+            throw error
+        }
+        leases.withLock { $0[info.id] = lease }
+        lease.setPhase(.active)
+        // An exit that happened before the lease became active was not handled: handle it now.
+        if lease.exitedAlready { handleUnexpectedExit(lease) }
+        return LeaseGrant(lease: info, count: count, started: started)
+    }
+
+    /// Releases a lease: its holder exits (count −1); on 1 → 0 the service is stopped.
+    public func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
+        guard let lease = leases.withLock({ $0[id] }), lease.beginManaging() else { throw .unknownLease(id) }
+        let service = try service(named: lease.info.service)
+        await service.lock.lock()
+        defer { service.lock.unlock() }
+        try await service.lockKernel()
+        defer { service.unlockKernel() }
+
+        let status = await end(lease, signal: SIGTERM)
+        var reason = LeaseEnd.from(holderExit: status)
+        if status == .signaled(signal: SIGKILL) { reason = .released }
+        let count = try service.kernelCount()
+        try context.write { tx in
+            try tx.endLease(id: id, reason: reason.rawValue)
+            try tx.append(NewEvent(reason.eventKind, service: service.name, lease: id, pid: lease.holder.pid, actor: actor,
+                                   detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
+        }
+        leases.withLock { _ = $0.removeValue(forKey: id) }
+        var stopped = false
+        if count == 0 && service.isRunning {
+            await service.stop(actor: actor, reason: "last_release")
+            stopped = true
+        }
+        return ReleaseResult(lease: id, count: count, stoppedService: stopped)
+    }
+
+    /// Pushes a TTL lease's deadline to now + TTL (the holder keeps its own deadline).
+    public func keepalive(id: String, actor: String) throws(LifecycleError) -> LeaseInfo {
+        guard let lease = leases.withLock({ $0[id] }), lease.phase == .active else { throw .unknownLease(id) }
+        guard let ttlMs = lease.info.ttlMs else { throw .leaseNotRenewable(id) }
+        do { try lease.holder.signal(SIGUSR1) } catch { throw .unknownLease(id) }
+        let expiresAt = Timestamp.format(Date().addingTimeInterval(Double(ttlMs) / 1000))
+        lease.update { $0 = $0.with(expiresAt: expiresAt) }
+        try context.write { tx in
+            try tx.updateLeaseExpiry(id: id, expiresAt: expiresAt)
+            try tx.append(NewEvent(.leaseKeepalive, service: lease.info.service, lease: id, pid: lease.holder.pid,
+                                   actor: actor, detail: ["expires_at": .string(expiresAt)]))
+        }
+        return lease.info
+    }
+
+    public func leaseInfos(service: String? = nil) -> [LeaseInfo] {
+        leases.withLock { Array($0.values) }.map(\.info)
+            .filter { service == nil || $0.service == service }
+            .sorted { ($0.acquiredAt, $0.id) < ($1.acquiredAt, $1.id) }
+    }
+
+    public func leaseInfo(id: String) throws(LifecycleError) -> LeaseInfo {
+        guard let lease = leases.withLock({ $0[id] }) else { throw .unknownLease(id) }
+        return lease.info
+    }
+
+    // MARK: Shutdown
+
+    /// Drains: revokes every lease, stops every service, removes the semaphore sets.
+    public func drain(actor: String) async {
+        shuttingDown.store(true, ordering: .relaxed)
+        for service in services.withLock({ Array($0.values) }) {
+            await service.lock.lock()
+            let owned = leases.withLock { table in table.values.filter { $0.info.service == service.name } }
+            for lease in owned where lease.beginManaging() {
+                let status = await end(lease, signal: SIGTERM)
+                let count = (try? service.kernelCount()) ?? -1
+                do {
+                    try context.write { tx in
+                        try tx.endLease(id: lease.id, reason: LeaseEnd.revoked.rawValue)
+                        try tx.append(NewEvent(.leaseRevoked, service: service.name, lease: lease.id, pid: lease.holder.pid,
+                                               actor: actor, detail: ["count": .int(Int64(count)), "reason": "shutdown",
+                                                                      "holder_exit": .string(status?.description ?? "unknown")]))
+                    }
+                } catch {
+                    context.logger.error("cannot record revocation of \(lease.id): \(error)")
+                }
+                leases.withLock { _ = $0.removeValue(forKey: lease.id) }
+            }
+            await service.stop(actor: actor, reason: "shutdown")
+            do { try service.semaphores.remove() } catch {
+                context.logger.error("cannot remove semaphore set of \(service.name): \(error)")
+            }
+            service.lock.unlock()
+        }
+    }
+
+    // MARK: Holder exits
+
+    private func watch(_ lease: Lease) throws(LifecycleError) {
+        do {
+            try context.watcher.watch(lease.holder) { [weak self] status in
+                if lease.holderExited(status) { self?.handleUnexpectedExit(lease) }
+            }
+        } catch {
+            try? lease.holder.signal(SIGKILL)
+            throw .kernel("cannot watch holder: \(error)")
+        }
+    }
+
+    /// Signals the holder and waits for it to exit (the watcher reaps it).
+    @discardableResult
+    private func end(_ lease: Lease, signal: Int32) async -> ExitStatus? {
+        try? lease.holder.signal(signal)
+        return await lease.waitForHolderExit(timeoutMs: 5_000)
+    }
+
+    /// A holder ended on its own (TTL, client exit, crash): record it, and stop the service
+    /// if the kernel count is now 0.
+    private func handleUnexpectedExit(_ lease: Lease) {
+        Task { [self] in
+            guard let service = services.withLock({ $0[lease.info.service] }) else { return }
+            await service.lock.lock()
+            defer { service.lock.unlock() }
+            guard lease.beginManaging() else { return }  // a release got there first
+            lease.setPhase(.ended)
+            let status = lease.recordedExit
+            let reason = LeaseEnd.from(holderExit: status)
+            do {
+                try await service.lockKernel()
+                defer { service.unlockKernel() }
+                let count = try service.kernelCount()
+                try context.write { tx in
+                    try tx.endLease(id: lease.id, reason: reason.rawValue)
+                    try tx.append(NewEvent(reason.eventKind, service: service.name, lease: lease.id, pid: lease.holder.pid,
+                                           detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
+                }
+                leases.withLock { _ = $0.removeValue(forKey: lease.id) }
+                if count == 0 && service.isRunning {
+                    await service.stop(actor: Actor.procrefd, reason: "last_\(reason.rawValue)")
+                }
+            } catch {
+                context.logger.error("handling exit of holder \(lease.holder.pid): \(error)")
+            }
+        }
+    }
+
+    // MARK: Start-up
+
+    private func loadServices() throws {
+        let decoder = JSONDecoder()
+        for record in try context.store.read({ try $0.services() }) {
+            guard let definition = try? decoder.decode(ServiceDefinition.self, from: Data(record.definition.utf8)) else {
+                context.logger.error("stored definition of \(record.name) is unreadable; skipped")
+                continue
+            }
+            let semaphores = try openSemaphores(for: record.name)
+            let service = ManagedService(name: record.name, definition: definition, semaphores: semaphores, context: context)
+            services.withLock { $0[record.name] = service }
+        }
+    }
+
+    /// Holders outlive procrefd. Those still alive (same pid and start time) are watched
+    /// again; the others are recorded as lost.
+    private func readoptHolders() throws {
+        for record in try context.store.read({ try $0.liveLeases() }) {
+            let identity = ProcessIdentity(pid: record.holderPID, startTime: record.holderStartTime)
+            if let holder = try? PidFD(identity: identity), services.withLock({ $0[record.service] }) != nil {
+                let info = LeaseInfo(
+                    id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
+                    clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt)
+                let lease = Lease(info: info, holder: holder)
+                leases.withLock { $0[record.id] = lease }
+                lease.setPhase(.active)
+                try watch(lease)
+            } else {
+                try context.write { tx in
+                    try tx.endLease(id: record.id, reason: LeaseEnd.lost.rawValue)
+                    try tx.append(NewEvent(.leaseLost, service: record.service, lease: record.id, pid: record.holderPID,
+                                           detail: ["reason": "holder gone while procrefd was down"]))
+                }
+            }
+        }
+    }
+
+    private func validate(_ request: AcquireRequest) throws(LifecycleError) -> Int64? {
+        if request.holder.utf8.count > 128 {
+            throw .invalidField(DefinitionError(field: "holder", message: "at most 128 bytes"))
+        }
+        if let ttl = request.ttlMs, !CoordinatorConfig.ttlRange.contains(ttl) {
+            throw .invalidField(DefinitionError(field: "ttl_ms", message: "must be within \(CoordinatorConfig.ttlRange)"))
+        }
+        if let pid = request.clientPID {
+            guard pid > 0 else { throw .invalidField(DefinitionError(field: "client_pid", message: "must be > 0")) }
+            guard ProcessIdentity.of(pid: pid)?.isAlive == true else { throw .clientNotRunning(pid) }
+        }
+        if request.ttlMs == nil && request.clientPID == nil { return config.defaultTTLMs }
+        return request.ttlMs
+    }
+
+    static func newLeaseID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt32
+        return "l_" + String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(8)
+    }
+}
+
+extension LeaseInfo {
+    func with(expiresAt: String) -> LeaseInfo {
+        LeaseInfo(id: id, service: service, holder: holder, holderPID: holderPID, clientPID: clientPID,
+                  ttlMs: ttlMs, acquiredAt: acquiredAt, expiresAt: expiresAt)
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

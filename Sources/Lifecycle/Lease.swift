@@ -1,0 +1,133 @@
+import AuditStore
+import Foundation
+import Posix
+import Synchronization
+
+/// How a lease ended.
+public enum LeaseEnd: String, Sendable {
+    case released
+    case expired
+    case clientExited = "client_exited"
+    case lost
+    case revoked
+
+    var eventKind: EventKind {
+        switch self {
+        case .released: return .leaseReleased
+        case .expired: return .leaseExpired
+        case .clientExited: return .leaseClientExited
+        case .lost: return .leaseLost
+        case .revoked: return .leaseRevoked
+        }
+    }
+
+    /// Reads the holder's exit status (see procref-holder's exit codes).
+    static func from(holderExit status: ExitStatus?) -> LeaseEnd {
+        switch status {
+        case .exited(code: 0): return .released
+        case .exited(code: 3): return .expired
+        case .exited(code: 4): return .clientExited
+        default: return .lost
+        }
+    }
+}
+
+/// A lease's public description.
+public struct LeaseInfo: Sendable, Codable, Equatable {
+    public let id: String
+    public let service: String
+    public let holder: String
+    public let holderPID: Int32
+    public let clientPID: Int32?
+    public let ttlMs: Int64?
+    public let acquiredAt: String
+    public let expiresAt: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case id, service, holder
+        case holderPID = "holder_pid"
+        case clientPID = "client_pid"
+        case ttlMs = "ttl_ms"
+        case acquiredAt = "acquired_at"
+        case expiresAt = "expires_at"
+    }
+}
+
+/// One live lease: its holder process and who is waiting for that process to exit.
+final class Lease: Sendable {
+    enum Phase: Sendable {
+        /// Being granted, released or revoked by an operation that handles the exit itself.
+        case managed
+        /// Granted; an exit now is unexpected (expiry, client exit, crash).
+        case active
+        case ended
+    }
+
+    private struct State {
+        var phase: Phase = .managed
+        var info: LeaseInfo
+        var exitStatus: ExitStatus??
+        var waiters: [CheckedContinuation<ExitStatus?, Never>] = []
+    }
+
+    let holder: PidFD
+    private let state: Mutex<State>
+
+    init(info: LeaseInfo, holder: PidFD) {
+        self.holder = holder
+        self.state = Mutex(State(info: info))
+    }
+
+    var id: String { state.withLock { $0.info.id } }
+    var info: LeaseInfo { state.withLock { $0.info } }
+    var phase: Phase { state.withLock { $0.phase } }
+
+    func update(_ change: (inout LeaseInfo) -> Void) { state.withLock { change(&$0.info) } }
+
+    /// Moves active → managed for a release; false when it is not active.
+    func beginManaging() -> Bool {
+        state.withLock { state in
+            guard state.phase == .active else { return false }
+            state.phase = .managed
+            return true
+        }
+    }
+
+    func setPhase(_ phase: Phase) { state.withLock { $0.phase = phase } }
+
+    /// True once the watcher has seen the holder exit.
+    var exitedAlready: Bool { state.withLock { $0.exitStatus != nil } }
+
+    /// The holder's exit status as the watcher saw it (nil inside: not our child).
+    var recordedExit: ExitStatus? { state.withLock { $0.exitStatus ?? nil } }
+
+    /// Called by the exit watcher. Returns true when nobody manages the lease, so the exit
+    /// must be handled as unexpected.
+    func holderExited(_ status: ExitStatus?) -> Bool {
+        let (waiters, unexpected) = state.withLock { state in
+            state.exitStatus = .some(status)
+            let waiters = state.waiters
+            state.waiters = []
+            return (waiters, state.phase == .active)
+        }
+        for waiter in waiters { waiter.resume(returning: status) }
+        return unexpected
+    }
+
+    /// Waits for the holder to exit; after `timeoutMs` it is sent SIGKILL.
+    func waitForHolderExit(timeoutMs: Int) async -> ExitStatus? {
+        let timeout = Task {
+            try await Task.sleep(for: .milliseconds(timeoutMs))
+            try? holder.signal(SIGKILL)
+        }
+        defer { timeout.cancel() }
+        return await withCheckedContinuation { continuation in
+            let done: ExitStatus?? = state.withLock { state in
+                if let status = state.exitStatus { return status }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+import AuditStore
+import Foundation
+import Logging
+import Posix
+import Synchronization
+
+/// Where a service is in its lifecycle.
+public enum ServiceState: String, Sendable, Codable {
+    case stopped
+    case starting
+    case ready
+    case stopping
+}
+
+/// Shared dependencies of services and leases.
+struct LifecycleContext: Sendable {
+    let store: AuditStore
+    let watcher: ExitWatcher
+    let spawner: Spawner
+    let logsDirectory: String
+    let logger: Logger
+
+    /// Records an event in its own transaction (events that change no table).
+    func record(_ event: NewEvent) throws(LifecycleError) {
+        do { try store.append(event) } catch { throw .storage(String(describing: error)) }
+    }
+
+    /// Records state and event together, as one transaction.
+    func write(_ body: (StoreTransaction) throws -> Void) throws(LifecycleError) {
+        do { try store.write(body) } catch { throw .storage(String(describing: error)) }
+    }
+}
+
+/// One shared service: its definition, kernel semaphore set, process, and state. Every
+/// start, stop and lease change of the service runs under `lock`, so first/last decisions
+/// and process changes never interleave.
+final class ManagedService: Sendable {
+    let name: String
+    let semaphores: SemaphoreSet
+    let lock = AsyncLock()
+    private let context: LifecycleContext
+
+    private struct State {
+        var definition: ServiceDefinition
+        var state: ServiceState = .stopped
+        var process: PidFD?
+        var exitStatus: ExitStatus?
+        var lastHealth: String?
+    }
+
+    private let state: Mutex<State>
+
+    init(name: String, definition: ServiceDefinition, semaphores: SemaphoreSet, context: LifecycleContext) {
+        self.name = name
+        self.semaphores = semaphores
+        self.context = context
+        self.state = Mutex(State(definition: definition))
+    }
+
+    var definition: ServiceDefinition {
+        get { state.withLock { $0.definition } }
+    }
+
+    func redefine(_ definition: ServiceDefinition) { state.withLock { $0.definition = definition } }
+
+    var currentState: ServiceState { state.withLock { $0.state } }
+    var pid: Int32? { state.withLock { $0.process?.pid } }
+    var lastHealth: String? { state.withLock { $0.lastHealth } }
+
+    /// True while the service's main process runs.
+    var isRunning: Bool { state.withLock { $0.process != nil && $0.exitStatus == nil } }
+
+    // MARK: Kernel lock
+
+    /// Takes the kernel startup lock `[1]` (shared with any other process using the set).
+    /// Call only with `lock` held; the in-process lock already serialises procrefd itself.
+    func lockKernel() async throws(LifecycleError) {
+        let deadline = monotonicMilliseconds() + 10_000
+        while true {
+            do {
+                if try semaphores.tryLockStartup() { return }
+            } catch {
+                throw .kernel("startup lock of \(name): \(error)")
+            }
+            if monotonicMilliseconds() > deadline {
+                throw .kernel("startup lock of \(name) held by another process for 10 s")
+            }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    func unlockKernel() {
+        do { try semaphores.unlockStartup() } catch {
+            context.logger.error("cannot release startup lock of \(name): \(error)")
+        }
+    }
+
+    /// The kernel reference count: the truth about how many leases hold the service.
+    func kernelCount() throws(LifecycleError) -> Int {
+        do { return try semaphores.count() } catch { throw .kernel("count of \(name): \(error)") }
+    }
+
+    // MARK: Start
+
+    /// Starts the service in its own process group and waits until its health check passes
+    /// (or, without one, until it has run for a moment). On failure it is stopped again and
+    /// `service.start_failed` recorded. Call with `lock` held.
+    func start(actor: String, count: Int) async throws(LifecycleError) {
+        let definition = self.definition
+        var options = Spawner.Options()
+        options.newProcessGroup = true
+        options.workingDirectory = definition.cwd
+        let logPath = "\(context.logsDirectory)/\(name).log"
+        var environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG", "TZ"].contains($0.key) }
+        environment.merge(definition.env) { $1 }
+
+        let process: PidFD
+        let begun = monotonicMilliseconds()
+        do {
+            let log = try Descriptor.openLog(logPath)
+            defer { Descriptor.close(log) }
+            options.standardOutput = log
+            options.standardError = log
+            let identity = try context.spawner.spawn(arguments: definition.start, environment: environment, options: options)
+            process = try PidFD(identity: identity)
+        } catch {
+            try context.write { tx in
+                try tx.append(NewEvent(.serviceStartFailed, service: name, actor: actor,
+                                       detail: ["reason": .string("spawn: \(error)")]))
+            }
+            throw .startFailed(service: name, reason: "spawn \(definition.start[0]): \(error)")
+        }
+        state.withLock {
+            $0.process = process
+            $0.exitStatus = nil
+            $0.state = .starting
+        }
+        do {
+            try context.watcher.watch(process) { [weak self] status in self?.processExited(process, status) }
+        } catch {
+            context.logger.error("cannot watch service \(name): \(error)")
+        }
+        try context.write { tx in
+            try tx.updateServiceProcess(name: name, state: "starting", pid: process.pid, startTime: process.identity.startTime)
+            try tx.append(NewEvent(.serviceStarting, service: name, pid: process.pid, actor: actor,
+                                   detail: ["count": .int(Int64(count)), "argv0": .string(definition.start[0])]))
+        }
+
+        if let failure = await waitReady(definition: definition, environment: environment) {
+            try context.record(NewEvent(.serviceStartFailed, service: name, pid: process.pid, actor: actor,
+                                        detail: ["reason": .string(failure)]))
+            await stop(actor: actor, reason: "start_failed")
+            throw .startFailed(service: name, reason: failure)
+        }
+        state.withLock {
+            $0.state = .ready
+            $0.lastHealth = "ok"
+        }
+        try context.write { tx in
+            try tx.updateServiceProcess(name: name, state: "ready", pid: process.pid, startTime: process.identity.startTime)
+            try tx.append(NewEvent(.serviceReady, service: name, pid: process.pid, actor: actor,
+                                   detail: ["startup_ms": .int(monotonicMilliseconds() - begun)]))
+        }
+    }
+
+    /// Polls the health check until it passes, the process exits, or ready_timeout_ms passes.
+    /// Returns nil when ready, otherwise why not.
+    private func waitReady(definition: ServiceDefinition, environment: [String: String]) async -> String? {
+        let deadline = monotonicMilliseconds() + Int64(definition.readyTimeoutMs)
+        let checker = HealthChecker(spawner: context.spawner)
+        var lastFailure = "no health check passed"
+        while true {
+            if let status = state.withLock({ $0.exitStatus }) { return "exited during start-up with \(status)" }
+            guard let health = definition.health else { return nil }
+            guard let failure = await checker.failure(of: health, environment: environment) else { return nil }
+            lastFailure = failure
+            state.withLock { $0.lastHealth = failure }
+            if monotonicMilliseconds() >= deadline {
+                return "not healthy within \(definition.readyTimeoutMs) ms (last: \(lastFailure))"
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    // MARK: Stop
+
+    /// Stops the whole process group: SIGTERM, up to stop_timeout_ms, then SIGKILL. Records
+    /// `service.stopping` and `service.stopped`. Call with `lock` held. Never throws: a
+    /// storage error is logged, the processes are stopped regardless.
+    func stop(actor: String, reason: String) async {
+        guard let process = state.withLock({ $0.process }) else { return }
+        let group = process.pid
+        state.withLock { $0.state = .stopping }
+        recordLogged(NewEvent(.serviceStopping, service: name, pid: group, actor: actor, detail: ["reason": .string(reason)]))
+
+        let timeout = definition.stopTimeoutMs
+        var signal = "TERM"
+        _ = try? Signals.sendToGroup(group, SIGTERM)
+        if !(await waitGone(group: group, timeoutMs: timeout)) {
+            signal = "KILL"
+            _ = try? Signals.sendToGroup(group, SIGKILL)
+            _ = await waitGone(group: group, timeoutMs: 5_000)
+        }
+        let status = state.withLock { state -> ExitStatus? in
+            state.state = .stopped
+            state.process = nil
+            return state.exitStatus
+        }
+        var detail: [String: DetailValue] = ["reason": .string(reason), "signal": .string(signal)]
+        if let status { detail["exit"] = .string(status.description) }
+        do {
+            try context.write { tx in
+                try tx.updateServiceProcess(name: name, state: "stopped", pid: nil, startTime: nil)
+                try tx.append(NewEvent(.serviceStopped, service: name, pid: group, actor: actor, detail: detail))
+            }
+        } catch {
+            context.logger.error("cannot record stop of \(name): \(error)")
+        }
+    }
+
+    /// Waits until the main process has exited and no process is left in its group.
+    private func waitGone(group: Int32, timeoutMs: Int) async -> Bool {
+        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
+        while true {
+            let exited = state.withLock { $0.exitStatus != nil }
+            if exited && !Signals.groupExists(group) { return true }
+            if monotonicMilliseconds() >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Exit watcher callback for the main process.
+    private func processExited(_ process: PidFD, _ status: ExitStatus?) {
+        let unexpected = state.withLock { state -> Bool in
+            guard state.process === process else { return false }
+            state.exitStatus = status ?? .exited(code: -1)
+            return state.state == .ready
+        }
+        guard unexpected else { return }
+        // A leased service died on its own. Supervision (restart) builds on this event.
+        recordLogged(NewEvent(.serviceExited, service: name, pid: process.pid,
+                              detail: ["exit": .string(status?.description ?? "unknown")]))
+        Task { [weak self] in
+            guard let self else { return }
+            await self.lock.lock()
+            defer { self.lock.unlock() }
+            // Stop what is left of the group (children of the dead leader).
+            if self.state.withLock({ $0.process === process }) {
+                await self.stop(actor: Actor.procrefd, reason: "exited")
+            }
+        }
+    }
+
+    private func recordLogged(_ event: NewEvent) {
+        do { try context.record(event) } catch { context.logger.error("cannot record \(event.kind.rawValue): \(error)") }
+    }
+}

@@ -1,0 +1,130 @@
+import CMicroHTTPD
+import Foundation
+
+// The C side of the server: MHD calls these on its own threads. They live outside
+// main.swift and capture nothing (see PITFALLS: MainActor inference, capturing closures).
+
+/// State of one request across MHD's calls, stored in `*req_cls`. MHD calls for one
+/// connection never overlap, and resume happens after the response is stored, so plain
+/// fields are safe here.
+final class RequestState: @unchecked Sendable {
+    enum Phase {
+        case receiving
+        case waiting
+        case answered(HTTPResponse)
+    }
+
+    var phase: Phase = .receiving
+    var body: [UInt8] = []
+    var bodyTooLarge = false
+}
+
+/// An MHD connection handle, passed to the task that resumes it.
+struct ConnectionPointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, uploadData, uploadSize, requestCls in
+    guard let cls, let connection, let url, let method, let uploadSize, let requestCls else { return MHD_Result.NO }
+    let server = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+
+    // First call: headers only. Store state and answer later (keeps keep-alive).
+    guard let raw = requestCls.pointee else {
+        requestCls.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
+        return MHD_Result.YES
+    }
+    let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
+
+    switch state.phase {
+    case .receiving:
+        if uploadSize.pointee > 0 {
+            // The data pointer is valid only during this call: copy, then mark consumed.
+            let size = uploadSize.pointee
+            if state.body.count + size > server.maxBodyBytes {
+                state.bodyTooLarge = true
+            } else if let uploadData {
+                uploadData.withMemoryRebound(to: UInt8.self, capacity: size) {
+                    state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size))
+                }
+            }
+            uploadSize.pointee = 0
+            return MHD_Result.YES
+        }
+        if state.bodyTooLarge {
+            return queue(
+                .problem(status: 413, title: "Content Too Large",
+                         detail: "request body exceeds \(server.maxBodyBytes) bytes"), on: connection)
+        }
+        let request = makeRequest(
+            connection: connection, url: String(cString: url), method: String(cString: method),
+            body: state.body, transport: server.transport)
+        state.body = []
+        if let response = server.responder.respondImmediately(to: request) {
+            return queue(response, on: connection)
+        }
+        state.phase = .waiting
+        MHD_suspend_connection(connection)
+        let handle = ConnectionPointer(pointer: connection)
+        let responder = server.responder
+        Task {
+            let response = await responder.respond(to: request)
+            state.phase = .answered(response)
+            MHD_resume_connection(handle.pointer)
+        }
+        return MHD_Result.YES
+    case .waiting:
+        return MHD_Result.YES
+    case .answered(let response):
+        return queue(response, on: connection)
+    }
+}
+
+let mhdCompletedHandler: MHD_RequestCompletedCallback = { _, _, requestCls, _ in
+    guard let requestCls, let raw = requestCls.pointee else { return }
+    Unmanaged<RequestState>.fromOpaque(raw).release()
+    requestCls.pointee = nil
+}
+
+private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
+    let made = response.body.withUnsafeBytes { bytes in
+        MHD_create_response_from_buffer(
+            bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
+    }
+    guard let made else { return MHD_Result.NO }
+    defer { MHD_destroy_response(made) }
+    for (name, value) in response.headers { MHD_add_response_header(made, name, value) }
+    return MHD_queue_response(connection, UInt32(response.status), made)
+}
+
+private func makeRequest(
+    connection: OpaquePointer, url: String, method: String, body: [UInt8], transport: Transport
+) -> HTTPRequest {
+    let headers = KeyValueCollector(lowercaseKeys: true)
+    let query = KeyValueCollector(lowercaseKeys: false)
+    MHD_get_connection_values(connection, .HEADER_KIND, collectKeyValue, Unmanaged.passUnretained(headers).toOpaque())
+    MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, collectKeyValue, Unmanaged.passUnretained(query).toOpaque())
+    var addressBytes = [CChar](repeating: 0, count: 64)
+    procref_mhd_client_address(connection, &addressBytes, addressBytes.count)
+    let address = String(decoding: addressBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return HTTPRequest(
+        method: method, path: url, query: query.values, headers: headers.values, body: body,
+        transport: transport, remoteAddress: address)
+}
+
+private final class KeyValueCollector {
+    let lowercaseKeys: Bool
+    var values: [String: String] = [:]
+    init(lowercaseKeys: Bool) { self.lowercaseKeys = lowercaseKeys }
+}
+
+private let collectKeyValue: MHD_KeyValueIterator = { cls, _, key, value in
+    guard let cls, let key else { return MHD_Result.YES }
+    let collector = Unmanaged<KeyValueCollector>.fromOpaque(cls).takeUnretainedValue()
+    let name = String(cString: key)
+    // The first value of a repeated name wins.
+    let finalName = collector.lowercaseKeys ? name.lowercased() : name
+    if collector.values[finalName] == nil {
+        collector.values[finalName] = value.map { String(cString: $0) } ?? ""
+    }
+    return MHD_Result.YES
+}

@@ -1,0 +1,52 @@
+import CPosixShims
+import Glibc
+
+/// A pipe whose two ends are close-on-exec (pipe2 O_CLOEXEC): nothing leaks into children
+/// except what a spawn passes explicitly.
+public struct PipeEnds: Sendable {
+    public let readEnd: Int32
+    public let writeEnd: Int32
+
+    public init() throws(SystemCallError) {
+        var fds: [Int32] = [-1, -1]
+        try check("pipe2", fds.withUnsafeMutableBufferPointer { procref_pipe_cloexec($0.baseAddress) })
+        readEnd = fds[0]
+        writeEnd = fds[1]
+    }
+}
+
+public enum Descriptor {
+    public static func close(_ fd: Int32) {
+        if fd >= 0 { _ = procref_close(fd) }
+    }
+
+    /// Reads one line (without the newline) within `timeoutMs`. nil on timeout or end of file
+    /// before a newline.
+    public static func readLine(_ fd: Int32, timeoutMs: Int, limit: Int = 256) -> String? {
+        var bytes: [UInt8] = []
+        let deadline = procref_monotonic_ms() + Int64(timeoutMs)
+        var byte: UInt8 = 0
+        while bytes.count < limit {
+            let left = deadline - procref_monotonic_ms()
+            guard left > 0 else { return nil }
+            var ready: Int32 = 0, unused: Int32 = 0
+            let rc = procref_poll2(fd, -1, Int32(left), &ready, &unused)
+            if rc < 0 { if errno == EINTR { continue } else { return nil } }
+            if rc == 0 { return nil }
+            let n = read(fd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            if byte == 10 { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+        return nil
+    }
+
+    /// Opens (creating, appending) a log file for a child's output.
+    public static func openLog(_ path: String) throws(SystemCallError) -> Int32 {
+        try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600))
+    }
+}
+
+/// Monotonic milliseconds (CLOCK_MONOTONIC): deadlines that wall-clock changes cannot move.
+public func monotonicMilliseconds() -> Int64 { procref_monotonic_ms() }

@@ -1,0 +1,77 @@
+import Glibc
+
+/// File operations of the daemon's state directory, each with a typed error.
+public enum Files {
+    /// Creates `path` (and parents) with `mode` if missing; an existing directory keeps its mode.
+    public static func ensureDirectory(_ path: String, mode: mode_t = 0o700) throws(SystemCallError) {
+        var info = stat()
+        if lstat(path, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else { throw SystemCallError("mkdir(\(path))", errno: .notDirectory) }
+            return
+        }
+        let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !parent.isEmpty && parent != path { try ensureDirectory(parent, mode: 0o755) }
+        if mkdir(path, mode) != 0 && errno != EEXIST { throw .current("mkdir(\(path))") }
+    }
+
+    /// Writes `contents` atomically: a temporary file in the same directory, fsync, rename.
+    public static func writeAtomically(_ path: String, contents: String, mode: mode_t) throws(SystemCallError) {
+        let temporary = "\(path).tmp.\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .current("open(\(temporary))") }
+        var failure: SystemCallError?
+        let bytes = Array(contents.utf8)
+        if bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) != bytes.count { failure = .current("write(\(temporary))") }
+        if failure == nil && fchmod(fd, mode) != 0 { failure = .current("fchmod(\(temporary))") }
+        if failure == nil && fsync(fd) != 0 { failure = .current("fsync(\(temporary))") }
+        close(fd)
+        if failure == nil && rename(temporary, path) != 0 { failure = .current("rename(\(path))") }
+        if let failure {
+            unlink(temporary)
+            throw failure
+        }
+    }
+
+    /// Removes a file; a missing file is not an error (cleanup is idempotent).
+    public static func remove(_ path: String) throws(SystemCallError) {
+        if unlink(path) != 0 && errno != ENOENT { throw .current("unlink(\(path))") }
+    }
+
+    /// What `lstat` says about a path, nil when nothing is there.
+    public static func kind(_ path: String) -> (isSocket: Bool, isRegular: Bool, ownerUID: uid_t, mode: mode_t)? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        let type = info.st_mode & S_IFMT
+        return (type == S_IFSOCK, type == S_IFREG, info.st_uid, info.st_mode & 0o7777)
+    }
+
+    /// A hex string of `byteCount` random bytes from the system generator (getrandom).
+    public static func randomHex(byteCount: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<byteCount).map { _ in
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }.joined()
+    }
+}
+
+/// An exclusive `flock` on a file, held for the life of the process (or until `unlock`).
+/// The kernel drops it when the process dies, so it can never go stale.
+public final class FileLock: Sendable {
+    public let fd: Int32
+
+    /// Takes the lock without waiting; nil when another process holds it.
+    public static func tryLock(_ path: String) throws(SystemCallError) -> FileLock? {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .current("open(\(path))") }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return FileLock(fd: fd) }
+        let error = SystemCallError.current("flock(\(path))")
+        close(fd)
+        if error.errno == .wouldBlock { return nil }
+        throw error
+    }
+
+    private init(fd: Int32) { self.fd = fd }
+
+    deinit { close(fd) }
+}

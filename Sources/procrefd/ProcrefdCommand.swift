@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `procrefd`: the host's control plane for shared services.
+@main
+struct ProcrefdCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "procrefd",
+        abstract: "Kernel reference-counted leases on shared services, over REST.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
