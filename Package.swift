@@ -69,6 +69,10 @@ let package = Package(
 
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
         .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore"], swiftSettings: strict),
+        .testTarget(
+            name: "ControlAPITests",
+            dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["Posix"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,45 @@
+# procrefd — build, run, test. `make run` and `make test` install what they need.
+SWIFT        ?= swift
+DEB_PACKAGES := libmicrohttpd-dev libsqlite3-dev pkg-config
+VENV         := .venv
+PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3
+BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
+
+.PHONY: all deps venv build run test bench clean
+
+all: build
+
+## Debian packages (C libraries the Swift targets link); apt-get only when one is missing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+## Python tools used by the tests (OpenAPI validation), in a local venv.
+venv: $(VENV)/.ready
+$(VENV)/.ready:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	touch $@
+
+build: deps
+	$(SWIFT) build
+
+## Start procrefd on its embedded defaults (state in ~/.local/state/procrefd, 127.0.0.1:7683).
+run: build
+	$(BIN_DIR)/procrefd serve
+
+test: deps venv
+	$(SWIFT) build --build-tests
+	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
+
+## Release build, then the lease latency / holder memory benchmark.
+bench: deps
+	$(SWIFT) build -c release
+	python3 bench/lease_latency.py --bin "$$($(SWIFT) build -c release --show-bin-path)"
+
+clean:
+	rm -rf .build $(VENV)

@@ -1,0 +1,76 @@
+import AuditStore
+import Foundation
+import Testing
+
+@Suite("Audit store")
+struct AuditStoreTests {
+    func withStore(_ body: (AuditStore, String) throws -> Void) throws {
+        let dir = NSTemporaryDirectory() + "procrefd-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try body(try AuditStore(path: "\(dir)/procrefd.db"), dir)
+    }
+
+    @Test("every migration file is applied once, in order, and recorded")
+    func migrations() throws {
+        try withStore { store, dir in
+            let applied = try store.read { try $0.appliedMigrations() }
+            #expect(applied == Migration.embedded.map(\.name))
+            #expect(applied.first == "0001_initial")
+            // Opening again applies nothing twice (it would fail: CREATE TABLE exists).
+            let again = try AuditStore(path: "\(dir)/procrefd.db")
+            #expect(try again.read { try $0.appliedMigrations() } == applied)
+        }
+    }
+
+    @Test("events are appended with increasing ids and filtered by service, kind, lease, cursor")
+    func eventsQuery() throws {
+        try withStore { store, _ in
+            try store.append(NewEvent(.serviceDefined, service: "a"))
+            try store.append(NewEvent(.leaseAcquired, service: "a", lease: "l1", pid: 10, detail: ["count": 1]))
+            try store.append(NewEvent(.leaseAcquired, service: "b", lease: "l2", pid: 11))
+            try store.append(NewEvent(.leaseReleased, service: "a", lease: "l1", actor: "unix-socket", detail: ["count": 0]))
+
+            let all = try store.read { try $0.events(EventFilter()) }
+            #expect(all.map(\.id) == all.map(\.id).sorted())
+            #expect(all.count == 4)
+            #expect(try store.read { try $0.events(EventFilter(service: "a")) }.map(\.kind)
+                    == ["service.defined", "lease.acquired", "lease.released"])
+            #expect(try store.read { try $0.events(EventFilter(kind: "lease.acquired")) }.map(\.lease) == ["l1", "l2"])
+            let leaseEvents = try store.read { try $0.events(EventFilter(lease: "l1")) }
+            #expect(leaseEvents.last?.detail["count"] == .int(0))
+            let page = try store.read { try $0.events(EventFilter(after: all[1].id, limit: 1)) }
+            #expect(page.map(\.id) == [all[2].id])
+            #expect(all[3].actor == "unix-socket")
+        }
+    }
+
+    @Test("a transaction that throws records nothing")
+    func rollback() throws {
+        struct Boom: Error {}
+        try withStore { store, _ in
+            #expect(throws: (any Error).self) {
+                try store.write { tx in
+                    try tx.append(NewEvent(.serviceDefined, service: "x"))
+                    throw Boom()
+                }
+            }
+            let remaining = try store.read { try $0.events(EventFilter()) }
+            #expect(remaining.isEmpty)
+        }
+    }
+
+    @Test("leases are stored live and ended once")
+    func leases() throws {
+        try withStore { store, _ in
+            let record = LeaseRecord(id: "l1", service: "a", holder: "me", holderPID: 5, holderStartTime: 99,
+                                     clientPID: nil, ttlMs: 1000, acquiredAt: Timestamp.format(Date()), expiresAt: nil)
+            try store.write { try $0.insertLease(record) }
+            #expect(try store.read { try $0.liveLeases() }.map(\.id) == ["l1"])
+            try store.write { try $0.endLease(id: "l1", reason: "released") }
+            try store.write { try $0.endLease(id: "l1", reason: "lost") }
+            #expect(try store.read { try $0.liveLeases() }.isEmpty)
+            #expect(try store.read { try $0.lease(id: "l1") }?.endReason == "released")
+        }
+    }
+}

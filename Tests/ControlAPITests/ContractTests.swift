@@ -1,0 +1,102 @@
+import AuditStore
+@testable import ControlAPI
+import Foundation
+import Lifecycle
+import Logging
+import MicroHTTPD
+import Testing
+
+@Suite("API contract")
+struct ContractTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Routes of a real ControlAPI (over a throwaway database).
+    func routeTemplates() throws -> [String: Set<String>] {
+        let dir = NSTemporaryDirectory() + "procrefd-contract-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AuditStore(path: "\(dir)/db")
+        let coordinator = try Coordinator(
+            config: CoordinatorConfig(holderExecutable: "/nonexistent", logsDirectory: dir), store: store,
+            logger: Logger(label: "test"))
+        return ControlAPI(coordinator: coordinator, store: store, access: AccessPolicy(token: "t")).routeTemplates
+    }
+
+    @Test("openapi.yaml is valid OpenAPI 3 and lists exactly the router's paths and methods")
+    func openAPIMatchesRouter() throws {
+        let python = ProcessInfo.processInfo.environment["PROCREFD_PYTHON"] ?? "python3"
+        let script = """
+            import json, sys, yaml
+            from openapi_spec_validator import validate
+            spec = yaml.safe_load(open(sys.argv[1]))
+            validate(spec)
+            methods = {"get", "put", "post", "delete", "patch", "head", "options"}
+            print(json.dumps({p: sorted(m for m in ops if m in methods) for p, ops in spec["paths"].items()}))
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, "-c", script, Self.root.appendingPathComponent("openapi.yaml").path]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "openapi.yaml invalid or validator missing: \(errorText)")
+        let documented = try #require(try JSONSerialization.jsonObject(with: data) as? [String: [String]])
+        let routed = try routeTemplates().mapValues { $0.sorted() }
+        #expect(documented == routed)
+    }
+}
+
+@Suite("Router")
+struct RouterTests {
+    let router = Router(routes: [
+        Route("GET", "/v1/leases/{id}", .immediate { _, _ in HTTPResponse(status: 200) }),
+        Route("DELETE", "/v1/leases/{id}", .immediate { _, _ in HTTPResponse(status: 200) }),
+        Route("GET", "/v1/leases", .immediate { _, _ in HTTPResponse(status: 200) }),
+    ])
+
+    @Test("templates bind parameters; unknown paths are 404, known paths with other methods 405")
+    func matching() {
+        guard case .found(let route, let parameters) = router.match(method: "DELETE", path: "/v1/leases/l_1") else {
+            Issue.record("no match")
+            return
+        }
+        #expect(route.method == "DELETE")
+        #expect(parameters == ["id": "l_1"])
+        guard case .methodNotAllowed(let allowed) = router.match(method: "POST", path: "/v1/leases/x") else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(Set(allowed) == ["GET", "DELETE"])
+        guard case .notFound = router.match(method: "GET", path: "/v1/leases/x/y") else {
+            Issue.record("expected 404")
+            return
+        }
+    }
+
+    @Test("bearer tokens compare by content only, over TCP only")
+    func access() {
+        let policy = AccessPolicy(token: "secret")
+        func request(_ method: String, _ transport: Transport, _ auth: String?) -> HTTPRequest {
+            HTTPRequest(method: method, path: "/", headers: auth.map { ["authorization": $0] } ?? [:], transport: transport)
+        }
+        #expect(policy.allows(request("POST", .tcp, "Bearer secret")))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer secreT")))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer secret2")))
+        #expect(!policy.allows(request("POST", .tcp, nil)))
+        #expect(policy.allows(request("POST", .unix, nil)))
+        #expect(policy.allows(request("GET", .tcp, nil)))
+    }
+
+    @Test("service names follow ^[a-z0-9][a-z0-9._-]{0,62}$")
+    func names() {
+        #expect(ServiceName.isValid("postgres-15.main_a"))
+        #expect(ServiceName.isValid(String(repeating: "a", count: 63)))
+        #expect(!ServiceName.isValid(String(repeating: "a", count: 64)))
+        for bad in ["", "-x", ".x", "Upper", "a b", "a/b", "é"] { #expect(!ServiceName.isValid(bad), "\(bad)") }
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// End-to-end: real procrefd, real holders, real semaphores, real service processes.
+@Suite("Lease lifecycle")
+struct LeaseLifecycleTests {
+    @Test("first acquire starts the service, second shares it, last release stops the group")
+    func acquireShareRelease() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("share")
+            _ = try daemon.defineSocketService(name)
+
+            let first = try daemon.tcp.send("POST", "/v1/services/\(name)/leases", json: ["holder": "a", "ttl_ms": 60_000])
+            #expect(first.status == 201, "\(first.text)")
+            #expect(first.json["count"] as? Int == 1)
+            #expect(first.json["started"] as? Bool == true)
+            let firstHolder = try #require(first.json["holder_pid"] as? Int)
+            #expect(isAlive(Int32(firstHolder)))
+            #expect(try daemon.kernelCount(name) == 1)
+            let servicePID = try #require(try daemon.unix.get("/v1/services/\(name)").json["pid"] as? Int)
+            #expect(isAlive(Int32(servicePID)))
+
+            let second = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["holder": "b", "ttl_ms": 60_000])
+            #expect(second.status == 201, "\(second.text)")
+            #expect(second.json["count"] as? Int == 2)
+            #expect(second.json["started"] as? Bool == false)
+            #expect(try daemon.kernelCount(name) == 2)
+            #expect(try daemon.unix.get("/v1/services/\(name)").json["pid"] as? Int == servicePID)
+
+            let firstID = try #require(first.json["id"] as? String)
+            let secondID = try #require(second.json["id"] as? String)
+            let release1 = try daemon.tcp.send("DELETE", "/v1/leases/\(firstID)")
+            #expect(release1.status == 200)
+            #expect(release1.json["count"] as? Int == 1)
+            #expect(release1.json["service_stopped"] as? Bool == false)
+            #expect(try daemon.kernelCount(name) == 1)
+            #expect(isAlive(Int32(servicePID)))
+            #expect(!isAlive(Int32(firstHolder)))
+
+            let release2 = try daemon.unix.send("DELETE", "/v1/leases/\(secondID)")
+            #expect(release2.status == 200)
+            #expect(release2.json["count"] as? Int == 0)
+            #expect(release2.json["service_stopped"] as? Bool == true)
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(!Signals.groupExists(Int32(servicePID)))
+
+            #expect(try daemon.eventKinds(service: name) == [
+                "service.defined", "service.starting", "service.ready", "lease.acquired", "lease.acquired",
+                "lease.released", "lease.released", "service.stopping", "service.stopped",
+            ])
+            let again = try daemon.unix.send("DELETE", "/v1/leases/\(secondID)")
+            #expect(again.status == 404)
+            #expect(again.contentType == "application/problem+json")
+        }
+    }
+
+    @Test("a SIGKILLed holder gives its count back; the lease is lost and the service stopped")
+    func killedHolder() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("lost")
+            _ = try daemon.defineSocketService(name)
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(grant.status == 201)
+            let holder = Int32(try #require(grant.json["holder_pid"] as? Int))
+            let servicePID = Int32(try #require(try daemon.unix.get("/v1/services/\(name)").json["pid"] as? Int))
+
+            kill(holder, SIGKILL)
+            #expect(eventually { (try? daemon.kernelCount(name)) == 0 })
+            #expect(eventually { (try? daemon.eventKinds(service: name).last) == "service.stopped" })
+            #expect(try daemon.eventKinds(service: name).contains("lease.lost"))
+            #expect(!Signals.groupExists(servicePID))
+            let leases = try daemon.unix.get("/v1/leases?service=\(name)").json["leases"] as? [[String: Any]]
+            #expect(leases?.isEmpty == true)
+        }
+    }
+
+    @Test("a TTL lease without keepalive expires no earlier than its TTL; keepalive extends it")
+    func ttlExpiry() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("ttl")
+            _ = try daemon.defineSocketService(name)
+
+            // Kept alive for well over its TTL, it stays.
+            let kept = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 400])
+            let keptID = try #require(kept.json["id"] as? String)
+            let keepUntil = Date().addingTimeInterval(1.2)
+            while Date() < keepUntil {
+                #expect(try daemon.unix.send("POST", "/v1/leases/\(keptID)/keepalive").status == 200)
+                usleep(100_000)
+            }
+            #expect(try daemon.unix.get("/v1/leases/\(keptID)").status == 200)
+            #expect(try daemon.kernelCount(name) == 1)
+
+            // Left alone, it expires, and the service stops with the last reference.
+            let started = Date()
+            #expect(eventually { (try? daemon.kernelCount(name)) == 0 })
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed >= 0.3, "expired after \(elapsed) s, TTL 0.4 s (minus one keepalive period)")
+            #expect(eventually { (try? daemon.eventKinds(service: name).last) == "service.stopped" })
+            let kinds = try daemon.eventKinds(service: name)
+            #expect(kinds.contains("lease.expired"))
+            #expect(kinds.filter { $0 == "lease.keepalive" }.count >= 5)
+            #expect(try daemon.unix.get("/v1/leases/\(keptID)").status == 404)
+        }
+    }
+
+    @Test("a client_pid lease ends when that client exits")
+    func clientBound() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("client")
+            _ = try daemon.defineSocketService(name)
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/bin/sleep")
+            client.arguments = ["300"]
+            try client.run()
+            daemon.adopt(pid: client.processIdentifier)
+
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["client_pid": Int(client.processIdentifier)])
+            #expect(grant.status == 201, "\(grant.text)")
+            #expect(grant.json["ttl_ms"] is NSNull)
+            #expect(try daemon.kernelCount(name) == 1)
+
+            // SIGKILL: the test runner's blocked signal mask is inherited by the child.
+            kill(client.processIdentifier, SIGKILL)
+            client.waitUntilExit()
+            #expect(eventually { (try? daemon.kernelCount(name)) == 0 })
+            #expect(eventually { (try? daemon.eventKinds(service: name).contains("lease.client_exited")) == true })
+            #expect(eventually { (try? daemon.eventKinds(service: name).last) == "service.stopped" })
+
+            let gone = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["client_pid": Int(client.processIdentifier)])
+            #expect(gone.status == 422)
+            #expect(try daemon.kernelCount(name) == 0)
+        }
+    }
+
+    @Test("a service that never becomes healthy: 503, lease undone, nothing left running")
+    func unhealthyStart() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("sick")
+            let marker = "\(daemon.stateDir)/\(name)-never"
+            // A grandchild with a unique command line, to see that the whole group is stopped.
+            let sleeper = "sleep \(Int.random(in: 100_000...999_999)).5"
+            let define = try daemon.unix.send("PUT", "/v1/services/\(name)", json: [
+                "start": ["sh", "-c", "\(sleeper) & \(sleeper)", marker],
+                "health": ["unix": marker, "timeout_ms": 100],
+                "ready_timeout_ms": 400, "stop_timeout_ms": 1000,
+            ])
+            #expect(define.status == 201)
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(grant.status == 503)
+            #expect(grant.contentType == "application/problem+json")
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(pidsMentioning(marker).isEmpty)
+            #expect(pidsMentioning(sleeper).isEmpty)
+            let kinds = try daemon.eventKinds(service: name)
+            #expect(kinds == ["service.defined", "service.starting", "service.start_failed", "service.stopping", "service.stopped"])
+            #expect(try daemon.unix.get("/v1/leases").json["leases"] as? [Any] != nil)
+            #expect((try daemon.unix.get("/v1/leases?service=\(name)").json["leases"] as? [Any])?.isEmpty == true)
+            #expect(try daemon.unix.get("/v1/services/\(name)").json["state"] as? String == "stopped")
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(10_000)
+    }
+    return try condition()
+}
+
+/// Where `swift build` put the executables: $PROCREFD_BIN_DIR, else .build/debug.
+let binDirectory: String = {
+    if let dir = ProcessInfo.processInfo.environment["PROCREFD_BIN_DIR"], !dir.isEmpty { return dir }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    return root.appendingPathComponent(".build/debug").path
+}()
+
+/// A real procrefd on a temporary state directory and an ephemeral loopback port. Every
+/// process, semaphore set and file it made is removed by `shutdown()`, even after failures.
+final class DaemonHarness: @unchecked Sendable {
+    let stateDir: String
+    let process: Process
+    let port: UInt16
+    let token: String
+    private var serviceNames: Set<String> = []
+    private var extraPIDs: [Int32] = []
+
+    /// A client over TCP carrying the bearer token.
+    var tcp: TestHTTPClient { TestHTTPClient(endpoint: .tcp(port: port), token: token) }
+    /// A client over TCP without a token.
+    var anonymous: TestHTTPClient { TestHTTPClient(endpoint: .tcp(port: port)) }
+    /// A client over the Unix socket.
+    var unix: TestHTTPClient { TestHTTPClient(endpoint: .unix(path: "\(stateDir)/procrefd.sock")) }
+
+    init(extraArguments: [String] = []) throws {
+        stateDir = try makeTemporaryDirectory()
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
+        process.arguments = ["serve", "--state-dir", stateDir, "--port", "0", "--log-level", "warning"] + extraArguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // The first stdout line says where it listens.
+        let line = try readLine(output.fileHandleForReading, timeout: 20)
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let tcp = object["tcp"] as? String, let port = UInt16(tcp.split(separator: ":").last ?? "")
+        else { throw TestHTTPClient.Failure(description: "unexpected ready line: \(line)") }
+        self.port = port
+        token = try String(contentsOfFile: "\(stateDir)/token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A unique service name for this test (names are global on the host: semaphore keys).
+    func uniqueName(_ prefix: String) -> String {
+        let name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+        serviceNames.insert(name)
+        return name
+    }
+
+    /// Registers a process the test started itself, to be killed at shutdown.
+    func adopt(pid: Int32) { extraPIDs.append(pid) }
+
+    /// Defines a service that listens on a Unix socket in the state dir, healthy once it
+    /// listens. `extra` adds definition fields.
+    func defineSocketService(_ name: String, extra: [String: Any] = [:], startDelay: Double = 0) throws -> String {
+        let socketPath = "\(stateDir)/\(name).svc.sock"
+        let script = """
+            import socket, sys, time
+            time.sleep(float(sys.argv[2]))
+            s = socket.socket(socket.AF_UNIX)
+            s.bind(sys.argv[1])
+            s.listen(16)
+            while True:
+                c, _ = s.accept()
+                c.close()
+            """
+        var body: [String: Any] = [
+            "start": ["python3", "-c", script, socketPath, String(startDelay)],
+            "health": ["unix": socketPath, "timeout_ms": 500],
+            "ready_timeout_ms": 10_000,
+            "stop_timeout_ms": 3_000,
+        ]
+        body.merge(extra) { $1 }
+        let response = try unix.send("PUT", "/v1/services/\(name)", json: body)
+        guard response.status == 201 else { throw TestHTTPClient.Failure(description: "define \(name): \(response.status) \(response.text)") }
+        return socketPath
+    }
+
+    func kernelCount(_ service: String) throws -> Int {
+        guard let set = try SemaphoreSet.existing(key: SemaphoreSet.key(forService: service)) else { return -1 }
+        return try set.count()
+    }
+
+    func events(service: String? = nil) throws -> [[String: Any]] {
+        let query = service.map { "?service=\($0)&limit=1000" } ?? "?limit=1000"
+        return try unix.get("/v1/events\(query)").json["events"] as? [[String: Any]] ?? []
+    }
+
+    func eventKinds(service: String) throws -> [String] {
+        try events(service: service).compactMap { $0["kind"] as? String }
+    }
+
+    /// Stops procrefd (SIGTERM, then SIGKILL), kills anything left, removes semaphore sets
+    /// and the state directory.
+    func shutdown() {
+        let holders = ((try? unix.get("/v1/leases").json["leases"]) as? [[String: Any]] ?? [])
+            .compactMap { ($0["holder_pid"] as? Int).map(Int32.init) }
+            .compactMap(ProcessIdentity.of(pid:))
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            if !eventually(timeout: 15, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        for pid in extraPIDs { kill(pid, SIGKILL) }
+        for holder in holders where holder.isAlive { kill(holder.pid, SIGKILL) }
+        killProcesses(mentioning: stateDir)
+        for name in serviceNames {
+            if let set = try? SemaphoreSet.existing(key: SemaphoreSet.key(forService: name)) { try? set.remove() }
+        }
+        try? FileManager.default.removeItem(atPath: stateDir)
+    }
+}
+
+/// Runs `body` with a fresh daemon and always shuts it down.
+func withDaemon(_ body: (DaemonHarness) throws -> Void) throws {
+    let daemon = try DaemonHarness()
+    defer { daemon.shutdown() }
+    try body(daemon)
+}
+
+func makeTemporaryDirectory() throws -> String {
+    // Short paths: a Unix socket path must fit in 108 bytes.
+    let path = "/tmp/prd-\(UUID().uuidString.prefix(13).lowercased())"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+    return path
+}
+
+/// Kills every process whose command line mentions `marker` (services started with paths in
+/// a test's state dir). Holders are killed by pid through the daemon's own drain.
+func killProcesses(mentioning marker: String) {
+    for pid in pidsMentioning(marker) { kill(pid, SIGKILL) }
+}
+
+func pidsMentioning(_ marker: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { pid in
+        guard pid != getpid(), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: data, as: UTF8.self).contains(marker)
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+func isAlive(_ pid: Int32) -> Bool {
+    ProcessIdentity.of(pid: pid)?.isAlive ?? false
+}
+
+private func readLine(_ handle: FileHandle, timeout: Double) throws -> String {
+    var bytes: [UInt8] = []
+    let deadline = Date().addingTimeInterval(timeout)
+    let fd = handle.fileDescriptor
+    while Date() < deadline {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, 100) > 0 else { continue }
+        var byte: UInt8 = 0
+        guard read(fd, &byte, 1) == 1 else { break }
+        if byte == 10 { return String(decoding: bytes, as: UTF8.self) }
+        bytes.append(byte)
+    }
+    throw TestHTTPClient.Failure(description: "procrefd did not report ready (got \(String(decoding: bytes, as: UTF8.self)))")
+}
