@@ -5,6 +5,7 @@ import GRDB
 public enum EventKind: String, Sendable, Codable, CaseIterable {
     case daemonStarted = "daemon.started"
     case daemonStopped = "daemon.stopped"
+    case daemonStaleSocketCleaned = "daemon.stale_socket_cleaned"
     case serviceDefined = "service.defined"
     case serviceStarting = "service.starting"
     case serviceReady = "service.ready"
@@ -12,6 +13,7 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case serviceStopping = "service.stopping"
     case serviceStopped = "service.stopped"
     case serviceExited = "service.exited"
+    case serviceAdopted = "service.adopted"
     case leaseAcquired = "lease.acquired"
     case leaseKeepalive = "lease.keepalive"
     case leaseReleased = "lease.released"
@@ -19,6 +21,7 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case leaseClientExited = "lease.client_exited"
     case leaseLost = "lease.lost"
     case leaseRevoked = "lease.revoked"
+    case leaseReadopted = "lease.readopted"
 }
 
 /// A value in an event's `detail` object.

@@ -277,16 +277,25 @@ static int fill_unix_address(const char *path, struct sockaddr_un *addr) {
     return 0;
 }
 
-int procref_unix_probe(const char *path, int timeout_ms) {
+int procref_unix_connect(const char *path, int timeout_ms) {
     struct sockaddr_un addr;
     if (fill_unix_address(path, &addr) == -1) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd == -1) return -1;
-    int rc = connect_with_timeout(fd, (struct sockaddr *)&addr, sizeof addr, timeout_ms);
-    int saved = errno;
+    if (connect_with_timeout(fd, (struct sockaddr *)&addr, sizeof addr, timeout_ms) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int procref_unix_probe(const char *path, int timeout_ms) {
+    int fd = procref_unix_connect(path, timeout_ms);
+    if (fd == -1) return -1;
     close(fd);
-    errno = saved;
-    return rc;
+    return 0;
 }
 
 int procref_unix_listen(const char *path, unsigned int mode, int backlog) {

@@ -39,11 +39,15 @@ public final class ControlAPI: HTTPResponder {
     private var router: Router { Router(routes: routes) }
     private let routes: [Route]
 
-    public init(coordinator: Coordinator, store: AuditStore, access: AccessPolicy) {
+    public init(
+        coordinator: Coordinator, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
+        requestStop: @escaping StopRequester
+    ) {
         self.coordinator = coordinator
         self.store = store
         self.access = access
-        self.routes = Self.makeRoutes(coordinator: coordinator, store: store, startedAt: startedAt)
+        self.routes = Self.makeRoutes(
+            coordinator: coordinator, store: store, startedAt: startedAt, daemon: daemon, requestStop: requestStop)
     }
 
     /// The route templates by path, with their methods (lower case), for contract tests.

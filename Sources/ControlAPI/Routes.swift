@@ -5,7 +5,9 @@ import MicroHTTPD
 
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
-    static func makeRoutes(coordinator: Coordinator, store: AuditStore, startedAt: Date) -> [Route] {
+    static func makeRoutes(
+        coordinator: Coordinator, store: AuditStore, startedAt: Date, daemon: DaemonInfo, requestStop: @escaping StopRequester
+    ) -> [Route] {
         let started = ProcessInfo.processInfo.systemUptime
         return [
             Route("GET", "/v1/health", .immediate { _, _ in json(HealthPayload(status: "ok")) }),
@@ -19,19 +21,29 @@ extension ControlAPI {
                     uptimeMs: Int64((ProcessInfo.processInfo.systemUptime - started) * 1000), services: services))
             }),
 
+            Route("GET", "/v1/daemon", .immediate { _, _ in json(DaemonPayload(daemon, version: version)) }),
+
+            Route("POST", "/v1/daemon/stop", .immediate { request, _ in
+                answer {
+                    let body = try decodeBody(StopRequest.self, from: request, emptyAs: StopRequest(mode: nil))
+                    requestStop(body.mode)
+                    return json(StopPayload(stopping: true, mode: (body.mode ?? daemon.onExit).rawValue), status: 202)
+                }
+            }),
+
             Route("GET", "/v1/services", .immediate { _, _ in
                 json(ServiceListPayload(services: coordinator.serviceStatuses().map(ServicePayload.init)))
             }),
 
             Route("GET", "/v1/services/{name}", .immediate { _, p in
                 answer {
-                    json(ServicePayload(try coordinator.serviceStatus(p["name"]!)))
+                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""])))
                 }
             }),
 
             Route("PUT", "/v1/services/{name}", .suspending { request, p in
                 await answerAsync {
-                    let name = p["name"]!
+                    let name = p["name", default: ""]
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
                     let definition = try decodeBody(ServiceDefinition.self, from: request)
                     let created = try await coordinator.defineService(name: name, definition: definition, actor: actor(of: request))
@@ -42,7 +54,7 @@ extension ControlAPI {
 
             Route("POST", "/v1/services/{name}/leases", .suspending { request, p in
                 await answerAsync {
-                    let name = p["name"]!
+                    let name = p["name", default: ""]
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
                     let body = try decodeBody(AcquireRequest.self, from: request, emptyAs: AcquireRequest())
                     let grant = try await coordinator.acquire(service: name, request: body, actor: actor(of: request))
@@ -56,19 +68,19 @@ extension ControlAPI {
 
             Route("GET", "/v1/leases/{id}", .immediate { _, p in
                 answer {
-                    json(LeasePayload(try coordinator.leaseInfo(id: p["id"]!)))
+                    json(LeasePayload(try coordinator.leaseInfo(id: p["id", default: ""])))
                 }
             }),
 
             Route("POST", "/v1/leases/{id}/keepalive", .immediate { request, p in
                 answer {
-                    json(LeasePayload(try coordinator.keepalive(id: p["id"]!, actor: actor(of: request))))
+                    json(LeasePayload(try coordinator.keepalive(id: p["id", default: ""], actor: actor(of: request))))
                 }
             }),
 
             Route("DELETE", "/v1/leases/{id}", .suspending { request, p in
                 await answerAsync {
-                    let result = try await coordinator.release(id: p["id"]!, actor: actor(of: request))
+                    let result = try await coordinator.release(id: p["id", default: ""], actor: actor(of: request))
                     return json(ReleasePayload(id: result.lease, count: result.count, serviceStopped: result.stoppedService))
                 }
             }),

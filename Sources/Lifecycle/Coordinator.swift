@@ -81,11 +81,11 @@ public final class Coordinator: Sendable {
     let config: CoordinatorConfig
     let context: LifecycleContext
     private let launcher: HolderLauncher
-    private let services = Mutex<[String: ManagedService]>([:])
-    private let leases = Mutex<[String: Lease]>([:])
+    let services = Mutex<[String: ManagedService]>([:])
+    let leases = Mutex<[String: Lease]>([:])
     private let shuttingDown = Atomic<Bool>(false)
 
-    /// Loads the stored services and re-watches holders that outlived a previous procrefd.
+    /// Loads the stored service definitions. Call `reconcile` before serving.
     public init(config: CoordinatorConfig, store: AuditStore, logger: Logger) throws {
         self.config = config
         let spawner = Spawner()
@@ -94,7 +94,6 @@ public final class Coordinator: Sendable {
             logsDirectory: config.logsDirectory, logger: logger)
         launcher = HolderLauncher(executable: config.holderExecutable, spawner: spawner)
         try loadServices()
-        try readoptHolders()
     }
 
     // MARK: Services
@@ -104,7 +103,10 @@ public final class Coordinator: Sendable {
     public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
         do { try definition.validate() } catch { throw .invalidField(error) }
-        let encoded = String(decoding: try! JSONEncoder().encode(definition), as: UTF8.self)
+        let encoded: String
+        do { encoded = String(decoding: try JSONEncoder().encode(definition), as: UTF8.self) } catch {
+            throw .storage("cannot encode definition: \(error)")
+        }
 
         if let existing = services.withLock({ $0[name] }) {
             await existing.lock.lock()
@@ -149,7 +151,7 @@ public final class Coordinator: Sendable {
             lastHealth: service.lastHealth, definition: service.definition)
     }
 
-    private func service(named name: String) throws(LifecycleError) -> ManagedService {
+    func service(named name: String) throws(LifecycleError) -> ManagedService {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
         guard let service = services.withLock({ $0[name] }) else { throw .unknownService(name) }
         return service
@@ -288,6 +290,12 @@ public final class Coordinator: Sendable {
 
     // MARK: Shutdown
 
+    /// Hand-off: refuse new acquires and leave holders and services running for the next
+    /// procrefd to re-adopt (their rows stay live in SQLite).
+    public func handOff() {
+        shuttingDown.store(true, ordering: .relaxed)
+    }
+
     /// Drains: revokes every lease, stops every service, removes the semaphore sets.
     public func drain(actor: String) async {
         shuttingDown.store(true, ordering: .relaxed)
@@ -319,7 +327,7 @@ public final class Coordinator: Sendable {
 
     // MARK: Holder exits
 
-    private func watch(_ lease: Lease) throws(LifecycleError) {
+    func watch(_ lease: Lease) throws(LifecycleError) {
         do {
             try context.watcher.watch(lease.holder) { [weak self] status in
                 if lease.holderExited(status) { self?.handleUnexpectedExit(lease) }
@@ -347,7 +355,7 @@ public final class Coordinator: Sendable {
             guard lease.beginManaging() else { return }  // a release got there first
             lease.setPhase(.ended)
             let status = lease.recordedExit
-            let reason = LeaseEnd.from(holderExit: status)
+            let reason = status == nil ? lease.inferredEnd() : LeaseEnd.from(holderExit: status)
             do {
                 try await service.lockKernel()
                 defer { service.unlockKernel() }
@@ -379,29 +387,6 @@ public final class Coordinator: Sendable {
             let semaphores = try openSemaphores(for: record.name)
             let service = ManagedService(name: record.name, definition: definition, semaphores: semaphores, context: context)
             services.withLock { $0[record.name] = service }
-        }
-    }
-
-    /// Holders outlive procrefd. Those still alive (same pid and start time) are watched
-    /// again; the others are recorded as lost.
-    private func readoptHolders() throws {
-        for record in try context.store.read({ try $0.liveLeases() }) {
-            let identity = ProcessIdentity(pid: record.holderPID, startTime: record.holderStartTime)
-            if let holder = try? PidFD(identity: identity), services.withLock({ $0[record.service] }) != nil {
-                let info = LeaseInfo(
-                    id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
-                    clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt)
-                let lease = Lease(info: info, holder: holder)
-                leases.withLock { $0[record.id] = lease }
-                lease.setPhase(.active)
-                try watch(lease)
-            } else {
-                try context.write { tx in
-                    try tx.endLease(id: record.id, reason: LeaseEnd.lost.rawValue)
-                    try tx.append(NewEvent(.leaseLost, service: record.service, lease: record.id, pid: record.holderPID,
-                                           detail: ["reason": "holder gone while procrefd was down"]))
-                }
-            }
         }
     }
 

@@ -21,6 +21,14 @@ public enum LeaseEnd: String, Sendable {
         }
     }
 
+    /// The likely end of a lease whose holder's exit status is unknown.
+    static func inferred(expiresAt: String?, clientPID: Int32?, now: Date) -> LeaseEnd {
+        // The holder's own monotonic deadline may fire a little before the wall-clock one.
+        if let expiresAt, let deadline = Timestamp.parse(expiresAt), deadline.timeIntervalSince(now) < 0.05 { return .expired }
+        if let clientPID, ProcessIdentity.of(pid: clientPID)?.isAlive != true { return .clientExited }
+        return .lost
+    }
+
     /// Reads the holder's exit status (see procref-holder's exit codes).
     static func from(holderExit status: ExitStatus?) -> LeaseEnd {
         switch status {
@@ -112,6 +120,12 @@ final class Lease: Sendable {
         }
         for waiter in waiters { waiter.resume(returning: status) }
         return unexpected
+    }
+
+    /// Why the holder ended when its exit status cannot be read (a holder re-adopted from an
+    /// earlier procrefd is not our child): its deadline passed, its client is gone, or lost.
+    func inferredEnd(now: Date = Date()) -> LeaseEnd {
+        LeaseEnd.inferred(expiresAt: info.expiresAt, clientPID: info.clientPID, now: now)
     }
 
     /// Waits for the holder to exit; after `timeoutMs` it is sent SIGKILL.

@@ -100,10 +100,27 @@ final class ManagedService: Sendable {
         do { return try semaphores.count() } catch { throw .kernel("count of \(name): \(error)") }
     }
 
+    // MARK: Adopt
+
+    /// Takes over a service process left running by an earlier procrefd (not our child: its
+    /// exit is seen through the pidfd, its status is unknown).
+    func adopt(_ process: PidFD) {
+        state.withLock {
+            $0.process = process
+            $0.exitStatus = nil
+            $0.state = .ready
+        }
+        do {
+            try context.watcher.watch(process) { [weak self] status in self?.processExited(process, status) }
+        } catch {
+            context.logger.error("cannot watch adopted service \(name): \(error)")
+        }
+    }
+
     // MARK: Start
 
     /// Starts the service in its own process group and waits until its health check passes
-    /// (or, without one, until it has run for a moment). On failure it is stopped again and
+    /// (without one, it is ready once running). On failure it is stopped again and
     /// `service.start_failed` recorded. Call with `lock` held.
     func start(actor: String, count: Int) async throws(LifecycleError) {
         let definition = self.definition

@@ -55,6 +55,20 @@ public struct StateDirectory: Sendable {
     }
 }
 
+/// What a stopping daemon does with its leases and services.
+public enum ShutdownMode: String, Sendable, Codable, CaseIterable {
+    /// Revoke every lease, stop every service, remove the semaphore sets.
+    case drain
+    /// Leave holders and services running for the next procrefd to re-adopt.
+    case handoff
+}
+
+/// This boot of the machine (`/proc/sys/kernel/random/boot_id`): a change means every
+/// recorded process is gone.
+public func currentBootID() -> String {
+    readSmallFile("/proc/sys/kernel/random/boot_id")?.trimmingWhitespace() ?? "unknown"
+}
+
 /// What the singleton check found (historia-lifecycle's check_singleton).
 public enum SingletonResult: String, Sendable {
     case available

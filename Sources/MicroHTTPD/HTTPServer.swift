@@ -1,5 +1,6 @@
 import CMicroHTTPD
 import Foundation
+import Synchronization
 
 /// Limits of one listener.
 public struct HTTPServerLimits: Sendable {
@@ -51,6 +52,19 @@ public final class HTTPServer: Sendable {
         if fd >= 0 { close(fd) }
     }
 
+    /// Requests begun and not yet completed (answer sent or connection gone).
+    public var inFlight: Int { context.inFlight.load(ordering: .relaxed) }
+
+    /// Waits until no request is in flight, or `timeoutMs` passes. Returns whether idle.
+    public func waitIdle(timeoutMs: Int) async -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while inFlight > 0 {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
     /// Stops the daemon. Waits for MHD's threads to finish.
     public func stop() {
         MHD_stop_daemon(daemon.pointer)
@@ -65,6 +79,7 @@ struct DaemonPointer: @unchecked Sendable {
 /// What the C callbacks need, reached through MHD's `cls` pointer.
 final class ServerContext: Sendable {
     let transport: Transport
+    let inFlight = Atomic<Int>(0)
     let maxBodyBytes: Int
     let responder: HTTPResponder
 

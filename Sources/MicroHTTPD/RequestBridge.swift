@@ -31,6 +31,7 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
     // First call: headers only. Store state and answer later (keeps keep-alive).
     guard let raw = requestCls.pointee else {
         requestCls.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
+        server.inFlight.add(1, ordering: .relaxed)
         return MHD_Result.YES
     }
     let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
@@ -79,10 +80,12 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
     }
 }
 
-let mhdCompletedHandler: MHD_RequestCompletedCallback = { _, _, requestCls, _ in
-    guard let requestCls, let raw = requestCls.pointee else { return }
+/// Called once a response is sent (or the connection dropped): the request is over.
+let mhdCompletedHandler: MHD_RequestCompletedCallback = { cls, _, requestCls, _ in
+    guard let cls, let requestCls, let raw = requestCls.pointee else { return }
     Unmanaged<RequestState>.fromOpaque(raw).release()
     requestCls.pointee = nil
+    Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue().inFlight.subtract(1, ordering: .relaxed)
 }
 
 private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {

@@ -7,14 +7,16 @@ import Logging
 import MicroHTTPD
 import Posix
 
-/// `procrefd serve`: runs the daemon until SIGTERM or SIGINT, then drains.
+/// `procrefd serve`: claims the state directory, reconciles with the kernel and the live
+/// processes, serves until SIGTERM/SIGINT or `POST /v1/daemon/stop`, then drains or hands off.
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the daemon (the default command).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the daemon (the default command).",
+        discussion: "Exit codes: 0 stopped cleanly, 1 error, 4 already running.")
 
     static let defaultPort: UInt16 = 7683
 
-    @Option(help: "State directory (database, socket, PID file, token, service logs). Default: $XDG_STATE_HOME/procrefd or ~/.local/state/procrefd.")
-    var stateDir: String?
+    @OptionGroup var location: StateLocation
 
     @Option(help: "TCP listen address (numeric).")
     var listen = "127.0.0.1"
@@ -31,32 +33,50 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TTL of a lease that names neither ttl_ms nor client_pid.")
     var defaultTtlMs: Int64 = 30_000
 
+    @Option(help: "On SIGTERM/SIGINT: drain (end leases, stop services) or handoff (leave them for the next procrefd).")
+    var onExit: ShutdownMode = .drain
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard CoordinatorConfig.ttlRange.contains(defaultTtlMs) else {
+            throw ValidationError("--default-ttl-ms must be within \(CoordinatorConfig.ttlRange)")
+        }
+    }
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "procrefd")
         logger.logLevel = logLevel
 
-        let directory = StateDirectory(path: absolute(stateDir ?? StateDirectory.defaultPath(environment: ProcessInfo.processInfo.environment)))
+        let directory = location.directory
         let claim: DaemonClaim
         do { claim = try DaemonClaim.claim(directory) } catch {
-            throw ValidationError("procrefd: \(error)")
+            printError("procrefd: \(error)")
+            if case .alreadyRunning = error { throw ExitCode(4) }
+            throw ExitCode.failure
         }
         defer { claim.cleanup() }
-        if claim.singleton == .staleSocketCleaned { logger.notice("removed a stale socket at \(directory.socket)") }
 
-        let signals = ShutdownSignals()
         let store = try AuditStore(path: directory.database, durability: durability)
+        let bootID = currentBootID()
+        let previousRun = try store.read { try $0.lastRun() }
+        let runID = try store.write { try $0.beginRun(pid: getpid(), bootID: bootID) }
         let token = try directory.loadOrCreateToken()
-        var config = CoordinatorConfig(holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs)
+        var config = CoordinatorConfig(
+            holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs)
         config.defaultTTLMs = defaultTtlMs
-        guard CoordinatorConfig.ttlRange.contains(defaultTtlMs) else {
-            throw ValidationError("--default-ttl-ms must be within \(CoordinatorConfig.ttlRange)")
-        }
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
-        let api = ControlAPI(coordinator: coordinator, store: store, access: AccessPolicy(token: token))
+        let report = await coordinator.reconcile(previousBootID: previousRun?.bootID, bootID: bootID)
+
+        let shutdown = ShutdownSignals()
+        let info = DaemonInfo(
+            pid: getpid(), startedAt: Timestamp.format(Date()), stateDirectory: directory.path,
+            singleton: claim.singleton, bootID: bootID, onExit: onExit, reconciled: report)
+        let api = ControlAPI(
+            coordinator: coordinator, store: store, access: AccessPolicy(token: token), daemon: info,
+            requestStop: { shutdown.request(mode: $0) })
 
         let tcp = try Listener.tcp(host: listen, port: port)
         let unixFD = try Listener.unix(path: directory.socket, mode: 0o600)
@@ -66,25 +86,38 @@ struct Serve: AsyncParsableCommand {
             try HTTPServer(listenFD: unixFD, transport: .unix, limits: limits, responder: api),
         ]
         let address = listen.contains(":") ? "[\(listen)]:\(tcp.port)" : "\(listen):\(tcp.port)"
-        try store.append(NewEvent(.daemonStarted, pid: getpid(), detail: [
-            "version": .string(ControlAPI.version), "singleton": .string(claim.singleton.rawValue),
-            "tcp": .string(address), "socket": .string(directory.socket),
-        ]))
+        try store.write { tx in
+            if claim.singleton == .staleSocketCleaned {
+                try tx.append(NewEvent(.daemonStaleSocketCleaned, pid: getpid(), detail: ["socket": .string(directory.socket)]))
+            }
+            try tx.append(NewEvent(.daemonStarted, pid: getpid(), detail: [
+                "version": .string(ControlAPI.version), "singleton": .string(claim.singleton.rawValue),
+                "tcp": .string(address), "socket": .string(directory.socket), "boot_id": .string(bootID),
+                "boot_changed": .bool(report.bootChanged), "leases_readopted": .int(Int64(report.leasesReadopted)),
+                "services_adopted": .int(Int64(report.servicesAdopted)), "on_exit": .string(onExit.rawValue),
+            ]))
+        }
         logger.info("procrefd \(ControlAPI.version) listening on http://\(address) and unix:\(directory.socket), state in \(directory.path)")
         // One machine-readable line for scripts and tests that start procrefd on port 0.
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
         FileHandle.standardOutput.write(Data(line.utf8))
 
-        let signal = await signals.next()
-        logger.info("received \(signal), draining")
+        let trigger = await shutdown.next()
+        let mode = trigger.mode ?? onExit
+        logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         for server in servers { server.stopAccepting() }
-        await coordinator.drain(actor: Actor.procrefd)
+        for server in servers where !(await server.waitIdle(timeoutMs: 30_000)) {
+            logger.warning("\(server.inFlight) requests still in flight after 30 s")
+        }
+        switch mode {
+        case .drain: await coordinator.drain(actor: Actor.procrefd)
+        case .handoff: coordinator.handOff()
+        }
         for server in servers { server.stop() }
-        _ = try? store.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["signal": .string(signal), "mode": "drain"]))
-    }
-
-    private func absolute(_ path: String) -> String {
-        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        try store.write { tx in
+            try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
+            try tx.endRun(id: runID, mode: mode.rawValue)
+        }
     }
 
     /// A program installed beside this one (`/proc/self/exe`'s directory).
@@ -95,4 +128,5 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Durability: ExpressibleByArgument {}
+extension ShutdownMode: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,29 +1,42 @@
 import Dispatch
 import Glibc
+import Lifecycle
 
-/// SIGTERM and SIGINT, delivered as an async value instead of killing the process, so that
-/// the daemon can drain first.
+/// Why the daemon is stopping: a signal, or `POST /v1/daemon/stop` (which may name a mode).
+struct ShutdownTrigger: Sendable {
+    let reason: String
+    let mode: ShutdownMode?
+}
+
+/// SIGTERM and SIGINT (and stop requests from the API), delivered as async values instead of
+/// killing the process, so that the daemon can finish requests and drain first.
 final class ShutdownSignals: Sendable {
-    private let stream: AsyncStream<String>
+    private let stream: AsyncStream<ShutdownTrigger>
+    private let continuation: AsyncStream<ShutdownTrigger>.Continuation
     private let sources: [DispatchSourceSignalBox]
 
     init() {
-        var continuation: AsyncStream<String>.Continuation!
-        stream = AsyncStream { continuation = $0 }
-        let sink = continuation!
+        let (stream, continuation) = AsyncStream<ShutdownTrigger>.makeStream()
+        self.stream = stream
+        self.continuation = continuation
         sources = [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")].map { signo, name in
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
-            source.setEventHandler { sink.yield(name) }
+            source.setEventHandler { continuation.yield(ShutdownTrigger(reason: name, mode: nil)) }
             source.resume()
             return DispatchSourceSignalBox(source: source)
         }
     }
 
-    /// The name of the next shutdown signal.
-    func next() async -> String {
-        for await name in stream { return name }
-        return "end"
+    /// A stop asked for through the API.
+    func request(mode: ShutdownMode?) {
+        continuation.yield(ShutdownTrigger(reason: "api", mode: mode))
+    }
+
+    /// The next shutdown trigger.
+    func next() async -> ShutdownTrigger {
+        for await trigger in stream { return trigger }
+        return ShutdownTrigger(reason: "end", mode: nil)
     }
 }
 

@@ -19,7 +19,11 @@ struct ContractTests {
         let coordinator = try Coordinator(
             config: CoordinatorConfig(holderExecutable: "/nonexistent", logsDirectory: dir), store: store,
             logger: Logger(label: "test"))
-        return ControlAPI(coordinator: coordinator, store: store, access: AccessPolicy(token: "t")).routeTemplates
+        let info = DaemonInfo(
+            pid: 1, startedAt: "", stateDirectory: dir, singleton: .available, bootID: "b", onExit: .drain,
+            reconciled: ReconcileReport())
+        return ControlAPI(coordinator: coordinator, store: store, access: AccessPolicy(token: "t"), daemon: info,
+                          requestStop: { _ in }).routeTemplates
     }
 
     @Test("openapi.yaml is valid OpenAPI 3 and lists exactly the router's paths and methods")

@@ -103,6 +103,8 @@ int procref_eventfd(void);
 int procref_tcp_probe(const char *host, const char *port, int timeout_ms);
 /** Connects to a Unix socket path within timeout_ms; 0 on success, -1 with errno. */
 int procref_unix_probe(const char *path, int timeout_ms);
+/** Connects to a Unix socket path within timeout_ms; returns the (non-blocking) fd. */
+int procref_unix_connect(const char *path, int timeout_ms);
 /** Creates, binds (mode applied with fchmod before listen) and listens on a Unix socket. */
 int procref_unix_listen(const char *path, unsigned int mode, int backlog);
 /** Creates, binds (SO_REUSEADDR) and listens on host:port (numeric); *bound_port gets the port. */

@@ -30,6 +30,8 @@ final class DaemonHarness: @unchecked Sendable {
     let token: String
     private var serviceNames: Set<String> = []
     private var extraPIDs: [Int32] = []
+    /// False for a second daemon on another's state dir: the first one removes it.
+    private let ownsStateDir: Bool
 
     /// A client over TCP carrying the bearer token.
     var tcp: TestHTTPClient { TestHTTPClient(endpoint: .tcp(port: port), token: token) }
@@ -38,8 +40,10 @@ final class DaemonHarness: @unchecked Sendable {
     /// A client over the Unix socket.
     var unix: TestHTTPClient { TestHTTPClient(endpoint: .unix(path: "\(stateDir)/procrefd.sock")) }
 
-    init(extraArguments: [String] = []) throws {
-        stateDir = try makeTemporaryDirectory()
+    /// Starts procrefd; on `stateDir` of an earlier harness when given (a restart).
+    init(stateDir existing: String? = nil, extraArguments: [String] = []) throws {
+        ownsStateDir = existing == nil
+        stateDir = try existing ?? makeTemporaryDirectory()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
         process.arguments = ["serve", "--state-dir", stateDir, "--port", "0", "--log-level", "warning"] + extraArguments
@@ -60,6 +64,15 @@ final class DaemonHarness: @unchecked Sendable {
         let name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
         serviceNames.insert(name)
         return name
+    }
+
+    /// Names this harness cleans up although another one defined them.
+    func adoptServiceName(_ name: String) { serviceNames.insert(name) }
+
+    /// kill -9 of procrefd: holders and services stay behind, as after a crash.
+    func crash() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     /// Registers a process the test started itself, to be killed at shutdown.
@@ -119,8 +132,12 @@ final class DaemonHarness: @unchecked Sendable {
         for pid in extraPIDs { kill(pid, SIGKILL) }
         for holder in holders where holder.isAlive { kill(holder.pid, SIGKILL) }
         killProcesses(mentioning: stateDir)
+        guard ownsStateDir else { return }
         for name in serviceNames {
-            if let set = try? SemaphoreSet.existing(key: SemaphoreSet.key(forService: name)) { try? set.remove() }
+            if let set = try? SemaphoreSet.existing(key: SemaphoreSet.key(forService: name)) {
+                for pid in holderPIDs(semid: set.id) { kill(pid, SIGKILL) }
+                try? set.remove()
+            }
         }
         try? FileManager.default.removeItem(atPath: stateDir)
     }
@@ -152,6 +169,32 @@ func pidsMentioning(_ marker: String) -> [Int32] {
         guard pid != getpid(), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         return String(decoding: data, as: UTF8.self).contains(marker)
     }
+}
+
+/// procref-holder processes on a semaphore set (`procref-holder SEMID TTL CLIENT`).
+func holderPIDs(semid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return argv.count >= 2 && argv[0].hasSuffix("procref-holder") && argv[1] == String(semid)
+    }
+}
+
+/// Runs `procrefd ARGS` to completion (bounded) and returns its exit code and output.
+func runProcrefd(_ arguments: [String], timeout: Double = 60) throws -> (code: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    if !eventually(timeout: timeout, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    return (process.terminationStatus, stdout, stderr)
 }
 
 /// True while `pid` exists and is not a zombie.

@@ -1,0 +1,91 @@
+import Lifecycle
+
+/// What `GET /v1/daemon` reports about this run of procrefd.
+public struct DaemonInfo: Sendable {
+    public var pid: Int32
+    public var startedAt: String
+    public var stateDirectory: String
+    public var singleton: SingletonResult
+    public var bootID: String
+    public var onExit: ShutdownMode
+    public var reconciled: ReconcileReport
+
+    public init(
+        pid: Int32, startedAt: String, stateDirectory: String, singleton: SingletonResult, bootID: String,
+        onExit: ShutdownMode, reconciled: ReconcileReport
+    ) {
+        self.pid = pid
+        self.startedAt = startedAt
+        self.stateDirectory = stateDirectory
+        self.singleton = singleton
+        self.bootID = bootID
+        self.onExit = onExit
+        self.reconciled = reconciled
+    }
+}
+
+/// Asks the daemon to shut down; nil keeps the configured mode.
+public typealias StopRequester = @Sendable (ShutdownMode?) -> Void
+
+struct DaemonPayload: Encodable {
+    struct Adopted: Encodable {
+        let leases: Int
+        let services: Int
+        let leasesEnded: Int
+        let servicesRecovered: Int
+        let servicesStopped: Int
+        let orphanHoldersKilled: Int
+
+        enum CodingKeys: String, CodingKey {
+            case leases, services
+            case leasesEnded = "leases_ended"
+            case servicesRecovered = "services_recovered"
+            case servicesStopped = "services_stopped"
+            case orphanHoldersKilled = "orphan_holders_killed"
+        }
+    }
+
+    let pid: Int32
+    let version: String
+    let startedAt: String
+    let stateDir: String
+    let singleton: String
+    let bootID: String
+    let bootChanged: Bool
+    let onExit: String
+    let adopted: Adopted
+
+    init(_ info: DaemonInfo, version: String) {
+        pid = info.pid
+        self.version = version
+        startedAt = info.startedAt
+        stateDir = info.stateDirectory
+        singleton = info.singleton.rawValue
+        bootID = info.bootID
+        bootChanged = info.reconciled.bootChanged
+        onExit = info.onExit.rawValue
+        let r = info.reconciled
+        adopted = Adopted(
+            leases: r.leasesReadopted, services: r.servicesAdopted, leasesEnded: r.leasesEnded,
+            servicesRecovered: r.servicesRecovered, servicesStopped: r.servicesStopped,
+            orphanHoldersKilled: r.orphanHoldersKilled)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case pid, version, singleton, adopted
+        case startedAt = "started_at"
+        case stateDir = "state_dir"
+        case bootID = "boot_id"
+        case bootChanged = "boot_changed"
+        case onExit = "on_exit"
+    }
+}
+
+struct StopRequest: Decodable {
+    let mode: ShutdownMode?
+}
+
+struct StopPayload: Encodable {
+    let stopping: Bool
+    let mode: String
+}

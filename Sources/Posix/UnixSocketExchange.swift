@@ -1,0 +1,36 @@
+import CPosixShims
+import Glibc
+
+/// One request/response exchange over a Unix stream socket: connect, send everything, read
+/// until the peer closes, all within one deadline. Used by the CLI to talk to the daemon.
+public enum UnixSocketExchange {
+    public static func exchange(path: String, request: [UInt8], timeoutMs: Int, limit: Int = 1 << 20) throws(SystemCallError) -> [UInt8] {
+        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
+        let fd = try check("connect(\(path))", procref_unix_connect(path, Int32(timeoutMs)))
+        defer { close(fd) }
+        var offset = 0
+        while offset < request.count {
+            let n = request[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n > 0 { offset += n; continue }
+            if n < 0 && errno != EAGAIN && errno != EINTR { throw .current("write") }
+            try wait(fd, for: Int16(POLLOUT), until: deadline)
+        }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while response.count < limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { break }
+            if n > 0 { response += chunk[0..<n]; continue }
+            if errno != EAGAIN && errno != EINTR { throw .current("read") }
+            try wait(fd, for: Int16(POLLIN), until: deadline)
+        }
+        return response
+    }
+
+    private static func wait(_ fd: Int32, for events: Int16, until deadline: Int64) throws(SystemCallError) {
+        let left = deadline - monotonicMilliseconds()
+        guard left > 0 else { throw SystemCallError("poll", errno: .timedOut) }
+        var entry = pollfd(fd: fd, events: events, revents: 0)
+        if poll(&entry, 1, Int32(left)) == 0 { throw SystemCallError("poll", errno: .timedOut) }
+    }
+}
