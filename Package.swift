@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C: what Swift cannot call directly (variadic functions, hidden _GNU_SOURCE symbols, union semun).
@@ -46,13 +47,19 @@ let package = Package(
             dependencies: ["Posix", "AuditStore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
 
+        // The TOML config file: daemon settings and [services.NAME] tables.
+        .target(
+            name: "Configuration",
+            dependencies: ["Lifecycle", "AuditStore", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strict),
+
         // REST routes, JSON bodies, errors as problem+json.
         .target(name: "ControlAPI", dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore"], swiftSettings: strict),
 
         .executableTarget(
             name: "procrefd",
             dependencies: [
-                "ControlAPI", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix",
+                "ControlAPI", "Configuration", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -73,6 +80,8 @@ let package = Package(
             name: "ControlAPITests",
             dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "IntegrationTests", dependencies: ["Posix"], swiftSettings: strict),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle"], swiftSettings: strict),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py"], swiftSettings: strict),
     ]
 )

@@ -7,12 +7,15 @@ public struct ServiceRecord: Sendable, Equatable {
     public var definition: String
     public var semKey: Int32?
     public var semID: Int32?
+    /// "api" or "config".
+    public var source: String
 
-    public init(name: String, definition: String, semKey: Int32? = nil, semID: Int32? = nil) {
+    public init(name: String, definition: String, semKey: Int32? = nil, semID: Int32? = nil, source: String = "api") {
         self.name = name
         self.definition = definition
         self.semKey = semKey
         self.semID = semID
+        self.source = source
     }
 }
 
@@ -52,12 +55,17 @@ extension StoreTransaction {
         let now = Timestamp.format(Date())
         try db.execute(
             sql: """
-                INSERT INTO services (name, definition, created_at, updated_at, sem_key, sem_id)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT(name) DO UPDATE SET definition = excluded.definition,
+                INSERT INTO services (name, definition, source, created_at, updated_at, sem_key, sem_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET definition = excluded.definition, source = excluded.source,
                     updated_at = excluded.updated_at, sem_key = excluded.sem_key, sem_id = excluded.sem_id
                 """,
-            arguments: [record.name, record.definition, now, now, record.semKey, record.semID])
+            arguments: [record.name, record.definition, record.source, now, now, record.semKey, record.semID])
+    }
+
+    /// Forgets a service (its events stay).
+    public func deleteService(name: String) throws {
+        try db.execute(sql: "DELETE FROM services WHERE name = ?", arguments: [name])
     }
 
     /// Records the state and process of a service (a hint for re-adoption; the kernel decides).
@@ -92,8 +100,8 @@ extension StoreTransaction {
 
 extension StoreReader {
     public func services() throws -> [ServiceRecord] {
-        try Row.fetchAll(db, sql: "SELECT name, definition, sem_key, sem_id FROM services ORDER BY name").map {
-            ServiceRecord(name: $0["name"], definition: $0["definition"], semKey: $0["sem_key"], semID: $0["sem_id"])
+        try Row.fetchAll(db, sql: "SELECT name, definition, sem_key, sem_id, source FROM services ORDER BY name").map {
+            ServiceRecord(name: $0["name"], definition: $0["definition"], semKey: $0["sem_key"], semID: $0["sem_id"], source: $0["source"])
         }
     }
 

@@ -250,23 +250,29 @@ static int connect_with_timeout(int fd, const struct sockaddr *addr, socklen_t l
     return 0;
 }
 
-int procref_tcp_probe(const char *host, const char *port, int timeout_ms) {
+int procref_tcp_connect(const char *host, const char *port, int timeout_ms) {
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) { errno = EHOSTUNREACH; return -1; }
-    int result = -1, saved = ECONNREFUSED;
-    for (struct addrinfo *ai = res; ai != NULL && result != 0; ai = ai->ai_next) {
+    int connected = -1, saved = ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai != NULL && connected < 0; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd == -1) { saved = errno; continue; }
-        result = connect_with_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms);
-        if (result != 0) saved = errno;
-        close(fd);
+        if (connect_with_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0) connected = fd;
+        else { saved = errno; close(fd); }
     }
     freeaddrinfo(res);
-    if (result != 0) errno = saved;
-    return result;
+    if (connected < 0) errno = saved;
+    return connected;
+}
+
+int procref_tcp_probe(const char *host, const char *port, int timeout_ms) {
+    int fd = procref_tcp_connect(host, port, timeout_ms);
+    if (fd == -1) return -1;
+    close(fd);
+    return 0;
 }
 
 static int fill_unix_address(const char *path, struct sockaddr_un *addr) {

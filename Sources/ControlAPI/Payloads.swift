@@ -13,6 +13,9 @@ struct ServicePayload: Encodable {
     let key: Int32
     let semid: Int32
     let lastHealth: String?
+    let failureReason: String?
+    let lingerUntil: String?
+    let source: String
     let definition: ServiceDefinition
 
     init(_ status: ServiceStatus) {
@@ -24,12 +27,17 @@ struct ServicePayload: Encodable {
         key = status.key
         semid = status.semid
         lastHealth = status.lastHealth
+        failureReason = status.failureReason
+        lingerUntil = status.lingerUntil.map(Timestamp.format)
+        source = status.source
         definition = status.definition
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, state, pid, count, leases, key, semid, definition
+        case name, state, pid, count, leases, key, semid, definition, source
         case lastHealth = "last_health"
+        case failureReason = "failure_reason"
+        case lingerUntil = "linger_until"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -42,6 +50,9 @@ struct ServicePayload: Encodable {
         try c.encode(key, forKey: .key)
         try c.encode(semid, forKey: .semid)
         try c.encode(lastHealth, forKey: .lastHealth)
+        try c.encode(failureReason, forKey: .failureReason)
+        try c.encode(lingerUntil, forKey: .lingerUntil)
+        try c.encode(source, forKey: .source)
         try c.encode(definition, forKey: .definition)
     }
 }
@@ -133,6 +144,22 @@ struct StatusPayload: Encodable {
         let pid: Int32?
         let count: Int?
         let leases: Int
+        let failureReason: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, state, pid, count, leases
+            case failureReason = "failure_reason"
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(state, forKey: .state)
+            try c.encode(pid, forKey: .pid)
+            try c.encode(count, forKey: .count)
+            try c.encode(leases, forKey: .leases)
+            try c.encode(failureReason, forKey: .failureReason)
+        }
     }
 
     let pid: Int32
@@ -150,4 +177,73 @@ struct StatusPayload: Encodable {
 
 struct HealthPayload: Encodable {
     let status: String
+}
+
+struct ProcessPayload: Encodable {
+    let process: ManagedProcess
+
+    enum CodingKeys: String, CodingKey {
+        case pid, alive, state, owner, service, lease
+        case startTime = "start_time"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(process.identity.pid, forKey: .pid)
+        try c.encode(process.alive, forKey: .alive)
+        try c.encode(process.identity.startTime, forKey: .startTime)
+        try c.encode(process.state, forKey: .state)
+        try c.encode(process.owner.kind, forKey: .owner)
+        switch process.owner {
+        case .service(let name, _):
+            try c.encode(name, forKey: .service)
+            try c.encodeNil(forKey: .lease)
+        case let .holder(service, lease):
+            try c.encode(service, forKey: .service)
+            try c.encode(lease, forKey: .lease)
+        }
+    }
+}
+
+struct SignalRequest: Decodable {
+    let signal: String
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: ["signal"], at: nil)
+        signal = try decoder.container(keyedBy: AnyKey.self).decode(String.self, forKey: AnyKey("signal"))
+    }
+}
+
+struct StopProcessRequest: Decodable {
+    let timeoutMs: Int
+    init(timeoutMs: Int) { self.timeoutMs = timeoutMs }
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: ["timeout_ms"], at: nil)
+        timeoutMs = try decoder.container(keyedBy: AnyKey.self).decodeIfPresent(Int.self, forKey: AnyKey("timeout_ms")) ?? 5_000
+    }
+}
+
+struct SignalPayload: Encodable {
+    let pid: Int32
+    let signal: String
+    let owner: String
+}
+
+struct StopProcessPayload: Encodable {
+    let pid: Int32
+    let endedBy: String
+    let owner: String
+
+    enum CodingKeys: String, CodingKey {
+        case pid, owner
+        case endedBy = "ended_by"
+    }
+}
+
+/// A coding key made from a string.
+struct AnyKey: CodingKey {
+    let stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }

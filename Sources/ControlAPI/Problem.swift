@@ -35,6 +35,14 @@ extension Problem {
         case .unknownService: self.init(status: 404, slug: "unknown-service", title: "Unknown Service", detail: detail)
         case .unknownLease: self.init(status: 404, slug: "unknown-lease", title: "Unknown Lease", detail: detail)
         case .serviceRunning: self.init(status: 409, slug: "service-running", title: "Service Running", detail: detail)
+        case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)
+        case .serviceNotFailed: self.init(status: 409, slug: "service-not-failed", title: "Service Not Failed", detail: detail)
+        case .definedInConfig: self.init(status: 409, slug: "defined-in-config", title: "Defined In Config", detail: detail)
+        case .serviceFailed: self.init(status: 503, slug: "service-failed", title: "Service Failed", detail: detail)
+        case .processNotManaged: self.init(status: 403, slug: "process-not-managed", title: "Forbidden", detail: detail)
+        case .noSuchProcess: self.init(status: 404, slug: "no-such-process", title: "No Such Process", detail: detail)
+        case .timedOut:
+            self.init(status: 503, slug: "timed-out", title: "Timed Out", detail: detail, headers: [("Retry-After", "1")])
         case .leaseNotRenewable: self.init(status: 409, slug: "lease-not-renewable", title: "Lease Not Renewable", detail: detail)
         case .clientNotRunning: self.init(status: 422, slug: "client-not-running", title: "Client Not Running", detail: detail)
         case .tooManyLeases:

@@ -14,7 +14,9 @@ extension ControlAPI {
 
             Route("GET", "/v1/status", .immediate { _, _ in
                 let services = coordinator.serviceStatuses().map {
-                    StatusPayload.Service(name: $0.name, state: $0.state.rawValue, pid: $0.pid, count: $0.count, leases: $0.leases)
+                    StatusPayload.Service(
+                        name: $0.name, state: $0.state.rawValue, pid: $0.pid, count: $0.count, leases: $0.leases,
+                        failureReason: $0.failureReason)
                 }
                 return json(StatusPayload(
                     pid: getpid(), version: version, startedAt: Timestamp.format(startedAt),
@@ -62,6 +64,44 @@ extension ControlAPI {
                 }
             }),
 
+            Route("POST", "/v1/services/{name}/restart", .suspending { request, p in
+                await answerAsync {
+                    let name = p["name", default: ""]
+                    try await coordinator.restartService(name, actor: actor(of: request))
+                    return json(ServicePayload(try coordinator.serviceStatus(name)))
+                }
+            }),
+
+            Route("POST", "/v1/services/{name}/reset", .suspending { request, p in
+                await answerAsync {
+                    let name = p["name", default: ""]
+                    try await coordinator.resetService(name, actor: actor(of: request))
+                    return json(ServicePayload(try coordinator.serviceStatus(name)))
+                }
+            }),
+
+            Route("GET", "/v1/processes/{pid}", .immediate { _, p in
+                answer { json(ProcessPayload(process: try coordinator.managedProcess(try pid(p)))) }
+            }),
+
+            Route("POST", "/v1/processes/{pid}/signal", .immediate { request, p in
+                answer {
+                    let pid = try pid(p)
+                    let body = try decodeBody(SignalRequest.self, from: request)
+                    let process = try coordinator.signalProcess(pid, signalName: body.signal, actor: actor(of: request))
+                    return json(SignalPayload(pid: pid, signal: body.signal.uppercased(), owner: process.owner.kind))
+                }
+            }),
+
+            Route("POST", "/v1/processes/{pid}/stop", .suspending { request, p in
+                await answerAsync {
+                    let pid = try pid(p)
+                    let body = try decodeBody(StopProcessRequest.self, from: request, emptyAs: StopProcessRequest(timeoutMs: 5_000))
+                    let outcome = try await coordinator.stopProcess(pid, timeoutMs: body.timeoutMs, actor: actor(of: request))
+                    return json(StopProcessPayload(pid: pid, endedBy: outcome.endedBy, owner: outcome.process.owner.kind))
+                }
+            }),
+
             Route("GET", "/v1/leases", .immediate { request, _ in
                 json(LeaseListPayload(leases: coordinator.leaseInfos(service: request.query["service"]).map(LeasePayload.init)))
             }),
@@ -93,6 +133,14 @@ extension ControlAPI {
                 }
             }),
         ]
+    }
+
+    /// The `{pid}` path parameter: a positive integer.
+    static func pid(_ parameters: PathParameters) throws(Problem) -> Int32 {
+        guard let pid = Int32(parameters["pid", default: ""]), pid > 0 else {
+            throw .badRequest("pid must be a positive integer")
+        }
+        return pid
     }
 
     static func eventFilter(_ query: [String: String]) throws(Problem) -> EventFilter {

@@ -3,39 +3,65 @@ import Synchronization
 /// A FIFO lock for async code: holds across suspension points, unlike an actor, so a whole
 /// start/stop sequence of a service runs alone. Waiters suspend; no thread blocks.
 public final class AsyncLock: Sendable {
-    private let state = Mutex<(locked: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct State {
+        var locked = false
+        var waiters: [Waiter] = []
+        var nextID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
     public func lock() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        _ = await lock(timeoutMs: nil)
+    }
+
+    /// Waits for the lock at most `timeoutMs`; returns false (not holding it) on timeout.
+    public func lock(timeoutMs: Int?) async -> Bool {
+        let id = state.withLock { state -> UInt64 in
+            state.nextID += 1
+            return state.nextID
+        }
+        let timer: Task<Void, Never>? = timeoutMs.map { timeout in
+            Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(timeout))
+                guard !Task.isCancelled, let self else { return }
+                let waiter = self.state.withLock { state -> Waiter? in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.waiters.remove(at: index)
+                }
+                waiter?.continuation.resume(returning: false)
+            }
+        }
+        defer { timer?.cancel() }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let acquired = state.withLock { state -> Bool in
                 if !state.locked {
                     state.locked = true
                     return true
                 }
-                state.waiters.append(continuation)
+                state.waiters.append(Waiter(id: id, continuation: continuation))
                 return false
             }
-            if acquired { continuation.resume() }
+            if acquired { continuation.resume(returning: true) }
         }
     }
 
     /// Hands the lock to the next waiter, if any.
     public func unlock() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { state -> Waiter? in
             if state.waiters.isEmpty {
                 state.locked = false
                 return nil
             }
             return state.waiters.removeFirst()
         }
-        next?.resume()
-    }
-
-    public func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        await lock()
-        defer { unlock() }
-        return try await body()
+        next?.continuation.resume(returning: true)
     }
 }

@@ -13,6 +13,8 @@ public struct CoordinatorConfig: Sendable {
     /// Per service; below the kernel's 32767 undo bound.
     public var maxLeasesPerService = 1024
     public var defaultTTLMs: Int64 = 30_000
+    /// How long an acquire may wait for a service busy starting, stopping or recovering.
+    public var acquireTimeoutMs = 60_000
     public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
     public init(holderExecutable: String, logsDirectory: String) {
@@ -40,6 +42,7 @@ public struct AcquireRequest: Sendable, Decodable, Equatable {
     }
 
     public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: ["holder", "ttl_ms", "client_pid"], at: nil)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         holder = try c.decodeIfPresent(String.self, forKey: .holder) ?? ""
         ttlMs = try c.decodeIfPresent(Int64.self, forKey: .ttlMs)
@@ -73,6 +76,9 @@ public struct ServiceStatus: Sendable, Equatable {
     public let key: Int32
     public let semid: Int32
     public let lastHealth: String?
+    public let failureReason: String?
+    public let lingerUntil: Date?
+    public let source: String
     public let definition: ServiceDefinition
 }
 
@@ -82,6 +88,8 @@ public final class Coordinator: Sendable {
     let context: LifecycleContext
     private let launcher: HolderLauncher
     let services = Mutex<[String: ManagedService]>([:])
+    /// Serialises changes to the set of services (definitions, config reloads, removals).
+    let registryLock = AsyncLock()
     let leases = Mutex<[String: Lease]>([:])
     private let shuttingDown = Atomic<Bool>(false)
 
@@ -103,36 +111,58 @@ public final class Coordinator: Sendable {
     public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
         do { try definition.validate() } catch { throw .invalidField(error) }
-        let encoded: String
-        do { encoded = String(decoding: try JSONEncoder().encode(definition), as: UTF8.self) } catch {
-            throw .storage("cannot encode definition: \(error)")
-        }
-
+        await registryLock.lock()
+        defer { registryLock.unlock() }
         if let existing = services.withLock({ $0[name] }) {
             await existing.lock.lock()
             defer { existing.lock.unlock() }
+            if existing.state.withLock({ $0.fromConfig }) { throw .definedInConfig(name) }
             guard !existing.isRunning, (try? existing.kernelCount()) ?? 1 == 0 else { throw .serviceRunning(name) }
-            try context.write { tx in
-                try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: existing.semaphores.key, semID: existing.semaphores.id))
-                try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: ["replaced": true]))
-            }
-            existing.redefine(definition)
+            try replace(existing, with: definition, fromConfig: false, actor: actor)
             return false
         }
+        try add(name, definition, fromConfig: false, actor: actor)
+        return true
+    }
+
+    /// Stores a new definition of an existing service; it applies at the next start.
+    func replace(_ service: ManagedService, with definition: ServiceDefinition, fromConfig: Bool, actor: String) throws(LifecycleError) {
+        let encoded = try Self.encode(definition)
+        try context.write { tx in
+            try tx.saveService(ServiceRecord(
+                name: service.name, definition: encoded, semKey: service.semaphores.key, semID: service.semaphores.id,
+                source: fromConfig ? "config" : "api"))
+            try tx.append(NewEvent(.serviceDefined, service: service.name, actor: actor,
+                                   detail: ["replaced": true, "source": .string(fromConfig ? "config" : "api")]))
+        }
+        service.redefine(definition)
+        service.state.withLock {
+            $0.fromConfig = fromConfig
+            $0.pendingRemoval = false
+        }
+    }
+
+    /// Creates a service and its semaphore set. Call with `registryLock` held.
+    func add(_ name: String, _ definition: ServiceDefinition, fromConfig: Bool, actor: String) throws(LifecycleError) {
+        let encoded = try Self.encode(definition)
         let semaphores = try openSemaphores(for: name)
         try context.write { tx in
-            try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id))
-            try tx.append(NewEvent(.serviceDefined, service: name, actor: actor,
-                                   detail: ["replaced": false, "key": .int(Int64(semaphores.key)), "semid": .int(Int64(semaphores.id))]))
+            try tx.saveService(ServiceRecord(
+                name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id, source: fromConfig ? "config" : "api"))
+            try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: [
+                "replaced": false, "source": .string(fromConfig ? "config" : "api"),
+                "key": .int(Int64(semaphores.key)), "semid": .int(Int64(semaphores.id)),
+            ]))
         }
         let service = ManagedService(name: name, definition: definition, semaphores: semaphores, context: context)
-        // Two concurrent first definitions: the first one stored wins the table slot too.
-        let inserted = services.withLock { table -> Bool in
-            if table[name] != nil { return false }
-            table[name] = service
-            return true
+        service.state.withLock { $0.fromConfig = fromConfig }
+        services.withLock { $0[name] = service }
+    }
+
+    static func encode(_ definition: ServiceDefinition) throws(LifecycleError) -> String {
+        do { return String(decoding: try JSONEncoder().encode(definition), as: UTF8.self) } catch {
+            throw .storage("cannot encode definition: \(error)")
         }
-        return inserted
     }
 
     public func serviceStatuses() -> [ServiceStatus] {
@@ -148,7 +178,8 @@ public final class Coordinator: Sendable {
         return ServiceStatus(
             name: service.name, state: service.currentState, pid: service.pid, count: try? service.kernelCount(),
             leases: leaseCount, key: service.semaphores.key, semid: service.semaphores.id,
-            lastHealth: service.lastHealth, definition: service.definition)
+            lastHealth: service.lastHealth, failureReason: service.failureReason, lingerUntil: service.lingerUntil,
+            source: service.state.withLock { $0.fromConfig } ? "config" : "api", definition: service.definition)
     }
 
     func service(named name: String) throws(LifecycleError) -> ManagedService {
@@ -165,6 +196,26 @@ public final class Coordinator: Sendable {
         }
     }
 
+    /// Admin restart of a running service; its leases stay granted.
+    public func restartService(_ name: String, actor: String) async throws(LifecycleError) {
+        let service = try service(named: name)
+        await service.lock.lock()
+        defer { service.lock.unlock() }
+        try await service.lockKernel()
+        defer { service.unlockKernel() }
+        try await service.restart(actor: actor)
+    }
+
+    /// Takes a service out of `failed`; starts it again if leases still count.
+    public func resetService(_ name: String, actor: String) async throws(LifecycleError) {
+        let service = try service(named: name)
+        await service.lock.lock()
+        defer { service.lock.unlock() }
+        try await service.lockKernel()
+        defer { service.unlockKernel() }
+        try await service.reset(actor: actor)
+    }
+
     // MARK: Leases
 
     /// Grants a lease: spawns a holder (kernel count +1), starts the service on 0 → 1 and
@@ -179,8 +230,11 @@ public final class Coordinator: Sendable {
         if total >= config.maxLeases { throw .tooManyLeases(limit: config.maxLeases) }
         if onService >= config.maxLeasesPerService { throw .tooManyLeases(limit: config.maxLeasesPerService) }
 
-        await service.lock.lock()
+        guard await service.lock.lock(timeoutMs: config.acquireTimeoutMs) else {
+            throw .timedOut("service \(name) busy for \(config.acquireTimeoutMs) ms")
+        }
         defer { service.lock.unlock() }
+        if let reason = service.failureReason { throw .serviceFailed(service: name, reason: reason) }
         try await service.lockKernel()
         defer { service.unlockKernel() }
 
@@ -208,6 +262,12 @@ public final class Coordinator: Sendable {
             if !service.isRunning {
                 try await service.start(actor: actor, count: count)
                 started = true
+            } else {
+                // Every acquire but the one that starts the service checks its health.
+                service.cancelLinger()
+                if let failure = await service.checkHealth() {
+                    try await service.recover(actor: actor, failure: failure, count: count)
+                }
             }
             try context.write { tx in
                 try tx.insertLease(LeaseRecord(
@@ -223,8 +283,8 @@ public final class Coordinator: Sendable {
         } catch {
             // Undo: the holder's exit gives the count back; a service nobody counts is stopped.
             await end(lease, signal: SIGTERM)
-            if (try? service.kernelCount()) == 0 && service.isRunning {
-                await service.stop(actor: actor, reason: "acquire_failed")
+            if (try? service.kernelCount()) == 0 {
+                await service.lastReferenceGone(actor: actor, reason: "acquire_failed")
             }
             throw error
         }
@@ -254,12 +314,11 @@ public final class Coordinator: Sendable {
                                    detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
         }
         leases.withLock { _ = $0.removeValue(forKey: id) }
-        var stopped = false
-        if count == 0 && service.isRunning {
-            await service.stop(actor: actor, reason: "last_release")
-            stopped = true
+        if count == 0 {
+            await service.lastReferenceGone(actor: actor, reason: "last_release")
+            await removeIfPending(service)
         }
-        return ReleaseResult(lease: id, count: count, stoppedService: stopped)
+        return ReleaseResult(lease: id, count: count, stoppedService: count == 0 && !service.isRunning)
     }
 
     /// Pushes a TTL lease's deadline to now + TTL (the holder keeps its own deadline).
@@ -366,8 +425,9 @@ public final class Coordinator: Sendable {
                                            detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
                 }
                 leases.withLock { _ = $0.removeValue(forKey: lease.id) }
-                if count == 0 && service.isRunning {
-                    await service.stop(actor: Actor.procrefd, reason: "last_\(reason.rawValue)")
+                if count == 0 {
+                    await service.lastReferenceGone(actor: Actor.procrefd, reason: "last_\(reason.rawValue)")
+                    await removeIfPending(service)
                 }
             } catch {
                 context.logger.error("handling exit of holder \(lease.holder.pid): \(error)")
@@ -386,6 +446,7 @@ public final class Coordinator: Sendable {
             }
             let semaphores = try openSemaphores(for: record.name)
             let service = ManagedService(name: record.name, definition: definition, semaphores: semaphores, context: context)
+            service.state.withLock { $0.fromConfig = record.source == "config" }
             services.withLock { $0[record.name] = service }
         }
     }

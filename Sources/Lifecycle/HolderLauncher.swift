@@ -33,7 +33,7 @@ struct HolderLauncher: Sendable {
         }
         Descriptor.close(pipe.writeEnd)
         let process: PidFD
-        do { process = try PidFD(identity: identity) } catch {
+        do { process = try PidFD(child: identity) } catch {
             throw .other("holder exited at once: \(error)")
         }
         let report = Descriptor.readLine(pipe.readEnd, timeoutMs: reportTimeoutMs)

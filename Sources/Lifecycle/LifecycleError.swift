@@ -7,6 +7,13 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case unknownService(String)
     case unknownLease(String)
     case serviceRunning(String)
+    case serviceNotRunning(String)
+    case serviceFailed(service: String, reason: String)
+    case serviceNotFailed(String)
+    case definedInConfig(String)
+    case processNotManaged(Int32)
+    case noSuchProcess(Int32)
+    case timedOut(String)
     case leaseNotRenewable(String)
     case clientNotRunning(Int32)
     case tooManyLeases(limit: Int)
@@ -23,6 +30,13 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .unknownService(let name): return "no service named \(name)"
         case .unknownLease(let id): return "no live lease \(id)"
         case .serviceRunning(let name): return "service \(name) is running; it can be redefined once stopped"
+        case .serviceNotRunning(let name): return "service \(name) is not running"
+        case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); POST /v1/services/\(service)/reset to try again"
+        case .serviceNotFailed(let name): return "service \(name) has not failed; nothing to reset"
+        case .definedInConfig(let name): return "service \(name) is defined in the config file; change it there"
+        case .processNotManaged(let pid): return "process \(pid) is not managed by procrefd"
+        case .noSuchProcess(let pid): return "no process \(pid)"
+        case .timedOut(let what): return "timed out: \(what)"
         case .leaseNotRenewable(let id): return "lease \(id) has no ttl_ms; it ends with its client or on release"
         case .clientNotRunning(let pid): return "client_pid \(pid) is not a running process"
         case .tooManyLeases(let limit): return "lease limit (\(limit)) reached"

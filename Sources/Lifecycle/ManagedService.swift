@@ -4,12 +4,17 @@ import Logging
 import Posix
 import Synchronization
 
-/// Where a service is in its lifecycle.
-public enum ServiceState: String, Sendable, Codable {
+/// Where a service is in its lifecycle:
+/// stopped → starting → ready ⇄ unhealthy → recovering → ready → stopping → stopped, and
+/// failed (after too many restarts, until reset).
+public enum ServiceState: String, Sendable, Codable, CaseIterable {
     case stopped
     case starting
     case ready
+    case unhealthy
+    case recovering
     case stopping
+    case failed
 }
 
 /// Shared dependencies of services and leases.
@@ -29,26 +34,42 @@ struct LifecycleContext: Sendable {
     func write(_ body: (StoreTransaction) throws -> Void) throws(LifecycleError) {
         do { try store.write(body) } catch { throw .storage(String(describing: error)) }
     }
+
+    /// Records, logging (not throwing) a storage failure: for paths that must go on.
+    func recordLogged(_ event: NewEvent) {
+        do { try record(event) } catch { logger.error("cannot record \(event.kind.rawValue): \(error)") }
+    }
 }
 
 /// One shared service: its definition, kernel semaphore set, process, and state. Every
-/// start, stop and lease change of the service runs under `lock`, so first/last decisions
-/// and process changes never interleave.
+/// start, stop, recovery and lease change of the service runs under `lock`, so first/last
+/// decisions and process changes never interleave. Supervision (health on acquire, crash
+/// restarts, linger, reset) is in ServiceSupervision.swift.
 final class ManagedService: Sendable {
     let name: String
     let semaphores: SemaphoreSet
     let lock = AsyncLock()
-    private let context: LifecycleContext
+    let context: LifecycleContext
 
-    private struct State {
+    struct State {
         var definition: ServiceDefinition
         var state: ServiceState = .stopped
         var process: PidFD?
         var exitStatus: ExitStatus?
         var lastHealth: String?
+        /// Monotonic ms of recent crash restarts, for the restart limit.
+        var restarts: [Int64] = []
+        var failureReason: String?
+        /// Bumped to cancel a pending linger stop or crash restart.
+        var generation = 0
+        var lingerUntil: Date?
+        /// Defined in the config file: the API cannot replace it.
+        var fromConfig = false
+        /// Removed from the config while leased: dropped once unleased.
+        var pendingRemoval = false
     }
 
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     init(name: String, definition: ServiceDefinition, semaphores: SemaphoreSet, context: LifecycleContext) {
         self.name = name
@@ -57,9 +78,7 @@ final class ManagedService: Sendable {
         self.state = Mutex(State(definition: definition))
     }
 
-    var definition: ServiceDefinition {
-        get { state.withLock { $0.definition } }
-    }
+    var definition: ServiceDefinition { state.withLock { $0.definition } }
 
     func redefine(_ definition: ServiceDefinition) { state.withLock { $0.definition = definition } }
 
@@ -69,6 +88,8 @@ final class ManagedService: Sendable {
 
     /// True while the service's main process runs.
     var isRunning: Bool { state.withLock { $0.process != nil && $0.exitStatus == nil } }
+
+    func setState(_ new: ServiceState) { state.withLock { $0.state = new } }
 
     // MARK: Kernel lock
 
@@ -110,11 +131,7 @@ final class ManagedService: Sendable {
             $0.exitStatus = nil
             $0.state = .ready
         }
-        do {
-            try context.watcher.watch(process) { [weak self] status in self?.processExited(process, status) }
-        } catch {
-            context.logger.error("cannot watch adopted service \(name): \(error)")
-        }
+        watchExit(of: process)
     }
 
     // MARK: Start
@@ -122,29 +139,25 @@ final class ManagedService: Sendable {
     /// Starts the service in its own process group and waits until its health check passes
     /// (without one, it is ready once running). On failure it is stopped again and
     /// `service.start_failed` recorded. Call with `lock` held.
-    func start(actor: String, count: Int) async throws(LifecycleError) {
+    func start(actor: String, count: Int, reason: String = "acquire") async throws(LifecycleError) {
         let definition = self.definition
         var options = Spawner.Options()
         options.newProcessGroup = true
         options.workingDirectory = definition.cwd
-        let logPath = "\(context.logsDirectory)/\(name).log"
-        var environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG", "TZ"].contains($0.key) }
-        environment.merge(definition.env) { $1 }
+        let environment = self.environment(definition)
 
         let process: PidFD
         let begun = monotonicMilliseconds()
         do {
-            let log = try Descriptor.openLog(logPath)
+            let log = try Descriptor.openLog("\(context.logsDirectory)/\(name).log")
             defer { Descriptor.close(log) }
             options.standardOutput = log
             options.standardError = log
             let identity = try context.spawner.spawn(arguments: definition.start, environment: environment, options: options)
-            process = try PidFD(identity: identity)
+            process = try PidFD(child: identity)
         } catch {
-            try context.write { tx in
-                try tx.append(NewEvent(.serviceStartFailed, service: name, actor: actor,
-                                       detail: ["reason": .string("spawn: \(error)")]))
-            }
+            setState(.stopped)
+            try context.record(NewEvent(.serviceStartFailed, service: name, actor: actor, detail: ["reason": .string("spawn: \(error)")]))
             throw .startFailed(service: name, reason: "spawn \(definition.start[0]): \(error)")
         }
         state.withLock {
@@ -152,18 +165,15 @@ final class ManagedService: Sendable {
             $0.exitStatus = nil
             $0.state = .starting
         }
-        do {
-            try context.watcher.watch(process) { [weak self] status in self?.processExited(process, status) }
-        } catch {
-            context.logger.error("cannot watch service \(name): \(error)")
-        }
+        watchExit(of: process)
         try context.write { tx in
             try tx.updateServiceProcess(name: name, state: "starting", pid: process.pid, startTime: process.identity.startTime)
-            try tx.append(NewEvent(.serviceStarting, service: name, pid: process.pid, actor: actor,
-                                   detail: ["count": .int(Int64(count)), "argv0": .string(definition.start[0])]))
+            try tx.append(NewEvent(.serviceStarting, service: name, pid: process.pid, actor: actor, detail: [
+                "count": .int(Int64(count)), "argv0": .string(definition.start[0]), "reason": .string(reason),
+            ]))
         }
 
-        if let failure = await waitReady(definition: definition, environment: environment) {
+        if let failure = await waitReady(definition: definition, group: process.pid, environment: environment) {
             try context.record(NewEvent(.serviceStartFailed, service: name, pid: process.pid, actor: actor,
                                         detail: ["reason": .string(failure)]))
             await stop(actor: actor, reason: "start_failed")
@@ -180,16 +190,23 @@ final class ManagedService: Sendable {
         }
     }
 
+    /// The service's environment: PATH, HOME, LANG, TZ from procrefd, then its own `env`.
+    func environment(_ definition: ServiceDefinition) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG", "TZ"].contains($0.key) }
+        environment.merge(definition.env) { $1 }
+        return environment
+    }
+
     /// Polls the health check until it passes, the process exits, or ready_timeout_ms passes.
     /// Returns nil when ready, otherwise why not.
-    private func waitReady(definition: ServiceDefinition, environment: [String: String]) async -> String? {
+    private func waitReady(definition: ServiceDefinition, group: Int32, environment: [String: String]) async -> String? {
         let deadline = monotonicMilliseconds() + Int64(definition.readyTimeoutMs)
         let checker = HealthChecker(spawner: context.spawner)
         var lastFailure = "no health check passed"
         while true {
             if let status = state.withLock({ $0.exitStatus }) { return "exited during start-up with \(status)" }
             guard let health = definition.health else { return nil }
-            guard let failure = await checker.failure(of: health, environment: environment) else { return nil }
+            guard let failure = await checker.failure(of: health, group: group, environment: environment) else { return nil }
             lastFailure = failure
             state.withLock { $0.lastHealth = failure }
             if monotonicMilliseconds() >= deadline {
@@ -201,19 +218,23 @@ final class ManagedService: Sendable {
 
     // MARK: Stop
 
-    /// Stops the whole process group: SIGTERM, up to stop_timeout_ms, then SIGKILL. Records
-    /// `service.stopping` and `service.stopped`. Call with `lock` held. Never throws: a
-    /// storage error is logged, the processes are stopped regardless.
+    /// Stops the whole process group: stop_signal, up to stop_timeout_ms, then SIGKILL.
+    /// Records `service.stopping` and `service.stopped` (with the signal that ended it). Call
+    /// with `lock` held. Never throws: a storage error is logged, the processes are stopped.
     func stop(actor: String, reason: String) async {
         guard let process = state.withLock({ $0.process }) else { return }
         let group = process.pid
-        state.withLock { $0.state = .stopping }
-        recordLogged(NewEvent(.serviceStopping, service: name, pid: group, actor: actor, detail: ["reason": .string(reason)]))
+        let definition = self.definition
+        state.withLock {
+            $0.state = .stopping
+            $0.generation += 1
+            $0.lingerUntil = nil
+        }
+        context.recordLogged(NewEvent(.serviceStopping, service: name, pid: group, actor: actor, detail: ["reason": .string(reason)]))
 
-        let timeout = definition.stopTimeoutMs
-        var signal = "TERM"
-        _ = try? Signals.sendToGroup(group, SIGTERM)
-        if !(await waitGone(group: group, timeoutMs: timeout)) {
+        var signal = definition.stopSignal.uppercased()
+        _ = try? Signals.sendToGroup(group, definition.stopSignalNumber)
+        if !(await waitGone(group: group, timeoutMs: definition.stopTimeoutMs)) {
             signal = "KILL"
             _ = try? Signals.sendToGroup(group, SIGKILL)
             _ = await waitGone(group: group, timeoutMs: 5_000)
@@ -246,29 +267,27 @@ final class ManagedService: Sendable {
         }
     }
 
-    /// Exit watcher callback for the main process.
+    // MARK: Exit watching
+
+    private func watchExit(of process: PidFD) {
+        do {
+            try context.watcher.watch(process) { [weak self] status in self?.processExited(process, status) }
+        } catch {
+            context.logger.error("cannot watch service \(name): \(error)")
+        }
+    }
+
+    /// Exit watcher callback for the main process. An exit while ready or unhealthy was not
+    /// asked for: it is recorded and handed to the restart policy.
     private func processExited(_ process: PidFD, _ status: ExitStatus?) {
         let unexpected = state.withLock { state -> Bool in
             guard state.process === process else { return false }
             state.exitStatus = status ?? .exited(code: -1)
-            return state.state == .ready
+            return state.state == .ready || state.state == .unhealthy
         }
         guard unexpected else { return }
-        // A leased service died on its own. Supervision (restart) builds on this event.
-        recordLogged(NewEvent(.serviceExited, service: name, pid: process.pid,
-                              detail: ["exit": .string(status?.description ?? "unknown")]))
-        Task { [weak self] in
-            guard let self else { return }
-            await self.lock.lock()
-            defer { self.lock.unlock() }
-            // Stop what is left of the group (children of the dead leader).
-            if self.state.withLock({ $0.process === process }) {
-                await self.stop(actor: Actor.procrefd, reason: "exited")
-            }
-        }
-    }
-
-    private func recordLogged(_ event: NewEvent) {
-        do { try context.record(event) } catch { context.logger.error("cannot record \(event.kind.rawValue): \(error)") }
+        context.recordLogged(NewEvent(.serviceExited, service: name, pid: process.pid,
+                                      detail: ["exit": .string(status?.description ?? "unknown (not our child)")]))
+        Task { [weak self] in await self?.handleCrash(of: process) }
     }
 }

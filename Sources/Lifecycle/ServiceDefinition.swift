@@ -1,15 +1,55 @@
 import Foundation
+import Posix
 
 /// How procrefd decides a service is healthy.
 public enum HealthCheckKind: Sendable, Equatable {
-    /// A TCP connection to host:port succeeds.
+    /// A TCP connection to host:port succeeds, and the listener belongs to the service.
     case tcp(host: String, port: Int)
-    /// A connection to a Unix socket path succeeds.
+    /// A connection to a Unix socket path succeeds, and the listener belongs to the service.
     case unix(path: String)
+    /// `GET` of an http:// URL answers 2xx.
+    case http(HTTPTarget)
     /// The command exits 0.
     case exec([String])
 }
 
+/// A parsed `http://host[:port]/path` health URL.
+public struct HTTPTarget: Sendable, Equatable {
+    public let url: String
+    public let host: String
+    public let port: Int
+    public let path: String
+
+    /// Parses a plain-HTTP URL; nil for anything else.
+    public init?(_ url: String) {
+        guard url.hasPrefix("http://") else { return nil }
+        let rest = url.dropFirst("http://".count)
+        let authority = rest.prefix { $0 != "/" && $0 != "?" }
+        let path = rest.dropFirst(authority.count)
+        var host = Substring(authority)
+        var port = 80
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let after = host[host.index(after: close)...]
+            if after.hasPrefix(":") {
+                guard let p = Int(after.dropFirst()) else { return nil }
+                port = p
+            } else if !after.isEmpty { return nil }
+            host = host[host.index(after: host.startIndex)..<close]
+        } else if let colon = host.lastIndex(of: ":") {
+            guard let p = Int(host[host.index(after: colon)...]) else { return nil }
+            port = p
+            host = host[..<colon]
+        }
+        guard !host.isEmpty, (1...65535).contains(port), !host.contains("@") else { return nil }
+        self.url = url
+        self.host = String(host)
+        self.port = port
+        self.path = path.isEmpty ? "/" : String(path)
+    }
+}
+
+/// A health check and how long one attempt may take.
 public struct HealthCheck: Sendable, Equatable, Codable {
     public var kind: HealthCheckKind
     public var timeoutMs: Int
@@ -19,29 +59,37 @@ public struct HealthCheck: Sendable, Equatable, Codable {
         self.timeoutMs = timeoutMs
     }
 
-    enum CodingKeys: String, CodingKey {
-        case tcp, unix, exec
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case tcp, unix, http, exec
         case timeoutMs = "timeout_ms"
     }
 
     public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "health")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         timeoutMs = try c.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? 1000
-        let given = [CodingKeys.tcp, .unix, .exec].filter { c.contains($0) }
+        let given = [CodingKeys.tcp, .unix, .http, .exec].filter { c.contains($0) }
         guard given.count == 1 else {
-            throw DefinitionError(field: "health", message: "give exactly one of tcp, unix, exec")
+            throw DefinitionError(field: "health", message: "give exactly one of tcp, unix, http, exec")
         }
         switch given[0] {
         case .tcp:
             let text = try c.decode(String.self, forKey: .tcp)
-            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-                (1...65535).contains(port), colon > text.startIndex
-            else { throw DefinitionError(field: "health.tcp", message: "expected host:port, got \(text)") }
-            var host = String(text[..<colon])
-            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            kind = .tcp(host: host, port: port)
+            guard let target = HTTPTarget("http://\(text)/"), !text.contains("/") else {
+                throw DefinitionError(field: "health.tcp", message: "expected host:port, got \(text)")
+            }
+            guard text.hasSuffix(":\(target.port)") else {
+                throw DefinitionError(field: "health.tcp", message: "expected host:port, got \(text)")
+            }
+            kind = .tcp(host: target.host, port: target.port)
         case .unix:
             kind = .unix(path: try c.decode(String.self, forKey: .unix))
+        case .http:
+            let text = try c.decode(String.self, forKey: .http)
+            guard let target = HTTPTarget(text) else {
+                throw DefinitionError(field: "health.http", message: "expected http://host[:port]/path, got \(text)")
+            }
+            kind = .http(target)
         default:
             kind = .exec(try c.decode([String].self, forKey: .exec))
         }
@@ -53,52 +101,85 @@ public struct HealthCheck: Sendable, Equatable, Codable {
         switch kind {
         case let .tcp(host, port): try c.encode(host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", forKey: .tcp)
         case .unix(let path): try c.encode(path, forKey: .unix)
+        case .http(let target): try c.encode(target.url, forKey: .http)
         case .exec(let argv): try c.encode(argv, forKey: .exec)
         }
     }
 }
 
-/// A shared service as defined through `PUT /v1/services/{name}`. The command is an argv
-/// array, never a shell string.
+/// A shared service as defined through `PUT /v1/services/{name}` or the config file. The
+/// command is an argv array, never a shell string.
 public struct ServiceDefinition: Sendable, Equatable, Codable {
     public var start: [String]
     public var env: [String: String]
     public var cwd: String?
     public var health: HealthCheck?
     public var readyTimeoutMs: Int
+    /// Sent to the process group first when stopping (then SIGKILL after stop_timeout_ms).
+    public var stopSignal: String
     public var stopTimeoutMs: Int
+    /// Grace after the last release before the service is stopped; an acquire in it reuses it.
+    public var lingerMs: Int
+    /// First delay before restarting a service that died while leased; doubles each time.
+    public var restartBackoffMs: Int
+    public var restartBackoffMaxMs: Int
+    /// Restarts allowed within restart_window_ms before the service is marked failed.
+    public var restartLimit: Int
+    public var restartWindowMs: Int
 
-    public static let defaultReadyTimeoutMs = 10_000
-    public static let defaultStopTimeoutMs = 5_000
     public static let timeoutRange = 1...600_000
 
     public init(
         start: [String], env: [String: String] = [:], cwd: String? = nil, health: HealthCheck? = nil,
-        readyTimeoutMs: Int = defaultReadyTimeoutMs, stopTimeoutMs: Int = defaultStopTimeoutMs
+        readyTimeoutMs: Int = 10_000, stopSignal: String = "TERM", stopTimeoutMs: Int = 5_000, lingerMs: Int = 0,
+        restartBackoffMs: Int = 500, restartBackoffMaxMs: Int = 30_000, restartLimit: Int = 5, restartWindowMs: Int = 60_000
     ) {
         self.start = start
         self.env = env
         self.cwd = cwd
         self.health = health
         self.readyTimeoutMs = readyTimeoutMs
+        self.stopSignal = stopSignal
         self.stopTimeoutMs = stopTimeoutMs
+        self.lingerMs = lingerMs
+        self.restartBackoffMs = restartBackoffMs
+        self.restartBackoffMaxMs = restartBackoffMaxMs
+        self.restartLimit = restartLimit
+        self.restartWindowMs = restartWindowMs
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case start, env, cwd, health
         case readyTimeoutMs = "ready_timeout_ms"
+        case stopSignal = "stop_signal"
         case stopTimeoutMs = "stop_timeout_ms"
+        case lingerMs = "linger_ms"
+        case restartBackoffMs = "restart_backoff_ms"
+        case restartBackoffMaxMs = "restart_backoff_max_ms"
+        case restartLimit = "restart_limit"
+        case restartWindowMs = "restart_window_ms"
     }
 
     public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: nil)
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = ServiceDefinition(start: [])
         start = try c.decode([String].self, forKey: .start)
         env = try c.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
         cwd = try c.decodeIfPresent(String.self, forKey: .cwd)
         health = try c.decodeIfPresent(HealthCheck.self, forKey: .health)
-        readyTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .readyTimeoutMs) ?? Self.defaultReadyTimeoutMs
-        stopTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .stopTimeoutMs) ?? Self.defaultStopTimeoutMs
+        readyTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .readyTimeoutMs) ?? defaults.readyTimeoutMs
+        stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal) ?? defaults.stopSignal
+        stopTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .stopTimeoutMs) ?? defaults.stopTimeoutMs
+        lingerMs = try c.decodeIfPresent(Int.self, forKey: .lingerMs) ?? defaults.lingerMs
+        restartBackoffMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMs) ?? defaults.restartBackoffMs
+        restartBackoffMaxMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMaxMs) ?? defaults.restartBackoffMaxMs
+        restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
+        restartWindowMs = try c.decodeIfPresent(Int.self, forKey: .restartWindowMs) ?? defaults.restartWindowMs
     }
+
+    /// The signal number of `stop_signal`.
+    public var stopSignalNumber: Int32 { Signals.number(named: stopSignal) ?? SIGTERM }
 
     /// Checks every field; throws the first problem, naming the field.
     public func validate() throws(DefinitionError) {
@@ -117,11 +198,20 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
                 isDirectory.boolValue
             else { throw DefinitionError(field: "cwd", message: "must be an existing absolute directory") }
         }
-        guard Self.timeoutRange.contains(readyTimeoutMs) else {
-            throw DefinitionError(field: "ready_timeout_ms", message: "must be within \(Self.timeoutRange)")
+        let ranges: [(String, Int, ClosedRange<Int>)] = [
+            ("ready_timeout_ms", readyTimeoutMs, Self.timeoutRange),
+            ("stop_timeout_ms", stopTimeoutMs, Self.timeoutRange),
+            ("linger_ms", lingerMs, 0...86_400_000),
+            ("restart_backoff_ms", restartBackoffMs, 0...3_600_000),
+            ("restart_backoff_max_ms", restartBackoffMaxMs, 0...3_600_000),
+            ("restart_limit", restartLimit, 0...1000),
+            ("restart_window_ms", restartWindowMs, 1...86_400_000),
+        ]
+        for (field, value, range) in ranges where !range.contains(value) {
+            throw DefinitionError(field: field, message: "must be within \(range)")
         }
-        guard Self.timeoutRange.contains(stopTimeoutMs) else {
-            throw DefinitionError(field: "stop_timeout_ms", message: "must be within \(Self.timeoutRange)")
+        guard Signals.number(named: stopSignal) != nil else {
+            throw DefinitionError(field: "stop_signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
         }
         if let health {
             guard (1...60_000).contains(health.timeoutMs) else {
@@ -141,7 +231,27 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
 public struct DefinitionError: Error, Sendable, Equatable, CustomStringConvertible {
     public let field: String
     public let message: String
+    public init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
     public var description: String { "\(field): \(message)" }
+}
+
+/// Any key, to list what a JSON or TOML object holds.
+struct AnyCodingKey: CodingKey {
+    let stringValue: String
+    let intValue: Int? = nil
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { return nil }
+}
+
+/// Throws for a key the type does not know: a misspelt field must not be ignored silently.
+public func rejectUnknownKeys(in decoder: Decoder, allowed: [String], at prefix: String?) throws {
+    let container = try decoder.container(keyedBy: AnyCodingKey.self)
+    if let unknown = container.allKeys.map(\.stringValue).first(where: { !allowed.contains($0) }) {
+        throw DefinitionError(field: prefix.map { "\($0).\(unknown)" } ?? unknown, message: "unknown field")
+    }
 }
 
 /// Names of services: `^[a-z0-9][a-z0-9._-]{0,62}$`.

@@ -32,6 +32,13 @@ public final class PidFD: Sendable {
         self.identity = identity
     }
 
+    /// Opens a pidfd for a child this process spawned and has not reaped: its pid cannot
+    /// have been recycled, even if it already exited (the pidfd then reaps the zombie).
+    public init(child identity: ProcessIdentity) throws(SystemCallError) {
+        fd = try check("pidfd_open", procref_pidfd_open(identity.pid))
+        self.identity = identity
+    }
+
     public var pid: Int32 { identity.pid }
 
     public func signal(_ signo: Int32) throws(SystemCallError) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AuditStore
+import Configuration
 import ControlAPI
 import Foundation
 import Lifecycle
@@ -18,30 +19,42 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var location: StateLocation
 
-    @Option(help: "TCP listen address (numeric).")
-    var listen = "127.0.0.1"
+    @Option(help: "TOML config file: settings and [services.NAME] tables (options given here override it). SIGHUP reloads it.")
+    var config: String?
 
-    @Option(help: "TCP port; 0 picks a free one.")
-    var port: UInt16 = Serve.defaultPort
+    @Option(help: "TCP listen address (numeric). Default: 127.0.0.1.")
+    var listen: String?
+
+    @Option(help: "TCP port; 0 picks a free one. Default: 7683.")
+    var port: UInt16?
 
     @Option(help: "Path of procref-holder. Default: next to procrefd.")
     var holder: String?
 
-    @Option(help: "SQLite durability: normal (survives a procrefd crash) or full (fsync every commit).")
-    var durability: Durability = .normal
+    @Option(help: "SQLite durability: normal (survives a procrefd crash; default) or full (fsync every commit).")
+    var durability: Durability?
 
-    @Option(help: "TTL of a lease that names neither ttl_ms nor client_pid.")
-    var defaultTtlMs: Int64 = 30_000
+    @Option(help: "TTL of a lease that names neither ttl_ms nor client_pid. Default: 30000.")
+    var defaultTtlMs: Int64?
 
-    @Option(help: "On SIGTERM/SIGINT: drain (end leases, stop services) or handoff (leave them for the next procrefd).")
-    var onExit: ShutdownMode = .drain
+    @Option(help: "On SIGTERM/SIGINT: drain (end leases, stop services; default) or handoff (leave them for the next procrefd).")
+    var onExit: ShutdownMode?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
-        guard CoordinatorConfig.ttlRange.contains(defaultTtlMs) else {
+        if let defaultTtlMs, !CoordinatorConfig.ttlRange.contains(defaultTtlMs) {
             throw ValidationError("--default-ttl-ms must be within \(CoordinatorConfig.ttlRange)")
+        }
+    }
+
+    /// The config file, or an empty one.
+    private func loadConfig() throws -> DaemonConfig {
+        guard let config else { return DaemonConfig() }
+        do { return try DaemonConfig.load(path: config) } catch {
+            printError("procrefd: \(error)")
+            throw ExitCode.failure
         }
     }
 
@@ -49,6 +62,12 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "procrefd")
         logger.logLevel = logLevel
+
+        let file = try loadConfig()
+        let listen = self.listen ?? file.listen ?? "127.0.0.1"
+        let port = self.port ?? file.port ?? Self.defaultPort
+        let durability = self.durability ?? file.durability ?? .normal
+        let onExit = self.onExit ?? file.onExit ?? .drain
 
         let directory = location.directory
         let claim: DaemonClaim
@@ -66,8 +85,13 @@ struct Serve: AsyncParsableCommand {
         let token = try directory.loadOrCreateToken()
         var config = CoordinatorConfig(
             holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs)
-        config.defaultTTLMs = defaultTtlMs
+        config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? config.defaultTTLMs
+        config.maxLeases = file.limits.maxLeases ?? config.maxLeases
+        config.maxLeasesPerService = file.limits.maxLeasesPerService ?? config.maxLeasesPerService
+        config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? config.acquireTimeoutMs
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
+        // The file is the truth about config services: without one, none remain.
+        _ = try await coordinator.applyConfigServices(file.services, actor: "config")
         let report = await coordinator.reconcile(previousBootID: previousRun?.bootID, bootID: bootID)
 
         let shutdown = ShutdownSignals()
@@ -79,8 +103,10 @@ struct Serve: AsyncParsableCommand {
             requestStop: { shutdown.request(mode: $0) })
 
         let tcp = try Listener.tcp(host: listen, port: port)
-        let unixFD = try Listener.unix(path: directory.socket, mode: 0o600)
-        let limits = HTTPServerLimits()
+        let unixFD = try Listener.unix(path: directory.socket, mode: file.socketMode ?? 0o600)
+        var limits = HTTPServerLimits()
+        limits.maxBodyBytes = file.limits.maxBodyBytes ?? limits.maxBodyBytes
+        limits.connectionLimit = file.limits.connectionLimit.map(UInt32.init) ?? limits.connectionLimit
         let servers = [
             try HTTPServer(listenFD: tcp.fd, transport: .tcp, limits: limits, responder: api),
             try HTTPServer(listenFD: unixFD, transport: .unix, limits: limits, responder: api),
@@ -102,7 +128,11 @@ struct Serve: AsyncParsableCommand {
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
         FileHandle.standardOutput.write(Data(line.utf8))
 
+        let reloader = self.config.map { path in
+            ConfigReloader(path: path, coordinator: coordinator, store: store, logger: logger)
+        }
         let trigger = await shutdown.next()
+        reloader?.cancel()
         let mode = trigger.mode ?? onExit
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         for server in servers { server.stopAccepting() }

@@ -3,6 +3,9 @@ import Glibc
 import Posix
 import Testing
 
+/// The test service script beside this file.
+let testServiceScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("test_service.py").path
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
@@ -79,21 +82,13 @@ final class DaemonHarness: @unchecked Sendable {
     func adopt(pid: Int32) { extraPIDs.append(pid) }
 
     /// Defines a service that listens on a Unix socket in the state dir, healthy once it
-    /// listens. `extra` adds definition fields.
-    func defineSocketService(_ name: String, extra: [String: Any] = [:], startDelay: Double = 0) throws -> String {
+    /// listens (Support/test_service.py; `arguments` select its misbehaviour). `extra` adds
+    /// definition fields. Returns the socket path.
+    @discardableResult
+    func defineSocketService(_ name: String, extra: [String: Any] = [:], arguments: [String] = []) throws -> String {
         let socketPath = "\(stateDir)/\(name).svc.sock"
-        let script = """
-            import socket, sys, time
-            time.sleep(float(sys.argv[2]))
-            s = socket.socket(socket.AF_UNIX)
-            s.bind(sys.argv[1])
-            s.listen(16)
-            while True:
-                c, _ = s.accept()
-                c.close()
-            """
         var body: [String: Any] = [
-            "start": ["python3", "-c", script, socketPath, String(startDelay)],
+            "start": ["python3", testServiceScript, socketPath] + arguments,
             "health": ["unix": socketPath, "timeout_ms": 500],
             "ready_timeout_ms": 10_000,
             "stop_timeout_ms": 3_000,
@@ -103,6 +98,8 @@ final class DaemonHarness: @unchecked Sendable {
         guard response.status == 201 else { throw TestHTTPClient.Failure(description: "define \(name): \(response.status) \(response.text)") }
         return socketPath
     }
+
+    func service(_ name: String) throws -> [String: Any] { try unix.get("/v1/services/\(name)").json }
 
     func kernelCount(_ service: String) throws -> Int {
         guard let set = try SemaphoreSet.existing(key: SemaphoreSet.key(forService: service)) else { return -1 }

@@ -1,12 +1,25 @@
 import CPosixShims
 import Glibc
 
-/// One request/response exchange over a Unix stream socket: connect, send everything, read
-/// until the peer closes, all within one deadline. Used by the CLI to talk to the daemon.
-public enum UnixSocketExchange {
-    public static func exchange(path: String, request: [UInt8], timeoutMs: Int, limit: Int = 1 << 20) throws(SystemCallError) -> [UInt8] {
+/// One request/response exchange over a stream socket: connect, send everything, read until
+/// the peer closes (or `enough` says so), all within one deadline. Used by the CLI to talk
+/// to the daemon and by HTTP health checks.
+public enum SocketExchange {
+    public enum Destination: Sendable {
+        case unix(path: String)
+        case tcp(host: String, port: Int)
+    }
+
+    public static func exchange(
+        _ destination: Destination, request: [UInt8], timeoutMs: Int, limit: Int = 1 << 20,
+        enough: ([UInt8]) -> Bool = { _ in false }
+    ) throws(SystemCallError) -> [UInt8] {
         let deadline = monotonicMilliseconds() + Int64(timeoutMs)
-        let fd = try check("connect(\(path))", procref_unix_connect(path, Int32(timeoutMs)))
+        let fd: Int32
+        switch destination {
+        case .unix(let path): fd = try check("connect(\(path))", procref_unix_connect(path, Int32(timeoutMs)))
+        case let .tcp(host, port): fd = try check("connect(\(host):\(port))", procref_tcp_connect(host, String(port), Int32(timeoutMs)))
+        }
         defer { close(fd) }
         var offset = 0
         while offset < request.count {
@@ -17,7 +30,7 @@ public enum UnixSocketExchange {
         }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
-        while response.count < limit {
+        while response.count < limit && !enough(response) {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n == 0 { break }
             if n > 0 { response += chunk[0..<n]; continue }

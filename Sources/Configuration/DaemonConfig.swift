@@ -1,0 +1,179 @@
+import AuditStore
+import Foundation
+import Lifecycle
+import TOMLKit
+
+/// The `procrefd serve --config FILE` file (TOML). Every key is optional; command-line options
+/// override it; unknown keys are errors (a misspelt key must not be ignored).
+public struct DaemonConfig: Sendable, Equatable {
+    public var listen: String?
+    public var port: UInt16?
+    /// Octal permission bits of the Unix socket: 0600 (default) or 0660.
+    public var socketMode: UInt32?
+    public var durability: Durability?
+    public var onExit: ShutdownMode?
+    public var defaultTTLMs: Int64?
+    public var limits = Limits()
+    public var services: [String: ServiceDefinition] = [:]
+
+    public struct Limits: Sendable, Equatable {
+        public var maxLeases: Int?
+        public var maxLeasesPerService: Int?
+        public var maxBodyBytes: Int?
+        public var connectionLimit: Int?
+        public var acquireTimeoutMs: Int?
+        public init() {}
+    }
+
+    public init() {}
+
+    /// Reads and checks a config file. Errors name the file, and the line or the key.
+    public static func load(path: String) throws(ConfigError) -> DaemonConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(path: path, message: "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String = "<config>") throws(ConfigError) -> DaemonConfig {
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
+            throw ConfigError(path: path, message: "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigError(path: path, message: "\(error)")
+        }
+        let file: ConfigFile
+        do { file = try TOMLDecoder().decode(ConfigFile.self, from: table) } catch let error as DefinitionError {
+            throw ConfigError(path: path, message: error.description)
+        } catch let DecodingError.keyNotFound(_, context), let DecodingError.valueNotFound(_, context),
+            let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context)
+        {
+            throw ConfigError(path: path, message: "\(Self.path(context)): \(context.debugDescription)")
+        } catch {
+            throw ConfigError(path: path, message: "\(error)")
+        }
+        return try file.resolved(path: path)
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        context.codingPath.map(\.stringValue).joined(separator: ".")
+    }
+}
+
+/// A config file that cannot be used, and why.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let path: String
+    public let message: String
+    public var description: String { "config \(path): \(message)" }
+}
+
+/// The file's literal shape, before checks.
+private struct ConfigFile: Decodable {
+    var listen: String?
+    var port: Int?
+    var socketMode: String?
+    var durability: String?
+    var onExit: String?
+    var defaultTTLMs: Int64?
+    var limits: LimitsFile?
+    var services: [String: ServiceDefinition]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case listen, port, durability, limits, services
+        case socketMode = "socket_mode"
+        case onExit = "on_exit"
+        case defaultTTLMs = "default_ttl_ms"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: nil)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        listen = try c.decodeIfPresent(String.self, forKey: .listen)
+        port = try c.decodeIfPresent(Int.self, forKey: .port)
+        socketMode = try c.decodeIfPresent(String.self, forKey: .socketMode)
+        durability = try c.decodeIfPresent(String.self, forKey: .durability)
+        onExit = try c.decodeIfPresent(String.self, forKey: .onExit)
+        defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
+        limits = try c.decodeIfPresent(LimitsFile.self, forKey: .limits)
+        services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
+    }
+
+    func resolved(path: String) throws(ConfigError) -> DaemonConfig {
+        func fail(_ message: String) -> ConfigError { ConfigError(path: path, message: message) }
+        var config = DaemonConfig()
+        config.listen = listen
+        if let port {
+            guard (0...65535).contains(port) else { throw fail("port: must be within 0...65535") }
+            config.port = UInt16(port)
+        }
+        if let socketMode {
+            guard let mode = UInt32(socketMode.hasPrefix("0o") ? String(socketMode.dropFirst(2)) : socketMode, radix: 8),
+                mode == 0o600 || mode == 0o660
+            else { throw fail("socket_mode: \"0600\" or \"0660\"") }
+            config.socketMode = mode
+        }
+        if let durability {
+            guard let value = Durability(rawValue: durability) else { throw fail("durability: \"normal\" or \"full\"") }
+            config.durability = value
+        }
+        if let onExit {
+            guard let value = ShutdownMode(rawValue: onExit) else { throw fail("on_exit: \"drain\" or \"handoff\"") }
+            config.onExit = value
+        }
+        if let defaultTTLMs {
+            guard CoordinatorConfig.ttlRange.contains(defaultTTLMs) else { throw fail("default_ttl_ms: must be within \(CoordinatorConfig.ttlRange)") }
+            config.defaultTTLMs = defaultTTLMs
+        }
+        if let limits { config.limits = try limits.resolved(fail) }
+        config.services = services ?? [:]
+        for (name, definition) in config.services.sorted(by: { $0.key < $1.key }) {
+            guard ServiceName.isValid(name) else { throw fail("services.\(name): invalid name (^[a-z0-9][a-z0-9._-]{0,62}$)") }
+            do { try definition.validate() } catch { throw fail("services.\(name).\(error.field): \(error.message)") }
+        }
+        return config
+    }
+}
+
+private struct LimitsFile: Decodable {
+    var maxLeases: Int?
+    var maxLeasesPerService: Int?
+    var maxBodyBytes: Int?
+    var connectionLimit: Int?
+    var acquireTimeoutMs: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxLeases = "max_leases"
+        case maxLeasesPerService = "max_leases_per_service"
+        case maxBodyBytes = "max_body_bytes"
+        case connectionLimit = "connection_limit"
+        case acquireTimeoutMs = "acquire_timeout_ms"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "limits")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxLeases = try c.decodeIfPresent(Int.self, forKey: .maxLeases)
+        maxLeasesPerService = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerService)
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes)
+        connectionLimit = try c.decodeIfPresent(Int.self, forKey: .connectionLimit)
+        acquireTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .acquireTimeoutMs)
+    }
+
+    func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Limits {
+        var limits = DaemonConfig.Limits()
+        let checks: [(String, Int?, ClosedRange<Int>, WritableKeyPath<DaemonConfig.Limits, Int?>)] = [
+            ("max_leases", maxLeases, 1...30_000, \.maxLeases),
+            ("max_leases_per_service", maxLeasesPerService, 1...32_000, \.maxLeasesPerService),
+            ("max_body_bytes", maxBodyBytes, 1_024...(16 << 20), \.maxBodyBytes),
+            ("connection_limit", connectionLimit, 4...10_000, \.connectionLimit),
+            ("acquire_timeout_ms", acquireTimeoutMs, 100...3_600_000, \.acquireTimeoutMs),
+        ]
+        for (name, value, range, keyPath) in checks {
+            guard let value else { continue }
+            guard range.contains(value) else { throw fail("limits.\(name): must be within \(range)") }
+            limits[keyPath: keyPath] = value
+        }
+        return limits
+    }
+}

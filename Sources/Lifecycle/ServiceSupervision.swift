@@ -1,0 +1,189 @@
+import AuditStore
+import Foundation
+import Posix
+
+/// procref's callbacks made into a supervisor: on_health_check on every acquire but the
+/// first, on_recover when it fails, restarts with backoff after a crash, linger after the
+/// last release, and a failed state after too many restarts.
+extension ManagedService {
+    /// Runs the health check against the running service. nil when healthy.
+    func checkHealth() async -> String? {
+        guard let group = pid else { return "not running" }
+        let definition = self.definition
+        let failure: String?
+        if let health = definition.health {
+            failure = await HealthChecker(spawner: context.spawner).failure(of: health, group: group, environment: environment(definition))
+        } else {
+            failure = isRunning ? nil : "not running"
+        }
+        state.withLock { $0.lastHealth = failure ?? "ok" }
+        return failure
+    }
+
+    /// Restarts an unhealthy service in place (stop with the stop policy, start, wait
+    /// ready). Records `service.unhealthy`, then `service.recovered` or
+    /// `service.recovery_failed`. Call with `lock` held.
+    func recover(actor: String, failure: String, count: Int) async throws(LifecycleError) {
+        setState(.unhealthy)
+        context.recordLogged(NewEvent(.serviceUnhealthy, service: name, pid: pid, actor: actor, detail: ["reason": .string(failure)]))
+        setState(.recovering)
+        await stop(actor: actor, reason: "unhealthy")
+        do {
+            try await start(actor: actor, count: count, reason: "recover")
+        } catch {
+            context.recordLogged(NewEvent(.serviceRecoveryFailed, service: name, actor: actor, detail: ["reason": .string(error.description)]))
+            throw error
+        }
+        context.recordLogged(NewEvent(.serviceRecovered, service: name, pid: pid, actor: actor))
+    }
+
+    /// The failure that put the service in `failed`, if it is there.
+    var failureReason: String? { state.withLock { $0.state == .failed ? $0.failureReason : nil } }
+
+    // MARK: Crash restarts
+
+    /// The main process died while leased. Clean up its group, then restart with backoff while
+    /// the kernel still counts leases, up to restart_limit within restart_window_ms.
+    func handleCrash(of process: PidFD) async {
+        await lock.lock()
+        guard state.withLock({ $0.process === process }) else {
+            lock.unlock()
+            return
+        }
+        await stop(actor: Actor.procrefd, reason: "exited")
+        lock.unlock()
+        await restartWhileCounted()
+    }
+
+    private func restartWhileCounted() async {
+        while true {
+            await lock.lock()
+            let count = (try? kernelCount()) ?? 0
+            guard count > 0, !isRunning, currentState == .stopped || currentState == .recovering else {
+                if currentState == .recovering { setState(.stopped) }
+                lock.unlock()
+                return
+            }
+            let definition = self.definition
+            let plan = state.withLock { state -> (delayMs: Int, generation: Int, failure: String?) in
+                let now = monotonicMilliseconds()
+                state.restarts.removeAll { now - $0 > Int64(definition.restartWindowMs) }
+                if state.restarts.count >= definition.restartLimit {
+                    state.state = .failed
+                    state.failureReason = "\(state.restarts.count) restarts within \(definition.restartWindowMs) ms"
+                    return (0, state.generation, state.failureReason)
+                }
+                var delay = definition.restartBackoffMs
+                for _ in 0..<state.restarts.count where delay < definition.restartBackoffMaxMs { delay *= 2 }
+                delay = min(delay, definition.restartBackoffMaxMs)
+                state.restarts.append(now)
+                state.state = .recovering
+                state.generation += 1
+                return (delay, state.generation, nil)
+            }
+            if let failure = plan.failure {
+                context.recordLogged(NewEvent(.serviceFailed, service: name, detail: ["reason": .string(failure), "count": .int(Int64(count))]))
+                lock.unlock()
+                return
+            }
+            context.recordLogged(NewEvent(.serviceRestarting, service: name, detail: [
+                "backoff_ms": .int(Int64(plan.delayMs)), "attempt": .int(Int64(state.withLock { $0.restarts.count })),
+            ]))
+            lock.unlock()
+
+            try? await Task.sleep(for: .milliseconds(plan.delayMs))
+
+            await lock.lock()
+            // An acquire, a reset or a stop may have acted meanwhile.
+            guard state.withLock({ $0.generation == plan.generation && $0.state == .recovering }), !isRunning else {
+                lock.unlock()
+                return
+            }
+            do {
+                try await lockKernel()
+                defer { unlockKernel() }
+                let now = try kernelCount()
+                if now == 0 {
+                    setState(.stopped)
+                    lock.unlock()
+                    return
+                }
+                try await start(actor: Actor.procrefd, count: now, reason: "restart")
+                context.recordLogged(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"]))
+                lock.unlock()
+                return
+            } catch {
+                // A failed start counts as another restart; loop to apply the policy.
+                context.logger.warning("restart of \(name) failed: \(error)")
+                lock.unlock()
+            }
+        }
+    }
+
+    /// Leaves `failed`: clears the restart history and, if leases still count, starts again.
+    func reset(actor: String) async throws(LifecycleError) {
+        guard currentState == .failed else { throw .serviceNotFailed(name) }
+        state.withLock {
+            $0.state = .stopped
+            $0.restarts = []
+            $0.failureReason = nil
+        }
+        let count = try kernelCount()
+        try context.record(NewEvent(.serviceReset, service: name, actor: actor, detail: ["count": .int(Int64(count))]))
+        if count > 0 { try await start(actor: actor, count: count, reason: "reset") }
+    }
+
+    /// Admin restart: stop and start while leases stay granted.
+    func restart(actor: String) async throws(LifecycleError) {
+        guard isRunning else { throw .serviceNotRunning(name) }
+        let count = try kernelCount()
+        await stop(actor: actor, reason: "admin_restart")
+        try await start(actor: actor, count: count, reason: "admin_restart")
+    }
+
+    // MARK: Linger
+
+    /// The kernel count reached 0 (call with `lock` held): stop now, or after linger_ms
+    /// unless an acquire comes first.
+    func lastReferenceGone(actor: String, reason: String) async {
+        guard isRunning else { return }
+        let linger = definition.lingerMs
+        guard linger > 0 else {
+            await stop(actor: actor, reason: reason)
+            return
+        }
+        let generation = state.withLock { state -> Int in
+            state.generation += 1
+            state.lingerUntil = Date().addingTimeInterval(Double(linger) / 1000)
+            return state.generation
+        }
+        Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(linger))
+            guard let self else { return }
+            await self.lock.lock()
+            defer { self.lock.unlock() }
+            guard self.state.withLock({ $0.generation == generation && $0.lingerUntil != nil }) else { return }
+            do {
+                try await self.lockKernel()
+                defer { self.unlockKernel() }
+                if try self.kernelCount() == 0 { await self.stop(actor: Actor.procrefd, reason: "linger_expired") }
+            } catch {
+                self.context.logger.error("linger stop of \(self.name): \(error)")
+            }
+        }
+    }
+
+    /// An acquire during linger keeps the service: the pending stop is cancelled.
+    /// Returns whether a linger was pending.
+    @discardableResult
+    func cancelLinger() -> Bool {
+        state.withLock { state in
+            guard state.lingerUntil != nil else { return false }
+            state.generation += 1
+            state.lingerUntil = nil
+            return true
+        }
+    }
+
+    var lingerUntil: Date? { state.withLock { $0.lingerUntil } }
+}

@@ -1,0 +1,64 @@
+import Configuration
+import Lifecycle
+import Testing
+
+@Suite("Config file")
+struct DaemonConfigTests {
+    @Test("a full file parses into settings and service definitions")
+    func fullFile() throws {
+        let config = try DaemonConfig.parse("""
+            listen = "127.0.0.1"
+            port = 9000
+            socket_mode = "0660"
+            durability = "full"
+            on_exit = "handoff"
+            default_ttl_ms = 5000
+
+            [limits]
+            max_leases = 100
+            acquire_timeout_ms = 2000
+
+            [services.web]
+            start = ["python3", "-m", "http.server", "8080"]
+            health = { http = "http://127.0.0.1:8080/", timeout_ms = 500 }
+            linger_ms = 1000
+            restart_limit = 3
+
+            [services.cache]
+            start = ["memcached"]
+            health = { tcp = "127.0.0.1:11211" }
+            """)
+        #expect(config.port == 9000)
+        #expect(config.socketMode == 0o660)
+        #expect(config.durability == .full)
+        #expect(config.onExit == .handoff)
+        #expect(config.defaultTTLMs == 5000)
+        #expect(config.limits.maxLeases == 100)
+        #expect(config.limits.acquireTimeoutMs == 2000)
+        #expect(config.services.keys.sorted() == ["cache", "web"])
+        #expect(config.services["web"]?.lingerMs == 1000)
+        #expect(config.services["web"]?.restartLimit == 3)
+        #expect(config.services["web"]?.health?.kind == .http(HTTPTarget("http://127.0.0.1:8080/")!))
+        #expect(config.services["cache"]?.health?.kind == .tcp(host: "127.0.0.1", port: 11211))
+    }
+
+    @Test("bad files are rejected with the key or line named", arguments: [
+        ("port = 70000", "port"),
+        ("listen = = 1", "line 1"),
+        ("prot = 1", "prot"),
+        ("[limits]\nmax_lease = 3", "limits.max_lease"),
+        ("socket_mode = \"0777\"", "socket_mode"),
+        ("[services.Bad]\nstart = [\"x\"]", "services.Bad"),
+        ("[services.web]\nstart = []", "services.web.start"),
+        ("[services.web]\nstart = [\"x\"]\nlinger = 5", "linger"),
+        ("[services.web]\nstart = [\"x\"]\nstop_signal = \"NOPE\"", "stop_signal"),
+    ])
+    func rejected(text: String, named: String) {
+        do {
+            _ = try DaemonConfig.parse(text)
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.description.contains(named), "\(error.description)")
+        }
+    }
+}

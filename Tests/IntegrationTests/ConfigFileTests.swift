@@ -1,0 +1,67 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `serve --config FILE`: config services, API refusal, SIGHUP reload, bad files.
+@Suite("Config file")
+struct ConfigFileTests {
+    func service(_ name: String, socket: String) -> String {
+        """
+        [services.\(name)]
+        start = ["python3", "\(testServiceScript)", "\(socket)"]
+        health = { unix = "\(socket)", timeout_ms = 500 }
+        stop_timeout_ms = 2000
+
+        """
+    }
+
+    @Test("config services appear, cannot be replaced over the API, and follow SIGHUP reloads")
+    func reload() throws {
+        let dir = try makeTemporaryDirectory()
+        let configPath = "\(dir)/procrefd.toml"
+        let a = "cfg-a-\(UUID().uuidString.prefix(6).lowercased())"
+        let b = "cfg-b-\(UUID().uuidString.prefix(6).lowercased())"
+        try service(a, socket: "\(dir)/\(a).sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", configPath])
+        defer {
+            daemon.shutdown()
+            for name in [a, b] { daemon.adoptServiceName(name) }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        daemon.adoptServiceName(a)
+        daemon.adoptServiceName(b)
+        #expect(try daemon.service(a)["source"] as? String == "config")
+        let replace = try daemon.unix.send("PUT", "/v1/services/\(a)", json: ["start": ["true"]])
+        #expect(replace.status == 409)
+        let lease = try daemon.unix.send("POST", "/v1/services/\(a)/leases", json: ["ttl_ms": 60_000])
+        #expect(lease.status == 201)
+
+        // Add b, drop a (leased: it stays until released).
+        try service(b, socket: "\(dir)/\(b).sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(eventually { (try? daemon.unix.get("/v1/services/\(b)").status) == 200 })
+        #expect(try daemon.unix.get("/v1/services/\(a)").status == 200)
+        _ = try daemon.unix.send("DELETE", "/v1/leases/\(lease.json["id"] as? String ?? "")")
+        #expect(eventually { (try? daemon.unix.get("/v1/services/\(a)").status) == 404 })
+        #expect(try daemon.eventKinds(service: a).last == "service.removed")
+
+        // A bad file is rejected and the running config stays.
+        try "[services.\(b)]\nstart = []\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(eventually { (try? daemon.events().contains { $0["kind"] as? String == "daemon.config_rejected" }) == true })
+        #expect(try daemon.unix.get("/v1/services/\(b)").status == 200)
+        let rejected = try daemon.events().last { $0["kind"] as? String == "daemon.config_rejected" }
+        #expect(((rejected?["detail"] as? [String: Any])?["error"] as? String)?.contains("start") == true)
+    }
+
+    @Test("a bad config file stops start-up with a clear message")
+    func badFileAtStart() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "port = \"many\"\n".write(toFile: "\(dir)/bad.toml", atomically: true, encoding: .utf8)
+        let result = try runProcrefd(["serve", "--state-dir", dir, "--config", "\(dir)/bad.toml", "--port", "0"], timeout: 30)
+        #expect(result.code == 1)
+        #expect(result.stderr.contains("bad.toml"), "\(result.stderr)")
+        #expect(result.stderr.contains("port"), "\(result.stderr)")
+    }
+}
