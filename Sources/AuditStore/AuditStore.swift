@@ -29,6 +29,9 @@ public enum AuditStoreError: Error, CustomStringConvertible, Sendable {
 public final class AuditStore: Sendable {
     let pool: DatabasePool
     public let path: String
+    /// Wakes long-polls and streams when events are committed.
+    public let signal: EventSignal
+    private let committer: GroupCommitter
 
     /// Opens (creating) the database in WAL mode and applies pending migrations.
     public init(path: String, durability: Durability = .normal, readOnly: Bool = false) throws {
@@ -48,13 +51,24 @@ public final class AuditStore: Sendable {
             throw AuditStoreError.open(path: path, message: Self.message(error))
         }
         self.path = path
+        committer = GroupCommitter(pool: pool)
         if !readOnly { try MigrationRunner(migrations: Migration.embedded).apply(to: pool) }
+        let last = (try? pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") }) ?? 0
+        signal = EventSignal(lastID: last)
     }
 
-    /// Runs `body` in one write transaction.
+    /// Runs `body` atomically and returns once it is committed. Concurrent writers are
+    /// grouped into one transaction (each in its own savepoint, so one failing body rolls
+    /// back alone); nobody returns before the commit that holds their change.
     public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
         do {
-            return try pool.write { db in try body(StoreTransaction(db: db)) }
+            let (value, lastEventID) = try committer.perform { db in
+                let appended = AppendedEvents()
+                let value = try body(StoreTransaction(db: db, appended: appended))
+                return (value, appended.lastID)
+            }
+            if lastEventID > 0 { signal.published(lastID: lastEventID) }
+            return value
         } catch let error as AuditStoreError {
             throw error
         } catch {
@@ -86,8 +100,14 @@ public final class AuditStore: Sendable {
 /// Write access inside a transaction.
 public struct StoreTransaction {
     let db: Database
+    let appended: AppendedEvents
 
     public var reader: StoreReader { StoreReader(db: db) }
+}
+
+/// The newest event id a transaction appended (0: none).
+final class AppendedEvents {
+    var lastID: Int64 = 0
 }
 
 /// Read access on a snapshot.

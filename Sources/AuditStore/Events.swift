@@ -26,6 +26,7 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case processRefused = "process.refused"
     case daemonConfigReloaded = "daemon.config_reloaded"
     case daemonConfigRejected = "daemon.config_rejected"
+    case auditPruned = "audit.pruned"
     case leaseAcquired = "lease.acquired"
     case leaseKeepalive = "lease.keepalive"
     case leaseReleased = "lease.released"
@@ -93,7 +94,7 @@ public struct NewEvent: Sendable {
     }
 }
 
-/// A recorded event.
+/// A recorded event. Encodes as the API's event object: every key present, nulls written.
 public struct Event: Sendable, Codable, Equatable {
     public let id: Int64
     public let time: String
@@ -103,22 +104,19 @@ public struct Event: Sendable, Codable, Equatable {
     public let pid: Int32?
     public let actor: String
     public let detail: [String: DetailValue]
-}
 
-/// Which events to read: every set field must match; `after` is the id cursor.
-public struct EventFilter: Sendable, Equatable {
-    public var service: String?
-    public var kind: String?
-    public var lease: String?
-    public var after: Int64 = 0
-    public var limit: Int = 100
+    enum CodingKeys: String, CodingKey { case id, time, kind, service, lease, pid, actor, detail }
 
-    public init(service: String? = nil, kind: String? = nil, lease: String? = nil, after: Int64 = 0, limit: Int = 100) {
-        self.service = service
-        self.kind = kind
-        self.lease = lease
-        self.after = after
-        self.limit = limit
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(time, forKey: .time)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(service, forKey: .service)
+        try c.encode(lease, forKey: .lease)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(actor, forKey: .actor)
+        try c.encode(detail, forKey: .detail)
     }
 }
 
@@ -137,43 +135,9 @@ extension StoreTransaction {
         try db.execute(
             sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             arguments: [time, event.kind.rawValue, event.service, event.lease, event.pid, event.actor, detail])
+        appended.lastID = max(appended.lastID, db.lastInsertedRowID)
         return Event(
             id: db.lastInsertedRowID, time: time, kind: event.kind.rawValue, service: event.service,
             lease: event.lease, pid: event.pid, actor: event.actor, detail: event.detail)
-    }
-}
-
-extension StoreReader {
-    /// Events matching `filter`, oldest first, at most `filter.limit`.
-    public func events(_ filter: EventFilter) throws -> [Event] {
-        var clauses = ["id > ?"]
-        var arguments: StatementArguments = [filter.after]
-        if let service = filter.service {
-            clauses.append("service = ?")
-            arguments += [service]
-        }
-        if let kind = filter.kind {
-            clauses.append("kind = ?")
-            arguments += [kind]
-        }
-        if let lease = filter.lease {
-            clauses.append("lease = ?")
-            arguments += [lease]
-        }
-        arguments += [filter.limit]
-        let sql = "SELECT * FROM events WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?"
-        let decoder = JSONDecoder()
-        return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-            let detailText: String = row["detail"]
-            let detail = (try? decoder.decode([String: DetailValue].self, from: Data(detailText.utf8))) ?? [:]
-            return Event(
-                id: row["id"], time: row["time"], kind: row["kind"], service: row["service"],
-                lease: row["lease"], pid: row["pid"], actor: row["actor"], detail: detail)
-        }
-    }
-
-    /// The highest event id, 0 when empty.
-    public func lastEventID() throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") ?? 0
     }
 }

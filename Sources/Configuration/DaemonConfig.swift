@@ -14,7 +14,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var onExit: ShutdownMode?
     public var defaultTTLMs: Int64?
     public var limits = Limits()
+    public var audit = Audit()
     public var services: [String: ServiceDefinition] = [:]
+
+    /// `[audit]`: how long events are kept, and how often pruning runs.
+    public struct Audit: Sendable, Equatable {
+        public var retention = RetentionPolicy()
+        public var pruneIntervalMs = 60_000
+        public init() {}
+    }
 
     public struct Limits: Sendable, Equatable {
         public var maxLeases: Int?
@@ -77,10 +85,11 @@ private struct ConfigFile: Decodable {
     var onExit: String?
     var defaultTTLMs: Int64?
     var limits: LimitsFile?
+    var audit: AuditFile?
     var services: [String: ServiceDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, port, durability, limits, services
+        case listen, port, durability, limits, audit, services
         case socketMode = "socket_mode"
         case onExit = "on_exit"
         case defaultTTLMs = "default_ttl_ms"
@@ -96,6 +105,7 @@ private struct ConfigFile: Decodable {
         onExit = try c.decodeIfPresent(String.self, forKey: .onExit)
         defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
         limits = try c.decodeIfPresent(LimitsFile.self, forKey: .limits)
+        audit = try c.decodeIfPresent(AuditFile.self, forKey: .audit)
         services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
     }
 
@@ -126,6 +136,7 @@ private struct ConfigFile: Decodable {
             config.defaultTTLMs = defaultTTLMs
         }
         if let limits { config.limits = try limits.resolved(fail) }
+        if let audit { config.audit = try audit.resolved(fail) }
         config.services = services ?? [:]
         for (name, definition) in config.services.sorted(by: { $0.key < $1.key }) {
             guard ServiceName.isValid(name) else { throw fail("services.\(name): invalid name (^[a-z0-9][a-z0-9._-]{0,62}$)") }
@@ -175,5 +186,44 @@ private struct LimitsFile: Decodable {
             limits[keyPath: keyPath] = value
         }
         return limits
+    }
+}
+
+private struct AuditFile: Decodable {
+    var retentionDays: Int?
+    var retentionMaxEvents: Int?
+    var pruneIntervalMs: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case retentionDays = "retention_days"
+        case retentionMaxEvents = "retention_max_events"
+        case pruneIntervalMs = "prune_interval_ms"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "audit")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        retentionDays = try c.decodeIfPresent(Int.self, forKey: .retentionDays)
+        retentionMaxEvents = try c.decodeIfPresent(Int.self, forKey: .retentionMaxEvents)
+        pruneIntervalMs = try c.decodeIfPresent(Int.self, forKey: .pruneIntervalMs)
+    }
+
+    func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Audit {
+        var audit = DaemonConfig.Audit()
+        if let retentionDays {
+            guard (1...36_500).contains(retentionDays) else { throw fail("audit.retention_days: must be within 1...36500") }
+            audit.retention.maxAgeDays = retentionDays
+        }
+        if let retentionMaxEvents {
+            guard (10...1_000_000_000).contains(retentionMaxEvents) else {
+                throw fail("audit.retention_max_events: must be within 10...1000000000")
+            }
+            audit.retention.maxEvents = retentionMaxEvents
+        }
+        if let pruneIntervalMs {
+            guard (100...86_400_000).contains(pruneIntervalMs) else { throw fail("audit.prune_interval_ms: must be within 100...86400000") }
+            audit.pruneIntervalMs = pruneIntervalMs
+        }
+        return audit
     }
 }

@@ -29,7 +29,6 @@ public struct AccessPolicy: Sendable {
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
 public final class ControlAPI: HTTPResponder {
     public static let version = "0.1.0"
-    static let maxEventPage = 1000
 
     let coordinator: Coordinator
     let store: AuditStore

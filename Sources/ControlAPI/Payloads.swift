@@ -109,34 +109,6 @@ struct ReleasePayload: Encodable {
     }
 }
 
-struct EventPayload: Encodable {
-    let event: Event
-
-    enum CodingKeys: String, CodingKey { case id, time, kind, service, lease, pid, actor, detail }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(event.id, forKey: .id)
-        try c.encode(event.time, forKey: .time)
-        try c.encode(event.kind, forKey: .kind)
-        try c.encode(event.service, forKey: .service)
-        try c.encode(event.lease, forKey: .lease)
-        try c.encode(event.pid, forKey: .pid)
-        try c.encode(event.actor, forKey: .actor)
-        try c.encode(event.detail, forKey: .detail)
-    }
-}
-
-struct EventPagePayload: Encodable {
-    let events: [EventPayload]
-    let nextAfter: Int64
-
-    enum CodingKeys: String, CodingKey {
-        case events
-        case nextAfter = "next_after"
-    }
-}
-
 struct StatusPayload: Encodable {
     struct Service: Encodable {
         let name: String

@@ -125,12 +125,8 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/events", .immediate { request, _ in
-                answer {
-                    let filter = try eventFilter(request.query)
-                    let events = try store.read { try $0.events(filter) }
-                    return json(EventPagePayload(events: events.map(EventPayload.init), nextAfter: events.last?.id ?? filter.after))
-                }
+            Route("GET", "/v1/events", .suspending { request, _ in
+                await answerAsync { try await EventQuery.respond(to: request, store: store) }
             }),
         ]
     }
@@ -143,20 +139,6 @@ extension ControlAPI {
         return pid
     }
 
-    static func eventFilter(_ query: [String: String]) throws(Problem) -> EventFilter {
-        var filter = EventFilter(service: query["service"], kind: query["kind"], lease: query["lease"])
-        if let after = query["after"] {
-            guard let value = Int64(after), value >= 0 else { throw .invalidField("after", "must be an integer ≥ 0") }
-            filter.after = value
-        }
-        if let limit = query["limit"] {
-            guard let value = Int(limit), (1...maxEventPage).contains(value) else {
-                throw .invalidField("limit", "must be within 1...\(maxEventPage)")
-            }
-            filter.limit = value
-        }
-        return filter
-    }
 }
 
 /// Runs a handler body, turning what it throws into a problem response: problems as they

@@ -12,7 +12,10 @@ public struct HTTPRequest: Sendable {
     public var method: String
     /// The path without the query string.
     public var path: String
+    /// The first value of each query parameter.
     public var query: [String: String]
+    /// Every query parameter in order, repeats included.
+    public var queryItems: [(name: String, value: String)]
     /// Header names lower-cased.
     public var headers: [String: String]
     public var body: [UInt8]
@@ -21,12 +24,15 @@ public struct HTTPRequest: Sendable {
     public var remoteAddress: String
 
     public init(
-        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        method: String, path: String, queryItems: [(name: String, value: String)] = [], headers: [String: String] = [:],
         body: [UInt8] = [], transport: Transport = .tcp, remoteAddress: String = "test"
     ) {
         self.method = method
         self.path = path
-        self.query = query
+        self.queryItems = queryItems
+        self.query = queryItems.reduce(into: [:]) { query, item in
+            if query[item.name] == nil { query[item.name] = item.value }
+        }
         self.headers = headers
         self.body = body
         self.transport = transport
@@ -34,6 +40,11 @@ public struct HTTPRequest: Sendable {
     }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
+
+    /// Every value of a query parameter (`?kind=a&kind=b`).
+    public func queryValues(_ name: String) -> [String] {
+        queryItems.filter { $0.name == name }.map(\.value)
+    }
 }
 
 /// An HTTP response.
@@ -41,11 +52,14 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// When set, the body is produced over time (chunked) and `body` is ignored.
+    public var stream: HTTPBodyStream?
 
-    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], stream: HTTPBodyStream? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.stream = stream
     }
 
     /// An RFC 9457 problem details response.
@@ -54,6 +68,17 @@ public struct HTTPResponse: Sendable {
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return HTTPResponse(status: status, headers: [("Content-Type", "application/problem+json")], body: Array(body))
     }
+}
+
+/// A response body produced over time, sent with chunked encoding. The server never blocks
+/// on it: when `next` has nothing, the connection is suspended until `whenReadable` fires.
+public protocol HTTPBodyStream: Sendable {
+    /// The next bytes; empty when nothing is ready yet; nil at the end of the stream.
+    func next() -> [UInt8]?
+    /// Calls `wake` once, when `next` may have more to say (data, or the end).
+    func whenReadable(_ wake: @escaping @Sendable () -> Void)
+    /// The response is finished (the client left, or the stream ended).
+    func close()
 }
 
 /// Answers requests. `respondImmediately` runs on an HTTP thread and must not block; return

@@ -89,9 +89,16 @@ let mhdCompletedHandler: MHD_RequestCompletedCallback = { cls, _, requestCls, _ 
 }
 
 private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
-    let made = response.body.withUnsafeBytes { bytes in
-        MHD_create_response_from_buffer(
-            bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
+    let made: OpaquePointer?
+    if let stream = response.stream {
+        let context = StreamContext(stream: stream, connection: ConnectionPointer(pointer: connection))
+        made = MHD_create_response_from_callback(
+            UInt64.max, 16 * 1024, streamReader, Unmanaged.passRetained(context).toOpaque(), streamFreed)
+    } else {
+        made = response.body.withUnsafeBytes { bytes in
+            MHD_create_response_from_buffer(
+                bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
+        }
     }
     guard let made else { return MHD_Result.NO }
     defer { MHD_destroy_response(made) }
@@ -110,13 +117,14 @@ private func makeRequest(
     procref_mhd_client_address(connection, &addressBytes, addressBytes.count)
     let address = String(decoding: addressBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     return HTTPRequest(
-        method: method, path: url, query: query.values, headers: headers.values, body: body,
+        method: method, path: url, queryItems: query.items, headers: headers.values, body: body,
         transport: transport, remoteAddress: address)
 }
 
 private final class KeyValueCollector {
     let lowercaseKeys: Bool
     var values: [String: String] = [:]
+    var items: [(name: String, value: String)] = []
     init(lowercaseKeys: Bool) { self.lowercaseKeys = lowercaseKeys }
 }
 
@@ -126,8 +134,56 @@ private let collectKeyValue: MHD_KeyValueIterator = { cls, _, key, value in
     let name = String(cString: key)
     // The first value of a repeated name wins.
     let finalName = collector.lowercaseKeys ? name.lowercased() : name
-    if collector.values[finalName] == nil {
-        collector.values[finalName] = value.map { String(cString: $0) } ?? ""
+    let text = value.map { String(cString: $0) } ?? ""
+    collector.items.append((finalName, text))
+    // Repeated headers combine as one comma-separated value (RFC 9110 §5.3); for query
+    // parameters the first value wins in `query` and all are kept in `queryItems`.
+    if let existing = collector.values[finalName] {
+        if collector.lowercaseKeys { collector.values[finalName] = existing + ", " + text }
+    } else {
+        collector.values[finalName] = text
     }
     return MHD_Result.YES
+}
+
+/// A streamed response in flight: bytes not yet handed to MHD, and the connection to
+/// suspend while the stream has nothing to say. Only MHD's calls for this response touch it.
+final class StreamContext: @unchecked Sendable {
+    let stream: HTTPBodyStream
+    let connection: ConnectionPointer
+    var pending: [UInt8] = []
+
+    init(stream: HTTPBodyStream, connection: ConnectionPointer) {
+        self.stream = stream
+        self.connection = connection
+    }
+}
+
+/// MHD asks for more body: hand over pending bytes, or suspend until the stream wakes us.
+let streamReader: MHD_ContentReaderCallback = { cls, _, buffer, max in
+    guard let cls, let buffer else { return -2 }  // MHD_CONTENT_READER_END_WITH_ERROR
+    let context = Unmanaged<StreamContext>.fromOpaque(cls).takeUnretainedValue()
+    if context.pending.isEmpty {
+        guard let next = context.stream.next() else { return -1 }  // MHD_CONTENT_READER_END_OF_STREAM
+        if next.isEmpty {
+            // Returning 0 is allowed only with the connection suspended (no busy loop).
+            let connection = context.connection
+            MHD_suspend_connection(connection.pointer)
+            context.stream.whenReadable { MHD_resume_connection(connection.pointer) }
+            return 0
+        }
+        context.pending = next
+    }
+    let count = min(max, context.pending.count)
+    context.pending.withUnsafeBytes { bytes in
+        UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress!, byteCount: count)
+    }
+    context.pending.removeFirst(count)
+    return count
+}
+
+let streamFreed: MHD_ContentReaderFreeCallback = { cls in
+    guard let cls else { return }
+    let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
+    context.stream.close()
 }

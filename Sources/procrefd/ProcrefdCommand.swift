@@ -6,6 +6,6 @@ struct ProcrefdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "procrefd",
         abstract: "Kernel reference-counted leases on shared services, over REST.",
-        subcommands: [Serve.self, Status.self, Stop.self, Pid.self],
+        subcommands: [Serve.self, Status.self, Stop.self, Pid.self, Events.self],
         defaultSubcommand: Serve.self)
 }

@@ -131,11 +131,15 @@ struct Serve: AsyncParsableCommand {
         let reloader = self.config.map { path in
             ConfigReloader(path: path, coordinator: coordinator, store: store, logger: logger)
         }
+        let pruner = file.audit.retention.isEnabled
+            ? Self.startPruner(store: store, audit: file.audit, logger: logger) : nil
         let trigger = await shutdown.next()
         reloader?.cancel()
+        pruner?.cancel()
         let mode = trigger.mode ?? onExit
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         for server in servers { server.stopAccepting() }
+        store.signal.close()  // ends long-polls and event streams
         for server in servers where !(await server.waitIdle(timeoutMs: 30_000)) {
             logger.warning("\(server.inFlight) requests still in flight after 30 s")
         }
@@ -147,6 +151,16 @@ struct Serve: AsyncParsableCommand {
         try store.write { tx in
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
             try tx.endRun(id: runID, mode: mode.rawValue)
+        }
+    }
+
+    /// Prunes the audit log now and then, in small batches (`audit.pruned` records each pass).
+    static func startPruner(store: AuditStore, audit: DaemonConfig.Audit, logger: Logger) -> Task<Void, Never> {
+        Task.detached {
+            while !Task.isCancelled {
+                do { try store.prune(audit.retention) } catch { logger.error("audit pruning: \(error)") }
+                try? await Task.sleep(for: .milliseconds(audit.pruneIntervalMs))
+            }
         }
     }
 

@@ -36,7 +36,7 @@ struct AuditStoreTests {
             #expect(all.count == 4)
             #expect(try store.read { try $0.events(EventFilter(service: "a")) }.map(\.kind)
                     == ["service.defined", "lease.acquired", "lease.released"])
-            #expect(try store.read { try $0.events(EventFilter(kind: "lease.acquired")) }.map(\.lease) == ["l1", "l2"])
+            #expect(try store.read { try $0.events(EventFilter(kinds: ["lease.acquired"])) }.map(\.lease) == ["l1", "l2"])
             let leaseEvents = try store.read { try $0.events(EventFilter(lease: "l1")) }
             #expect(leaseEvents.last?.detail["count"] == .int(0))
             let page = try store.read { try $0.events(EventFilter(after: all[1].id, limit: 1)) }

@@ -1,0 +1,107 @@
+import Foundation
+import GRDB
+
+/// Which events to read: every set field must match. Cursors: `after` (ascending) and
+/// `before` (descending) are event ids.
+public struct EventFilter: Sendable, Equatable {
+    public enum Order: String, Sendable, CaseIterable {
+        case asc
+        case desc
+    }
+
+    public var service: String?
+    /// Exact kinds (`lease.acquired`) or prefixes (`lease.*`); any of them matches.
+    public var kinds: [String] = []
+    public var lease: String?
+    public var pid: Int32?
+    /// RFC 3339 bounds on the event time (inclusive since, exclusive until).
+    public var since: Date?
+    public var until: Date?
+    public var after: Int64 = 0
+    public var before: Int64?
+    public var order: Order = .asc
+    public var limit: Int = 100
+
+    public init(service: String? = nil, kinds: [String] = [], lease: String? = nil, after: Int64 = 0, limit: Int = 100) {
+        self.service = service
+        self.kinds = kinds
+        self.lease = lease
+        self.after = after
+        self.limit = limit
+    }
+
+    /// A kind filter: lower-case words joined by dots, optionally ending in `.*`.
+    public static func isValidKind(_ kind: String) -> Bool {
+        let body = kind.hasSuffix(".*") ? String(kind.dropLast(2)) : kind
+        return !body.isEmpty && body.utf8.count <= 64
+            && body.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || $0 == 46 || $0 == 95 }
+    }
+}
+
+extension StoreReader {
+    /// Events matching `filter`, in `filter.order`, at most `filter.limit`. Each filter has
+    /// an index (service, kind, lease, pid, time; all with id).
+    public func events(_ filter: EventFilter) throws -> [Event] {
+        var clauses: [String] = []
+        var arguments: StatementArguments = []
+        if filter.after > 0 {
+            clauses.append("id > ?")
+            arguments += [filter.after]
+        }
+        if let before = filter.before {
+            clauses.append("id < ?")
+            arguments += [before]
+        }
+        if let service = filter.service {
+            clauses.append("service = ?")
+            arguments += [service]
+        }
+        if !filter.kinds.isEmpty {
+            // GLOB is case sensitive, so a constant prefix uses the kind index.
+            clauses.append("(" + filter.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")")
+            for kind in filter.kinds { arguments += [kind] }
+        }
+        if let lease = filter.lease {
+            clauses.append("lease = ?")
+            arguments += [lease]
+        }
+        if let pid = filter.pid {
+            clauses.append("pid = ?")
+            arguments += [pid]
+        }
+        if let since = filter.since {
+            clauses.append("time >= ?")
+            arguments += [Timestamp.format(since)]
+        }
+        if let until = filter.until {
+            clauses.append("time < ?")
+            arguments += [Timestamp.format(until)]
+        }
+        arguments += [filter.limit]
+        let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let sql = "SELECT * FROM events \(whereClause) ORDER BY id \(filter.order == .asc ? "ASC" : "DESC") LIMIT ?"
+        let decoder = JSONDecoder()
+        return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            let detailText: String = row["detail"]
+            let detail = (try? decoder.decode([String: DetailValue].self, from: Data(detailText.utf8))) ?? [:]
+            return Event(
+                id: row["id"], time: row["time"], kind: row["kind"], service: row["service"],
+                lease: row["lease"], pid: row["pid"], actor: row["actor"], detail: detail)
+        }
+    }
+
+    /// The highest event id, 0 when empty.
+    public func lastEventID() throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") ?? 0
+    }
+
+    /// Number of events stored.
+    public func eventCount() throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") ?? 0
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    public func integrityCheck() throws -> String {
+        try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
+    }
+}

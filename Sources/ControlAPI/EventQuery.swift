@@ -1,0 +1,102 @@
+import AuditStore
+import Foundation
+import MicroHTTPD
+
+/// `GET /v1/events`: filters, cursor pages, long-poll (`wait_ms`) and NDJSON streaming.
+enum EventQuery {
+    static let maxPage = 1000
+    static let maxWaitMs = 60_000
+
+    static func respond(to request: HTTPRequest, store: AuditStore) async throws -> HTTPResponse {
+        let filter = try filter(request)
+        if (request.header("accept") ?? "").contains("application/x-ndjson") {
+            guard filter.order == .asc else { throw Problem.invalidField("order", "a stream is in ascending order") }
+            return HTTPResponse(
+                status: 200, headers: [("Content-Type", "application/x-ndjson"), ("Cache-Control", "no-store")],
+                stream: EventStream(store: store, filter: filter))
+        }
+        let waitMs = try integer(request, "wait_ms", in: 0...maxWaitMs) ?? 0
+        guard waitMs == 0 || filter.order == .asc else { throw Problem.invalidField("wait_ms", "only with order=asc") }
+        let deadline = ContinuousClock.now + .milliseconds(waitMs)
+        var page = filter
+        while true {
+            let scanned = store.signal.lastID
+            let events = try store.read { try $0.events(page) }
+            let now = ContinuousClock.now
+            if !events.isEmpty || now >= deadline || store.signal.isClosed {
+                return json(EventPagePayload(events: events, filter: page, scanned: scanned))
+            }
+            // Nothing matched up to `scanned`: wait for anything newer.
+            page.after = max(page.after, scanned)
+            let leftMs = Int(((deadline - now) / .milliseconds(1)).rounded(.up))
+            _ = await store.signal.wait(after: page.after, timeoutMs: leftMs)
+        }
+    }
+
+    static func filter(_ request: HTTPRequest) throws(Problem) -> EventFilter {
+        var filter = EventFilter(service: request.query["service"], lease: request.query["lease"])
+        filter.kinds = request.queryValues("kind")
+        if let bad = filter.kinds.first(where: { !EventFilter.isValidKind($0) }) {
+            throw .invalidField("kind", "\(bad.debugDescription) is not a kind or a prefix like lease.*")
+        }
+        if let pid = try integer(request, "pid", in: 1...Int(Int32.max)) { filter.pid = Int32(pid) }
+        filter.since = try date(request, "since")
+        filter.until = try date(request, "until")
+        if let after = try integer(request, "after", in: 0...Int.max) { filter.after = Int64(after) }
+        if let before = try integer(request, "before", in: 1...Int.max) { filter.before = Int64(before) }
+        if let limit = try integer(request, "limit", in: 1...maxPage) { filter.limit = limit }
+        if let order = request.query["order"] {
+            guard let value = EventFilter.Order(rawValue: order) else { throw .invalidField("order", "asc or desc") }
+            filter.order = value
+        }
+        return filter
+    }
+
+    private static func integer(_ request: HTTPRequest, _ name: String, in range: ClosedRange<Int>) throws(Problem) -> Int? {
+        guard let text = request.query[name] else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw .invalidField(name, "must be an integer within \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    private static func date(_ request: HTTPRequest, _ name: String) throws(Problem) -> Date? {
+        guard let text = request.query[name] else { return nil }
+        guard let date = Timestamp.parse(text) else { throw .invalidField(name, "must be an RFC 3339 time, like 2026-11-22T03:12:00Z") }
+        return date
+    }
+}
+
+/// A page of events and the cursors to continue from.
+struct EventPagePayload: Encodable {
+    let events: [Event]
+    /// Ascending: pass as `after` for the next page (skips ids already known not to match).
+    let nextAfter: Int64
+    /// Descending: pass as `before` for the next page; null when the page was the last.
+    let nextBefore: Int64?
+
+    init(events: [Event], filter: EventFilter, scanned: Int64) {
+        self.events = events
+        if filter.order == .asc {
+            let full = events.count == filter.limit
+            nextAfter = full ? (events.last?.id ?? filter.after) : max(events.last?.id ?? filter.after, scanned, filter.after)
+            nextBefore = nil
+        } else {
+            nextAfter = max(events.first?.id ?? 0, filter.after)
+            nextBefore = events.count == filter.limit ? events.last?.id : nil
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case events
+        case nextAfter = "next_after"
+        case nextBefore = "next_before"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(events, forKey: .events)
+        try c.encode(nextAfter, forKey: .nextAfter)
+        try c.encode(nextBefore, forKey: .nextBefore)
+    }
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import AuditStore
+import Foundation
+import Glibc
+
+/// `procrefd events`: the audit log read straight from the database (read-only, safe while
+/// the daemon runs, works while it is down).
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Review the audit log offline.",
+        discussion: "Exit codes: 0 printed, 1 the database cannot be read, 64 bad options.")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case table, json, ndjson
+    }
+
+    @OptionGroup var location: StateLocation
+
+    @Option(help: "Only this service.") var service: String?
+    @Option(help: "Only these kinds (repeatable; a prefix like lease.* matches a family).") var kind: [String] = []
+    @Option(help: "Only this lease.") var lease: String?
+    @Option(help: "Only this pid.") var pid: Int32?
+    @Option(help: "From this time on (RFC 3339).") var since: String?
+    @Option(help: "Before this time (RFC 3339).") var until: String?
+    @Option(help: "Only events with a larger id.") var after: Int64 = 0
+    @Option(help: "At most this many events.") var limit: Int = 1000
+    @Option(help: "asc (oldest first) or desc.") var order: String = "asc"
+    @Option(help: "table (aligned, local times), json (the API's page object), or ndjson.") var format: Format = .table
+    @Flag(help: "Keep printing new events as they are recorded (table or ndjson).") var follow = false
+
+    func validate() throws {
+        if let bad = kind.first(where: { !EventFilter.isValidKind($0) }) { throw ValidationError("--kind \(bad): not a kind or prefix") }
+        if !(1...1_000_000).contains(limit) { throw ValidationError("--limit must be within 1...1000000") }
+        if EventFilter.Order(rawValue: order) == nil { throw ValidationError("--order is asc or desc") }
+        if follow && (format == .json || order == "desc") { throw ValidationError("--follow needs --format table or ndjson and --order asc") }
+        for (name, value) in [("--since", since), ("--until", until)] where value != nil && Timestamp.parse(value!) == nil {
+            throw ValidationError("\(name): not an RFC 3339 time")
+        }
+    }
+
+    func run() throws {
+        let path = location.directory.database
+        guard FileManager.default.fileExists(atPath: path) else {
+            printError("procrefd: no audit database at \(path)")
+            throw ExitCode.failure
+        }
+        let store: AuditStore
+        do { store = try AuditStore(path: path, readOnly: true) } catch {
+            printError("procrefd: \(error)")
+            throw ExitCode.failure
+        }
+        var filter = EventFilter(service: service, kinds: kind, lease: lease, after: after, limit: limit)
+        filter.pid = pid
+        filter.since = since.flatMap(Timestamp.parse)
+        filter.until = until.flatMap(Timestamp.parse)
+        filter.order = EventFilter.Order(rawValue: order) ?? .asc
+
+        let printer = EventPrinter(format: format, colour: isatty(1) == 1)
+        var events = try store.read { try $0.events(filter) }
+        if format == .json {
+            let next = filter.order == .asc ? (events.last?.id ?? after) : (events.first?.id ?? after)
+            printer.page(events, nextAfter: next)
+            return
+        }
+        printer.header()
+        printer.print(events)
+        guard follow else { return }
+        filter.limit = 1000
+        while true {
+            filter.after = events.last?.id ?? filter.after
+            usleep(200_000)
+            events = try store.read { try $0.events(filter) }
+            printer.print(events)
+        }
+    }
+}
+
+/// Writes events as an aligned table, a JSON page, or NDJSON lines.
+struct EventPrinter {
+    let format: Events.Format
+    let colour: Bool
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    private static let localTime: DateFormatter = {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        formatter.timeZone = .current
+        return formatter
+    }()
+
+    func page(_ events: [Event], nextAfter: Int64) {
+        struct Page: Encodable {
+            let events: [Event]
+            let next_after: Int64
+        }
+        write((try? Self.encoder.encode(Page(events: events, next_after: nextAfter))).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
+    }
+
+    func header() {
+        guard format == .table else { return }
+        write(row(["ID", "TIME", "KIND", "SERVICE", "LEASE", "PID", "ACTOR", "DETAIL"], kind: nil))
+    }
+
+    func print(_ events: [Event]) {
+        for event in events {
+            switch format {
+            case .ndjson, .json:
+                write((try? Self.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
+            case .table:
+                let time = Timestamp.parse(event.time).map(Self.localTime.string(from:)) ?? event.time
+                let detail = (try? Self.encoder.encode(event.detail)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                write(row([String(event.id), time, event.kind, event.service ?? "-", event.lease ?? "-",
+                           event.pid.map(String.init) ?? "-", event.actor, detail], kind: event.kind))
+            }
+        }
+    }
+
+    private static let widths = [7, 23, 26, 20, 26, 8, 24]
+
+    private func row(_ cells: [String], kind: String?) -> String {
+        var line = ""
+        for (index, cell) in cells.enumerated() {
+            if index < Self.widths.count {
+                var padded = cell.padding(toLength: max(Self.widths[index], cell.count), withPad: " ", startingAt: 0)
+                if index == 2, let kind, colour { padded = Self.colourise(padded, kind: kind) }
+                line += padded + " "
+            } else {
+                line += cell
+            }
+        }
+        return line
+    }
+
+    private static func colourise(_ text: String, kind: String) -> String {
+        let code: String
+        if kind.hasSuffix("failed") || kind == "lease.lost" || kind == "process.refused" { code = "31" }
+        else if kind.hasPrefix("lease.") { code = "32" }
+        else if kind.hasPrefix("service.") { code = "36" }
+        else if kind.hasPrefix("daemon.") || kind.hasPrefix("audit.") { code = "33" }
+        else { code = "35" }
+        return "\u{1B}[\(code)m\(text)\u{1B}[0m"
+    }
+
+    private func write(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+}
