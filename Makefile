@@ -36,10 +36,11 @@ test: deps venv
 	$(SWIFT) build --build-tests
 	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
 
-## Release build, then the lease latency / holder memory benchmark.
+## Release build, then the benchmarks (numbers printed, never asserted).
 bench: deps
 	$(SWIFT) build -c release
 	python3 bench/lease_latency.py --bin "$$($(SWIFT) build -c release --show-bin-path)"
+	python3 bench/audit_query.py --bin "$$($(SWIFT) build -c release --show-bin-path)"
 
 clean:
 	rm -rf .build $(VENV)

@@ -10,7 +10,8 @@ public struct EventFilter: Sendable, Equatable {
     }
 
     public var service: String?
-    /// Exact kinds (`lease.acquired`) or prefixes (`lease.*`); any of them matches.
+    /// Exact kinds (`lease.acquired`) or prefixes (`lease.*`, any known kind it covers); any
+    /// of them matches.
     public var kinds: [String] = []
     public var lease: String?
     public var pid: Int32?
@@ -56,11 +57,6 @@ extension StoreReader {
             clauses.append("service = ?")
             arguments += [service]
         }
-        if !filter.kinds.isEmpty {
-            // GLOB is case sensitive, so a constant prefix uses the kind index.
-            clauses.append("(" + filter.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")")
-            for kind in filter.kinds { arguments += [kind] }
-        }
         if let lease = filter.lease {
             clauses.append("lease = ?")
             arguments += [lease]
@@ -77,9 +73,31 @@ extension StoreReader {
             clauses.append("time < ?")
             arguments += [Timestamp.format(until)]
         }
-        arguments += [filter.limit]
-        let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-        let sql = "SELECT * FROM events \(whereClause) ORDER BY id \(filter.order == .asc ? "ASC" : "DESC") LIMIT ?"
+        let direction = filter.order == .asc ? "ASC" : "DESC"
+        let sql: String
+        if filter.kinds.isEmpty {
+            let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            sql = "SELECT * FROM events \(whereClause) ORDER BY id \(direction) LIMIT ?"
+            arguments += [filter.limit]
+        } else {
+            // One branch per kind, each walking the (kind, id) index in order and stopping at
+            // the limit; merged and cut again. A single `kind IN (...)` would make SQLite either
+            // scan the table or sort every match, which is slow on a large log.
+            let kinds = Self.expand(filter.kinds)
+            guard !kinds.isEmpty else { return [] }
+            let base = clauses.map { " AND " + $0 }.joined()
+            var branches: [String] = []
+            var branchArguments: StatementArguments = []
+            for kind in kinds {
+                branches.append("SELECT * FROM (SELECT * FROM events WHERE kind = ?\(base) ORDER BY id \(direction) LIMIT ?)")
+                branchArguments += [kind]
+                branchArguments += arguments
+                branchArguments += [filter.limit]
+            }
+            sql = "SELECT * FROM (\(branches.joined(separator: " UNION ALL "))) ORDER BY id \(direction) LIMIT ?"
+            arguments = branchArguments
+            arguments += [filter.limit]
+        }
         let decoder = JSONDecoder()
         return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
             let detailText: String = row["detail"]
@@ -88,6 +106,21 @@ extension StoreReader {
                 id: row["id"], time: row["time"], kind: row["kind"], service: row["service"],
                 lease: row["lease"], pid: row["pid"], actor: row["actor"], detail: detail)
         }
+    }
+
+    /// Exact kinds as given; a prefix (`lease.*`) becomes every known kind it covers.
+    static func expand(_ kinds: [String]) -> [String] {
+        var result: [String] = []
+        for kind in kinds {
+            if kind.hasSuffix(".*") {
+                let prefix = String(kind.dropLast(1))
+                result += EventKind.allCases.map(\.rawValue).filter { $0.hasPrefix(prefix) }
+            } else {
+                result.append(kind)
+            }
+        }
+        var seen = Set<String>()
+        return result.filter { seen.insert($0).inserted }
     }
 
     /// The highest event id, 0 when empty.
