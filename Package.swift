@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C: what Swift cannot call directly (variadic functions, hidden _GNU_SOURCE symbols, union semun).
@@ -34,7 +36,7 @@ let package = Package(
         .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["MigrationEmbedder"]),
         .target(
             name: "AuditStore",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict,
             plugins: ["EmbedMigrations"]),
 
@@ -44,7 +46,10 @@ let package = Package(
         // Leases, services, holders, health checks, daemon files.
         .target(
             name: "Lifecycle",
-            dependencies: ["Posix", "AuditStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Posix", "AuditStore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: strict),
 
         // The TOML config file: daemon settings and [services.NAME] tables.
@@ -54,7 +59,10 @@ let package = Package(
             swiftSettings: strict),
 
         // REST routes, JSON bodies, errors as problem+json.
-        .target(name: "ControlAPI", dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore"], swiftSettings: strict),
+        .target(
+            name: "ControlAPI",
+            dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore", .product(name: "Metrics", package: "swift-metrics")],
+            swiftSettings: strict),
 
         .executableTarget(
             name: "procrefd",
@@ -62,6 +70,8 @@ let package = Package(
                 "ControlAPI", "Configuration", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
 

@@ -35,6 +35,8 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case leaseLost = "lease.lost"
     case leaseRevoked = "lease.revoked"
     case leaseReadopted = "lease.readopted"
+    case leaseRefused = "lease.refused"
+    case serviceRefused = "service.refused"
 }
 
 /// A value in an event's `detail` object.

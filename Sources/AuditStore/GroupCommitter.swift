@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Metrics
 
 /// Leader/follower group commit. Each writer queues its work; whoever finds no commit in
 /// progress becomes the leader, runs every queued work item in one transaction (each in a
@@ -48,6 +49,12 @@ final class GroupCommitter: @unchecked Sendable {
                 queue = []
                 condition.unlock()
                 var commitError: Error?
+                let begun = DispatchTime.now().uptimeNanoseconds
+                defer {
+                    Timer(label: "procrefd_sqlite_commit_duration_seconds")
+                        .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - begun))
+                    Recorder(label: "procrefd_sqlite_commit_batch_size").record(batch.count)
+                }
                 do {
                     try pool.writeWithoutTransaction { db in
                         try db.inTransaction(.immediate) {

@@ -15,7 +15,18 @@ public struct DaemonConfig: Sendable, Equatable {
     public var defaultTTLMs: Int64?
     public var limits = Limits()
     public var audit = Audit()
+    public var security = Security()
     public var services: [String: ServiceDefinition] = [:]
+
+    /// `[security]`.
+    public struct Security: Sendable, Equatable {
+        /// GETs over TCP (but /v1/health) need a token: the admin one, or STATE/read-token.
+        public var tcpReadsNeedToken = false
+        /// When set, API-defined services (and their exec health checks) may only run these
+        /// programs (absolute paths after PATH lookup). Config-file services are not limited.
+        public var apiPrograms: [String]?
+        public init() {}
+    }
 
     /// `[audit]`: how long events are kept, and how often pruning runs.
     public struct Audit: Sendable, Equatable {
@@ -29,7 +40,10 @@ public struct DaemonConfig: Sendable, Equatable {
         public var maxLeasesPerService: Int?
         public var maxBodyBytes: Int?
         public var connectionLimit: Int?
+        public var perIPConnectionLimit: Int?
         public var acquireTimeoutMs: Int?
+        public var maxServices: Int?
+        public var idempotencyWindowMs: Int?
         public init() {}
     }
 
@@ -86,10 +100,11 @@ private struct ConfigFile: Decodable {
     var defaultTTLMs: Int64?
     var limits: LimitsFile?
     var audit: AuditFile?
+    var security: SecurityFile?
     var services: [String: ServiceDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, port, durability, limits, audit, services
+        case listen, port, durability, limits, audit, security, services
         case socketMode = "socket_mode"
         case onExit = "on_exit"
         case defaultTTLMs = "default_ttl_ms"
@@ -106,6 +121,7 @@ private struct ConfigFile: Decodable {
         defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
         limits = try c.decodeIfPresent(LimitsFile.self, forKey: .limits)
         audit = try c.decodeIfPresent(AuditFile.self, forKey: .audit)
+        security = try c.decodeIfPresent(SecurityFile.self, forKey: .security)
         services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
     }
 
@@ -137,6 +153,13 @@ private struct ConfigFile: Decodable {
         }
         if let limits { config.limits = try limits.resolved(fail) }
         if let audit { config.audit = try audit.resolved(fail) }
+        if let security {
+            config.security.tcpReadsNeedToken = security.tcpReadsNeedToken ?? false
+            if let programs = security.apiPrograms {
+                guard programs.allSatisfy({ $0.hasPrefix("/") }) else { throw fail("security.api_programs: absolute paths only") }
+                config.security.apiPrograms = programs
+            }
+        }
         config.services = services ?? [:]
         for (name, definition) in config.services.sorted(by: { $0.key < $1.key }) {
             guard ServiceName.isValid(name) else { throw fail("services.\(name): invalid name (^[a-z0-9][a-z0-9._-]{0,62}$)") }
@@ -151,14 +174,20 @@ private struct LimitsFile: Decodable {
     var maxLeasesPerService: Int?
     var maxBodyBytes: Int?
     var connectionLimit: Int?
+    var perIPConnectionLimit: Int?
     var acquireTimeoutMs: Int?
+    var maxServices: Int?
+    var idempotencyWindowMs: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxLeases = "max_leases"
         case maxLeasesPerService = "max_leases_per_service"
         case maxBodyBytes = "max_body_bytes"
         case connectionLimit = "connection_limit"
+        case perIPConnectionLimit = "per_ip_connection_limit"
         case acquireTimeoutMs = "acquire_timeout_ms"
+        case maxServices = "max_services"
+        case idempotencyWindowMs = "idempotency_window_ms"
     }
 
     init(from decoder: Decoder) throws {
@@ -168,7 +197,10 @@ private struct LimitsFile: Decodable {
         maxLeasesPerService = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerService)
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes)
         connectionLimit = try c.decodeIfPresent(Int.self, forKey: .connectionLimit)
+        perIPConnectionLimit = try c.decodeIfPresent(Int.self, forKey: .perIPConnectionLimit)
         acquireTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .acquireTimeoutMs)
+        maxServices = try c.decodeIfPresent(Int.self, forKey: .maxServices)
+        idempotencyWindowMs = try c.decodeIfPresent(Int.self, forKey: .idempotencyWindowMs)
     }
 
     func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Limits {
@@ -178,7 +210,10 @@ private struct LimitsFile: Decodable {
             ("max_leases_per_service", maxLeasesPerService, 1...32_000, \.maxLeasesPerService),
             ("max_body_bytes", maxBodyBytes, 1_024...(16 << 20), \.maxBodyBytes),
             ("connection_limit", connectionLimit, 4...10_000, \.connectionLimit),
+            ("per_ip_connection_limit", perIPConnectionLimit, 1...10_000, \.perIPConnectionLimit),
             ("acquire_timeout_ms", acquireTimeoutMs, 100...3_600_000, \.acquireTimeoutMs),
+            ("max_services", maxServices, 1...30_000, \.maxServices),
+            ("idempotency_window_ms", idempotencyWindowMs, 1_000...(30 * 86_400_000), \.idempotencyWindowMs),
         ]
         for (name, value, range, keyPath) in checks {
             guard let value else { continue }
@@ -225,5 +260,22 @@ private struct AuditFile: Decodable {
             audit.pruneIntervalMs = pruneIntervalMs
         }
         return audit
+    }
+}
+
+private struct SecurityFile: Decodable {
+    var tcpReadsNeedToken: Bool?
+    var apiPrograms: [String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case tcpReadsNeedToken = "tcp_reads_need_token"
+        case apiPrograms = "api_programs"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "security")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        tcpReadsNeedToken = try c.decodeIfPresent(Bool.self, forKey: .tcpReadsNeedToken)
+        apiPrograms = try c.decodeIfPresent([String].self, forKey: .apiPrograms)
     }
 }

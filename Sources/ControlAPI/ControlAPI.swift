@@ -2,29 +2,7 @@ import AuditStore
 import Foundation
 import Lifecycle
 import MicroHTTPD
-
-/// Who may change things: over TCP a bearer token is required for every method but GET/HEAD;
-/// the Unix socket is guarded by its file mode (0600) and needs none.
-public struct AccessPolicy: Sendable {
-    public let token: String
-
-    public init(token: String) { self.token = token }
-
-    func allows(_ request: HTTPRequest) -> Bool {
-        if request.transport == .unix || request.method == "GET" || request.method == "HEAD" { return true }
-        guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return false }
-        return Self.constantTimeEqual(Array(header.utf8.dropFirst(7)), Array(token.utf8))
-    }
-
-    /// Compares without an early exit, so timing does not reveal how much of a guess matched.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for index in 0..<max(a.count, b.count) {
-            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
-        }
-        return difference == 0
-    }
-}
+import Metrics
 
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
 public final class ControlAPI: HTTPResponder {
@@ -34,38 +12,50 @@ public final class ControlAPI: HTTPResponder {
     let store: AuditStore
     let access: AccessPolicy
     let startedAt = Date()
-    let startedMonotonic = ProcessInfo.processInfo.systemUptime
-    private var router: Router { Router(routes: routes) }
-    private let routes: [Route]
+    private let router: Router
 
+    /// - Parameter metrics: renders the Prometheus text exposition for `GET /metrics`.
     public init(
         coordinator: Coordinator, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
-        requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8] = { [] }, requestStop: @escaping StopRequester
     ) {
         self.coordinator = coordinator
         self.store = store
         self.access = access
-        self.routes = Self.makeRoutes(
-            coordinator: coordinator, store: store, startedAt: startedAt, daemon: daemon, requestStop: requestStop)
+        router = Router(routes: Self.makeRoutes(
+            coordinator: coordinator, store: store, startedAt: startedAt, daemon: daemon, metrics: metrics,
+            requestStop: requestStop))
     }
 
     /// The route templates by path, with their methods (lower case), for contract tests.
     public var routeTemplates: [String: Set<String>] { router.templates }
 
     public func respondImmediately(to request: HTTPRequest) -> HTTPResponse? {
-        switch resolve(request) {
-        case .answer(let response): return response
-        case .run(.immediate(let handler), let parameters): return handler(request, parameters)
+        let (route, resolution) = resolve(request)
+        switch resolution {
+        case .answer(let response): return counted(response, route: route, method: request.method)
+        case .run(.immediate(let handler), let parameters):
+            return counted(handler(request, parameters), route: route, method: request.method)
         case .run(.suspending, _): return nil
         }
     }
 
     public func respond(to request: HTTPRequest) async -> HTTPResponse {
-        switch resolve(request) {
-        case .answer(let response): return response
-        case .run(.immediate(let handler), let parameters): return handler(request, parameters)
-        case .run(.suspending(let handler), let parameters): return await handler(request, parameters)
+        let (route, resolution) = resolve(request)
+        let response: HTTPResponse
+        switch resolution {
+        case .answer(let answer): response = answer
+        case .run(.immediate(let handler), let parameters): response = handler(request, parameters)
+        case .run(.suspending(let handler), let parameters): response = await handler(request, parameters)
         }
+        return counted(response, route: route, method: request.method)
+    }
+
+    /// Counts the request by route template, method and status.
+    private func counted(_ response: HTTPResponse, route: String, method: String) -> HTTPResponse {
+        Counter(label: "procrefd_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(response.status))])
+            .increment()
+        return response
     }
 
     private enum Resolution {
@@ -73,23 +63,24 @@ public final class ControlAPI: HTTPResponder {
         case run(Route.Handler, PathParameters)
     }
 
-    private func resolve(_ request: HTTPRequest) -> Resolution {
+    /// The matched route template ("unmatched" when none) and what to do.
+    private func resolve(_ request: HTTPRequest) -> (String, Resolution) {
         switch router.match(method: request.method, path: request.path) {
         case .notFound:
-            return .answer(Problem(status: 404, slug: "not-found", title: "Not Found", detail: "no route for \(request.path)").response)
+            return ("unmatched", .answer(Problem(status: 404, slug: "not-found", title: "Not Found", detail: "no route for \(request.path)").response))
         case .methodNotAllowed(let allowed):
             var problem = Problem(status: 405, slug: "method-not-allowed", title: "Method Not Allowed",
                                   detail: "\(request.method) is not allowed on \(request.path)")
             problem.headers = [("Allow", allowed.joined(separator: ", "))]
-            return .answer(problem.response)
+            return ("unmatched", .answer(problem.response))
         case .found(let route, let parameters):
             guard access.allows(request) else {
                 var problem = Problem(status: 401, slug: "unauthorized", title: "Unauthorized",
                                       detail: "this call over TCP needs Authorization: Bearer <token> (see STATE/token)")
                 problem.headers = [("WWW-Authenticate", "Bearer")]
-                return .answer(problem.response)
+                return (route.template, .answer(problem.response))
             }
-            return .run(route.handler, parameters)
+            return (route.template, .run(route.handler, parameters))
         }
     }
 }

@@ -40,6 +40,7 @@ extension Problem {
         case .definedInConfig: self.init(status: 409, slug: "defined-in-config", title: "Defined In Config", detail: detail)
         case .serviceFailed: self.init(status: 503, slug: "service-failed", title: "Service Failed", detail: detail)
         case .processNotManaged: self.init(status: 403, slug: "process-not-managed", title: "Forbidden", detail: detail)
+        case .programNotAllowed: self.init(status: 403, slug: "program-not-allowed", title: "Forbidden", detail: detail)
         case .noSuchProcess: self.init(status: 404, slug: "no-such-process", title: "No Such Process", detail: detail)
         case .timedOut:
             self.init(status: 503, slug: "timed-out", title: "Timed Out", detail: detail, headers: [("Retry-After", "1")])
@@ -47,6 +48,8 @@ extension Problem {
         case .clientNotRunning: self.init(status: 422, slug: "client-not-running", title: "Client Not Running", detail: detail)
         case .tooManyLeases:
             self.init(status: 429, slug: "too-many-leases", title: "Too Many Leases", detail: detail, headers: [("Retry-After", "1")])
+        case .tooManyServices: self.init(status: 409, slug: "too-many-services", title: "Too Many Services", detail: detail)
+        case .idempotencyMismatch: self.init(status: 422, slug: "idempotency-key-reused", title: "Idempotency Key Reused", detail: detail)
         case .startFailed: self.init(status: 503, slug: "service-start-failed", title: "Service Start Failed", detail: detail)
         case .shuttingDown:
             self.init(status: 503, slug: "shutting-down", title: "Shutting Down", detail: detail, headers: [("Retry-After", "1")])

@@ -6,21 +6,20 @@ import MicroHTTPD
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
-        coordinator: Coordinator, store: AuditStore, startedAt: Date, daemon: DaemonInfo, requestStop: @escaping StopRequester
+        coordinator: Coordinator, store: AuditStore, startedAt: Date, daemon: DaemonInfo,
+        metrics: @escaping @Sendable () -> [UInt8], requestStop: @escaping StopRequester
     ) -> [Route] {
         let started = ProcessInfo.processInfo.systemUptime
         return [
             Route("GET", "/v1/health", .immediate { _, _ in json(HealthPayload(status: "ok")) }),
 
-            Route("GET", "/v1/status", .immediate { _, _ in
-                let services = coordinator.serviceStatuses().map {
-                    StatusPayload.Service(
-                        name: $0.name, state: $0.state.rawValue, pid: $0.pid, count: $0.count, leases: $0.leases,
-                        failureReason: $0.failureReason)
-                }
-                return json(StatusPayload(
-                    pid: getpid(), version: version, startedAt: Timestamp.format(startedAt),
-                    uptimeMs: Int64((ProcessInfo.processInfo.systemUptime - started) * 1000), services: services))
+            Route("GET", "/v1/status", .immediate { request, _ in
+                answer { try status(request, coordinator: coordinator, startedAt: startedAt, started: started) }
+            }),
+
+            Route("GET", "/metrics", .immediate { _, _ in
+                Telemetry.recordState(of: coordinator)
+                return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: metrics())
             }),
 
             Route("GET", "/v1/daemon", .immediate { _, _ in json(DaemonPayload(daemon, version: version)) }),
@@ -59,8 +58,13 @@ extension ControlAPI {
                     let name = p["name", default: ""]
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
                     let body = try decodeBody(AcquireRequest.self, from: request, emptyAs: AcquireRequest())
-                    let grant = try await coordinator.acquire(service: name, request: body, actor: actor(of: request))
-                    return json(GrantPayload(grant: grant), status: 201)
+                    var idempotency: IdempotencyKey?
+                    if let key = request.header("idempotency-key") {
+                        guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
+                        idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))
+                    }
+                    let grant = try await coordinator.acquire(service: name, request: body, actor: actor(of: request), idempotency: idempotency)
+                    return json(GrantPayload(grant: grant), status: grant.replayed ? 200 : 201)
                 }
             }),
 
@@ -131,6 +135,33 @@ extension ControlAPI {
         ]
     }
 
+    /// `GET /v1/status[?service=]`, with a weak ETag over everything but the uptime, so a
+    /// scraper polling with If-None-Match gets 304 until something changes.
+    static func status(_ request: HTTPRequest, coordinator: Coordinator, startedAt: Date, started: TimeInterval) throws -> HTTPResponse {
+        var statuses = coordinator.serviceStatuses()
+        if let only = request.query["service"] {
+            statuses = statuses.filter { $0.name == only }
+            if statuses.isEmpty { throw Problem(LifecycleError.unknownService(only)) }
+        }
+        let services = statuses.map {
+            StatusPayload.Service(
+                name: $0.name, state: $0.state.rawValue, pid: $0.pid, count: $0.count, leases: $0.leases,
+                failureReason: $0.failureReason)
+        }
+        let stable = StatusPayload(pid: getpid(), version: version, startedAt: Timestamp.format(startedAt), uptimeMs: 0, services: services)
+        let tag = "W/\"" + ETag.of(json(stable).body) + "\""
+        if let match = request.header("if-none-match"), match.split(separator: ",").contains(where: {
+            $0.trimmingCharacters(in: .whitespaces) == tag || $0.trimmingCharacters(in: .whitespaces) == "*"
+        }) {
+            return HTTPResponse(status: 304, headers: [("ETag", tag)])
+        }
+        var response = json(StatusPayload(
+            pid: getpid(), version: version, startedAt: Timestamp.format(startedAt),
+            uptimeMs: Int64((ProcessInfo.processInfo.systemUptime - started) * 1000), services: services))
+        response.headers.append(("ETag", tag))
+        return response
+    }
+
     /// The `{pid}` path parameter: a positive integer.
     static func pid(_ parameters: PathParameters) throws(Problem) -> Int32 {
         guard let pid = Int32(parameters["pid", default: ""]), pid > 0 else {
@@ -156,5 +187,17 @@ func problem(for error: Error) -> Problem {
     case let problem as Problem: return problem
     case let lifecycle as LifecycleError: return Problem(lifecycle)
     default: return Problem(status: 500, slug: "internal", title: "Internal Server Error", detail: String(describing: error))
+    }
+}
+
+/// Entity tags: FNV-1a 64 of the body, in hex.
+enum ETag {
+    static func of(_ bytes: [UInt8]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return String(hash, radix: 16)
     }
 }

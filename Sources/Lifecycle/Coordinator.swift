@@ -15,6 +15,13 @@ public struct CoordinatorConfig: Sendable {
     public var defaultTTLMs: Int64 = 30_000
     /// How long an acquire may wait for a service busy starting, stopping or recovering.
     public var acquireTimeoutMs = 60_000
+    /// How long an Idempotency-Key is remembered.
+    public var idempotencyWindowMs = 86_400_000
+    /// Services that may be defined (API and config together).
+    public var maxServices = 1000
+    /// When set, services defined over the API may only run these programs (absolute paths,
+    /// after PATH lookup), for `start` and for exec health checks.
+    public var apiPrograms: [String]?
     public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
     public init(holderExecutable: String, logsDirectory: String) {
@@ -57,6 +64,24 @@ public struct LeaseGrant: Sendable, Equatable {
     public let count: Int
     /// Whether this acquire started the service (count 0 → 1).
     public let started: Bool
+    /// The same Idempotency-Key and request were seen before: this is that grant again.
+    public var replayed = false
+}
+
+/// An acquire's Idempotency-Key and a digest of what was asked with it.
+public struct IdempotencyKey: Sendable, Equatable {
+    public let key: String
+    public let requestHash: String
+
+    public init(key: String, requestHash: String) {
+        self.key = key
+        self.requestHash = requestHash
+    }
+
+    /// Keys are 1–255 visible ASCII characters.
+    public static func isValid(_ key: String) -> Bool {
+        (1...255).contains(key.utf8.count) && key.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7e }
+    }
 }
 
 /// The answer to a release.
@@ -91,6 +116,8 @@ public final class Coordinator: Sendable {
     /// Serialises changes to the set of services (definitions, config reloads, removals).
     let registryLock = AsyncLock()
     let leases = Mutex<[String: Lease]>([:])
+    /// Idempotency keys whose acquire is under way.
+    private let inFlightKeys = Mutex<Set<String>>([])
     private let shuttingDown = Atomic<Bool>(false)
 
     /// Loads the stored service definitions. Call `reconcile` before serving.
@@ -111,6 +138,7 @@ public final class Coordinator: Sendable {
     public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
         do { try definition.validate() } catch { throw .invalidField(error) }
+        try checkAllowedPrograms(definition)
         await registryLock.lock()
         defer { registryLock.unlock() }
         if let existing = services.withLock({ $0[name] }) {
@@ -121,8 +149,26 @@ public final class Coordinator: Sendable {
             try replace(existing, with: definition, fromConfig: false, actor: actor)
             return false
         }
+        guard services.withLock({ $0.count }) < config.maxServices else {
+            context.recordLogged(NewEvent(.serviceRefused, service: name, actor: actor, detail: [
+                "reason": "max_services", "limit": .int(Int64(config.maxServices)),
+            ]))
+            throw .tooManyServices(limit: config.maxServices)
+        }
         try add(name, definition, fromConfig: false, actor: actor)
         return true
+    }
+
+    /// Enforces `apiPrograms` on an API definition.
+    private func checkAllowedPrograms(_ definition: ServiceDefinition) throws(LifecycleError) {
+        guard let allowed = config.apiPrograms else { return }
+        var programs = [definition.start[0]]
+        if case .exec(let argv) = definition.health?.kind, let first = argv.first { programs.append(first) }
+        let searchPath = definition.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"] ?? Spawner.defaultSearchPath
+        for program in programs {
+            let resolved = Spawner.resolve(program, searchPath: searchPath) ?? program
+            guard allowed.contains(resolved) else { throw .programNotAllowed(program) }
+        }
     }
 
     /// Stores a new definition of an existing service; it applies at the next start.
@@ -220,15 +266,69 @@ public final class Coordinator: Sendable {
 
     /// Grants a lease: spawns a holder (kernel count +1), starts the service on 0 → 1 and
     /// waits until it is ready, then records `lease.acquired` before returning.
-    public func acquire(service name: String, request: AcquireRequest, actor: String) async throws(LifecycleError) -> LeaseGrant {
+    public func acquire(
+        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey? = nil
+    ) async throws(LifecycleError) -> LeaseGrant {
+        guard let idempotency else { return try await measuredAcquire(service: name, request: request, actor: actor, idempotency: nil) }
+        // One request per key at a time: a concurrent retry waits for the first to finish.
+        while !inFlightKeys.withLock({ $0.insert(idempotency.key).inserted }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        defer { inFlightKeys.withLock { _ = $0.remove(idempotency.key) } }
+
+        let notBefore = Date().addingTimeInterval(-Double(config.idempotencyWindowMs) / 1000)
+        let previous: IdempotencyRecord?
+        do { previous = try context.store.read { try $0.idempotencyKey(idempotency.key, notBefore: notBefore) } } catch {
+            throw .storage("\(error)")
+        }
+        if let previous {
+            guard previous.requestHash == idempotency.requestHash, previous.service == name else {
+                throw .idempotencyMismatch(idempotency.key)
+            }
+            let record: LeaseRecord?
+            do { record = try context.store.read { try $0.lease(id: previous.lease) } } catch { throw .storage("\(error)") }
+            guard let record else { throw .storage("lease \(previous.lease) of key \(idempotency.key) is missing") }
+            var grant = LeaseGrant(
+                lease: LeaseInfo(
+                    id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
+                    clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt),
+                count: previous.count, started: previous.started)
+            grant.replayed = true
+            return grant
+        }
+        return try await measuredAcquire(service: name, request: request, actor: actor, idempotency: idempotency)
+    }
+
+    private func measuredAcquire(
+        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
+    ) async throws(LifecycleError) -> LeaseGrant {
+        let begun = monotonicMilliseconds()
+        do {
+            let grant = try await grant(service: name, request: request, actor: actor, idempotency: idempotency)
+            Telemetry.acquired(service: name, started: grant.started, seconds: Double(monotonicMilliseconds() - begun) / 1000)
+            return grant
+        } catch {
+            if let reason = error.refusalReason { Telemetry.refused(service: name, reason: reason) }
+            throw error
+        }
+    }
+
+    private func grant(
+        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
+    ) async throws(LifecycleError) -> LeaseGrant {
         guard !shuttingDown.load(ordering: .relaxed) else { throw .shuttingDown }
         let service = try service(named: name)
         let ttlMs = try validate(request)
         let (total, onService) = leases.withLock { table in
             (table.count, table.values.filter { $0.info.service == name }.count)
         }
-        if total >= config.maxLeases { throw .tooManyLeases(limit: config.maxLeases) }
-        if onService >= config.maxLeasesPerService { throw .tooManyLeases(limit: config.maxLeasesPerService) }
+        if total >= config.maxLeases || onService >= config.maxLeasesPerService {
+            let limit = total >= config.maxLeases ? config.maxLeases : config.maxLeasesPerService
+            context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
+                "reason": .string(total >= config.maxLeases ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(limit)),
+            ]))
+            throw .tooManyLeases(limit: limit)
+        }
 
         guard await service.lock.lock(timeoutMs: config.acquireTimeoutMs) else {
             throw .timedOut("service \(name) busy for \(config.acquireTimeoutMs) ms")
@@ -279,6 +379,12 @@ public final class Coordinator: Sendable {
                 if let client = info.clientPID { detail["client_pid"] = .int(Int64(client)) }
                 if !info.holder.isEmpty { detail["holder"] = .string(info.holder) }
                 try tx.append(NewEvent(.leaseAcquired, service: name, lease: info.id, pid: holder.pid, actor: actor, detail: detail))
+                if let idempotency {
+                    try tx.expireIdempotencyKeys(before: now.addingTimeInterval(-Double(config.idempotencyWindowMs) / 1000))
+                    try tx.saveIdempotencyKey(IdempotencyRecord(
+                        key: idempotency.key, service: name, requestHash: idempotency.requestHash, lease: info.id,
+                        count: count, started: started))
+                }
             }
         } catch {
             // Undo: the holder's exit gives the count back; a service nobody counts is stopped.
@@ -314,6 +420,7 @@ public final class Coordinator: Sendable {
                                    detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
         }
         leases.withLock { _ = $0.removeValue(forKey: id) }
+        Telemetry.ended(service: service.name, reason: reason)
         if count == 0 {
             await service.lastReferenceGone(actor: actor, reason: "last_release")
             await removeIfPending(service)
@@ -375,6 +482,7 @@ public final class Coordinator: Sendable {
                     context.logger.error("cannot record revocation of \(lease.id): \(error)")
                 }
                 leases.withLock { _ = $0.removeValue(forKey: lease.id) }
+                Telemetry.ended(service: service.name, reason: .revoked)
             }
             await service.stop(actor: actor, reason: "shutdown")
             do { try service.semaphores.remove() } catch {
@@ -425,6 +533,7 @@ public final class Coordinator: Sendable {
                                            detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
                 }
                 leases.withLock { _ = $0.removeValue(forKey: lease.id) }
+                Telemetry.ended(service: service.name, reason: reason)
                 if count == 0 {
                     await service.lastReferenceGone(actor: Actor.procrefd, reason: "last_\(reason.rawValue)")
                     await removeIfPending(service)

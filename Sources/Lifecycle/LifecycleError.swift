@@ -12,11 +12,14 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case serviceNotFailed(String)
     case definedInConfig(String)
     case processNotManaged(Int32)
+    case programNotAllowed(String)
     case noSuchProcess(Int32)
     case timedOut(String)
     case leaseNotRenewable(String)
     case clientNotRunning(Int32)
     case tooManyLeases(limit: Int)
+    case tooManyServices(limit: Int)
+    case idempotencyMismatch(String)
     case startFailed(service: String, reason: String)
     case kernel(String)
     case holder(String)
@@ -35,16 +38,35 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .serviceNotFailed(let name): return "service \(name) has not failed; nothing to reset"
         case .definedInConfig(let name): return "service \(name) is defined in the config file; change it there"
         case .processNotManaged(let pid): return "process \(pid) is not managed by procrefd"
+        case .programNotAllowed(let program): return "program \(program) is not in security.api_programs"
         case .noSuchProcess(let pid): return "no process \(pid)"
         case .timedOut(let what): return "timed out: \(what)"
         case .leaseNotRenewable(let id): return "lease \(id) has no ttl_ms; it ends with its client or on release"
         case .clientNotRunning(let pid): return "client_pid \(pid) is not a running process"
         case .tooManyLeases(let limit): return "lease limit (\(limit)) reached"
+        case .tooManyServices(let limit): return "service limit (\(limit)) reached"
+        case .idempotencyMismatch(let key): return "Idempotency-Key \(key) was used with a different request"
         case let .startFailed(service, reason): return "service \(service) did not become ready: \(reason)"
         case .kernel(let message): return "kernel: \(message)"
         case .holder(let message): return "lease holder: \(message)"
         case .storage(let message): return "audit store: \(message)"
         case .shuttingDown: return "procrefd is shutting down"
+        }
+    }
+}
+
+extension LifecycleError {
+    /// The metrics label of an acquire refused for a reason other than bad input; nil for
+    /// bad input (not a refusal worth counting).
+    var refusalReason: String? {
+        switch self {
+        case .tooManyLeases: return "limit"
+        case .serviceFailed: return "failed"
+        case .startFailed: return "start_failed"
+        case .timedOut: return "busy"
+        case .shuttingDown: return "shutting_down"
+        case .kernel, .holder, .storage: return "internal"
+        default: return nil
         }
     }
 }

@@ -207,6 +207,7 @@ final class ManagedService: Sendable {
             if let status = state.withLock({ $0.exitStatus }) { return "exited during start-up with \(status)" }
             guard let health = definition.health else { return nil }
             guard let failure = await checker.failure(of: health, group: group, environment: environment) else { return nil }
+            Telemetry.healthCheckFailed(service: name)
             lastFailure = failure
             state.withLock { $0.lastHealth = failure }
             if monotonicMilliseconds() >= deadline {

@@ -17,6 +17,7 @@ extension ManagedService {
             failure = isRunning ? nil : "not running"
         }
         state.withLock { $0.lastHealth = failure ?? "ok" }
+        if failure != nil { Telemetry.healthCheckFailed(service: name) }
         return failure
     }
 
@@ -27,6 +28,7 @@ extension ManagedService {
         setState(.unhealthy)
         context.recordLogged(NewEvent(.serviceUnhealthy, service: name, pid: pid, actor: actor, detail: ["reason": .string(failure)]))
         setState(.recovering)
+        Telemetry.restarted(service: name, cause: "unhealthy")
         await stop(actor: actor, reason: "unhealthy")
         do {
             try await start(actor: actor, count: count, reason: "recover")
@@ -108,6 +110,7 @@ extension ManagedService {
                     lock.unlock()
                     return
                 }
+                Telemetry.restarted(service: name, cause: "crash")
                 try await start(actor: Actor.procrefd, count: now, reason: "restart")
                 context.recordLogged(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"]))
                 lock.unlock()
@@ -130,13 +133,17 @@ extension ManagedService {
         }
         let count = try kernelCount()
         try context.record(NewEvent(.serviceReset, service: name, actor: actor, detail: ["count": .int(Int64(count))]))
-        if count > 0 { try await start(actor: actor, count: count, reason: "reset") }
+        if count > 0 {
+            Telemetry.restarted(service: name, cause: "reset")
+            try await start(actor: actor, count: count, reason: "reset")
+        }
     }
 
     /// Admin restart: stop and start while leases stay granted.
     func restart(actor: String) async throws(LifecycleError) {
         guard isRunning else { throw .serviceNotRunning(name) }
         let count = try kernelCount()
+        Telemetry.restarted(service: name, cause: "admin")
         await stop(actor: actor, reason: "admin_restart")
         try await start(actor: actor, count: count, reason: "admin_restart")
     }

@@ -12,6 +12,7 @@ public struct StateDirectory: Sendable {
     public var pidFile: String { "\(path)/procrefd.pid" }
     public var lockFile: String { "\(path)/procrefd.lock" }
     public var tokenFile: String { "\(path)/token" }
+    public var readTokenFile: String { "\(path)/read-token" }
     public var logs: String { "\(path)/logs" }
 
     /// The default: `$XDG_STATE_HOME/procrefd`, else `~/.local/state/procrefd`.
@@ -31,13 +32,26 @@ public struct StateDirectory: Sendable {
         guard access(path, R_OK | W_OK | X_OK) == 0 else {
             throw .io("state directory \(path) is not readable and writable by uid \(geteuid())")
         }
+        // Anyone who can write the state dir can replace the socket, token or database.
+        if let kind = Files.kind(path), kind.mode & 0o022 != 0 {
+            throw .io("state directory \(path) is writable by group or others (mode \(String(kind.mode, radix: 8))); chmod go-w it")
+        }
     }
 
-    /// The bearer token for mutating calls over TCP: read, or generated (0600) at first start.
-    public func loadOrCreateToken() throws(DaemonError) -> String {
-        if let existing = readSmallFile(tokenFile)?.trimmingWhitespace(), !existing.isEmpty { return existing }
+    /// A bearer token (by default the one for changes over TCP): read, or generated (0600) at
+    /// first start. A token file others can write is refused: anyone could set the token.
+    public func loadOrCreateToken(file: String? = nil) throws(DaemonError) -> String {
+        let file = file ?? tokenFile
+        if let kind = Files.kind(file) {
+            guard kind.isRegular else { throw .io("\(file) is not a regular file") }
+            guard kind.mode & 0o022 == 0 else {
+                throw .io("\(file) is writable by group or others (mode \(String(kind.mode, radix: 8))); refusing to use it")
+            }
+            guard kind.ownerUID == geteuid() else { throw .io("\(file) is owned by uid \(kind.ownerUID); refusing to use it") }
+        }
+        if let existing = readSmallFile(file)?.trimmingWhitespace(), !existing.isEmpty { return existing }
         let token = Files.randomHex(byteCount: 32)
-        do { try Files.writeAtomically(tokenFile, contents: token + "\n", mode: 0o600) } catch {
+        do { try Files.writeAtomically(file, contents: token + "\n", mode: 0o600) } catch {
             throw .io("token file: \(error)")
         }
         return token

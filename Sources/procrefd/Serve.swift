@@ -5,8 +5,10 @@ import ControlAPI
 import Foundation
 import Lifecycle
 import Logging
+import Metrics
 import MicroHTTPD
 import Posix
+import Prometheus
 
 /// `procrefd serve`: claims the state directory, reconciles with the kernel and the live
 /// processes, serves until SIGTERM/SIGINT or `POST /v1/daemon/stop`, then drains or hands off.
@@ -62,6 +64,8 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "procrefd")
         logger.logLevel = logLevel
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(Self.metricsFactory(registry))
 
         let file = try loadConfig()
         let listen = self.listen ?? file.listen ?? "127.0.0.1"
@@ -83,12 +87,16 @@ struct Serve: AsyncParsableCommand {
         let previousRun = try store.read { try $0.lastRun() }
         let runID = try store.write { try $0.beginRun(pid: getpid(), bootID: bootID) }
         let token = try directory.loadOrCreateToken()
+        let readToken = file.security.tcpReadsNeedToken ? try directory.loadOrCreateToken(file: directory.readTokenFile) : nil
         var config = CoordinatorConfig(
             holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs)
         config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? config.defaultTTLMs
         config.maxLeases = file.limits.maxLeases ?? config.maxLeases
         config.maxLeasesPerService = file.limits.maxLeasesPerService ?? config.maxLeasesPerService
         config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? config.acquireTimeoutMs
+        config.apiPrograms = file.security.apiPrograms
+        config.maxServices = file.limits.maxServices ?? config.maxServices
+        config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? config.idempotencyWindowMs
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
         // The file is the truth about config services: without one, none remain.
         _ = try await coordinator.applyConfigServices(file.services, actor: "config")
@@ -99,14 +107,15 @@ struct Serve: AsyncParsableCommand {
             pid: getpid(), startedAt: Timestamp.format(Date()), stateDirectory: directory.path,
             singleton: claim.singleton, bootID: bootID, onExit: onExit, reconciled: report)
         let api = ControlAPI(
-            coordinator: coordinator, store: store, access: AccessPolicy(token: token), daemon: info,
-            requestStop: { shutdown.request(mode: $0) })
+            coordinator: coordinator, store: store, access: AccessPolicy(token: token, readToken: readToken), daemon: info,
+            metrics: { registry.emitToBuffer() }, requestStop: { shutdown.request(mode: $0) })
 
         let tcp = try Listener.tcp(host: listen, port: port)
         let unixFD = try Listener.unix(path: directory.socket, mode: file.socketMode ?? 0o600)
         var limits = HTTPServerLimits()
         limits.maxBodyBytes = file.limits.maxBodyBytes ?? limits.maxBodyBytes
         limits.connectionLimit = file.limits.connectionLimit.map(UInt32.init) ?? limits.connectionLimit
+        limits.perIPConnectionLimit = file.limits.perIPConnectionLimit.map(UInt32.init) ?? limits.perIPConnectionLimit
         let servers = [
             try HTTPServer(listenFD: tcp.fd, transport: .tcp, limits: limits, responder: api),
             try HTTPServer(listenFD: unixFD, transport: .unix, limits: limits, responder: api),
@@ -152,6 +161,18 @@ struct Serve: AsyncParsableCommand {
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
             try tx.endRun(id: runID, mode: mode.rawValue)
         }
+    }
+
+    /// Prometheus through swift-metrics, with buckets that fit procrefd's latencies.
+    static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+        ]
+        factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128]
+        return factory
     }
 
     /// Prunes the audit log now and then, in small batches (`audit.pruned` records each pass).

@@ -1,0 +1,48 @@
+import Metrics
+
+/// procrefd's metrics, through swift-metrics: the daemon bootstraps a Prometheus backend and
+/// serves it on `GET /metrics`; in tests (no bootstrap) they cost nothing.
+public enum Telemetry {
+    /// Granted acquires, by service and whether the acquire started the service.
+    static func acquired(service: String, started: Bool, seconds: Double) {
+        Counter(label: "procrefd_lease_acquires_total", dimensions: [("service", service)]).increment()
+        Timer(label: "procrefd_lease_acquire_duration_seconds", dimensions: [("started", started ? "true" : "false")])
+            .recordNanoseconds(Int64(seconds * 1e9))
+    }
+
+    /// Ended leases, by service and how (released, expired, client_exited, lost, revoked).
+    static func ended(service: String, reason: LeaseEnd) {
+        Counter(label: "procrefd_lease_ends_total", dimensions: [("service", service), ("reason", reason.rawValue)]).increment()
+    }
+
+    /// Refused acquires, by reason (limit, failed, busy, shutting_down, start_failed, ...).
+    static func refused(service: String, reason: String) {
+        Counter(label: "procrefd_lease_refusals_total", dimensions: [("service", service), ("reason", reason)]).increment()
+    }
+
+    /// Service (re)starts after the first, by cause (crash, unhealthy, admin, reset).
+    static func restarted(service: String, cause: String) {
+        Counter(label: "procrefd_service_restarts_total", dimensions: [("service", service), ("cause", cause)]).increment()
+    }
+
+    static func healthCheckFailed(service: String) {
+        Counter(label: "procrefd_health_check_failures_total", dimensions: [("service", service)]).increment()
+    }
+
+    /// Scrape-time gauges: what the coordinator holds right now.
+    public static func recordState(of coordinator: Coordinator) {
+        let statuses = coordinator.serviceStatuses()
+        var holders = 0
+        for status in statuses {
+            holders += status.leases
+            Gauge(label: "procrefd_leases_active", dimensions: [("service", status.name)]).record(status.leases)
+            Gauge(label: "procrefd_kernel_count", dimensions: [("service", status.name)]).record(status.count ?? -1)
+            for state in ServiceState.allCases {
+                Gauge(label: "procrefd_service_state", dimensions: [("service", status.name), ("state", state.rawValue)])
+                    .record(state == status.state ? 1 : 0)
+            }
+        }
+        Gauge(label: "procrefd_holders").record(holders)
+        Gauge(label: "procrefd_services").record(statuses.count)
+    }
+}
