@@ -2,7 +2,8 @@
 SWIFT        ?= swift
 DEB_PACKAGES := libmicrohttpd-dev libsqlite3-dev pkg-config
 VENV         := .venv
-PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3
+# hypothesis is pinned below 6.150: later versions crash inside schemathesis' coverage phase here.
+PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3 schemathesis==4.32.5 hypothesis==6.140.0
 BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
 
 .PHONY: all deps venv build run test bench clean
@@ -18,9 +19,9 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-## Python tools used by the tests (OpenAPI validation), in a local venv.
+## Python tools used by the tests (OpenAPI validation, schemathesis), in a local venv.
 venv: $(VENV)/.ready
-$(VENV)/.ready:
+$(VENV)/.ready: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
 	touch $@
@@ -35,6 +36,8 @@ run: build
 test: deps venv
 	$(SWIFT) build --build-tests
 	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
+	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100
+	python3 bench/flood.py --bin "$(BIN_DIR)"
 
 ## Release build, then the benchmarks (numbers printed, never asserted).
 bench: deps

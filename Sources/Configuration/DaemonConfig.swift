@@ -44,6 +44,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var acquireTimeoutMs: Int?
         public var maxServices: Int?
         public var idempotencyWindowMs: Int?
+        /// The longest a long-poll (`wait_ms`) is held; it then answers with what it has.
+        public var maxWaitMs: Int?
         public init() {}
     }
 
@@ -178,6 +180,7 @@ private struct LimitsFile: Decodable {
     var acquireTimeoutMs: Int?
     var maxServices: Int?
     var idempotencyWindowMs: Int?
+    var maxWaitMs: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxLeases = "max_leases"
@@ -188,6 +191,7 @@ private struct LimitsFile: Decodable {
         case acquireTimeoutMs = "acquire_timeout_ms"
         case maxServices = "max_services"
         case idempotencyWindowMs = "idempotency_window_ms"
+        case maxWaitMs = "max_wait_ms"
     }
 
     init(from decoder: Decoder) throws {
@@ -201,6 +205,7 @@ private struct LimitsFile: Decodable {
         acquireTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .acquireTimeoutMs)
         maxServices = try c.decodeIfPresent(Int.self, forKey: .maxServices)
         idempotencyWindowMs = try c.decodeIfPresent(Int.self, forKey: .idempotencyWindowMs)
+        maxWaitMs = try c.decodeIfPresent(Int.self, forKey: .maxWaitMs)
     }
 
     func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Limits {
@@ -214,6 +219,7 @@ private struct LimitsFile: Decodable {
             ("acquire_timeout_ms", acquireTimeoutMs, 100...3_600_000, \.acquireTimeoutMs),
             ("max_services", maxServices, 1...30_000, \.maxServices),
             ("idempotency_window_ms", idempotencyWindowMs, 1_000...(30 * 86_400_000), \.idempotencyWindowMs),
+            ("max_wait_ms", maxWaitMs, 0...60_000, \.maxWaitMs),
         ]
         for (name, value, range, keyPath) in checks {
             guard let value else { continue }

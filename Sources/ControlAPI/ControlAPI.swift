@@ -14,17 +14,20 @@ public final class ControlAPI: HTTPResponder {
     let startedAt = Date()
     private let router: Router
 
-    /// - Parameter metrics: renders the Prometheus text exposition for `GET /metrics`.
+    /// - Parameters:
+    ///   - metrics: renders the Prometheus text exposition for `GET /metrics`.
+    ///   - longPollLimitMs: the longest `GET /v1/events?wait_ms=` is held.
     public init(
         coordinator: Coordinator, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8] = { [] }, requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8] = { [] }, longPollLimitMs: Int = EventQuery.maxWaitMs,
+        requestStop: @escaping StopRequester
     ) {
         self.coordinator = coordinator
         self.store = store
         self.access = access
         router = Router(routes: Self.makeRoutes(
             coordinator: coordinator, store: store, startedAt: startedAt, daemon: daemon, metrics: metrics,
-            requestStop: requestStop))
+            longPollLimitMs: longPollLimitMs, requestStop: requestStop))
     }
 
     /// The route templates by path, with their methods (lower case), for contract tests.

@@ -3,11 +3,12 @@ import Foundation
 import MicroHTTPD
 
 /// `GET /v1/events`: filters, cursor pages, long-poll (`wait_ms`) and NDJSON streaming.
-enum EventQuery {
+public enum EventQuery {
     static let maxPage = 1000
-    static let maxWaitMs = 60_000
+    public static let maxWaitMs = 60_000
 
-    static func respond(to request: HTTPRequest, store: AuditStore) async throws -> HTTPResponse {
+    /// - Parameter holdLimitMs: the longest a long-poll is held, whatever `wait_ms` asks.
+    static func respond(to request: HTTPRequest, store: AuditStore, holdLimitMs: Int) async throws -> HTTPResponse {
         let filter = try filter(request)
         if (request.header("accept") ?? "").contains("application/x-ndjson") {
             guard filter.order == .asc else { throw Problem.invalidField("order", "a stream is in ascending order") }
@@ -17,7 +18,7 @@ enum EventQuery {
         }
         let waitMs = try integer(request, "wait_ms", in: 0...maxWaitMs) ?? 0
         guard waitMs == 0 || filter.order == .asc else { throw Problem.invalidField("wait_ms", "only with order=asc") }
-        let deadline = ContinuousClock.now + .milliseconds(waitMs)
+        let deadline = ContinuousClock.now + .milliseconds(min(waitMs, holdLimitMs))
         var page = filter
         while true {
             let scanned = store.signal.lastID

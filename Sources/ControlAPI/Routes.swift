@@ -7,7 +7,7 @@ extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
         coordinator: Coordinator, store: AuditStore, startedAt: Date, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8], requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, requestStop: @escaping StopRequester
     ) -> [Route] {
         let started = ProcessInfo.processInfo.systemUptime
         return [
@@ -130,7 +130,7 @@ extension ControlAPI {
             }),
 
             Route("GET", "/v1/events", .suspending { request, _ in
-                await answerAsync { try await EventQuery.respond(to: request, store: store) }
+                await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs) }
             }),
         ]
     }

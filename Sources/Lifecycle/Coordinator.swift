@@ -116,6 +116,10 @@ public final class Coordinator: Sendable {
     /// Serialises changes to the set of services (definitions, config reloads, removals).
     let registryLock = AsyncLock()
     let leases = Mutex<[String: Lease]>([:])
+    /// Acquires past the limit check whose lease is not in the table yet.
+    private let acquiresInFlight = Atomic<Int>(0)
+    /// Per service: when the last `lease.refused` was recorded, and refusals since.
+    private let refusals = Mutex<[String: (lastRecorded: Int64?, suppressed: Int)]>([:])
     /// Idempotency keys whose acquire is under way.
     private let inFlightKeys = Mutex<Set<String>>([])
     private let shuttingDown = Atomic<Bool>(false)
@@ -264,6 +268,37 @@ public final class Coordinator: Sendable {
 
     // MARK: Leases
 
+    /// Throws `tooManyLeases` when the table (plus `pending` acquires of other services) is at
+    /// a limit. Refusals are audited, at most one `lease.refused` per service per second (the
+    /// next one says how many were folded into it), so a flood cannot flood the log.
+    private func checkLimits(service name: String, pending: Int, actor: String) throws(LifecycleError) {
+        let (total, onService) = leases.withLock { table in
+            (table.count, table.values.filter { $0.info.service == name }.count)
+        }
+        let overTotal = total + pending >= config.maxLeases
+        guard overTotal || onService >= config.maxLeasesPerService else { return }
+        let limit = overTotal ? config.maxLeases : config.maxLeasesPerService
+        let now = monotonicMilliseconds()
+        let folded = refusals.withLock { refusals -> Int? in
+            var entry = refusals[name] ?? (lastRecorded: nil, suppressed: 0)
+            defer { refusals[name] = entry }
+            if let last = entry.lastRecorded, now - last < 1_000 {
+                entry.suppressed += 1
+                return nil
+            }
+            let suppressed = entry.suppressed
+            entry = (now, 0)
+            return suppressed
+        }
+        if let folded {
+            context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
+                "reason": .string(overTotal ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(limit)),
+                "suppressed_since_last": .int(Int64(folded)),
+            ]))
+        }
+        throw .tooManyLeases(limit: limit)
+    }
+
     /// Grants a lease: spawns a holder (kernel count +1), starts the service on 0 → 1 and
     /// waits until it is ready, then records `lease.acquired` before returning.
     public func acquire(
@@ -319,21 +354,17 @@ public final class Coordinator: Sendable {
         guard !shuttingDown.load(ordering: .relaxed) else { throw .shuttingDown }
         let service = try service(named: name)
         let ttlMs = try validate(request)
-        let (total, onService) = leases.withLock { table in
-            (table.count, table.values.filter { $0.info.service == name }.count)
-        }
-        if total >= config.maxLeases || onService >= config.maxLeasesPerService {
-            let limit = total >= config.maxLeases ? config.maxLeases : config.maxLeasesPerService
-            context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
-                "reason": .string(total >= config.maxLeases ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(limit)),
-            ]))
-            throw .tooManyLeases(limit: limit)
-        }
-
+        // Refuse at once when already full, without queueing behind the service lock.
+        try checkLimits(service: name, pending: 0, actor: actor)
         guard await service.lock.lock(timeoutMs: config.acquireTimeoutMs) else {
             throw .timedOut("service \(name) busy for \(config.acquireTimeoutMs) ms")
         }
         defer { service.lock.unlock() }
+        // The exact check: this service's acquires are serialised by its lock; acquires on
+        // other services in flight hold a slot of the total until their lease is in the table.
+        let pending = acquiresInFlight.add(1, ordering: .relaxed).newValue
+        defer { acquiresInFlight.subtract(1, ordering: .relaxed) }
+        try checkLimits(service: name, pending: pending - 1, actor: actor)
         if let reason = service.failureReason { throw .serviceFailed(service: name, reason: reason) }
         try await service.lockKernel()
         defer { service.unlockKernel() }

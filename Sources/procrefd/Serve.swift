@@ -108,7 +108,8 @@ struct Serve: AsyncParsableCommand {
             singleton: claim.singleton, bootID: bootID, onExit: onExit, reconciled: report)
         let api = ControlAPI(
             coordinator: coordinator, store: store, access: AccessPolicy(token: token, readToken: readToken), daemon: info,
-            metrics: { registry.emitToBuffer() }, requestStop: { shutdown.request(mode: $0) })
+            metrics: { registry.emitToBuffer() }, longPollLimitMs: file.limits.maxWaitMs ?? EventQuery.maxWaitMs,
+            requestStop: { shutdown.request(mode: $0) })
 
         let tcp = try Listener.tcp(host: listen, port: port)
         let unixFD = try Listener.unix(path: directory.socket, mode: file.socketMode ?? 0o600)

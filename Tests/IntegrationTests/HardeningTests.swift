@@ -19,7 +19,7 @@ struct HardeningTests {
 
     @Test("lease and service limits refuse with a clear error, an audit record, and no kernel change")
     func limits() throws {
-        let daemon = try daemon(config: "[limits]\nmax_leases_per_service = 3\nmax_services = 2\n")
+        let daemon = try daemon(config: "[limits]\nmax_leases_per_service = 3\nmax_services = 3\n")
         defer { cleanup(daemon) }
         let name = "lim-\(UUID().uuidString.prefix(6).lowercased())"
         daemon.adoptServiceName(name)
@@ -33,6 +33,21 @@ struct HardeningTests {
         #expect(refused.json["type"] as? String == "urn:procrefd:problem:too-many-leases")
         #expect(try daemon.kernelCount(name) == 3)
         #expect(try daemon.eventKinds(service: name).last == "lease.refused")
+
+        // Regression (found by the flood test): concurrent acquires must not all pass the
+        // limit check before any of them is granted.
+        let racer = "race-\(UUID().uuidString.prefix(6).lowercased())"
+        daemon.adoptServiceName(racer)
+        try daemon.defineSocketService(racer)
+        let results = Mutex50()
+        DispatchQueue.concurrentPerform(iterations: 30) { _ in
+            results.append(try? daemon.unix.send("POST", "/v1/services/\(racer)/leases", rawBody: #"{"ttl_ms": 60000}"#))
+        }
+        #expect(results.values.filter { $0?.status == 201 }.count == 3)
+        #expect(results.values.filter { $0?.status == 429 }.count == 27)
+        #expect(try daemon.kernelCount(racer) == 3)
+        // Refusals are audited, but a burst folds into one record per second.
+        #expect(try daemon.eventKinds(service: racer).filter { $0 == "lease.refused" }.count <= 3)
 
         let second = "lim2-\(UUID().uuidString.prefix(6).lowercased())"
         daemon.adoptServiceName(second)
