@@ -112,6 +112,8 @@ final class ManagedService: Sendable {
 
     func unlockKernel() {
         do { try semaphores.unlockStartup() } catch {
+            // A service removed under the lock took its set (and the lock) with it.
+            if error.errno == .invalidArgument || error.errno == .identifierRemoved { return }
             context.logger.error("cannot release startup lock of \(name): \(error)")
         }
     }

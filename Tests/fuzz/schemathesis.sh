@@ -42,7 +42,7 @@ token=$(cat "$state/token")
     --max-examples "$max_examples" \
     --exclude-operation-id stopDaemon \
     --request-timeout 20 \
-    --workers 2 \
+    --workers 1 \
     --seed 20261122 \
     --no-color
 kill -0 "$daemon" || { echo "procrefd died during fuzzing"; exit 1; }
