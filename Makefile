@@ -39,11 +39,16 @@ test: deps venv
 	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100
 	python3 bench/flood.py --bin "$(BIN_DIR)"
 
-## Release build, then the benchmarks (numbers printed, never asserted).
+## Release build, then the benchmarks against etcd (numbers printed and written to
+## bench/RESULTS.md, never asserted). Needs wrk and etcd-server, installed when missing.
 bench: deps
+	@missing=""; for p in wrk etcd-server; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 	$(SWIFT) build -c release
-	python3 bench/lease_latency.py --bin "$$($(SWIFT) build -c release --show-bin-path)"
-	python3 bench/audit_query.py --bin "$$($(SWIFT) build -c release --show-bin-path)"
+	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit
 
 clean:
 	rm -rf .build $(VENV)

@@ -119,14 +119,24 @@ def main():
         port = int(port)
         token = open(f"{state}/token").read().strip()
         sock = f"{state}/svc.sock"
-        script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(64)\nwhile True: s.accept()[0].close()"
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unix_service.py")
         async def define():
             reader, writer = await asyncio.open_connection(host, port)
             status, _, _ = await request(reader, writer, "PUT", f"/v1/services/{service}", token,
-                                         {"start": ["python3", "-c", script, sock], "health": {"unix": sock}})
+                                         {"start": ["python3", script, sock], "health": {"unix": sock}})
             writer.close()
             return status
         assert asyncio.run(define()) == 201
+        # One acquire/release first, so that the service runs and the idle-holder pool is
+        # full: the descriptor baseline then includes them.
+        async def warm_up():
+            reader, writer = await asyncio.open_connection(host, port)
+            status, _, data = await request(reader, writer, "POST", f"/v1/services/{service}/leases", token, {"ttl_ms": 60000})
+            assert status == 201, data
+            await request(reader, writer, "DELETE", f"/v1/leases/{json.loads(data)['id']}", token)
+            writer.close()
+        asyncio.run(warm_up())
+        time.sleep(1)
         fds_before = fd_count(daemon.pid)
 
         counts, latencies, leases, health, elapsed = asyncio.run(

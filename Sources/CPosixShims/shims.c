@@ -358,3 +358,41 @@ int procref_tcp_listen(const char *host, uint16_t port, int backlog, uint16_t *b
     }
     return fd;
 }
+
+int procref_socketpair_cloexec(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
+
+int procref_read_three_ints(int fd, long long *a, long long *b, long long *c) {
+    char line[128];
+    size_t used = 0;
+    for (;;) {
+        if (used + 1 >= sizeof line) return -1;
+        ssize_t n = read(fd, line + used, 1);
+        if (n == 0) return used == 0 ? 1 : -1;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (line[used] == '\n') break;
+        used++;
+    }
+    line[used] = '\0';
+    char *end = NULL;
+    errno = 0;
+    *a = strtoll(line, &end, 10);
+    if (errno || *end != ' ') return -1;
+    *b = strtoll(end + 1, &end, 10);
+    if (errno || *end != ' ') return -1;
+    *c = strtoll(end + 1, &end, 10);
+    if (errno || *end != '\0') return -1;
+    return 0;
+}
+
+void procref_set_arguments(const char *text) {
+    if (saved_argc < 2) return;
+    char *start = saved_argv[1];
+    char *last = saved_argv[saved_argc - 1];
+    size_t room = (size_t)(last + strlen(last) - start);
+    size_t i = 0;
+    for (; i < room && text[i] != '\0'; i++) start[i] = text[i] == ' ' ? '\0' : text[i];
+    for (; i < room; i++) start[i] = '\0';
+}

@@ -109,7 +109,8 @@ struct ReleasePayload: Encodable {
     }
 }
 
-struct StatusPayload: Encodable {
+/// `GET /v1/status` (the envelope is written by hand around the encoded services).
+enum StatusPayload {
     struct Service: Encodable {
         let name: String
         let state: String
@@ -132,18 +133,6 @@ struct StatusPayload: Encodable {
             try c.encode(leases, forKey: .leases)
             try c.encode(failureReason, forKey: .failureReason)
         }
-    }
-
-    let pid: Int32
-    let version: String
-    let startedAt: String
-    let uptimeMs: Int64
-    let services: [Service]
-
-    enum CodingKeys: String, CodingKey {
-        case pid, version, services
-        case startedAt = "started_at"
-        case uptimeMs = "uptime_ms"
     }
 }
 

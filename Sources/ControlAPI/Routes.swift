@@ -136,7 +136,8 @@ extension ControlAPI {
     }
 
     /// `GET /v1/status[?service=]`, with a weak ETag over everything but the uptime, so a
-    /// scraper polling with If-None-Match gets 304 until something changes.
+    /// scraper polling with If-None-Match gets 304 until something changes. The services
+    /// are encoded once and the envelope is written around them.
     static func status(_ request: HTTPRequest, coordinator: Coordinator, startedAt: Date, started: TimeInterval) throws -> HTTPResponse {
         var statuses = coordinator.serviceStatuses()
         if let only = request.query["service"] {
@@ -148,18 +149,19 @@ extension ControlAPI {
                 name: $0.name, state: $0.state.rawValue, pid: $0.pid, count: $0.count, leases: $0.leases,
                 failureReason: $0.failureReason)
         }
-        let stable = StatusPayload(pid: getpid(), version: version, startedAt: Timestamp.format(startedAt), uptimeMs: 0, services: services)
-        let tag = "W/\"" + ETag.of(json(stable).body) + "\""
+        let servicesJSON = json(services).body
+        let head = #"{"pid":\#(getpid()),"services":"#
+        let middle = #","started_at":"\#(Timestamp.format(startedAt))","uptime_ms":"#
+        let tail = #","version":"\#(version)"}"#
+        let tag = "W/\"" + ETag.of(Array(head.utf8) + servicesJSON + Array(middle.utf8) + Array(tail.utf8)) + "\""
         if let match = request.header("if-none-match"), match.split(separator: ",").contains(where: {
             $0.trimmingCharacters(in: .whitespaces) == tag || $0.trimmingCharacters(in: .whitespaces) == "*"
         }) {
             return HTTPResponse(status: 304, headers: [("ETag", tag)])
         }
-        var response = json(StatusPayload(
-            pid: getpid(), version: version, startedAt: Timestamp.format(startedAt),
-            uptimeMs: Int64((ProcessInfo.processInfo.systemUptime - started) * 1000), services: services))
-        response.headers.append(("ETag", tag))
-        return response
+        let uptime = Int64((ProcessInfo.processInfo.systemUptime - started) * 1000)
+        let body = Array(head.utf8) + servicesJSON + Array((middle + String(uptime) + tail).utf8)
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("ETag", tag)], body: body)
     }
 
     /// The `{pid}` path parameter: a positive integer.

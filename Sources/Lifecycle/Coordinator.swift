@@ -13,6 +13,8 @@ public struct CoordinatorConfig: Sendable {
     /// Per service; below the kernel's 32767 undo bound.
     public var maxLeasesPerService = 1024
     public var defaultTTLMs: Int64 = 30_000
+    /// Idle pre-spawned holders kept ready (0: spawn one per acquire).
+    public var holderPoolSize = 8
     /// How long an acquire may wait for a service busy starting, stopping or recovering.
     public var acquireTimeoutMs = 60_000
     /// How long an Idempotency-Key is remembered.
@@ -111,7 +113,7 @@ public struct ServiceStatus: Sendable, Equatable {
 public final class Coordinator: Sendable {
     let config: CoordinatorConfig
     let context: LifecycleContext
-    private let launcher: HolderLauncher
+    private let holders: HolderPool
     let services = Mutex<[String: ManagedService]>([:])
     /// Serialises changes to the set of services (definitions, config reloads, removals).
     let registryLock = AsyncLock()
@@ -131,7 +133,7 @@ public final class Coordinator: Sendable {
         context = LifecycleContext(
             store: store, watcher: try ExitWatcher(), spawner: spawner,
             logsDirectory: config.logsDirectory, logger: logger)
-        launcher = HolderLauncher(executable: config.holderExecutable, spawner: spawner)
+        holders = HolderPool(executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize)
         try loadServices()
     }
 
@@ -216,20 +218,31 @@ public final class Coordinator: Sendable {
     }
 
     public func serviceStatuses() -> [ServiceStatus] {
-        services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map(status)
+        let counts = leaseCounts()
+        return services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map { status($0, leases: counts[$0.name] ?? 0) }
     }
 
     public func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus {
-        status(try service(named: name))
+        let service = try service(named: name)
+        return status(service, leases: leaseCounts()[name] ?? 0)
     }
 
-    private func status(_ service: ManagedService) -> ServiceStatus {
-        let leaseCount = leases.withLock { $0.values.filter { $0.info.service == service.name }.count }
+    /// Live leases per service, in one pass over the table.
+    private func leaseCounts() -> [String: Int] {
+        leases.withLock { table in
+            var counts: [String: Int] = [:]
+            for lease in table.values { counts[lease.service, default: 0] += 1 }
+            return counts
+        }
+    }
+
+    private func status(_ service: ManagedService, leases: Int) -> ServiceStatus {
+        let snapshot = service.state.withLock { $0 }
         return ServiceStatus(
-            name: service.name, state: service.currentState, pid: service.pid, count: try? service.kernelCount(),
-            leases: leaseCount, key: service.semaphores.key, semid: service.semaphores.id,
-            lastHealth: service.lastHealth, failureReason: service.failureReason, lingerUntil: service.lingerUntil,
-            source: service.state.withLock { $0.fromConfig } ? "config" : "api", definition: service.definition)
+            name: service.name, state: snapshot.state, pid: snapshot.process?.pid, count: try? service.kernelCount(),
+            leases: leases, key: service.semaphores.key, semid: service.semaphores.id, lastHealth: snapshot.lastHealth,
+            failureReason: snapshot.state == .failed ? snapshot.failureReason : nil, lingerUntil: snapshot.lingerUntil,
+            source: snapshot.fromConfig ? "config" : "api", definition: snapshot.definition)
     }
 
     func service(named name: String) throws(LifecycleError) -> ManagedService {
@@ -273,7 +286,7 @@ public final class Coordinator: Sendable {
     /// next one says how many were folded into it), so a flood cannot flood the log.
     private func checkLimits(service name: String, pending: Int, actor: String) throws(LifecycleError) {
         let (total, onService) = leases.withLock { table in
-            (table.count, table.values.filter { $0.info.service == name }.count)
+            (table.count, table.values.filter { $0.service == name }.count)
         }
         let overTotal = total + pending >= config.maxLeases
         guard overTotal || onService >= config.maxLeasesPerService else { return }
@@ -371,7 +384,7 @@ public final class Coordinator: Sendable {
 
         let holder: PidFD
         do {
-            holder = try launcher.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+            holder = try holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
         } catch {
             switch error {
             case .clientGone: throw .clientNotRunning(request.clientPID ?? 0)
@@ -435,7 +448,7 @@ public final class Coordinator: Sendable {
     /// Releases a lease: its holder exits (count −1); on 1 → 0 the service is stopped.
     public func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
         guard let lease = leases.withLock({ $0[id] }), lease.beginManaging() else { throw .unknownLease(id) }
-        let service = try service(named: lease.info.service)
+        let service = try service(named: lease.service)
         await service.lock.lock()
         defer { service.lock.unlock() }
         try await service.lockKernel()
@@ -468,7 +481,7 @@ public final class Coordinator: Sendable {
         lease.update { $0 = $0.with(expiresAt: expiresAt) }
         try context.write { tx in
             try tx.updateLeaseExpiry(id: id, expiresAt: expiresAt)
-            try tx.append(NewEvent(.leaseKeepalive, service: lease.info.service, lease: id, pid: lease.holder.pid,
+            try tx.append(NewEvent(.leaseKeepalive, service: lease.service, lease: id, pid: lease.holder.pid,
                                    actor: actor, detail: ["expires_at": .string(expiresAt)]))
         }
         return lease.info
@@ -491,14 +504,16 @@ public final class Coordinator: Sendable {
     /// procrefd to re-adopt (their rows stay live in SQLite).
     public func handOff() {
         shuttingDown.store(true, ordering: .relaxed)
+        holders.shutdown()
     }
 
     /// Drains: revokes every lease, stops every service, removes the semaphore sets.
     public func drain(actor: String) async {
         shuttingDown.store(true, ordering: .relaxed)
+        holders.shutdown()
         for service in services.withLock({ Array($0.values) }) {
             await service.lock.lock()
-            let owned = leases.withLock { table in table.values.filter { $0.info.service == service.name } }
+            let owned = leases.withLock { table in table.values.filter { $0.service == service.name } }
             for lease in owned where lease.beginManaging() {
                 let status = await end(lease, signal: SIGTERM)
                 let count = (try? service.kernelCount()) ?? -1
@@ -547,7 +562,7 @@ public final class Coordinator: Sendable {
     /// if the kernel count is now 0.
     private func handleUnexpectedExit(_ lease: Lease) {
         Task { [self] in
-            guard let service = services.withLock({ $0[lease.info.service] }) else { return }
+            guard let service = services.withLock({ $0[lease.service] }) else { return }
             await service.lock.lock()
             defer { service.lock.unlock() }
             guard lease.beginManaging() else { return }  // a release got there first

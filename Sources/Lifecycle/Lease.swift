@@ -79,14 +79,17 @@ final class Lease: Sendable {
     }
 
     let holder: PidFD
+    /// Never change for a lease: read without the lock.
+    let id: String
+    let service: String
     private let state: Mutex<State>
 
     init(info: LeaseInfo, holder: PidFD) {
         self.holder = holder
+        self.id = info.id
+        self.service = info.service
         self.state = Mutex(State(info: info))
     }
-
-    var id: String { state.withLock { $0.info.id } }
     var info: LeaseInfo { state.withLock { $0.info } }
     var phase: Phase { state.withLock { $0.phase } }
 

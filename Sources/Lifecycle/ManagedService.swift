@@ -160,6 +160,7 @@ final class ManagedService: Sendable {
         } catch {
             setState(.stopped)
             try context.record(NewEvent(.serviceStartFailed, service: name, actor: actor, detail: ["reason": .string("spawn: \(error)")]))
+            if reason != "restart" { noteFailedStart(actor: actor) }  // the restart loop counts its own
             throw .startFailed(service: name, reason: "spawn \(definition.start[0]): \(error)")
         }
         state.withLock {
@@ -179,6 +180,7 @@ final class ManagedService: Sendable {
             try context.record(NewEvent(.serviceStartFailed, service: name, pid: process.pid, actor: actor,
                                         detail: ["reason": .string(failure)]))
             await stop(actor: actor, reason: "start_failed")
+            if reason != "restart" { noteFailedStart(actor: actor) }
             throw .startFailed(service: name, reason: failure)
         }
         state.withLock {

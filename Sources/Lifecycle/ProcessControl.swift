@@ -83,7 +83,7 @@ extension Coordinator {
 
     private func owner(of identity: ProcessIdentity, group: Int32) -> ProcessOwner? {
         if let lease = leases.withLock({ $0.values.first { $0.holder.identity == identity } }) {
-            return .holder(service: lease.info.service, lease: lease.id)
+            return .holder(service: lease.service, lease: lease.id)
         }
         for service in services.withLock({ Array($0.values) }) {
             guard let leader = service.state.withLock({ $0.process?.identity }) else { continue }

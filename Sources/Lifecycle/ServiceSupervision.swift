@@ -123,6 +123,25 @@ extension ManagedService {
         }
     }
 
+    /// A start that failed counts like a restart: after restart_limit of them within
+    /// restart_window_ms the service is `failed`, so acquires get a quick 503 instead of
+    /// each waiting for another doomed start.
+    func noteFailedStart(actor: String) {
+        let definition = self.definition
+        let failure = state.withLock { state -> String? in
+            let now = monotonicMilliseconds()
+            state.restarts.removeAll { now - $0 > Int64(definition.restartWindowMs) }
+            state.restarts.append(now)
+            guard state.restarts.count > definition.restartLimit else { return nil }
+            state.state = .failed
+            state.failureReason = "\(state.restarts.count) failed starts within \(definition.restartWindowMs) ms"
+            return state.failureReason
+        }
+        if let failure {
+            context.recordLogged(NewEvent(.serviceFailed, service: name, actor: actor, detail: ["reason": .string(failure)]))
+        }
+    }
+
     /// Leaves `failed`: clears the restart history and, if leases still count, starts again.
     func reset(actor: String) async throws(LifecycleError) {
         guard currentState == .failed else { throw .serviceNotFailed(name) }

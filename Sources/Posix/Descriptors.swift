@@ -15,7 +15,31 @@ public struct PipeEnds: Sendable {
     }
 }
 
+/// A connected pair of close-on-exec Unix stream sockets (a two-way pipe).
+public struct SocketPair: Sendable {
+    public let first: Int32
+    public let second: Int32
+
+    public init() throws(SystemCallError) {
+        var fds: [Int32] = [-1, -1]
+        try check("socketpair", fds.withUnsafeMutableBufferPointer { procref_socketpair_cloexec($0.baseAddress) })
+        first = fds[0]
+        second = fds[1]
+    }
+}
+
 public enum Descriptor {
+    /// Writes all of `bytes`; false if the peer is gone or the write failed.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { procref_write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+
     public static func close(_ fd: Int32) {
         if fd >= 0 { _ = procref_close(fd) }
     }

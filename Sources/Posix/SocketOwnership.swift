@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Which processes own which listening sockets, read from procfs. Lets a health check tell
 /// "our service listens here" from "some orphan holds the port".
@@ -24,7 +24,7 @@ public enum SocketOwnership {
     public static func listeningInodes(unixPath path: String) -> Set<UInt64> {
         guard let text = readSmallFile("/proc/net/unix", limit: 16 << 20) else { return [] }
         var inodes: Set<UInt64> = []
-        for line in text.split(separator: "\n").dropFirst() {
+        for line in text.split(separator: "\n").dropFirst() where line.hasSuffix(path) {
             // Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 = listening.
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 8, String(fields[7...].joined(separator: " ")) == path,
@@ -35,18 +35,32 @@ public enum SocketOwnership {
         return inodes
     }
 
-    /// Whether any process of `group` holds one of `inodes` open.
+    /// Whether any process of `group` holds one of `inodes` open. The leader (pid == group)
+    /// is looked at first: it is nearly always the one listening, and scanning every process
+    /// of the machine for the others costs milliseconds.
     public static func group(_ group: Int32, holdsAnyOf inodes: Set<UInt64>) -> Bool {
-        guard !inodes.isEmpty else { return false }
-        for pid in ProcessGroup.members(group) {
-            let directory = "/proc/\(pid)/fd"
-            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: directory) else { continue }
-            for fd in fds {
-                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(fd)"),
-                    target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast())
-                else { continue }
-                if inodes.contains(inode) { return true }
+        guard !inodes.isEmpty, group > 1 else { return false }
+        if process(group, holdsAnyOf: inodes) { return true }
+        return ProcessGroup.members(group).contains { $0 != group && process($0, holdsAnyOf: inodes) }
+    }
+
+    /// Whether `pid` has one of `inodes` among its open descriptors.
+    public static func process(_ pid: Int32, holdsAnyOf inodes: Set<UInt64>) -> Bool {
+        let directory = "/proc/\(pid)/fd"
+        guard let stream = opendir(directory) else { return false }
+        defer { closedir(stream) }
+        var target = [CChar](repeating: 0, count: 64)
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
+            guard name.first?.isNumber == true else { continue }
+            let length = readlink("\(directory)/\(name)", &target, target.count - 1)
+            guard length > 8 else { continue }
+            let text = String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            // "socket:[12345]"
+            guard text.hasPrefix("socket:["), let inode = UInt64(text.dropFirst(8).dropLast()) else { continue }
+            if inodes.contains(inode) { return true }
         }
         return false
     }
@@ -55,10 +69,16 @@ public enum SocketOwnership {
 /// Processes of a process group, from procfs.
 public enum ProcessGroup {
     public static func members(_ group: Int32) -> [Int32] {
-        guard group > 1, let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        return entries.compactMap(Int32.init).filter { pid in
-            guard let stat = ProcessStat.read(pid: pid) else { return false }
-            return stat.processGroup == group && stat.state != "Z"
+        guard group > 1, let stream = opendir("/proc") else { return [] }
+        defer { closedir(stream) }
+        var members: [Int32] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = Int32(name), let stat = ProcessStat.read(pid: pid) else { continue }
+            if stat.processGroup == group && stat.state != "Z" { members.append(pid) }
         }
+        return members
     }
 }

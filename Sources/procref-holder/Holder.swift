@@ -2,9 +2,12 @@ import CPosixShims
 
 /// procref-holder: holds one lease as one kernel reference.
 ///
-/// Usage: `procref-holder SEMID TTL_MS CLIENT_PID` with descriptor 3 a pipe to procrefd.
-/// It adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, writes `acquired\n` on descriptor 3,
-/// then waits. Whatever way it exits, the kernel undoes the +1.
+/// Usage: `procref-holder SEMID TTL_MS CLIENT_PID` with descriptor 3 a pipe to procrefd, or
+/// `procref-holder --pool PADDING` with descriptor 3 a socket: a pre-spawned idle holder that
+/// waits for one line `SEMID TTL_MS CLIENT_PID` (and exits quietly on end of file, when
+/// procrefd is gone), then shows those in its command line (PADDING makes room) and goes on
+/// as the first form. It adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, writes `acquired\n`
+/// on descriptor 3, then waits. Whatever way it exits, the kernel undoes the +1.
 ///
 /// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP),
 /// 3 TTL expired, 4 the watched client exited, 2 usage, 10 client pid unusable,
@@ -16,10 +19,17 @@ struct Holder {
     static func main() {
         // Block control signals first: a release that races start-up is read later, not lost.
         let signalFD = procref_signalfd_for_control_signals()
-        guard signalFD >= 0, procref_argc() == 4,
-            let semid = argument(1), let ttlMs = argument(2), let clientPid = argument(3),
-            semid >= 0, ttlMs >= 0, clientPid >= 0
-        else { fail("usage", code: 2) }
+        guard signalFD >= 0 else { fail("signalfd", code: 2) }
+        var semid: Int64 = 0, ttlMs: Int64 = 0, clientPid: Int64 = 0
+        if procref_argc() == 3, let mode = procref_argv(1), mode.pointee == 45 /* "-" */ {
+            waitForCommand(signalFD: signalFD, &semid, &ttlMs, &clientPid)
+        } else {
+            guard procref_argc() == 4, let s = argument(1), let t = argument(2), let c = argument(3) else { fail("usage", code: 2) }
+            semid = s
+            ttlMs = t
+            clientPid = c
+        }
+        guard semid >= 0, ttlMs >= 0, clientPid >= 0 else { fail("usage", code: 2) }
 
         var clientFD: Int32 = -1
         if clientPid > 0 {
@@ -56,6 +66,43 @@ struct Holder {
         }
     }
 
+    /// Pool mode: waits for `SEMID TTL CLIENT` on descriptor 3. A control signal or the end of
+    /// the stream (procrefd gone) ends the idle holder, which holds nothing yet.
+    static func waitForCommand(signalFD: Int32, _ semid: inout Int64, _ ttlMs: inout Int64, _ clientPid: inout Int64) {
+        while true {
+            var signalReady: Int32 = 0
+            var commandReady: Int32 = 0
+            if procref_poll2(signalFD, reportFD, -1, &signalReady, &commandReady) < 0 { continue }
+            if signalReady != 0 { procref_exit(0) }
+            if commandReady != 0 { break }
+        }
+        switch procref_read_three_ints(reportFD, &semid, &ttlMs, &clientPid) {
+        case 0: break
+        case 1: procref_exit(0)
+        default: fail("command", code: 2)
+        }
+        var text: [UInt8] = []
+        for value in [semid, ttlMs, clientPid] {
+            if !text.isEmpty { text.append(32) }
+            text += decimal(value)
+        }
+        text.append(0)
+        text.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { procref_set_arguments($0) }
+        }
+    }
+
+    static func decimal(_ number: Int64) -> [UInt8] {
+        var digits: [UInt8] = []
+        var value = number < 0 ? -number : number
+        repeat {
+            digits.append(UInt8(48 + value % 10))
+            value /= 10
+        } while value > 0
+        if number < 0 { digits.append(45) }
+        return digits.reversed()
+    }
+
     static func argument(_ index: Int32) -> Int64? {
         guard let raw = procref_argv(Int32(index)) else { return nil }
         var ok: Int32 = 0
@@ -69,13 +116,7 @@ struct Holder {
         report("error ")
         report(what)
         report(" ")
-        var digits: [UInt8] = []
-        var value = err < 0 ? -err : err
-        repeat {
-            digits.append(UInt8(48 + value % 10))
-            value /= 10
-        } while value > 0
-        digits.reverse()
+        var digits = decimal(Int64(err))
         digits.append(10)
         digits.withUnsafeBufferPointer { _ = procref_write(reportFD, $0.baseAddress, $0.count) }
         procref_exit(code)

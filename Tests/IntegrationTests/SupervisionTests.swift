@@ -65,6 +65,29 @@ struct SupervisionTests {
         }
     }
 
+    @Test("starts that keep failing put the service in failed: later acquires get a quick 503")
+    func failedStarts() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("nostart")
+            let define = try daemon.unix.send("PUT", "/v1/services/\(name)", json: [
+                "start": ["false", daemon.stateDir], "restart_limit": 1, "ready_timeout_ms": 2000,
+            ])
+            #expect(define.status == 201)
+            for _ in 0..<2 {
+                let attempt = try acquire(daemon, name)
+                #expect(attempt.status == 503)
+                #expect(attempt.json["type"] as? String == "urn:procrefd:problem:service-start-failed")
+            }
+            #expect(try daemon.service(name)["state"] as? String == "failed")
+            let refused = try acquire(daemon, name)
+            #expect(refused.status == 503)
+            #expect(refused.json["type"] as? String == "urn:procrefd:problem:service-failed")
+            #expect(try kinds(daemon, name, "service.starting") == 2)
+            #expect(try kinds(daemon, name, "service.failed") == 1)
+            #expect(try daemon.kernelCount(name) == 0)
+        }
+    }
+
     @Test("an acquire on an unhealthy service triggers exactly one recovery")
     func unhealthyRecovery() throws {
         try withDaemon { daemon in

@@ -86,6 +86,19 @@ int procref_close(int fd);
 void procref_exit(int code) __attribute__((noreturn));
 int procref_errno(void);
 long long procref_parse_int(const char *text, int *ok);
+/** A connected pair of Unix stream sockets, both close-on-exec. */
+int procref_socketpair_cloexec(int fds[2]);
+/**
+ * Reads one line "A B C\n" of three decimal integers from fd (blocking). Returns 0 with the
+ * values set, 1 at end of file, -1 on a malformed line or a read error.
+ */
+int procref_read_three_ints(int fd, long long *a, long long *b, long long *c);
+/**
+ * Rewrites argv[1...] in place with `text` (spaces become argument separators), so that
+ * /proc/PID/cmdline shows it; truncated to the space the original arguments took.
+ */
+void procref_set_arguments(const char *text);
+
 /** The process's argc/argv, captured at load time. */
 int procref_argc(void);
 const char *procref_argv(int index);

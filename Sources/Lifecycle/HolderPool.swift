@@ -1,0 +1,131 @@
+import Foundation
+import Glibc
+import Posix
+import Synchronization
+
+/// Starts lease holders. A few idle `procref-holder --pool` processes wait, each on its own
+/// socket, holding nothing; taking one is a socket round trip (~tens of µs) instead of a
+/// spawn (~0.5 ms). The pool is refilled in the background; an idle holder whose socket
+/// closes (procrefd gone) exits on its own.
+final class HolderPool: Sendable {
+    let executable: String
+    let spawner: Spawner
+    let size: Int
+    /// How long a holder may take to report that it holds its reference.
+    let reportTimeoutMs = 5_000
+
+    enum Failure: Error {
+        case clientGone
+        case other(String)
+    }
+
+    private struct Idle: Sendable {
+        let process: PidFD
+        let socket: Int32
+    }
+
+    private struct State {
+        var idle: [Idle] = []
+        var refilling = false
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    /// Room in argv for `SEMID TTL CLIENT` once a pooled holder is given its lease.
+    private static let padding = String(repeating: "_", count: 48)
+
+    init(executable: String, spawner: Spawner, size: Int) {
+        self.executable = executable
+        self.spawner = spawner
+        self.size = size
+    }
+
+    /// A holder holding one reference on `semaphoreID`, with the kernel count including it.
+    /// On failure nothing is left running.
+    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) throws(Failure) -> PidFD {
+        defer { refillInBackground() }
+        let command = Array("\(semaphoreID) \(ttlMs ?? 0) \(clientPID ?? 0)\n".utf8)
+        // An idle holder may have died meanwhile: then try a fresh one.
+        for attempt in 0..<2 {
+            let idle: Idle
+            if attempt == 0, let pooled = state.withLock({ $0.idle.popLast() }) {
+                idle = pooled
+            } else {
+                do { idle = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
+            }
+            defer { Descriptor.close(idle.socket) }
+            guard Descriptor.writeAll(idle.socket, command) else {
+                discard(idle.process)
+                continue
+            }
+            let report = Descriptor.readLine(idle.socket, timeoutMs: reportTimeoutMs)
+            if report == "acquired" { return idle.process }
+            discard(idle.process)
+            if let report, report.hasPrefix("error client") { throw .clientGone }
+            if report != nil || attempt == 1 {
+                throw .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
+            }
+        }
+        throw .other("no holder could be started")
+    }
+
+    /// Stops the idle holders (they hold nothing) and reaps them.
+    func shutdown() {
+        let idle = state.withLock { state -> [Idle] in
+            state.closed = true
+            defer { state.idle = [] }
+            return state.idle
+        }
+        for holder in idle {
+            Descriptor.close(holder.socket)
+            discard(holder.process)
+        }
+    }
+
+    private func spawnIdle() throws(SystemCallError) -> Idle {
+        let pair = try SocketPair()
+        var options = Spawner.Options()
+        options.newSession = true
+        options.passedDescriptor = pair.second
+        do {
+            let identity = try spawner.spawn(arguments: [executable, "--pool", Self.padding], environment: [:], options: options)
+            Descriptor.close(pair.second)
+            return Idle(process: try PidFD(child: identity), socket: pair.first)
+        } catch {
+            Descriptor.close(pair.first)
+            Descriptor.close(pair.second)
+            throw error
+        }
+    }
+
+    /// Kills and reaps a holder that never took a lease.
+    private func discard(_ process: PidFD) {
+        try? process.signal(SIGKILL)
+        _ = process.waitForExit(timeoutMs: 1_000)
+    }
+
+    private func refillInBackground() {
+        let start = state.withLock { state -> Bool in
+            guard !state.refilling, !state.closed, state.idle.count < size else { return false }
+            state.refilling = true
+            return true
+        }
+        guard start else { return }
+        Thread.detachNewThread { [self] in
+            while true {
+                let needed = state.withLock { $0.closed ? 0 : size - $0.idle.count }
+                guard needed > 0, let idle = try? spawnIdle() else { break }
+                let kept = state.withLock { state -> Bool in
+                    guard !state.closed else { return false }
+                    state.idle.append(idle)
+                    return true
+                }
+                if !kept {
+                    Descriptor.close(idle.socket)
+                    discard(idle.process)
+                }
+            }
+            state.withLock { $0.refilling = false }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""procrefd benchmark harness (make bench): lease cycles against etcd, HTTP read rates,
+memory per held lease, and the audit log. Prints a table and writes bench/RESULTS.md.
+
+Everything runs on loopback with temporary state/data dirs and is stopped and removed at
+the end. Numbers are printed, never asserted. The machine is noisy: compare medians.
+"""
+import argparse, asyncio, datetime, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+SERVICE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unix_service.py")
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+class Conn:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (fast enough to load procrefd)."""
+    def __init__(self, reader, writer, headers):
+        self.reader, self.writer, self.headers = reader, writer, headers
+
+    @classmethod
+    async def open(cls, port, headers=""):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, headers)
+
+    async def call(self, method, path, body=None):
+        payload = json.dumps(body).encode() if body is not None else b""
+        self.writer.write((f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{self.headers}"
+                           f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload)
+        line = await self.reader.readline()
+        status = int(line.split()[1])
+        length = 0
+        chunked = False
+        while True:
+            h = await self.reader.readline()
+            if h in (b"\r\n", b""):
+                break
+            k, _, v = h.decode().partition(":")
+            k = k.strip().lower()
+            if k == "content-length":
+                length = int(v)
+            elif k == "transfer-encoding" and "chunked" in v:
+                chunked = True
+        if chunked:
+            data = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+        else:
+            data = await self.reader.readexactly(length)
+        return status, data
+
+    def close(self):
+        self.writer.close()
+
+async def cycles(open_conn, cycle, concurrency, seconds):
+    """Runs `cycle(conn)` on `concurrency` connections for `seconds`; returns latencies (ms)."""
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    async def worker():
+        conn = await open_conn()
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await cycle(conn)
+            latencies.append((time.perf_counter() - t) * 1000)
+        conn.close()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - start
+
+# ---------------------------------------------------------------- procrefd
+
+class Procrefd:
+    def __init__(self, binary, durability, extra_config=""):
+        self.state = tempfile.mkdtemp(prefix="prb-", dir="/tmp")
+        os.chmod(self.state, 0o700)
+        with open(f"{self.state}/bench.toml", "w") as f:
+            f.write(f'durability = "{durability}"\n[limits]\nmax_leases = 20000\nmax_leases_per_service = 20000\n'
+                    f'connection_limit = 1024\nmax_services = 2000\n{extra_config}')
+        self.proc = subprocess.Popen([f"{binary}/procrefd", "serve", "--state-dir", self.state, "--port", "0",
+                                      "--config", f"{self.state}/bench.toml", "--log-level", "error"], stdout=subprocess.PIPE)
+        ready = json.loads(self.proc.stdout.readline())
+        self.port = int(ready["tcp"].rsplit(":", 1)[1])
+        self.token = open(f"{self.state}/token").read().strip()
+        self.auth = f"Authorization: Bearer {self.token}\r\n"
+
+    async def conn(self):
+        return await Conn.open(self.port, self.auth)
+
+    async def define(self, name, start=None, health=True):
+        sock = f"{self.state}/{name}.sock"
+        body = {"start": start or ["python3", SERVICE_SCRIPT, sock]}
+        if health and start is None:
+            body["health"] = {"unix": sock}
+        c = await self.conn()
+        status, data = await c.call("PUT", f"/v1/services/{name}", body)
+        c.close()
+        assert status in (200, 201), data
+
+    def rss_kib(self):
+        return int([l for l in open(f"/proc/{self.proc.pid}/status") if l.startswith("VmRSS:")][0].split()[1])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+async def procrefd_cycle(conn):
+    status, data = await conn.call("POST", "/v1/services/ready/leases", {"ttl_ms": 60000})
+    assert status == 201, data
+    lease = json.loads(data)["id"]
+    status, data = await conn.call("DELETE", f"/v1/leases/{lease}")
+    assert status == 200, data
+
+async def bench_procrefd_cycles(p, concurrencies, seconds):
+    await p.define("ready")
+    c = await p.conn()
+    await c.call("POST", "/v1/services/ready/leases", {"ttl_ms": 3600000, "holder": "anchor"})
+    results = {}
+    for n in concurrencies:
+        await cycles(p.conn, procrefd_cycle, n, 0.5)  # warm-up
+        lat, elapsed = await cycles(p.conn, procrefd_cycle, n, seconds)
+        results[n] = (len(lat) / elapsed, pct(lat, 50), pct(lat, 99))
+    c.close()
+    return results
+
+# ---------------------------------------------------------------- etcd
+
+class Etcd:
+    def __init__(self, fsync=True):
+        self.dir = tempfile.mkdtemp(prefix="etcdb-", dir="/tmp")
+        self.port, peer = free_port(), free_port()
+        args = ["etcd", "--data-dir", self.dir, "--name", "bench",
+                "--listen-client-urls", f"http://127.0.0.1:{self.port}", "--advertise-client-urls", f"http://127.0.0.1:{self.port}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", f"bench=http://127.0.0.1:{peer}", "--log-level", "error"]
+        if not fsync:
+            args.append("--unsafe-no-fsync")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+
+    async def conn(self):
+        return await Conn.open(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+async def etcd_cycle(conn):
+    status, data = await conn.call("POST", "/v3/lease/grant", {"TTL": 60})
+    assert status == 200, data
+    lease = json.loads(data)["ID"]
+    status, data = await conn.call("POST", "/v3/lease/revoke", {"ID": lease})
+    assert status == 200, data
+
+async def bench_etcd_cycles(e, concurrencies, seconds):
+    for _ in range(100):  # wait until it serves
+        try:
+            c = await e.conn()
+            status, _ = await c.call("POST", "/v3/maintenance/status", {})
+            c.close()
+            if status == 200:
+                break
+        except Exception:
+            await asyncio.sleep(0.1)
+    results = {}
+    for n in concurrencies:
+        await cycles(e.conn, etcd_cycle, n, 0.5)
+        lat, elapsed = await cycles(e.conn, etcd_cycle, n, seconds)
+        results[n] = (len(lat) / elapsed, pct(lat, 50), pct(lat, 99))
+    return results
+
+# ---------------------------------------------------------------- other measurements
+
+def wrk(port, path, headers=""):
+    out = subprocess.run(["wrk", "-t2", "-c32", "-d5s"] + (["-H", headers] if headers else []) + [f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else float("nan")
+
+async def bench_cold(p, rounds=20):
+    await p.define("cold", start=["sleep", "3600"])
+    c = await p.conn()
+    lat = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        status, data = await c.call("POST", "/v1/services/cold/leases", {"ttl_ms": 60000})
+        lat.append((time.perf_counter() - t) * 1000)
+        assert status == 201 and json.loads(data)["started"], data
+        await c.call("DELETE", f"/v1/leases/{json.loads(data)['id']}")
+    c.close()
+    return pct(lat, 50), pct(lat, 99)
+
+def pss_kib(pid):
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+async def bench_held(p, targets):
+    """Holds leases up to each target; reports holder PSS, procrefd RSS, acquire p50 there."""
+    await p.define("held")
+    conns = [await p.conn() for _ in range(16)]
+    held = []
+    out = {}
+    for target in targets:
+        async def take(conn, n):
+            for _ in range(n):
+                status, data = await conn.call("POST", "/v1/services/held/leases", {"ttl_ms": 3600000})
+                assert status == 201, data
+                held.append(json.loads(data))
+        need = target - len(held)
+        await asyncio.gather(*(take(c, need // len(conns) + (1 if i < need % len(conns) else 0)) for i, c in enumerate(conns)))
+        sample = [pss_kib(l["holder_pid"]) for l in held[:: max(1, len(held) // 200)]]
+        lat = []
+        for _ in range(100):
+            t = time.perf_counter()
+            status, data = await conns[0].call("POST", "/v1/services/ready/leases", {"ttl_ms": 60000})
+            lat.append((time.perf_counter() - t) * 1000)
+            await conns[0].call("DELETE", f"/v1/leases/{json.loads(data)['id']}")
+        out[target] = (statistics.median(sample), p.rss_kib(), pct(lat, 50))
+    for c in conns:
+        c.close()
+    return out
+
+async def metrics_summary(p):
+    c = await p.conn()
+    _, data = await c.call("GET", "/metrics")
+    c.close()
+    text = data.decode()
+    def val(name):
+        m = re.search(rf"^{name} ([\d.e+-]+)$", text, re.M)
+        return float(m.group(1)) if m else float("nan")
+    return (val("procrefd_sqlite_commit_duration_seconds_count"), val("procrefd_sqlite_commit_duration_seconds_sum"),
+            val("procrefd_sqlite_commit_batch_size_count"), val("procrefd_sqlite_commit_batch_size_sum"))
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--seconds", type=float, default=4)
+    ap.add_argument("--held", default="1000,10000", help="lease counts to hold for the memory figures")
+    ap.add_argument("--out", default="bench/RESULTS.md")
+    ap.add_argument("--audit", action="store_true", help="also run bench/audit_query.py (1M events)")
+    args = ap.parse_args()
+    conc = [1, 8, 32]
+    lines = []
+    def say(text=""):
+        print(text, flush=True)
+        lines.append(text)
+
+    results = {}
+    p = Procrefd(args.bin, "normal")
+    try:
+        results["procrefd normal"] = asyncio.run(bench_procrefd_cycles(p, conc, args.seconds))
+        cold = asyncio.run(bench_cold(p))
+        for i in range(100):
+            asyncio.run(p.define(f"svc-{i:03d}", start=["sleep", "3600"]))
+        health = wrk(p.port, "/v1/health")
+        status = wrk(p.port, "/v1/status")
+        held = asyncio.run(bench_held(p, [int(x) for x in args.held.split(",") if x]))
+        commits = asyncio.run(metrics_summary(p))
+    finally:
+        p.stop()
+    p = Procrefd(args.bin, "full")
+    try:
+        results["procrefd full"] = asyncio.run(bench_procrefd_cycles(p, conc, args.seconds))
+    finally:
+        p.stop()
+    for fsync in (True, False):
+        e = Etcd(fsync)
+        try:
+            results["etcd " + ("fsync" if fsync else "no-fsync")] = asyncio.run(bench_etcd_cycles(e, conc, args.seconds))
+        finally:
+            e.stop()
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    say(f"# procrefd benchmark results")
+    say()
+    say(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    say(f"- machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}")
+    say(f"- command: `make bench` (= `python3 bench/run.py --bin <release bin dir>`), {args.seconds:.0f} s per point, asyncio keep-alive clients over TCP loopback")
+    say(f"- etcd: {subprocess.run(['etcd', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}, JSON gateway /v3/lease/grant + /v3/lease/revoke")
+    say()
+    say("## Lease cycles (acquire + release) on a ready service")
+    say()
+    say("| system | clients | cycles/s | p50 ms | p99 ms |")
+    say("|---|---:|---:|---:|---:|")
+    for name, rows in results.items():
+        for n, (rate, p50, p99) in rows.items():
+            say(f"| {name} | {n} | {rate:,.0f} | {p50:.2f} | {p99:.2f} |")
+    say()
+    say("Ratios (procrefd cycles/s ÷ etcd cycles/s, equal durability):")
+    say()
+    for n in conc:
+        full = results["procrefd full"][n][0] / results["etcd fsync"][n][0]
+        normal = results["procrefd normal"][n][0] / results["etcd no-fsync"][n][0]
+        say(f"- {n} client(s): full vs fsync ×{full:.2f}; normal vs no-fsync ×{normal:.2f}")
+    say()
+    say("## Other figures (procrefd, durability normal)")
+    say()
+    say(f"- cold acquire (service start included, trivial service): p50 {cold[0]:.2f} ms, p99 {cold[1]:.2f} ms")
+    say(f"- `GET /v1/health`, wrk -t2 -c32 -d5s: {health:,.0f} req/s")
+    say(f"- `GET /v1/status` with 100+ services, wrk -t2 -c32 -d5s: {status:,.0f} req/s")
+    for n, (pss, rss, p50) in held.items():
+        say(f"- {n:,} leases held: holder PSS median {pss} KiB; procrefd RSS {rss / 1024:.1f} MiB; acquire+release p50 then {p50:.2f} ms")
+    count, total, batches, rows = commits
+    if count == count and count > 0:
+        say(f"- SQLite commits during the run: {count:,.0f}, mean {total / count * 1e6:.0f} µs, mean batch {rows / batches:.2f} transactions per commit")
+    if args.audit:
+        out = subprocess.run([sys.executable, "bench/audit_query.py", "--bin", args.bin], capture_output=True, text=True).stdout
+        say()
+        say("## Audit log")
+        say()
+        say("```")
+        for line in out.strip().splitlines():
+            say(line)
+        say("```")
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"\nwritten to {args.out}")
+
+if __name__ == "__main__":
+    main()
