@@ -62,6 +62,39 @@ public enum DetailValue: Sendable, Equatable, Codable {
     }
 }
 
+extension DetailValue {
+    /// The detail object as JSON with sorted keys, written by hand (on every commit).
+    static func json(_ detail: [String: DetailValue]) -> String {
+        var out = "{"
+        for (index, key) in detail.keys.sorted().enumerated() {
+            if index > 0 { out += "," }
+            out += quoted(key) + ":"
+            switch detail[key]! {
+            case .string(let value): out += quoted(value)
+            case .int(let value): out += String(value)
+            case .bool(let value): out += value ? "true" : "false"
+            }
+        }
+        return out + "}"
+    }
+
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
 extension DetailValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int64) { self = .int(value) }
@@ -122,18 +155,13 @@ public struct Event: Sendable, Codable, Equatable {
     }
 }
 
-private let detailEncoder: JSONEncoder = {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = .sortedKeys
-    return encoder
-}()
 
 extension StoreTransaction {
     /// Appends `event`; it is durable once the enclosing transaction commits.
     @discardableResult
     public func append(_ event: NewEvent) throws -> Event {
         let time = Timestamp.format(Date())
-        let detail = String(decoding: try detailEncoder.encode(event.detail), as: UTF8.self)
+        let detail = DetailValue.json(event.detail)
         try db.execute(
             sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             arguments: [time, event.kind.rawValue, event.service, event.lease, event.pid, event.actor, detail])

@@ -112,7 +112,8 @@ func json(_ value: some Encodable, status: Int = 200) -> HTTPResponse {
 /// Decodes a JSON object body, turning decoder errors into 400/422 problems naming the field.
 func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs empty: T? = nil) throws(Problem) -> T {
     if request.body.isEmpty, let empty { return empty }
-    guard let object = try? JSONSerialization.jsonObject(with: Data(request.body)), object is [String: Any] else {
+    // A cheap look at the first byte; the decoder below checks the rest.
+    guard request.body.first(where: { ![9, 10, 13, 32].contains($0) }) == UInt8(ascii: "{") else {
         throw .badRequest("body must be a JSON object")
     }
     do {
@@ -123,10 +124,12 @@ func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs
         throw .invalidField(fieldPath(context), "wrong type: \(context.debugDescription)")
     } catch let DecodingError.keyNotFound(key, context) {
         throw .invalidField(fieldPath(context, key), "is required")
+    } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
+        throw .badRequest("body is not valid JSON: \(context.debugDescription)")
     } catch let DecodingError.dataCorrupted(context) {
         throw .invalidField(fieldPath(context), context.debugDescription)
     } catch {
-        throw .badRequest("cannot read body: \(error)")
+        throw .badRequest("body is not valid JSON: \(error)")
     }
 }
 

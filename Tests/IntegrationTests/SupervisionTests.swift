@@ -70,7 +70,8 @@ struct SupervisionTests {
         try withDaemon { daemon in
             let name = daemon.uniqueName("nostart")
             let define = try daemon.unix.send("PUT", "/v1/services/\(name)", json: [
-                "start": ["false", daemon.stateDir], "restart_limit": 1, "ready_timeout_ms": 2000,
+                "start": ["sleep", "30", daemon.stateDir], "restart_limit": 1, "ready_timeout_ms": 300, "stop_timeout_ms": 1000,
+                "health": ["unix": "\(daemon.stateDir)/never.sock", "timeout_ms": 100],
             ])
             #expect(define.status == 201)
             for _ in 0..<2 {
