@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import GRDB
+import Synchronization
 
 /// How hard a commit waits for the disk (SQLite `synchronous` under WAL).
 public enum Durability: String, Sendable, Codable, CaseIterable {
@@ -44,6 +45,9 @@ public final class AuditStore: Sendable {
         configuration.prepareDatabase { db in
             if !db.configuration.readonly {
                 try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+                // Checkpoints run on a background connection (see `checkpointInBackground`),
+                // not inside whichever commit happens to fill the WAL.
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             }
         }
         do {
@@ -56,6 +60,13 @@ public final class AuditStore: Sendable {
         if !readOnly { try MigrationRunner(migrations: Migration.embedded).apply(to: pool) }
         let last = (try? pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") }) ?? 0
         signal = EventSignal(lastID: last)
+    }
+
+    /// Moves the WAL into the database every `intervalMs` from a separate connection
+    /// (PASSIVE: never waits for, nor blocks, writers), so commits do not pay for it.
+    /// Returns the thread's stop flag holder; call `stop()` on shutdown.
+    public func checkpointInBackground(intervalMs: Int = 500) throws -> BackgroundCheckpointer {
+        try BackgroundCheckpointer(path: path, intervalMs: intervalMs)
     }
 
     /// Runs `body` atomically and returns once it is committed. Concurrent writers are
@@ -135,5 +146,30 @@ public enum Timestamp {
     public static func parse(_ text: String) -> Date? {
         if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
         return try? Date.ISO8601FormatStyle().parse(text)
+    }
+}
+
+/// A connection of its own that checkpoints the WAL now and then.
+public final class BackgroundCheckpointer: Sendable {
+    private let queue: DatabaseQueue
+    private let stopped = Mutex(false)
+
+    init(path: String, intervalMs: Int) throws {
+        var configuration = Configuration()
+        configuration.label = "procrefd-checkpointer"
+        configuration.busyMode = .timeout(1)
+        queue = try DatabaseQueue(path: path, configuration: configuration)
+        Thread.detachNewThread { [self] in
+            while !stopped.withLock({ $0 }) {
+                usleep(useconds_t(intervalMs * 1000))
+                _ = try? queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+            }
+        }
+    }
+
+    /// Stops after the current pause; a final checkpoint runs first.
+    public func stop() {
+        stopped.withLock { $0 = true }
+        _ = try? queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
     }
 }

@@ -162,9 +162,9 @@ extension StoreTransaction {
     public func append(_ event: NewEvent) throws -> Event {
         let time = Timestamp.format(Date())
         let detail = DetailValue.json(event.detail)
-        try db.execute(
-            sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            arguments: [time, event.kind.rawValue, event.service, event.lease, event.pid, event.actor, detail])
+        // Cached statement: prepared once per connection, not on every event.
+        try db.cachedStatement(sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [time, event.kind.rawValue, event.service, event.lease, event.pid, event.actor, detail])
         appended.lastID = max(appended.lastID, db.lastInsertedRowID)
         return Event(
             id: db.lastInsertedRowID, time: time, kind: event.kind.rawValue, service: event.service,

@@ -76,12 +76,10 @@ extension StoreTransaction {
     }
 
     public func insertLease(_ lease: LeaseRecord) throws {
-        try db.execute(
-            sql: """
+        try db.cachedStatement(sql: """
                 INSERT INTO leases (id, service, holder, holder_pid, holder_start_time, client_pid, ttl_ms,
                     acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
+                """).execute(arguments: [
                 lease.id, lease.service, lease.holder, lease.holderPID, Int64(bitPattern: lease.holderStartTime),
                 lease.clientPID, lease.ttlMs, lease.acquiredAt, lease.expiresAt,
             ])
@@ -92,9 +90,8 @@ extension StoreTransaction {
     }
 
     public func endLease(id: String, reason: String) throws {
-        try db.execute(
-            sql: "UPDATE leases SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
-            arguments: [Timestamp.format(Date()), reason, id])
+        try db.cachedStatement(sql: "UPDATE leases SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL")
+            .execute(arguments: [Timestamp.format(Date()), reason, id])
     }
 }
 

@@ -7,30 +7,35 @@ import Posix
 struct HealthChecker: Sendable {
     let spawner: Spawner
 
-    /// nil when healthy, otherwise why not. `group` is the service's process group.
-    func failure(of check: HealthCheck, group: Int32, environment: [String: String]) async -> String? {
+    /// nil when healthy, otherwise why not. `group` is the service's process group. With
+    /// `verifyOwnership` false a successful connection is enough (the caller proved the
+    /// listener's owner moments ago).
+    func failure(of check: HealthCheck, group: Int32, environment: [String: String], verifyOwnership: Bool = true) async -> String? {
         guard Signals.groupExists(group) else { return "service process group \(group) is gone" }
         switch check.kind {
         case let .tcp(host, port):
             if case .failure(let error) = Probe.tcp(host: host, port: port, timeoutMs: check.timeoutMs) {
                 return "tcp \(host):\(port): \(error.errno)"
             }
-            return ownership(SocketOwnership.listeningInodes(tcpPort: port), group: group, what: "tcp port \(port)")
+            return ownership(SocketOwnership.listeningInodes(tcpPort: port), group: group, what: "tcp port \(port)", verify: verifyOwnership)
         case .unix(let path):
             if case .failure(let error) = Probe.unix(path: path, timeoutMs: check.timeoutMs) {
                 return "unix \(path): \(error.errno)"
             }
-            return ownership(SocketOwnership.listeningInodes(unixPath: path), group: group, what: path)
+            return ownership(SocketOwnership.listeningInodes(unixPath: path), group: group, what: path, verify: verifyOwnership)
         case .http(let target):
             if let failure = httpFailure(target, timeoutMs: check.timeoutMs) { return failure }
-            return ownership(SocketOwnership.listeningInodes(tcpPort: target.port), group: group, what: "tcp port \(target.port)")
+            return ownership(
+                SocketOwnership.listeningInodes(tcpPort: target.port), group: group, what: "tcp port \(target.port)",
+                verify: verifyOwnership)
         case .exec(let argv):
             return await runCommand(argv, environment: environment, timeoutMs: check.timeoutMs)
         }
     }
 
-    private func ownership(_ inodes: Set<UInt64>, group: Int32, what: String) -> String? {
-        SocketOwnership.group(group, holdsAnyOf: inodes) ? nil : "\(what) answers, but not from the service's process group \(group)"
+    private func ownership(_ inodes: @autoclosure () -> Set<UInt64>, group: Int32, what: String, verify: Bool) -> String? {
+        guard verify else { return nil }
+        return SocketOwnership.group(group, holdsAnyOf: inodes()) ? nil : "\(what) answers, but not from the service's process group \(group)"
     }
 
     /// GET the URL; 2xx is healthy.

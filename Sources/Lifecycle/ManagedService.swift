@@ -67,6 +67,9 @@ final class ManagedService: Sendable {
         var fromConfig = false
         /// Removed from the config while leased: dropped once unleased.
         var pendingRemoval = false
+        /// When the health check last proved (through procfs) that the listener is the
+        /// service's own; within a second, a successful connect is enough.
+        var ownershipProvenAt: Int64?
     }
 
     let state: Mutex<State>
@@ -167,6 +170,7 @@ final class ManagedService: Sendable {
             $0.process = process
             $0.exitStatus = nil
             $0.state = .starting
+            $0.ownershipProvenAt = nil
         }
         watchExit(of: process)
         try context.write { tx in

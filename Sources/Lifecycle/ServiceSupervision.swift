@@ -12,7 +12,11 @@ extension ManagedService {
         let definition = self.definition
         let failure: String?
         if let health = definition.health {
-            failure = await HealthChecker(spawner: context.spawner).failure(of: health, group: group, environment: environment(definition))
+            let now = monotonicMilliseconds()
+            let proven = state.withLock { $0.ownershipProvenAt.map { now - $0 < 1_000 } ?? false }
+            failure = await HealthChecker(spawner: context.spawner).failure(
+                of: health, group: group, environment: environment(definition), verifyOwnership: !proven)
+            if failure == nil && !proven { state.withLock { $0.ownershipProvenAt = now } }
         } else {
             failure = isRunning ? nil : "not running"
         }

@@ -83,6 +83,8 @@ struct Serve: AsyncParsableCommand {
         defer { claim.cleanup() }
 
         let store = try AuditStore(path: directory.database, durability: durability)
+        let checkpointer = try store.checkpointInBackground()
+        defer { checkpointer.stop() }
         let bootID = currentBootID()
         let previousRun = try store.read { try $0.lastRun() }
         let runID = try store.write { try $0.beginRun(pid: getpid(), bootID: bootID) }
