@@ -74,7 +74,7 @@ def main():
             "service, deep cursor": f"service=svc-42&after={args.events // 2}&limit=100",
             "kind prefix lease.*": "kind=lease.*&after=%d&limit=100" % (args.events // 3),
             "two kinds": "kind=service.ready&kind=lease.expired&limit=100",
-            "rare kind (no match)": "kind=daemon.started&limit=100",
+            "rare kind (daemon.started)": "kind=daemon.started&limit=100",
             "lease": "lease=l_00000abc&limit=100",
             "pid": "pid=12345&limit=100",
             "time window (1 day)": f"since={mid}&until={end}&limit=100",

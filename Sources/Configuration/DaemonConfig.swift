@@ -10,6 +10,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var port: UInt16?
     /// Octal permission bits of the Unix socket: 0600 (default) or 0660.
     public var socketMode: UInt32?
+    /// Group given the Unix socket (with socket_mode "0660": that group may use it).
+    public var socketGroup: String?
     public var durability: Durability?
     public var onExit: ShutdownMode?
     public var defaultTTLMs: Int64?
@@ -97,6 +99,7 @@ private struct ConfigFile: Decodable {
     var listen: String?
     var port: Int?
     var socketMode: String?
+    var socketGroup: String?
     var durability: String?
     var onExit: String?
     var defaultTTLMs: Int64?
@@ -108,6 +111,7 @@ private struct ConfigFile: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case listen, port, durability, limits, audit, security, services
         case socketMode = "socket_mode"
+        case socketGroup = "socket_group"
         case onExit = "on_exit"
         case defaultTTLMs = "default_ttl_ms"
     }
@@ -118,6 +122,7 @@ private struct ConfigFile: Decodable {
         listen = try c.decodeIfPresent(String.self, forKey: .listen)
         port = try c.decodeIfPresent(Int.self, forKey: .port)
         socketMode = try c.decodeIfPresent(String.self, forKey: .socketMode)
+        socketGroup = try c.decodeIfPresent(String.self, forKey: .socketGroup)
         durability = try c.decodeIfPresent(String.self, forKey: .durability)
         onExit = try c.decodeIfPresent(String.self, forKey: .onExit)
         defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
@@ -141,6 +146,7 @@ private struct ConfigFile: Decodable {
             else { throw fail("socket_mode: \"0600\" or \"0660\"") }
             config.socketMode = mode
         }
+        config.socketGroup = socketGroup
         if let durability {
             guard let value = Durability(rawValue: durability) else { throw fail("durability: \"normal\" or \"full\"") }
             config.durability = value

@@ -32,6 +32,12 @@ public enum Files {
         }
     }
 
+    /// Gives `path` to the group named `group` (the owner stays).
+    public static func setGroup(_ path: String, group: String) throws(SystemCallError) {
+        guard let entry = getgrnam(group) else { throw SystemCallError("getgrnam(\(group))", errno: .noSuchFileOrDirectory) }
+        if chown(path, uid_t.max, entry.pointee.gr_gid) != 0 { throw .current("chown(\(path))") }
+    }
+
     /// Removes a file; a missing file is not an error (cleanup is idempotent).
     public static func remove(_ path: String) throws(SystemCallError) {
         if unlink(path) != 0 && errno != ENOENT { throw .current("unlink(\(path))") }

@@ -115,6 +115,7 @@ struct Serve: AsyncParsableCommand {
 
         let tcp = try Listener.tcp(host: listen, port: port)
         let unixFD = try Listener.unix(path: directory.socket, mode: file.socketMode ?? 0o600)
+        if let group = file.socketGroup { try Files.setGroup(directory.socket, group: group) }
         var limits = HTTPServerLimits()
         limits.maxBodyBytes = file.limits.maxBodyBytes ?? limits.maxBodyBytes
         limits.connectionLimit = file.limits.connectionLimit.map(UInt32.init) ?? limits.connectionLimit

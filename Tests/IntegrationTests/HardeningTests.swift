@@ -113,6 +113,16 @@ struct HardeningTests {
         #expect(try daemon.unix.get("/v1/status").status == 200)
     }
 
+    @Test("socket_mode 0660 and socket_group share the Unix socket with a group")
+    func socketGroup() throws {
+        let daemon = try daemon(config: "socket_mode = \"0660\"\nsocket_group = \"nogroup\"\n")
+        defer { cleanup(daemon) }
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(daemon.stateDir)/procrefd.sock")
+        #expect(attributes[.posixPermissions] as? Int == 0o660)
+        #expect(attributes[.groupOwnerAccountName] as? String == "nogroup")
+        #expect(try daemon.unix.get("/v1/health").status == 200)
+    }
+
     @Test("procrefd refuses a group-writable state dir or token file")
     func unsafePermissions() throws {
         let dir = try makeTemporaryDirectory()
