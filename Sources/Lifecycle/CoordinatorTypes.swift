@@ -1,0 +1,110 @@
+import AuditStore
+import Foundation
+import Logging
+import Posix
+import Synchronization
+
+/// Settings of the lifecycle core.
+public struct CoordinatorConfig: Sendable {
+    public var holderExecutable: String
+    public var logsDirectory: String
+    public var semaphoreMode: UInt32 = 0o600
+    public var maxLeases = 4096
+    /// Per service; below the kernel's 32767 undo bound.
+    public var maxLeasesPerService = 1024
+    public var defaultTTLMs: Int64 = 30_000
+    /// Idle pre-spawned holders kept ready (0: spawn one per acquire).
+    public var holderPoolSize = 8
+    /// How long an acquire may wait for a service busy starting, stopping or recovering.
+    public var acquireTimeoutMs = 60_000
+    /// How long an Idempotency-Key is remembered.
+    public var idempotencyWindowMs = 86_400_000
+    /// Services that may be defined (API and config together).
+    public var maxServices = 1000
+    /// When set, services defined over the API may only run these programs (absolute paths,
+    /// after PATH lookup), for `start` and for exec health checks.
+    public var apiPrograms: [String]?
+    public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
+
+    public init(holderExecutable: String, logsDirectory: String) {
+        self.holderExecutable = holderExecutable
+        self.logsDirectory = logsDirectory
+    }
+}
+
+/// An acquire request: at least one of `ttlMs` / `clientPID`; neither → the default TTL.
+public struct AcquireRequest: Sendable, Decodable, Equatable {
+    public var holder: String
+    public var ttlMs: Int64?
+    public var clientPID: Int32?
+
+    public init(holder: String = "", ttlMs: Int64? = nil, clientPID: Int32? = nil) {
+        self.holder = holder
+        self.ttlMs = ttlMs
+        self.clientPID = clientPID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case holder
+        case ttlMs = "ttl_ms"
+        case clientPID = "client_pid"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: ["holder", "ttl_ms", "client_pid"], at: nil)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        holder = try c.decodeIfPresent(String.self, forKey: .holder) ?? ""
+        ttlMs = try c.decodeIfPresent(Int64.self, forKey: .ttlMs)
+        clientPID = try c.decodeIfPresent(Int32.self, forKey: .clientPID)
+    }
+}
+
+/// The answer to a granted acquire.
+public struct LeaseGrant: Sendable, Equatable {
+    public let lease: LeaseInfo
+    /// Kernel count right after the acquire.
+    public let count: Int
+    /// Whether this acquire started the service (count 0 → 1).
+    public let started: Bool
+    /// The same Idempotency-Key and request were seen before: this is that grant again.
+    public var replayed = false
+}
+
+/// An acquire's Idempotency-Key and a digest of what was asked with it.
+public struct IdempotencyKey: Sendable, Equatable {
+    public let key: String
+    public let requestHash: String
+
+    public init(key: String, requestHash: String) {
+        self.key = key
+        self.requestHash = requestHash
+    }
+
+    /// Keys are 1–255 visible ASCII characters.
+    public static func isValid(_ key: String) -> Bool {
+        (1...255).contains(key.utf8.count) && key.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7e }
+    }
+}
+
+/// The answer to a release.
+public struct ReleaseResult: Sendable, Equatable {
+    public let lease: String
+    public let count: Int
+    public let stoppedService: Bool
+}
+
+/// A service's public description.
+public struct ServiceStatus: Sendable, Equatable {
+    public let name: String
+    public let state: ServiceState
+    public let pid: Int32?
+    public let count: Int?
+    public let leases: Int
+    public let key: Int32
+    public let semid: Int32
+    public let lastHealth: String?
+    public let failureReason: String?
+    public let lingerUntil: Date?
+    public let source: String
+    public let definition: ServiceDefinition
+}
