@@ -68,30 +68,14 @@ extension DetailValue {
         var out = "{"
         for (index, key) in detail.keys.sorted().enumerated() {
             if index > 0 { out += "," }
-            out += quoted(key) + ":"
+            out += JSONText.quoted(key) + ":"
             switch detail[key]! {
-            case .string(let value): out += quoted(value)
+            case .string(let value): out += JSONText.quoted(value)
             case .int(let value): out += String(value)
             case .bool(let value): out += value ? "true" : "false"
             }
         }
         return out + "}"
-    }
-
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

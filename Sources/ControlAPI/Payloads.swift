@@ -109,36 +109,6 @@ struct ReleasePayload: Encodable {
     }
 }
 
-/// `GET /v1/status` (the envelope is written by hand around the encoded services).
-enum StatusPayload {
-    struct Service: Encodable {
-        let name: String
-        let state: String
-        let pid: Int32?
-        let count: Int?
-        let leases: Int
-        let failureReason: String?
-
-        enum CodingKeys: String, CodingKey {
-            case name, state, pid, count, leases
-            case failureReason = "failure_reason"
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(state, forKey: .state)
-            try c.encode(pid, forKey: .pid)
-            try c.encode(count, forKey: .count)
-            try c.encode(leases, forKey: .leases)
-            try c.encode(failureReason, forKey: .failureReason)
-        }
-    }
-}
-
-struct HealthPayload: Encodable {
-    let status: String
-}
 
 struct ProcessPayload: Encodable {
     let process: ManagedProcess

@@ -44,12 +44,13 @@ public enum Descriptor {
         if fd >= 0 { _ = procref_close(fd) }
     }
 
-    /// Reads one line (without the newline) within `timeoutMs`. nil on timeout or end of file
-    /// before a newline.
+    /// Reads a one-line message (without the newline) within `timeoutMs`: reads in chunks,
+    /// so the peer must send nothing after its line (holders close after `acquired`). nil on
+    /// timeout or end of file before a newline.
     public static func readLine(_ fd: Int32, timeoutMs: Int, limit: Int = 256) -> String? {
         var bytes: [UInt8] = []
         let deadline = procref_monotonic_ms() + Int64(timeoutMs)
-        var byte: UInt8 = 0
+        var chunk = [UInt8](repeating: 0, count: 64)
         while bytes.count < limit {
             let left = deadline - procref_monotonic_ms()
             guard left > 0 else { return nil }
@@ -57,11 +58,11 @@ public enum Descriptor {
             let rc = procref_poll2(fd, -1, Int32(left), &ready, &unused)
             if rc < 0 { if errno == EINTR { continue } else { return nil } }
             if rc == 0 { return nil }
-            let n = read(fd, &byte, 1)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return nil }
-            if byte == 10 { return String(decoding: bytes, as: UTF8.self) }
-            bytes.append(byte)
+            bytes += chunk[0..<n]
+            if let newline = bytes.firstIndex(of: 10) { return String(decoding: bytes[..<newline], as: UTF8.self) }
         }
         return nil
     }
