@@ -11,6 +11,7 @@ BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
 all: build
 
 ## Debian packages (C libraries the Swift targets link); apt-get only when one is missing.
+## `make deps DEB_PACKAGES="..."` installs others the same way.
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -42,11 +43,7 @@ test: deps venv
 ## Release build, then the benchmarks against etcd (numbers printed and written to
 ## bench/RESULTS.md, never asserted). Needs wrk and etcd-server, installed when missing.
 bench: deps
-	@missing=""; for p in wrk etcd-server; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server"
 	$(SWIFT) build -c release
 	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit
 

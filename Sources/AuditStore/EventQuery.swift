@@ -45,34 +45,18 @@ extension StoreReader {
     public func events(_ filter: EventFilter) throws -> [Event] {
         var clauses: [String] = []
         var arguments: StatementArguments = []
-        if filter.after > 0 {
-            clauses.append("id > ?")
-            arguments += [filter.after]
+        func add(_ clause: String, _ value: (any DatabaseValueConvertible)?) {
+            guard let value else { return }
+            clauses.append(clause)
+            arguments += [value]
         }
-        if let before = filter.before {
-            clauses.append("id < ?")
-            arguments += [before]
-        }
-        if let service = filter.service {
-            clauses.append("service = ?")
-            arguments += [service]
-        }
-        if let lease = filter.lease {
-            clauses.append("lease = ?")
-            arguments += [lease]
-        }
-        if let pid = filter.pid {
-            clauses.append("pid = ?")
-            arguments += [pid]
-        }
-        if let since = filter.since {
-            clauses.append("time >= ?")
-            arguments += [Timestamp.format(since)]
-        }
-        if let until = filter.until {
-            clauses.append("time < ?")
-            arguments += [Timestamp.format(until)]
-        }
+        add("id > ?", filter.after > 0 ? filter.after : nil)
+        add("id < ?", filter.before)
+        add("service = ?", filter.service)
+        add("lease = ?", filter.lease)
+        add("pid = ?", filter.pid)
+        add("time >= ?", filter.since.map(Timestamp.format))
+        add("time < ?", filter.until.map(Timestamp.format))
         let direction = filter.order == .asc ? "ASC" : "DESC"
         let sql: String
         if filter.kinds.isEmpty {

@@ -12,6 +12,9 @@ final class GroupCommitter: @unchecked Sendable {
     private var queue: [Job] = []
     private var leaderActive = false
 
+    private let commitDuration = Timer(label: "procrefd_sqlite_commit_duration_seconds")
+    private let batchSize = Recorder(label: "procrefd_sqlite_commit_batch_size")
+
     init(pool: DatabasePool) { self.pool = pool }
 
     /// One writer's work. Its closure is only run while its writer waits in `perform`.
@@ -51,9 +54,8 @@ final class GroupCommitter: @unchecked Sendable {
                 var commitError: Error?
                 let begun = DispatchTime.now().uptimeNanoseconds
                 defer {
-                    Timer(label: "procrefd_sqlite_commit_duration_seconds")
-                        .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - begun))
-                    Recorder(label: "procrefd_sqlite_commit_batch_size").record(batch.count)
+                    commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - begun))
+                    batchSize.record(batch.count)
                 }
                 do {
                     try pool.writeWithoutTransaction { db in

@@ -140,7 +140,7 @@ struct SignalRequest: Decodable {
     let signal: String
     init(from decoder: Decoder) throws {
         try rejectUnknownKeys(in: decoder, allowed: ["signal"], at: nil)
-        signal = try decoder.container(keyedBy: AnyKey.self).decode(String.self, forKey: AnyKey("signal"))
+        signal = try decoder.container(keyedBy: AnyCodingKey.self).decode(String.self, forKey: AnyCodingKey("signal"))
     }
 }
 
@@ -149,7 +149,7 @@ struct StopProcessRequest: Decodable {
     init(timeoutMs: Int) { self.timeoutMs = timeoutMs }
     init(from decoder: Decoder) throws {
         try rejectUnknownKeys(in: decoder, allowed: ["timeout_ms"], at: nil)
-        timeoutMs = try decoder.container(keyedBy: AnyKey.self).decodeIfPresent(Int.self, forKey: AnyKey("timeout_ms")) ?? 5_000
+        timeoutMs = try decoder.container(keyedBy: AnyCodingKey.self).decodeIfPresent(Int.self, forKey: AnyCodingKey("timeout_ms")) ?? 5_000
     }
 }
 
@@ -168,13 +168,4 @@ struct StopProcessPayload: Encodable {
         case pid, owner
         case endedBy = "ended_by"
     }
-}
-
-/// A coding key made from a string.
-struct AnyKey: CodingKey {
-    let stringValue: String
-    var intValue: Int? { nil }
-    init(_ string: String) { stringValue = string }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
 }

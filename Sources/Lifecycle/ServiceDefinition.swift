@@ -238,12 +238,13 @@ public struct DefinitionError: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String { "\(field): \(message)" }
 }
 
-/// Any key, to list what a JSON or TOML object holds.
-struct AnyCodingKey: CodingKey {
-    let stringValue: String
-    let intValue: Int? = nil
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { return nil }
+/// Any key, to list what a JSON or TOML object holds, or to read a key by name.
+public struct AnyCodingKey: CodingKey {
+    public let stringValue: String
+    public let intValue: Int? = nil
+    public init(_ name: String) { stringValue = name }
+    public init(stringValue: String) { self.stringValue = stringValue }
+    public init?(intValue: Int) { return nil }
 }
 
 /// Throws for a key the type does not know: a misspelt field must not be ignored silently.

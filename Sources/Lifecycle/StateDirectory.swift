@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Posix
 
@@ -49,7 +50,7 @@ public struct StateDirectory: Sendable {
             }
             guard kind.ownerUID == geteuid() else { throw .io("\(file) is owned by uid \(kind.ownerUID); refusing to use it") }
         }
-        if let existing = readSmallFile(file)?.trimmingWhitespace(), !existing.isEmpty { return existing }
+        if let existing = readSmallFile(file)?.trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty { return existing }
         let token = Files.randomHex(byteCount: 32)
         do { try Files.writeAtomically(file, contents: token + "\n", mode: 0o600) } catch {
             throw .io("token file: \(error)")
@@ -80,7 +81,7 @@ public enum ShutdownMode: String, Sendable, Codable, CaseIterable {
 /// This boot of the machine (`/proc/sys/kernel/random/boot_id`): a change means every
 /// recorded process is gone.
 public func currentBootID() -> String {
-    readSmallFile("/proc/sys/kernel/random/boot_id")?.trimmingWhitespace() ?? "unknown"
+    readSmallFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
 }
 
 /// What the singleton check found (historia-lifecycle's check_singleton).
@@ -158,14 +159,5 @@ public final class DaemonClaim: Sendable {
     public func cleanup() {
         try? Files.remove(directory.socket)
         try? Files.remove(directory.pidFile)
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var text = Substring(self)
-        while let last = text.last, last.isWhitespace { text = text.dropLast() }
-        while let first = text.first, first.isWhitespace { text = text.dropFirst() }
-        return String(text)
     }
 }
