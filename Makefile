@@ -43,7 +43,7 @@ test: deps venv
 ## Release build, then the benchmarks against etcd (numbers printed and written to
 ## bench/RESULTS.md, never asserted). Needs wrk and etcd-server, installed when missing.
 bench: deps
-	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server"
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc"
 	$(SWIFT) build -c release
 	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit
 

@@ -8,6 +8,26 @@ the end. Numbers are printed, never asserted. The machine is noisy: compare medi
 import argparse, asyncio, datetime, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 SERVICE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unix_service.py")
+LOADGEN_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.c")
+LOADGEN = None  # path of the compiled load generator (see build_loadgen)
+
+def build_loadgen():
+    """Compiles bench/loadgen.c (the lease-cycle load generator) into a temp dir."""
+    global LOADGEN
+    compiler = shutil.which("cc") or shutil.which("clang")
+    if compiler is None:
+        sys.exit("a C compiler (cc or clang) is needed for bench/loadgen.c")
+    out = os.path.join(tempfile.mkdtemp(prefix="loadgen-", dir="/tmp"), "loadgen")
+    subprocess.run([compiler, "-O2", "-pthread", "-o", out, LOADGEN_SOURCE], check=True)
+    LOADGEN = out
+
+def loadgen(args, seconds):
+    """Runs the native load generator; returns (cycles/s, p50 ms, p99 ms)."""
+    out = subprocess.run([LOADGEN, args[0], str(args[1]), str(args[2]), str(seconds)] + list(args[3:]),
+                         capture_output=True, text=True)
+    result = json.loads(out.stdout)
+    assert result["cycles"] > 0 and result["errors"] == 0, (out.stdout, out.stderr)
+    return result["cycles_per_s"], result["p50_ms"], result["p99_ms"]
 
 def pct(values, p):
     values = sorted(values)
@@ -61,21 +81,6 @@ class Conn:
     def close(self):
         self.writer.close()
 
-async def cycles(open_conn, cycle, concurrency, seconds):
-    """Runs `cycle(conn)` on `concurrency` connections for `seconds`; returns latencies (ms)."""
-    latencies = []
-    deadline = time.perf_counter() + seconds
-    async def worker():
-        conn = await open_conn()
-        while time.perf_counter() < deadline:
-            t = time.perf_counter()
-            await cycle(conn)
-            latencies.append((time.perf_counter() - t) * 1000)
-        conn.close()
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - start
-
 # ---------------------------------------------------------------- procrefd
 
 class Procrefd:
@@ -116,12 +121,8 @@ class Procrefd:
             self.proc.kill()
         shutil.rmtree(self.state, ignore_errors=True)
 
-async def procrefd_cycle(conn):
-    status, data = await conn.call("POST", "/v1/services/ready/leases", {"ttl_ms": 60000})
-    assert status == 201, data
-    lease = json.loads(data)["id"]
-    status, data = await conn.call("DELETE", f"/v1/leases/{lease}")
-    assert status == 200, data
+def procrefd_cycles(p, clients, seconds):
+    return loadgen(["procrefd", p.port, clients, p.token, "ready"], seconds)
 
 async def bench_procrefd_cycles(p, concurrencies, seconds):
     await p.define("ready")
@@ -129,9 +130,8 @@ async def bench_procrefd_cycles(p, concurrencies, seconds):
     await c.call("POST", "/v1/services/ready/leases", {"ttl_ms": 3600000, "holder": "anchor"})
     results = {}
     for n in concurrencies:
-        await cycles(p.conn, procrefd_cycle, n, 0.5)  # warm-up
-        lat, elapsed = await cycles(p.conn, procrefd_cycle, n, seconds)
-        results[n] = (len(lat) / elapsed, pct(lat, 50), pct(lat, 99))
+        procrefd_cycles(p, n, 0.5)  # warm-up
+        results[n] = procrefd_cycles(p, n, seconds)
     c.close()
     return results
 
@@ -167,13 +167,6 @@ class Etcd:
             self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-async def etcd_cycle(conn):
-    status, data = await conn.call("POST", "/v3/lease/grant", {"TTL": 60})
-    assert status == 200, data
-    lease = json.loads(data)["ID"]
-    status, data = await conn.call("POST", "/v3/lease/revoke", {"ID": lease})
-    assert status == 200, data
-
 async def bench_etcd_cycles(e, concurrencies, seconds):
     for _ in range(100):  # wait until it serves
         try:
@@ -186,9 +179,8 @@ async def bench_etcd_cycles(e, concurrencies, seconds):
             await asyncio.sleep(0.1)
     results = {}
     for n in concurrencies:
-        await cycles(e.conn, etcd_cycle, n, 0.5)
-        lat, elapsed = await cycles(e.conn, etcd_cycle, n, seconds)
-        results[n] = (len(lat) / elapsed, pct(lat, 50), pct(lat, 99))
+        loadgen(["etcd", e.port, n], 0.5)
+        results[n] = loadgen(["etcd", e.port, n], seconds)
     return results
 
 # ---------------------------------------------------------------- other measurements
@@ -233,13 +225,8 @@ async def bench_held(p, targets):
         need = target - len(held)
         await asyncio.gather(*(take(c, need // len(conns) + (1 if i < need % len(conns) else 0)) for i, c in enumerate(conns)))
         sample = [pss_kib(l["holder_pid"]) for l in held[:: max(1, len(held) // 200)]]
-        lat = []
-        for _ in range(100):
-            t = time.perf_counter()
-            status, data = await conns[0].call("POST", "/v1/services/ready/leases", {"ttl_ms": 60000})
-            lat.append((time.perf_counter() - t) * 1000)
-            await conns[0].call("DELETE", f"/v1/leases/{json.loads(data)['id']}")
-        out[target] = (statistics.median(sample), p.rss_kib(), pct(lat, 50))
+        _, p50, _ = procrefd_cycles(p, 1, 2)
+        out[target] = (statistics.median(sample), p.rss_kib(), p50)
     for c in conns:
         c.close()
     return out
@@ -265,6 +252,7 @@ def main():
     ap.add_argument("--out", default="bench/RESULTS.md")
     ap.add_argument("--audit", action="store_true", help="also run bench/audit_query.py (1M events)")
     args = ap.parse_args()
+    build_loadgen()
     conc = [1, 8, 32]
     lines = []
     def say(text=""):
@@ -301,7 +289,7 @@ def main():
     say()
     say(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     say(f"- machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}")
-    say(f"- command: `make bench` (= `python3 bench/run.py --bin <release bin dir>`), {args.seconds:.0f} s per point, asyncio keep-alive clients over TCP loopback")
+    say(f"- command: `make bench` (= `python3 bench/run.py --bin <release bin dir>`), {args.seconds:.0f} s per point; lease cycles by bench/loadgen.c (one thread and one keep-alive TCP connection per client, loopback)")
     say(f"- etcd: {subprocess.run(['etcd', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}, JSON gateway /v3/lease/grant + /v3/lease/revoke")
     say()
     say("## Lease cycles (acquire + release) on a ready service")
@@ -325,7 +313,7 @@ def main():
     say(f"- `GET /v1/health`, wrk -t2 -c32 -d5s: {health:,.0f} req/s")
     say(f"- `GET /v1/status` with 100+ services, wrk -t2 -c32 -d5s: {status:,.0f} req/s")
     for n, (pss, rss, p50) in held.items():
-        say(f"- {n:,} leases held: holder PSS median {pss} KiB; procrefd RSS {rss / 1024:.1f} MiB; acquire+release p50 then {p50:.2f} ms")
+        say(f"- {n:,} leases held: holder PSS median {pss} KiB; procrefd RSS {rss / 1024:.1f} MiB; acquire+release p50 then {p50:.2f} ms (1 client)")
     count, total, batches, rows = commits
     if count == count and count > 0:
         say(f"- SQLite commits during the run: {count:,.0f}, mean {total / count * 1e6:.0f} µs, mean batch {rows / batches:.2f} transactions per commit")
@@ -338,6 +326,7 @@ def main():
         for line in out.strip().splitlines():
             say(line)
         say("```")
+    shutil.rmtree(os.path.dirname(LOADGEN), ignore_errors=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")

@@ -2,13 +2,16 @@ import Foundation
 import GRDB
 import Metrics
 
-/// Leader/follower group commit. Each writer queues its work; whoever finds no commit in
-/// progress becomes the leader, runs every queued work item in one transaction (each in a
-/// savepoint), commits once, and wakes the others. Under `synchronous=FULL` this turns N
-/// fsyncs into one; nobody returns before the commit that holds their change.
+/// Leader/follower group commit. Writers queue their work in call order; whoever waits
+/// while no commit is in progress becomes the leader and commits every queued item, batch
+/// after batch, until the queue is empty; the others wait (asynchronously, or blocking for
+/// synchronous callers). Several items share one transaction, each in a savepoint (a lone
+/// item rolls back the whole transaction instead, which saves two statements), so under
+/// `synchronous=FULL` N fsyncs become one and pages several rows share are written once.
+/// Nobody returns before the commit that holds their change.
 final class GroupCommitter: @unchecked Sendable {
     private let pool: DatabasePool
-    private let condition = NSCondition()
+    private let lock = NSLock()
     private var queue: [Job] = []
     private var leaderActive = false
 
@@ -17,68 +20,171 @@ final class GroupCommitter: @unchecked Sendable {
 
     init(pool: DatabasePool) { self.pool = pool }
 
-    /// One writer's work. Its closure is only run while its writer waits in `perform`.
-    private final class Job: @unchecked Sendable {
-        let work: (Database) -> Void
+    /// How a writer waits. Fields are guarded by the committer's lock.
+    class Job: @unchecked Sendable {
         var done = false
         var commitError: Error?
-        init(work: @escaping (Database) -> Void) { self.work = work }
+        var continuation: CheckedContinuation<Void, Never>?
+        var semaphore: DispatchSemaphore?
+
+        /// Runs the writer's body; `alone` means without a savepoint. Returns false if it threw.
+        func run(_ db: Database, alone: Bool) -> Bool { true }
     }
 
-    func perform<T>(_ body: (Database) throws -> T) throws -> T {
-        try withoutActuallyEscaping(body) { body in
-            var result: Result<T, Error>?
-            let job = Job { db in
-                do {
+    /// A queued write; wait for it with `value()` (async) or `wait()`.
+    final class Pending<T>: Job, @unchecked Sendable {
+        unowned let committer: GroupCommitter
+        /// Dropped once run, so nothing holds the writer's closure after its commit.
+        private var body: ((Database) throws -> T)?
+        /// Written by `run` before the job is marked done, read after.
+        private var result: Result<T, Error>?
+
+        init(committer: GroupCommitter, body: @escaping (Database) throws -> T) {
+            self.committer = committer
+            self.body = body
+        }
+
+        override func run(_ db: Database, alone: Bool) -> Bool {
+            guard let body else { return true }
+            self.body = nil
+            do {
+                if alone {
+                    result = .success(try body(db))
+                } else {
                     var value: T?
                     try db.inSavepoint {
                         value = try body(db)
                         return .commit
                     }
                     result = value.map { .success($0) }
-                } catch {
-                    result = .failure(error)
                 }
+                return true
+            } catch {
+                result = .failure(error)
+                return false
             }
-            condition.lock()
-            queue.append(job)
-            while !job.done {
-                if leaderActive {
-                    condition.wait()
-                    continue
-                }
-                leaderActive = true
-                let batch = queue
-                queue = []
-                condition.unlock()
-                var commitError: Error?
-                let begun = DispatchTime.now().uptimeNanoseconds
-                defer {
-                    commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - begun))
-                    batchSize.record(batch.count)
-                }
-                do {
-                    try pool.writeWithoutTransaction { db in
-                        try db.inTransaction(.immediate) {
-                            for item in batch { item.work(db) }
-                            return .commit
-                        }
-                    }
-                } catch {
-                    commitError = error
-                }
-                condition.lock()
-                for item in batch {
-                    item.commitError = commitError
-                    item.done = true
-                }
-                leaderActive = false
-                condition.broadcast()
+        }
+
+        /// Waits for the commit without blocking a thread (unless this writer leads it).
+        func value() async throws -> T {
+            if committer.leadIfIdle(self) == false {
+                await withCheckedContinuation { continuation in committer.park(self, continuation: continuation) }
             }
-            condition.unlock()
-            if let error = job.commitError { throw error }
+            return try outcome()
+        }
+
+        /// Waits for the commit, blocking the calling thread.
+        func wait() throws -> T {
+            if committer.leadIfIdle(self) == false {
+                let semaphore = DispatchSemaphore(value: 0)
+                if committer.park(self, semaphore: semaphore) { semaphore.wait() }
+            }
+            return try outcome()
+        }
+
+        private func outcome() throws -> T {
+            if let error = commitError { throw error }
             guard let result else { throw AuditStoreError.database("write produced no result") }
             return try result.get()
+        }
+    }
+
+    /// Queues `body` behind every write queued before; it runs in a later commit.
+    func submit<T>(_ body: @escaping (Database) throws -> T) -> Pending<T> {
+        let pending = Pending(committer: self, body: body)
+        lock.lock()
+        queue.append(pending)
+        lock.unlock()
+        return pending
+    }
+
+    /// Runs `body` in the next commit and returns once it is committed.
+    func perform<T>(_ body: (Database) throws -> T) throws -> T {
+        try withoutActuallyEscaping(body) { body in try submit(body).wait() }
+    }
+
+    /// Leads the commits when none is in progress; returns true once `job` is done that way
+    /// (or was already), false when another leader is at work.
+    private func leadIfIdle(_ job: Job) -> Bool {
+        lock.lock()
+        if job.done {
+            lock.unlock()
+            return true
+        }
+        guard !leaderActive else {
+            lock.unlock()
+            return false
+        }
+        leaderActive = true
+        lock.unlock()
+        commitUntilEmpty()
+        return true
+    }
+
+    private func park(_ job: Job, continuation: CheckedContinuation<Void, Never>) {
+        lock.lock()
+        if job.done {
+            lock.unlock()
+            continuation.resume()
+        } else {
+            job.continuation = continuation
+            lock.unlock()
+        }
+    }
+
+    /// Returns false when the job finished meanwhile (nothing to wait for).
+    private func park(_ job: Job, semaphore: DispatchSemaphore) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if job.done { return false }
+        job.semaphore = semaphore
+        return true
+    }
+
+    private func commitUntilEmpty() {
+        while true {
+            lock.lock()
+            let batch = queue
+            queue = []
+            if batch.isEmpty {
+                leaderActive = false
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+            let commitError = commit(batch)
+            lock.lock()
+            var continuations: [CheckedContinuation<Void, Never>] = []
+            var semaphores: [DispatchSemaphore] = []
+            for job in batch {
+                job.commitError = commitError
+                job.done = true
+                if let continuation = job.continuation { continuations.append(continuation) }
+                if let semaphore = job.semaphore { semaphores.append(semaphore) }
+            }
+            lock.unlock()
+            for continuation in continuations { continuation.resume() }
+            for semaphore in semaphores { semaphore.signal() }
+        }
+    }
+
+    private func commit(_ batch: [Job]) -> Error? {
+        let begun = DispatchTime.now().uptimeNanoseconds
+        defer {
+            commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - begun))
+            batchSize.record(batch.count)
+        }
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    if batch.count == 1 { return batch[0].run(db, alone: true) ? .commit : .rollback }
+                    for job in batch { _ = job.run(db, alone: false) }
+                    return .commit
+                }
+            }
+            return nil
+        } catch {
+            return error
         }
     }
 }

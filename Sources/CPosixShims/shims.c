@@ -119,6 +119,10 @@ pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
     if (rc == 0 && o->pass_fd >= 0) {
         rc = posix_spawn_file_actions_adddup2(&fa, o->pass_fd, 3);
         first_closed = 4;
+        if (rc == 0 && o->pass_fd2 >= 0) {
+            rc = posix_spawn_file_actions_adddup2(&fa, o->pass_fd2, 4);
+            first_closed = 5;
+        }
     }
     if (rc == 0 && o->cwd != NULL) rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&fa, first_closed);
@@ -361,19 +365,51 @@ int procref_tcp_listen(const char *host, uint16_t port, int backlog, uint16_t *b
 
 int procref_socketpair_cloexec(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
 
+int procref_socketpair_datagram_cloexec(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds);
+}
+
+ssize_t procref_send_datagram(int fd, const void *buf, size_t count) {
+    ssize_t n;
+    do {
+        n = send(fd, buf, count, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n == -1 && errno == EINTR);
+    return n;
+}
+
+ssize_t procref_receive(int fd, void *buf, size_t count, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc <= 0) return rc == 0 ? -2 : -1;
+    ssize_t n;
+    do {
+        n = recv(fd, buf, count, MSG_DONTWAIT);
+    } while (n == -1 && errno == EINTR);
+    return n;
+}
+
+pid_t procref_getpid(void) { return getpid(); }
+
 int procref_read_three_ints(int fd, long long *a, long long *b, long long *c) {
+    /* procrefd writes the whole line at once and nothing after it until "acquired" is
+       answered, so a read returns the line in one go (one syscall, not one per byte). */
     char line[128];
     size_t used = 0;
     for (;;) {
         if (used + 1 >= sizeof line) return -1;
-        ssize_t n = read(fd, line + used, 1);
+        ssize_t n = read(fd, line + used, sizeof line - 1 - used);
         if (n == 0) return used == 0 ? 1 : -1;
         if (n < 0) {
             if (errno == EINTR) continue;
             return -1;
         }
-        if (line[used] == '\n') break;
-        used++;
+        used += (size_t)n;
+        char *newline = memchr(line, '\n', used);
+        if (newline != NULL) {
+            if (newline != line + used - 1) return -1;
+            used = (size_t)(newline - line);
+            break;
+        }
     }
     line[used] = '\0';
     char *end = NULL;

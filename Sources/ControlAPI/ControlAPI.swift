@@ -109,6 +109,11 @@ func json(_ value: some Encodable, status: Int = 200) -> HTTPResponse {
     }
 }
 
+/// A JSON response written by hand.
+func json(_ value: some HandWrittenJSON, status: Int = 200) -> HTTPResponse {
+    HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(value.jsonText.utf8))
+}
+
 /// Decodes a JSON object body, turning decoder errors into 400/422 problems naming the field.
 func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs empty: T? = nil) throws(Problem) -> T {
     if request.body.isEmpty, let empty { return empty }

@@ -62,50 +62,60 @@ struct ServiceListPayload: Encodable {
 }
 
 /// A granted lease: the lease plus what the acquire did.
-struct GrantPayload: Encodable {
+/// Lease answers are the hot path: written by hand, not by JSONEncoder (same text, sorted keys).
+protocol HandWrittenJSON {
+    var jsonText: String { get }
+}
+
+struct GrantPayload: HandWrittenJSON {
     let grant: LeaseGrant
 
-    enum CodingKeys: String, CodingKey { case count, started }
-
-    func encode(to encoder: Encoder) throws {
-        try LeasePayload(grant.lease).encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(grant.count, forKey: .count)
-        try c.encode(grant.started, forKey: .started)
+    var jsonText: String {
+        var object = LeasePayload(grant.lease).object
+        object.add("count", grant.count)
+        object.add("started", grant.started)
+        return object.text
     }
 }
 
 /// A lease, with nulls written out so every field is always present.
-struct LeasePayload: Encodable {
+struct LeasePayload: HandWrittenJSON {
     let lease: LeaseInfo
     init(_ lease: LeaseInfo) { self.lease = lease }
 
-    func encode(to encoder: Encoder) throws {
-        typealias K = LeaseInfo.CodingKeys
-        var c = encoder.container(keyedBy: K.self)
-        try c.encode(lease.id, forKey: .id)
-        try c.encode(lease.service, forKey: .service)
-        try c.encode(lease.holder, forKey: .holder)
-        try c.encode(lease.holderPID, forKey: .holderPID)
-        try c.encode(lease.clientPID, forKey: .clientPID)
-        try c.encode(lease.ttlMs, forKey: .ttlMs)
-        try c.encode(lease.acquiredAt, forKey: .acquiredAt)
-        try c.encode(lease.expiresAt, forKey: .expiresAt)
+    var object: JSONObjectText {
+        var object = JSONObjectText()
+        object.add("id", lease.id)
+        object.add("service", lease.service)
+        object.add("holder", lease.holder)
+        object.add("holder_pid", Int64(lease.holderPID))
+        object.add("client_pid", lease.clientPID.map(Int64.init))
+        object.add("ttl_ms", lease.ttlMs)
+        object.add("acquired_at", lease.acquiredAt)
+        object.add("expires_at", lease.expiresAt)
+        return object
     }
+
+    var jsonText: String { object.text }
 }
 
-struct LeaseListPayload: Encodable {
+struct LeaseListPayload: HandWrittenJSON {
     let leases: [LeasePayload]
+
+    var jsonText: String { #"{"leases":["# + leases.map(\.jsonText).joined(separator: ",") + "]}" }
 }
 
-struct ReleasePayload: Encodable {
+struct ReleasePayload: HandWrittenJSON {
     let id: String
     let count: Int
     let serviceStopped: Bool
 
-    enum CodingKeys: String, CodingKey {
-        case id, count
-        case serviceStopped = "service_stopped"
+    var jsonText: String {
+        var object = JSONObjectText()
+        object.add("id", id)
+        object.add("count", count)
+        object.add("service_stopped", serviceStopped)
+        return object.text
     }
 }
 

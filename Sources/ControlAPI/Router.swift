@@ -12,29 +12,37 @@ struct Route: Sendable {
         case suspending(@Sendable (HTTPRequest, PathParameters) async -> HTTPResponse)
     }
 
+    enum Segment: Sendable {
+        case literal(Substring)
+        case parameter(String)
+    }
+
     let method: String
     let template: String
     let handler: Handler
-    let segments: [Substring]
+    /// The template parsed once: matching runs on every request.
+    let segments: [Segment]
 
     init(_ method: String, _ template: String, _ handler: Handler) {
         self.method = method
         self.template = template
         self.handler = handler
-        self.segments = template.split(separator: "/", omittingEmptySubsequences: true)
+        self.segments = template.split(separator: "/", omittingEmptySubsequences: true).map { part in
+            part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part)
+        }
     }
 
     func match(_ pathSegments: [Substring]) -> PathParameters? {
         guard pathSegments.count == segments.count else { return nil }
-        var parameters: PathParameters = [:]
+        // Literals first, so a route that does not match allocates nothing.
         for (pattern, value) in zip(segments, pathSegments) {
-            if pattern.hasPrefix("{") && pattern.hasSuffix("}") {
-                guard !value.isEmpty else { return nil }
-                parameters[String(pattern.dropFirst().dropLast())] = String(value)
-            } else if pattern != value {
-                return nil
+            switch pattern {
+            case .literal(let literal): if literal != value { return nil }
+            case .parameter: if value.isEmpty { return nil }
             }
         }
+        var parameters: PathParameters = [:]
+        for case (.parameter(let name), let value) in zip(segments, pathSegments) { parameters[name] = String(value) }
         return parameters
     }
 }

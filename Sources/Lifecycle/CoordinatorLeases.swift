@@ -96,6 +96,34 @@ extension Coordinator {
         let ttlMs = try validate(request)
         // Refuse at once when already full, without queueing behind the service lock.
         try checkLimits(service: name, pending: 0, actor: actor)
+        let granted = try await grantUnderLock(service, request: request, ttlMs: ttlMs, actor: actor, idempotency: idempotency)
+        // The commit is awaited outside the service lock: the next acquire's work overlaps
+        // it and their writes can share a commit; the queue keeps their order.
+        do { try await context.committed(granted.write) } catch {
+            await undoGrant(granted.lease, of: service, actor: actor)
+            throw error
+        }
+        granted.lease.setPhase(.active)
+        // An exit that happened before the lease became active was not handled: handle it now.
+        if granted.lease.exitedAlready { handleUnexpectedExit(granted.lease) }
+        return LeaseGrant(lease: granted.lease.info, count: granted.count, started: granted.started)
+    }
+
+    /// A lease whose holder holds its reference, in the table (still `managed`), with its
+    /// record queued.
+    struct PendingGrant {
+        let lease: Lease
+        let write: PendingWrite<Void>
+        let count: Int
+        let started: Bool
+    }
+
+    /// The part of an acquire that decides (limits, kernel count, start or health check) and
+    /// fixes the order of its record, under the service lock.
+    func grantUnderLock(
+        _ service: ManagedService, request: AcquireRequest, ttlMs: Int64?, actor: String, idempotency: IdempotencyKey?
+    ) async throws(LifecycleError) -> PendingGrant {
+        let name = service.name
         guard await service.lock.lock(timeoutMs: config.acquireTimeoutMs) else {
             throw .timedOut("service \(name) busy for \(config.acquireTimeoutMs) ms")
         }
@@ -126,10 +154,9 @@ extension Coordinator {
         let lease = Lease(info: info, holder: holder)
         try watch(lease)
 
-        let count: Int
-        var started = false
         do {
-            count = try service.kernelCount()
+            let count = try service.kernelCount()
+            var started = false
             if !service.isRunning {
                 try await service.start(actor: actor, count: count)
                 started = true
@@ -140,7 +167,8 @@ extension Coordinator {
                     try await service.recover(actor: actor, failure: failure, count: count)
                 }
             }
-            try context.write { tx in
+            let idempotencyWindowMs = config.idempotencyWindowMs
+            let write = context.submit { [started] tx in
                 try tx.insertLease(LeaseRecord(
                     id: info.id, service: name, holder: info.holder, holderPID: holder.pid,
                     holderStartTime: holder.identity.startTime, clientPID: info.clientPID, ttlMs: ttlMs,
@@ -151,31 +179,58 @@ extension Coordinator {
                 if !info.holder.isEmpty { detail["holder"] = .string(info.holder) }
                 try tx.append(NewEvent(.leaseAcquired, service: name, lease: info.id, pid: holder.pid, actor: actor, detail: detail))
                 if let idempotency {
-                    try tx.expireIdempotencyKeys(before: now.addingTimeInterval(-Double(config.idempotencyWindowMs) / 1000))
+                    try tx.expireIdempotencyKeys(before: now.addingTimeInterval(-Double(idempotencyWindowMs) / 1000))
                     try tx.saveIdempotencyKey(IdempotencyRecord(
                         key: idempotency.key, service: name, requestHash: idempotency.requestHash, lease: info.id,
                         count: count, started: started))
                 }
             }
+            // In the table before the lock goes, so the next acquire's limit check counts it.
+            leases.withLock { $0[info.id] = lease }
+            return PendingGrant(lease: lease, write: write, count: count, started: started)
         } catch {
-            // Undo: the holder's exit gives the count back; a service nobody counts is stopped.
-            await end(lease, signal: SIGTERM)
-            if (try? service.kernelCount()) == 0 {
-                await service.lastReferenceGone(actor: actor, reason: "acquire_failed")
-            }
+            await undoHolder(lease, of: service, actor: actor)
             throw error
         }
-        leases.withLock { $0[info.id] = lease }
-        lease.setPhase(.active)
-        // An exit that happened before the lease became active was not handled: handle it now.
-        if lease.exitedAlready { handleUnexpectedExit(lease) }
-        return LeaseGrant(lease: info, count: count, started: started)
+    }
+
+    /// A grant whose record could not be committed: its holder ends, and a service nobody
+    /// counts any more is stopped.
+    func undoGrant(_ lease: Lease, of service: ManagedService, actor: String) async {
+        await service.lock.lock()
+        defer { service.lock.unlock() }
+        leases.withLock { _ = $0.removeValue(forKey: lease.id) }
+        guard (try? await service.lockKernel()) != nil else {
+            await end(lease, signal: SIGTERM)
+            return
+        }
+        defer { service.unlockKernel() }
+        await undoHolder(lease, of: service, actor: actor)
+    }
+
+    /// Ends a holder whose lease was not granted. Call with the service and kernel locks held.
+    func undoHolder(_ lease: Lease, of service: ManagedService, actor: String) async {
+        // The holder's exit gives the count back; a service nobody counts is stopped.
+        await end(lease, signal: SIGTERM)
+        if (try? service.kernelCount()) == 0 {
+            await service.lastReferenceGone(actor: actor, reason: "acquire_failed")
+        }
     }
 
     /// Releases a lease: its holder exits (count −1); on 1 → 0 the service is stopped.
     public func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
         guard let lease = leases.withLock({ $0[id] }), lease.beginManaging() else { throw .unknownLease(id) }
         let service = try service(named: lease.service)
+        let (write, count) = try await releaseUnderLock(lease, of: service, actor: actor)
+        // As for acquires, the commit is awaited outside the service lock, in queue order.
+        try await context.committed(write)
+        return ReleaseResult(lease: id, count: count, stoppedService: count == 0 && !service.isRunning)
+    }
+
+    /// Ends the holder, reads the count, queues the record, and on 1 → 0 stops the service.
+    private func releaseUnderLock(
+        _ lease: Lease, of service: ManagedService, actor: String
+    ) async throws(LifecycleError) -> (PendingWrite<Void>, Int) {
         await service.lock.lock()
         defer { service.lock.unlock() }
         try await service.lockKernel()
@@ -185,18 +240,19 @@ extension Coordinator {
         var reason = LeaseEnd.from(holderExit: status)
         if status == .signaled(signal: SIGKILL) { reason = .released }
         let count = try service.kernelCount()
-        try context.write { tx in
+        let (id, name, holderPID) = (lease.id, service.name, lease.holder.pid)
+        let write = context.submit { [reason] tx in
             try tx.endLease(id: id, reason: reason.rawValue)
-            try tx.append(NewEvent(reason.eventKind, service: service.name, lease: id, pid: lease.holder.pid, actor: actor,
+            try tx.append(NewEvent(reason.eventKind, service: name, lease: id, pid: holderPID, actor: actor,
                                    detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
         }
         leases.withLock { _ = $0.removeValue(forKey: id) }
-        Telemetry.ended(service: service.name, reason: reason)
+        Telemetry.ended(service: name, reason: reason)
         if count == 0 {
             await service.lastReferenceGone(actor: actor, reason: "last_release")
             await removeIfPending(service)
         }
-        return ReleaseResult(lease: id, count: count, stoppedService: count == 0 && !service.isRunning)
+        return (write, count)
     }
 
     /// Pushes a TTL lease's deadline to now + TTL (the holder keeps its own deadline).
@@ -278,11 +334,14 @@ extension Coordinator {
         }
     }
 
-    /// Signals the holder and waits for it to exit (the watcher reaps it).
+    /// Signals the holder and waits until it has given its reference back (its report) or
+    /// exited; SIGKILL after 5 s. The watcher reaps it either way.
     @discardableResult
     func end(_ lease: Lease, signal: Int32) async -> ExitStatus? {
+        releaseReports.expect(lease, timeoutMs: 5_000)
+        defer { releaseReports.forget(lease) }
         try? lease.holder.signal(signal)
-        return await lease.waitForHolderExit(timeoutMs: 5_000)
+        return await lease.waitForHolderEnd()
     }
 
     /// A holder ended on its own (TTL, client exit, crash): record it, and stop the service

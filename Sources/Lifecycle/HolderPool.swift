@@ -11,6 +11,8 @@ final class HolderPool: Sendable {
     let executable: String
     let spawner: Spawner
     let size: Int
+    /// Passed to each holder as descriptor 4 (see `ReleaseReports`).
+    let releaseReports: Int32
     /// How long a holder may take to report that it holds its reference.
     let reportTimeoutMs = 5_000
 
@@ -34,10 +36,11 @@ final class HolderPool: Sendable {
     /// Room in argv for `SEMID TTL CLIENT` once a pooled holder is given its lease.
     private static let padding = String(repeating: "_", count: 48)
 
-    init(executable: String, spawner: Spawner, size: Int) {
+    init(executable: String, spawner: Spawner, size: Int, releaseReports: Int32) {
         self.executable = executable
         self.spawner = spawner
         self.size = size
+        self.releaseReports = releaseReports
     }
 
     /// A holder holding one reference on `semaphoreID`, with the kernel count including it.
@@ -87,6 +90,7 @@ final class HolderPool: Sendable {
         var options = Spawner.Options()
         options.newSession = true
         options.passedDescriptor = pair.second
+        options.secondPassedDescriptor = releaseReports
         do {
             let identity = try spawner.spawn(arguments: [executable, "--pool", Self.padding], environment: [:], options: options)
             Descriptor.close(pair.second)

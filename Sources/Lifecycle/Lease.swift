@@ -75,6 +75,8 @@ final class Lease: Sendable {
         var phase: Phase = .managed
         var info: LeaseInfo
         var exitStatus: ExitStatus??
+        /// The holder said it gave its reference back (it exits 0 right after).
+        var reportedRelease = false
         var waiters: [CheckedContinuation<ExitStatus?, Never>] = []
     }
 
@@ -125,22 +127,30 @@ final class Lease: Sendable {
         return unexpected
     }
 
+    /// Called when the holder reports that it gave its reference back: waiters go on at
+    /// once (as if it had exited 0, which it does next); the watcher still reaps it.
+    func holderReportedRelease() {
+        let waiters = state.withLock { state in
+            state.reportedRelease = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: .exited(code: 0)) }
+    }
+
     /// Why the holder ended when its exit status cannot be read (a holder re-adopted from an
     /// earlier procrefd is not our child): its deadline passed, its client is gone, or lost.
     func inferredEnd(now: Date = Date()) -> LeaseEnd {
         LeaseEnd.inferred(expiresAt: info.expiresAt, clientPID: info.clientPID, now: now)
     }
 
-    /// Waits for the holder to exit; after `timeoutMs` it is sent SIGKILL.
-    func waitForHolderExit(timeoutMs: Int) async -> ExitStatus? {
-        let timeout = Task {
-            try await Task.sleep(for: .milliseconds(timeoutMs))
-            try? holder.signal(SIGKILL)
-        }
-        defer { timeout.cancel() }
-        return await withCheckedContinuation { continuation in
+    /// Waits until the holder has exited or reported its release (see `ReleaseReports`,
+    /// which also kills a holder that takes too long).
+    func waitForHolderEnd() async -> ExitStatus? {
+        await withCheckedContinuation { continuation in
             let done: ExitStatus?? = state.withLock { state in
                 if let status = state.exitStatus { return status }
+                if state.reportedRelease { return .some(.exited(code: 0)) }
                 state.waiters.append(continuation)
                 return nil
             }

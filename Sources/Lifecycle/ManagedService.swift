@@ -35,6 +35,16 @@ struct LifecycleContext: Sendable {
         do { try store.write(body) } catch { throw .storage(String(describing: error)) }
     }
 
+    /// Queues state and event as one transaction, in order behind earlier writes; await
+    /// `committed(_:)` for it (see `AuditStore.submit`).
+    func submit(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) -> PendingWrite<Void> {
+        store.submit(body)
+    }
+
+    func committed(_ write: PendingWrite<Void>) async throws(LifecycleError) {
+        do { try await write.committed() } catch { throw .storage(String(describing: error)) }
+    }
+
     /// Records, logging (not throwing) a storage failure: for paths that must go on.
     func recordLogged(_ event: NewEvent) {
         do { try record(event) } catch { logger.error("cannot record \(event.kind.rawValue): \(error)") }
@@ -200,10 +210,14 @@ final class ManagedService: Sendable {
 
     /// The service's environment: PATH, HOME, LANG, TZ from procrefd, then its own `env`.
     func environment(_ definition: ServiceDefinition) -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG", "TZ"].contains($0.key) }
+        var environment = Self.inheritedEnvironment
         environment.merge(definition.env) { $1 }
         return environment
     }
+
+    /// Read once: building ProcessInfo's environment costs tens of µs, and health checks
+    /// run on every acquire.
+    static let inheritedEnvironment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG", "TZ"].contains($0.key) }
 
     /// Polls the health check until it passes, the process exits, or ready_timeout_ms passes.
     /// Returns nil when ready, otherwise why not.

@@ -15,6 +15,20 @@ public struct PipeEnds: Sendable {
     }
 }
 
+/// A connected pair of close-on-exec Unix datagram sockets: many writers (each holding a
+/// copy of `second`), one reader of `first`, message boundaries kept.
+public struct DatagramPair: Sendable {
+    public let first: Int32
+    public let second: Int32
+
+    public init() throws(SystemCallError) {
+        var fds: [Int32] = [-1, -1]
+        try check("socketpair", fds.withUnsafeMutableBufferPointer { procref_socketpair_datagram_cloexec($0.baseAddress) })
+        first = fds[0]
+        second = fds[1]
+    }
+}
+
 /// A connected pair of close-on-exec Unix stream sockets (a two-way pipe).
 public struct SocketPair: Sendable {
     public let first: Int32
@@ -65,6 +79,15 @@ public enum Descriptor {
             if let newline = bytes.firstIndex(of: 10) { return String(decoding: bytes[..<newline], as: UTF8.self) }
         }
         return nil
+    }
+
+    /// Waits up to `timeoutMs` for one datagram and returns it; nil on timeout, [] on an
+    /// error other than a timeout (the caller decides whether to go on).
+    public static func receiveDatagram(_ fd: Int32, timeoutMs: Int, limit: Int = 128) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: limit)
+        let n = buffer.withUnsafeMutableBytes { procref_receive(fd, $0.baseAddress, $0.count, Int32(timeoutMs)) }
+        if n == -2 { return nil }
+        return n > 0 ? Array(buffer[0..<n]) : []
     }
 
     /// Opens (creating, appending) a log file for a child's output.

@@ -13,6 +13,8 @@ public struct Spawner: Sendable {
         public var standardError: Int32 = -1
         /// Passed to the child as descriptor 3.
         public var passedDescriptor: Int32 = -1
+        /// Passed to the child as descriptor 4 (only together with `passedDescriptor`).
+        public var secondPassedDescriptor: Int32 = -1
         public var workingDirectory: String?
         public init() {}
     }
@@ -39,7 +41,7 @@ public struct Spawner: Sendable {
             new_session: options.newSession ? 1 : 0,
             new_process_group: options.newProcessGroup ? 1 : 0,
             stdin_fd: -1, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
-            pass_fd: options.passedDescriptor, cwd: nil)
+            pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: nil)
         let pid: pid_t = path.withCString { cPath in
             if let cwd = options.workingDirectory {
                 return cwd.withCString { cCwd in

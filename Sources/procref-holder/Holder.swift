@@ -9,12 +9,18 @@ import CPosixShims
 /// as the first form. It adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, writes `acquired\n`
 /// on descriptor 3, then waits. Whatever way it exits, the kernel undoes the +1.
 ///
+/// On a release (SIGTERM/SIGINT/SIGHUP) it gives its reference back itself (`-1 | SEM_UNDO`,
+/// which also clears its undo entry) and, when descriptor 4 is procrefd's datagram socket,
+/// sends its pid there, so procrefd can answer the release without waiting for the exit.
+///
 /// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP),
 /// 3 TTL expired, 4 the watched client exited, 2 usage, 10 client pid unusable,
 /// 11 semop failed. SIGUSR1 is a keepalive: the deadline moves to now + TTL.
 @main
 struct Holder {
     static let reportFD: Int32 = 3
+    /// procrefd's release-report datagram socket, when it passed one.
+    static let releaseReportFD: Int32 = 4
 
     static func main() {
         // Block control signals first: a release that races start-up is read later, not lost.
@@ -60,10 +66,22 @@ struct Holder {
                 if signo == 10 /* SIGUSR1 */ {
                     if ttlMs > 0 { deadline = procref_monotonic_ms() + ttlMs }
                 } else if signo > 0 {
-                    procref_exit(0)
+                    release(semid: Int32(semid))
                 }
             }
         }
+    }
+
+    /// Gives the reference back, tells procrefd (best effort: the exit gives it back anyway
+    /// and procrefd also watches for the exit), and exits 0.
+    static func release(semid: Int32) -> Never {
+        // IPC_NOWAIT (2048): a count someone else zeroed must not block the exit.
+        if procref_semop2(semid, 0, -1, Int16(procref_sem_undo_flag()) | 2048, 1, 0, 0, 0) == 0 {
+            var message = decimal(Int64(procref_getpid()))
+            message.append(10)
+            message.withUnsafeBufferPointer { _ = procref_send_datagram(releaseReportFD, $0.baseAddress, $0.count) }
+        }
+        procref_exit(0)
     }
 
     /// Pool mode: waits for `SEMID TTL CLIENT` on descriptor 3. A control signal or the end of

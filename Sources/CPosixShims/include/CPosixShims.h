@@ -56,6 +56,7 @@ typedef struct procref_spawn_options {
     int stdout_fd;
     int stderr_fd;
     int pass_fd;          /* dup'ed to descriptor 3 in the child, or -1 */
+    int pass_fd2;         /* dup'ed to descriptor 4 (only with pass_fd), or -1 */
     const char *cwd;      /* NULL: inherit */
 } procref_spawn_options;
 
@@ -88,6 +89,13 @@ int procref_errno(void);
 long long procref_parse_int(const char *text, int *ok);
 /** A connected pair of Unix stream sockets, both close-on-exec. */
 int procref_socketpair_cloexec(int fds[2]);
+/** A connected pair of AF_UNIX datagram sockets (close-on-exec). */
+int procref_socketpair_datagram_cloexec(int fds[2]);
+/** send() that never blocks nor raises SIGPIPE. */
+ssize_t procref_send_datagram(int fd, const void *buf, size_t count);
+/** Waits up to timeout_ms for data, then recv()s it: bytes, -2 on timeout, -1 with errno. */
+ssize_t procref_receive(int fd, void *buf, size_t count, int timeout_ms);
+pid_t procref_getpid(void);
 /**
  * Reads one line "A B C\n" of three decimal integers from fd (blocking). Returns 0 with the
  * values set, 1 at end of file, -1 on a malformed line or a read error.
