@@ -168,6 +168,9 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
+    /// Every body in the batch failed: nothing to commit.
+    private struct Rollback: Error {}
+
     private func commit(_ batch: [Job]) -> Error? {
         let begun = DispatchTime.now().uptimeNanoseconds
         defer {
@@ -176,10 +179,17 @@ final class GroupCommitter: @unchecked Sendable {
         }
         do {
             try pool.writeWithoutTransaction { db in
-                try db.inTransaction(.immediate) {
-                    if batch.count == 1 { return batch[0].run(db, alone: true) ? .commit : .rollback }
-                    for job in batch { _ = job.run(db, alone: false) }
-                    return .commit
+                // Cached BEGIN/COMMIT statements: GRDB's inTransaction compiles both anew
+                // for every commit.
+                try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
+                let keep = batch.count == 1 ? batch[0].run(db, alone: true) : batch.map { $0.run(db, alone: false) }.contains(true)
+                do {
+                    guard keep else { throw Rollback() }
+                    try db.cachedStatement(sql: "COMMIT").execute()
+                } catch {
+                    // SQLite may have rolled back already (e.g. on SQLITE_FULL).
+                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
+                    if !(error is Rollback) { throw error }
                 }
             }
             return nil

@@ -74,6 +74,44 @@ struct EventQueryTests {
         }
     }
 
+    @Test("submitted writes commit in submission order, awaited in any order; a failing one rolls back alone")
+    func submittedInOrder() async throws {
+        struct Refused: Error {}
+        let dir = NSTemporaryDirectory() + "procrefd-submit-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AuditStore(path: "\(dir)/db")
+        // Queued before anyone waits: the first awaited one leads and commits them all.
+        let writes = (0..<20).map { index in
+            store.submit { tx in
+                if index == 7 { throw Refused() }
+                try tx.append(NewEvent(.leaseAcquired, service: "o", lease: "l\(index)"))
+            }
+        }
+        var failures = 0
+        for write in writes.reversed() {
+            do { try await write.committed() } catch { failures += 1 }
+        }
+        #expect(failures == 1)
+        let events = try store.read { try $0.events(EventFilter(limit: 100)) }
+        #expect(events.compactMap(\.lease) == (0..<20).filter { $0 != 7 }.map { "l\($0)" })
+        #expect(store.signal.lastID == events.last?.id)
+        // Async waiters and blocking writers mixed, from many tasks: every write lands once.
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<64 {
+                group.addTask {
+                    if index % 2 == 0 {
+                        try? await store.submit { tx in try tx.append(NewEvent(.leaseReleased, service: "m", lease: "m\(index)")) }.committed()
+                    } else {
+                        _ = try? store.append(NewEvent(.leaseReleased, service: "m", lease: "m\(index)"))
+                    }
+                }
+            }
+        }
+        let mixed = try store.read { try $0.events(EventFilter(service: "m", limit: 100)) }
+        #expect(Set(mixed.compactMap(\.lease)) == Set((0..<64).map { "m\($0)" }))
+    }
+
     @Test("the signal wakes a waiter on commit and times out otherwise")
     func signal() async throws {
         let dir = NSTemporaryDirectory() + "procrefd-signal-\(UUID().uuidString)"
