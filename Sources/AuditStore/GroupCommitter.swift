@@ -29,6 +29,10 @@ final class GroupCommitter: @unchecked Sendable {
 
         /// Runs the writer's body; `alone` means without a savepoint. Returns false if it threw.
         func run(_ db: Database, alone: Bool) -> Bool { true }
+
+        /// Drops the writer's closure (also when the commit failed before running it): a
+        /// blocking writer's closure must not outlive its `perform`.
+        func dropBody() {}
     }
 
     /// A queued write; wait for it with `value()` (async) or `wait()`.
@@ -43,6 +47,8 @@ final class GroupCommitter: @unchecked Sendable {
             self.committer = committer
             self.body = body
         }
+
+        override func dropBody() { body = nil }
 
         override func run(_ db: Database, alone: Bool) -> Bool {
             guard let body else { return true }
@@ -157,6 +163,7 @@ final class GroupCommitter: @unchecked Sendable {
             var continuations: [CheckedContinuation<Void, Never>] = []
             var semaphores: [DispatchSemaphore] = []
             for job in batch {
+                job.dropBody()
                 job.commitError = commitError
                 job.done = true
                 if let continuation = job.continuation { continuations.append(continuation) }
