@@ -80,18 +80,23 @@ public final class AuditStore: Sendable {
     /// back alone); nobody returns before the commit that holds their change.
     public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
         do {
-            let (value, lastEventID) = try committer.perform { db in
-                let appended = AppendedEvents()
-                let value = try body(StoreTransaction(db: db, appended: appended))
-                return (value, appended.lastID)
-            }
+            let (value, lastEventID) = try committer.perform { db in try Self.run(body, in: db) }
             if lastEventID > 0 { signal.published(lastID: lastEventID) }
             return value
-        } catch let error as AuditStoreError {
-            throw error
         } catch {
-            throw AuditStoreError.database(Self.message(error))
+            throw Self.storeError(error)
         }
+    }
+
+    /// Runs a writer's body and returns its value with the last event id it appended.
+    static func run<T>(_ body: (StoreTransaction) throws -> T, in db: Database) throws -> (T, Int64) {
+        let appended = AppendedEvents()
+        let value = try body(StoreTransaction(db: db, appended: appended))
+        return (value, appended.lastID)
+    }
+
+    static func storeError(_ error: Error) -> AuditStoreError {
+        error as? AuditStoreError ?? .database(message(error))
     }
 
     /// Queues `body` behind every write queued before it and returns at once; await
@@ -99,11 +104,7 @@ public final class AuditStore: Sendable {
     /// lock of its own, then wait for the commit outside that lock (so writes of several
     /// callers can share a commit).
     public func submit<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) -> PendingWrite<T> {
-        PendingWrite(store: self, pending: committer.submit { db in
-            let appended = AppendedEvents()
-            let value = try body(StoreTransaction(db: db, appended: appended))
-            return (value, appended.lastID)
-        })
+        PendingWrite(store: self, pending: committer.submit { db in try Self.run(body, in: db) })
     }
 
     /// Runs `body` on a read snapshot (concurrent with writes under WAL).
@@ -138,10 +139,8 @@ public struct PendingWrite<T: Sendable>: Sendable {
             let (value, lastEventID) = try await pending.value()
             if lastEventID > 0 { store.signal.published(lastID: lastEventID) }
             return value
-        } catch let error as AuditStoreError {
-            throw error
         } catch {
-            throw AuditStoreError.database(AuditStore.message(error))
+            throw AuditStore.storeError(error)
         }
     }
 }

@@ -117,25 +117,27 @@ final class Lease: Sendable {
     /// Called by the exit watcher. Returns true when nobody manages the lease, so the exit
     /// must be handled as unexpected.
     func holderExited(_ status: ExitStatus?) -> Bool {
-        let (waiters, unexpected) = state.withLock { state in
+        wakeWaiters(with: status) { state in
             state.exitStatus = .some(status)
-            let waiters = state.waiters
-            state.waiters = []
-            return (waiters, state.phase == .active)
+            return state.phase == .active
         }
-        for waiter in waiters { waiter.resume(returning: status) }
-        return unexpected
     }
 
     /// Called when the holder reports that it gave its reference back: waiters go on at
     /// once (as if it had exited 0, which it does next); the watcher still reaps it.
     func holderReportedRelease() {
-        let waiters = state.withLock { state in
-            state.reportedRelease = true
+        wakeWaiters(with: .exited(code: 0)) { $0.reportedRelease = true }
+    }
+
+    /// Applies `change` and takes the waiters under the lock, then resumes them with `status`.
+    private func wakeWaiters<R>(with status: ExitStatus?, _ change: (inout State) -> R) -> R {
+        let (waiters, result) = state.withLock { state in
+            let result = change(&state)
             defer { state.waiters = [] }
-            return state.waiters
+            return (state.waiters, result)
         }
-        for waiter in waiters { waiter.resume(returning: .exited(code: 0)) }
+        for waiter in waiters { waiter.resume(returning: status) }
+        return result
     }
 
     /// Why the holder ended when its exit status cannot be read (a holder re-adopted from an
