@@ -51,6 +51,14 @@ struct Route: Sendable {
 /// another method.
 struct Router: Sendable {
     let routes: [Route]
+    /// Routes by number of path segments, in declaration order: a path is only compared
+    /// with templates of its own length.
+    private let routesBySegmentCount: [Int: [Route]]
+
+    init(routes: [Route]) {
+        self.routes = routes
+        routesBySegmentCount = Dictionary(grouping: routes, by: \.segments.count)
+    }
 
     enum Match {
         case found(Route, PathParameters)
@@ -61,7 +69,7 @@ struct Router: Sendable {
     func match(method: String, path: String) -> Match {
         let pathSegments = path.split(separator: "/", omittingEmptySubsequences: true)
         var allowed: [String] = []
-        for route in routes {
+        for route in routesBySegmentCount[pathSegments.count] ?? [] {
             guard let parameters = route.match(pathSegments) else { continue }
             if route.method == method || (method == "HEAD" && route.method == "GET") {
                 return .found(route, parameters)

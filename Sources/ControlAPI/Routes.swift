@@ -9,12 +9,12 @@ extension ControlAPI {
         coordinator: Coordinator, store: AuditStore, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, requestStop: @escaping StopRequester
     ) -> [Route] {
-        let started = ProcessInfo.processInfo.systemUptime
+        let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
         return [
             Route("GET", "/v1/health", .immediate { _, _ in healthResponse }),
 
             Route("GET", "/v1/status", .immediate { request, _ in
-                answer { try status(request, coordinator: coordinator, startedAt: startedAt, started: started) }
+                answer { try statusDocument.response(to: request) }
             }),
 
             Route("GET", "/metrics", .immediate { _, _ in
@@ -133,39 +133,6 @@ extension ControlAPI {
                 await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs) }
             }),
         ]
-    }
-
-    /// `GET /v1/status[?service=]`, with a weak ETag over everything but the uptime, so a
-    /// scraper polling with If-None-Match gets 304 until something changes. The services
-    /// are encoded once and the envelope is written around them.
-    static func status(_ request: HTTPRequest, coordinator: Coordinator, startedAt: Date, started: TimeInterval) throws -> HTTPResponse {
-        var statuses = coordinator.serviceStatuses()
-        if let only = request.query["service"] {
-            statuses = statuses.filter { $0.name == only }
-            if statuses.isEmpty { throw Problem(LifecycleError.unknownService(only)) }
-        }
-        // Written by hand (keys sorted, as everywhere): this is the scrape path.
-        var servicesText = "["
-        for (index, status) in statuses.enumerated() {
-            if index > 0 { servicesText += "," }
-            servicesText += #"{"count":\#(status.count.map(String.init) ?? "null"),"failure_reason":"#
-                + (status.failureReason.map(JSONText.quoted) ?? "null")
-                + #","leases":\#(status.leases),"name":\#(JSONText.quoted(status.name)),"pid":"#
-                + (status.pid.map(String.init) ?? "null") + #","state":"\#(status.state.rawValue)"}"#
-        }
-        let servicesJSON = Array((servicesText + "]").utf8)
-        let head = #"{"pid":\#(getpid()),"services":"#
-        let middle = #","started_at":"\#(Timestamp.format(startedAt))","uptime_ms":"#
-        let tail = #","version":"\#(version)"}"#
-        let tag = "W/\"" + ETag.of(Array(head.utf8) + servicesJSON + Array(middle.utf8) + Array(tail.utf8)) + "\""
-        if let match = request.header("if-none-match"), match.split(separator: ",").contains(where: {
-            $0.trimmingCharacters(in: .whitespaces) == tag || $0.trimmingCharacters(in: .whitespaces) == "*"
-        }) {
-            return HTTPResponse(status: 304, headers: [("ETag", tag)])
-        }
-        let uptime = Int64((ProcessInfo.processInfo.systemUptime - started) * 1000)
-        let body = Array(head.utf8) + servicesJSON + Array((middle + String(uptime) + tail).utf8)
-        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("ETag", tag)], body: body)
     }
 
     /// The `{pid}` path parameter: a positive integer.

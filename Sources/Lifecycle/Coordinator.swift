@@ -13,7 +13,7 @@ public final class Coordinator: Sendable {
     let services = Mutex<[String: ManagedService]>([:])
     /// Serialises changes to the set of services (definitions, config reloads, removals).
     let registryLock = AsyncLock()
-    let leases = Mutex<[String: Lease]>([:])
+    let leases = Mutex(LeaseTable())
     /// Acquires past the limit check whose lease is not in the table yet.
     let acquiresInFlight = Atomic<Int>(0)
     /// Per service: when the last `lease.refused` was recorded, and refusals since.
@@ -121,19 +121,27 @@ public final class Coordinator: Sendable {
         return services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map { status($0, leases: counts[$0.name] ?? 0) }
     }
 
-    public func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus {
-        let service = try service(named: name)
-        return status(service, leases: leaseCounts()[name] ?? 0)
-    }
-
-    /// Live leases per service, in one pass over the table.
-    func leaseCounts() -> [String: Int] {
-        leases.withLock { table in
-            var counts: [String: Int] = [:]
-            for lease in table.values { counts[lease.service, default: 0] += 1 }
-            return counts
+    /// Every service's summary, sorted by name: the status scrape path, which copies only
+    /// the fields it shows.
+    public func serviceSummaries() -> [ServiceSummary] {
+        let counts = leaseCounts()
+        return services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map { service in
+            let (state, pid, failureReason) = service.state.withLock {
+                ($0.state, $0.process?.pid, $0.state == .failed ? $0.failureReason : nil)
+            }
+            return ServiceSummary(
+                name: service.name, state: state, pid: pid, count: try? service.kernelCount(),
+                leases: counts[service.name] ?? 0, failureReason: failureReason)
         }
     }
+
+    public func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus {
+        let service = try service(named: name)
+        return status(service, leases: leases.withLock { $0.count(of: name) })
+    }
+
+    /// Live leases per service.
+    func leaseCounts() -> [String: Int] { leases.withLock { $0.countsByService } }
 
     func status(_ service: ManagedService, leases: Int) -> ServiceStatus {
         let snapshot = service.state.withLock { $0 }

@@ -13,7 +13,7 @@ extension Coordinator {
     /// next one says how many were folded into it), so a flood cannot flood the log.
     func checkLimits(service name: String, pending: Int, actor: String) throws(LifecycleError) {
         let (total, onService) = leases.withLock { table in
-            (table.count, table.values.filter { $0.service == name }.count)
+            (table.count, table.count(of: name))
         }
         let overTotal = total + pending >= config.maxLeases
         guard overTotal || onService >= config.maxLeasesPerService else { return }
@@ -77,10 +77,10 @@ extension Coordinator {
     func measuredAcquire(
         service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
     ) async throws(LifecycleError) -> LeaseGrant {
-        let begun = monotonicMilliseconds()
+        let begun = DispatchTime.now().uptimeNanoseconds  // most acquires take well under 1 ms
         do {
             let grant = try await grant(service: name, request: request, actor: actor, idempotency: idempotency)
-            Telemetry.acquired(service: name, started: grant.started, seconds: Double(monotonicMilliseconds() - begun) / 1000)
+            Telemetry.acquired(service: name, started: grant.started, nanoseconds: DispatchTime.now().uptimeNanoseconds - begun)
             return grant
         } catch {
             if let reason = error.refusalReason { Telemetry.refused(service: name, reason: reason) }

@@ -108,3 +108,15 @@ public struct ServiceStatus: Sendable, Equatable {
     public let source: String
     public let definition: ServiceDefinition
 }
+
+/// What `GET /v1/status` shows of one service. Cheap to read on every scrape, and
+/// comparable, so an unchanged set of services can reuse the JSON already written.
+public struct ServiceSummary: Sendable, Equatable {
+    public let name: String
+    public let state: ServiceState
+    public let pid: Int32?
+    /// The kernel count, read live (nil if the semaphore set cannot be read).
+    public let count: Int?
+    public let leases: Int
+    public let failureReason: String?
+}

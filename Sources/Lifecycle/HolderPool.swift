@@ -28,11 +28,14 @@ final class HolderPool: Sendable {
 
     private struct State {
         var idle: [Idle] = []
-        var refilling = false
+        /// The refill thread is alive (it ends after a quiet second).
+        var refillerRunning = false
         var closed = false
     }
 
     private let state = Mutex(State())
+    /// Wakes the refill thread: one signal per holder taken.
+    private let refillWanted = DispatchSemaphore(value: 0)
     /// Room in argv for `SEMID TTL CLIENT` once a pooled holder is given its lease.
     private static let padding = String(repeating: "_", count: 48)
 
@@ -79,6 +82,7 @@ final class HolderPool: Sendable {
             defer { state.idle = [] }
             return state.idle
         }
+        refillWanted.signal()  // the refill thread sees `closed` and ends
         for holder in idle {
             Descriptor.close(holder.socket)
             discard(holder.process)
@@ -108,17 +112,30 @@ final class HolderPool: Sendable {
         _ = process.waitForExit(timeoutMs: 1_000)
     }
 
+    /// Asks the refill thread for more idle holders, starting it if it is not running. One
+    /// long-lived thread rather than one per refill: a thread's start and exit cost about as
+    /// much as the socket round trip the pool saves.
     private func refillInBackground() {
-        let start = state.withLock { state -> Bool in
-            guard !state.refilling, !state.closed, state.idle.count < size else { return false }
-            state.refilling = true
+        let startThread = state.withLock { state -> Bool in
+            guard !state.closed, state.idle.count < size, !state.refillerRunning else { return false }
+            state.refillerRunning = true
             return true
         }
-        guard start else { return }
-        Thread.detachNewThread { [self] in
-            while true {
-                let needed = state.withLock { $0.closed ? 0 : size - $0.idle.count }
-                guard needed > 0, let idle = try? spawnIdle() else { break }
+        if startThread {
+            Thread.detachNewThread { [self] in refillUntilQuiet() }
+        } else {
+            refillWanted.signal()
+        }
+    }
+
+    private func refillUntilQuiet() {
+        while true {
+            var spawnFailed = false
+            while state.withLock({ !$0.closed && $0.idle.count < size }) {
+                guard let idle = try? spawnIdle() else {
+                    spawnFailed = true  // the next launch spawns directly and reports why
+                    break
+                }
                 let kept = state.withLock { state -> Bool in
                     guard !state.closed else { return false }
                     state.idle.append(idle)
@@ -129,7 +146,16 @@ final class HolderPool: Sendable {
                     discard(idle.process)
                 }
             }
-            state.withLock { $0.refilling = false }
+            // Decided under the lock, so a holder taken meanwhile either sees the thread still
+            // running (and signals it) or starts a new one.
+            if spawnFailed || refillWanted.wait(timeout: .now() + .seconds(1)) == .timedOut {
+                let done = state.withLock { state -> Bool in
+                    guard spawnFailed || state.closed || state.idle.count >= size else { return false }
+                    state.refillerRunning = false
+                    return true
+                }
+                if done { return }
+            }
         }
     }
 }

@@ -4,10 +4,10 @@ import Metrics
 /// serves it on `GET /metrics`; in tests (no bootstrap) they cost nothing.
 public enum Telemetry {
     /// Granted acquires, by service and whether the acquire started the service.
-    static func acquired(service: String, started: Bool, seconds: Double) {
+    static func acquired(service: String, started: Bool, nanoseconds: UInt64) {
         Counter(label: "procrefd_lease_acquires_total", dimensions: [("service", service)]).increment()
         Timer(label: "procrefd_lease_acquire_duration_seconds", dimensions: [("started", started ? "true" : "false")])
-            .recordNanoseconds(Int64(seconds * 1e9))
+            .recordNanoseconds(Int64(clamping: nanoseconds))
     }
 
     /// Ended leases, by service and how (released, expired, client_exited, lost, revoked).

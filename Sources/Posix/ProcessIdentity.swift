@@ -35,35 +35,84 @@ public struct ProcessStat: Sendable, Equatable {
     public let processGroup: Int32
 
     public static func read(pid: Int32) -> ProcessStat? {
-        guard pid > 0, let text = readSmallFile("/proc/\(pid)/stat") else { return nil }
-        return parse(text)
+        guard pid > 0, let bytes = readSmallFileBytes("/proc/\(pid)/stat", limit: 4096) else { return nil }
+        return parse(bytes)
     }
 
+    public static func parse(_ line: String) -> ProcessStat? { parse(Array(line.utf8)) }
+
     /// Parses the stat line. The command name (field 2) may hold spaces and parentheses, so
-    /// fields are counted from the last ')'.
-    public static func parse(_ line: String) -> ProcessStat? {
-        guard let close = line.lastIndex(of: ")") else { return nil }
-        let fields = line[line.index(after: close)...].split(separator: " ")
-        // fields[0] is field 3 (state); field N is fields[N - 3].
-        guard fields.count >= 20, let state = fields[0].first,
-            let group = Int32(fields[2]), let start = UInt64(fields[19])
-        else { return nil }
-        return ProcessStat(state: state, startTime: start, processGroup: group)
+    /// fields are counted from the last ')'. Byte-wise: holder spawns read it every time.
+    public static func parse(_ line: [UInt8]) -> ProcessStat? {
+        guard let close = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let space = UInt8(ascii: " ")
+        var state: UInt8?
+        var group: Int32?
+        var field = 3
+        var index = close + 1
+        while index < line.count {
+            while index < line.count, line[index] == space { index += 1 }
+            let start = index
+            while index < line.count, line[index] != space, line[index] != UInt8(ascii: "\n") { index += 1 }
+            guard start < index else { break }
+            let token = line[start..<index]
+            switch field {
+            case 3: state = token.first
+            case 5: group = Int32(decimal: token)
+            case 22:
+                guard let state, let group, let startTime = UInt64(decimal: token) else { return nil }
+                return ProcessStat(state: Character(Unicode.Scalar(state)), startTime: startTime, processGroup: group)
+            default: break
+            }
+            field += 1
+        }
+        return nil
+    }
+}
+
+extension FixedWidthInteger {
+    /// An optionally signed decimal in ASCII bytes; nil on anything else or on overflow.
+    init?(decimal bytes: ArraySlice<UInt8>) {
+        var digits = bytes[...]
+        let negative = digits.first == UInt8(ascii: "-")
+        if negative { digits = digits.dropFirst() }
+        guard !digits.isEmpty else { return nil }
+        var value: Self = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let digit = Self(byte - UInt8(ascii: "0"))
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflow2) = negative ? shifted.subtractingReportingOverflow(digit) : shifted.addingReportingOverflow(digit)
+            guard !overflow1, !overflow2 else { return nil }
+            value = next
+        }
+        self = value
     }
 }
 
 /// Reads a small file (procfs, PID file) in one go; nil when it cannot be opened.
 public func readSmallFile(_ path: String, limit: Int = 64 * 1024) -> String? {
+    readSmallFileBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// The bytes of a small file, read straight into one buffer; nil when it cannot be opened.
+public func readSmallFileBytes(_ path: String, limit: Int) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
+    var chunkSize = min(limit, 4096)
     while bytes.count < limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
+        let before = bytes.count
+        let wanted = min(chunkSize, limit - before)
+        var got = 0
+        bytes.append(contentsOf: repeatElement(0, count: wanted))
+        bytes.withUnsafeMutableBytes { buffer in
+            repeat { got = read(fd, buffer.baseAddress! + before, wanted) } while got < 0 && errno == EINTR
+        }
+        bytes.removeLast(wanted - max(got, 0))
+        if got <= 0 { break }
+        chunkSize = min(chunkSize * 2, 1 << 20)
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return bytes
 }

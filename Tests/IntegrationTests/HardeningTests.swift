@@ -190,13 +190,23 @@ struct HardeningTests {
             let same = try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": tag])
             #expect(same.status == 304)
             #expect(same.body.isEmpty)
-            _ = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            let lease = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
             let changed = try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": tag])
             #expect(changed.status == 200)
             #expect(changed.headers["etag"] != tag)
+            // The full answer is rendered anew, not the one cached before the lease.
+            func entry(_ response: TestHTTPClient.Response) -> [String: Any]? {
+                (response.json["services"] as? [[String: Any]])?.first { $0["name"] as? String == name }
+            }
+            #expect(entry(changed)?["count"] as? Int == 1)
+            #expect(entry(changed)?["leases"] as? Int == 1)
+            #expect(entry(changed)?["state"] as? String == "ready")
+            let id = try #require(lease.json["id"] as? String)
+            #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
+            #expect(entry(try daemon.anonymous.get("/v1/status"))?["count"] as? Int == 0)
             let only = try daemon.anonymous.get("/v1/status?service=\(name)").json["services"] as? [[String: Any]]
             #expect(only?.count == 1)
-            #expect(only?.first?["count"] as? Int == 1)
+            #expect(only?.first?["count"] as? Int == 0)
             #expect(try daemon.anonymous.get("/v1/status?service=nope").status == 404)
         }
     }

@@ -13,6 +13,12 @@ struct ProcessTests {
         #expect(stat?.processGroup == 4242)
         #expect(stat?.startTime == 987_654)
         #expect(ProcessStat.parse("garbage") == nil)
+        // The kernel ends the line with a newline; field 22 may be the last one before it.
+        let fields = line.split(separator: " ")  // the name is 3 of these: field 22 is fields[23]
+        #expect(ProcessStat.parse(fields.prefix(24).joined(separator: " ") + "\n")?.startTime == 987_654)
+        #expect(ProcessStat.parse(fields.prefix(23).joined(separator: " ")) == nil)  // field 22 missing
+        #expect(ProcessStat.parse(line.replacingOccurrences(of: " 987654 ", with: " 98x654 ")) == nil)
+        #expect(ProcessStat.parse(line.replacingOccurrences(of: " 987654 ", with: " 99999999999999999999 ")) == nil)
     }
 
     @Test("identity tells a live process from a recycled pid")

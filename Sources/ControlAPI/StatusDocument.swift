@@ -1,0 +1,80 @@
+import AuditStore
+import Foundation
+import Lifecycle
+import MicroHTTPD
+import Synchronization
+
+/// `GET /v1/status[?service=]`: the daemon envelope around every service's summary.
+///
+/// This is the scrape path, so the JSON is written by hand (keys sorted, as everywhere)
+/// and the services part of the last full answer is kept with its entity tag: while the
+/// summaries (kernel counts included, re-read every time) compare equal, a scrape copies
+/// bytes instead of writing them again. The weak ETag covers everything but the uptime,
+/// so a scraper polling with If-None-Match gets 304 until something changes.
+final class StatusDocument: Sendable {
+    private struct Rendered {
+        let summaries: [ServiceSummary]
+        let servicesJSON: [UInt8]
+        let tag: String
+    }
+
+    private let coordinator: Coordinator
+    /// Monotonic seconds at start, for the uptime.
+    private let started: TimeInterval
+    private let head: [UInt8]
+    private let middle: [UInt8]
+    private let tail: [UInt8]
+    private let lastFullAnswer = Mutex<Rendered?>(nil)
+
+    init(coordinator: Coordinator, startedAt: Date, version: String) {
+        self.coordinator = coordinator
+        started = ProcessInfo.processInfo.systemUptime
+        head = Array(#"{"pid":\#(getpid()),"services":"#.utf8)
+        middle = Array(#","started_at":"\#(Timestamp.format(startedAt))","uptime_ms":"#.utf8)
+        tail = Array(#","version":"\#(version)"}"#.utf8)
+    }
+
+    func response(to request: HTTPRequest) throws -> HTTPResponse {
+        var summaries = coordinator.serviceSummaries()
+        let rendered: Rendered
+        if let only = request.query["service"] {
+            summaries = summaries.filter { $0.name == only }
+            if summaries.isEmpty { throw Problem(LifecycleError.unknownService(only)) }
+            rendered = render(summaries)
+        } else if let cached = lastFullAnswer.withLock({ $0 }), cached.summaries == summaries {
+            rendered = cached
+        } else {
+            rendered = render(summaries)
+            lastFullAnswer.withLock { $0 = rendered }
+        }
+        if let match = request.header("if-none-match"), match.split(separator: ",").contains(where: {
+            let candidate = $0.trimmingCharacters(in: .whitespaces)
+            return candidate == rendered.tag || candidate == "*"
+        }) {
+            return HTTPResponse(status: 304, headers: [("ETag", rendered.tag)])
+        }
+        let uptime = Array(String(Int64((ProcessInfo.processInfo.systemUptime - started) * 1000)).utf8)
+        var body: [UInt8] = []
+        body.reserveCapacity(head.count + rendered.servicesJSON.count + middle.count + uptime.count + tail.count)
+        body += head
+        body += rendered.servicesJSON
+        body += middle
+        body += uptime
+        body += tail
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("ETag", rendered.tag)], body: body)
+    }
+
+    private func render(_ summaries: [ServiceSummary]) -> Rendered {
+        var text = "["
+        for (index, service) in summaries.enumerated() {
+            if index > 0 { text += "," }
+            text += #"{"count":\#(service.count.map(String.init) ?? "null"),"failure_reason":"#
+                + (service.failureReason.map(JSONText.quoted) ?? "null")
+                + #","leases":\#(service.leases),"name":\#(JSONText.quoted(service.name)),"pid":"#
+                + (service.pid.map(String.init) ?? "null") + #","state":"\#(service.state.rawValue)"}"#
+        }
+        let servicesJSON = Array((text + "]").utf8)
+        let tag = "W/\"" + ETag.of(head + servicesJSON + middle + tail) + "\""
+        return Rendered(summaries: summaries, servicesJSON: servicesJSON, tag: tag)
+    }
+}
