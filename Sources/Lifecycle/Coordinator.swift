@@ -10,7 +10,7 @@ public final class Coordinator: Sendable {
     let context: LifecycleContext
     let holders: HolderPool
     let releaseReports: ReleaseReports
-    let services = Mutex<[String: ManagedService]>([:])
+    let services = Mutex(ServiceTable())
     /// Serialises changes to the set of services (definitions, config reloads, removals).
     let registryLock = AsyncLock()
     let leases = Mutex(LeaseTable())
@@ -118,14 +118,14 @@ public final class Coordinator: Sendable {
 
     public func serviceStatuses() -> [ServiceStatus] {
         let counts = leaseCounts()
-        return services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map { status($0, leases: counts[$0.name] ?? 0) }
+        return services.withLock { $0.sortedByName() }.map { status($0, leases: counts[$0.name] ?? 0) }
     }
 
     /// Every service's summary, sorted by name: the status scrape path, which copies only
     /// the fields it shows.
     public func serviceSummaries() -> [ServiceSummary] {
         let counts = leaseCounts()
-        return services.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map { service in
+        return services.withLock { $0.sortedByName() }.map { service in
             let (state, pid, failureReason) = service.state.withLock {
                 ($0.state, $0.process?.pid, $0.state == .failed ? $0.failureReason : nil)
             }

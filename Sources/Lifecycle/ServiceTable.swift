@@ -1,0 +1,31 @@
+/// The defined services by name, with the by-name order kept until the set changes: every
+/// status scrape lists them sorted, and services change rarely.
+struct ServiceTable {
+    private var byName: [String: ManagedService] = [:]
+    private var sortedCache: [ManagedService]?
+
+    var count: Int { byName.count }
+    var values: Dictionary<String, ManagedService>.Values { byName.values }
+
+    /// Every service, sorted by name.
+    mutating func sortedByName() -> [ManagedService] {
+        if let sortedCache { return sortedCache }
+        let sorted = byName.values.sorted { $0.name < $1.name }
+        sortedCache = sorted
+        return sorted
+    }
+
+    subscript(name: String) -> ManagedService? {
+        get { byName[name] }
+        set {
+            byName[name] = newValue
+            sortedCache = nil
+        }
+    }
+
+    @discardableResult
+    mutating func removeValue(forKey name: String) -> ManagedService? {
+        sortedCache = nil
+        return byName.removeValue(forKey: name)
+    }
+}
