@@ -5,8 +5,8 @@ import Synchronization
 
 /// Starts lease holders. A few idle `procref-holder --pool` processes wait, each on its own
 /// socket, holding nothing; taking one is a socket round trip (~tens of µs) instead of a
-/// spawn (~0.5 ms). The pool is refilled in the background; an idle holder whose socket
-/// closes (procrefd gone) exits on its own.
+/// spawn and exec (~0.2 ms here). The pool is refilled in the background; an idle holder
+/// whose socket closes (procrefd gone) exits on its own.
 final class HolderPool: Sendable {
     let executable: String
     let spawner: Spawner

@@ -55,12 +55,13 @@ public struct ProcessStat: Sendable, Equatable {
             let start = index
             while index < line.count, line[index] != space, line[index] != UInt8(ascii: "\n") { index += 1 }
             guard start < index else { break }
+            // Numbers this short make small strings: no allocation.
             let token = line[start..<index]
             switch field {
             case 3: state = token.first
-            case 5: group = Int32(decimal: token)
+            case 5: group = Int32(String(decoding: token, as: UTF8.self))
             case 22:
-                guard let state, let group, let startTime = UInt64(decimal: token) else { return nil }
+                guard let state, let group, let startTime = UInt64(String(decoding: token, as: UTF8.self)) else { return nil }
                 return ProcessStat(state: Character(Unicode.Scalar(state)), startTime: startTime, processGroup: group)
             default: break
             }
@@ -70,49 +71,23 @@ public struct ProcessStat: Sendable, Equatable {
     }
 }
 
-extension FixedWidthInteger {
-    /// An optionally signed decimal in ASCII bytes; nil on anything else or on overflow.
-    init?(decimal bytes: ArraySlice<UInt8>) {
-        var digits = bytes[...]
-        let negative = digits.first == UInt8(ascii: "-")
-        if negative { digits = digits.dropFirst() }
-        guard !digits.isEmpty else { return nil }
-        var value: Self = 0
-        for byte in digits {
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-            let digit = Self(byte - UInt8(ascii: "0"))
-            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (next, overflow2) = negative ? shifted.subtractingReportingOverflow(digit) : shifted.addingReportingOverflow(digit)
-            guard !overflow1, !overflow2 else { return nil }
-            value = next
-        }
-        self = value
-    }
-}
-
 /// Reads a small file (procfs, PID file) in one go; nil when it cannot be opened.
 public func readSmallFile(_ path: String, limit: Int = 64 * 1024) -> String? {
     readSmallFileBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
 }
 
-/// The bytes of a small file, read straight into one buffer; nil when it cannot be opened.
+/// The bytes of a small file; nil when it cannot be opened.
 public func readSmallFileBytes(_ path: String, limit: Int) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var bytes: [UInt8] = []
-    var chunkSize = min(limit, 4096)
+    var chunk = [UInt8](repeating: 0, count: min(limit, 4096))
     while bytes.count < limit {
-        let before = bytes.count
-        let wanted = min(chunkSize, limit - before)
-        var got = 0
-        bytes.append(contentsOf: repeatElement(0, count: wanted))
-        bytes.withUnsafeMutableBytes { buffer in
-            repeat { got = read(fd, buffer.baseAddress! + before, wanted) } while got < 0 && errno == EINTR
-        }
-        bytes.removeLast(wanted - max(got, 0))
-        if got <= 0 { break }
-        chunkSize = min(chunkSize * 2, 1 << 20)
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
     }
     return bytes
 }
