@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -93,6 +94,7 @@ int procref_waitpid(pid_t pid, int nohang, int *exited, int *by_signal, int *sta
 
 pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *o) {
+    if (o->cgroup_procs_fd >= 0) return procref_spawn_in_cgroup(path, argv, envp, o);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);
@@ -134,6 +136,8 @@ pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
     if (rc != 0) { errno = rc; return -1; }
     return pid;
 }
+
+int procref_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 int procref_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 

@@ -35,6 +35,7 @@ extension Problem {
         case .unknownService: self.init(status: 404, slug: "unknown-service", title: "Unknown Service", detail: detail)
         case .unknownLease: self.init(status: 404, slug: "unknown-lease", title: "Unknown Lease", detail: detail)
         case .serviceRunning: self.init(status: 409, slug: "service-running", title: "Service Running", detail: detail)
+        case .serviceRemoving: self.init(status: 409, slug: "service-removing", title: "Service Removing", detail: detail)
         case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)
         case .serviceNotFailed: self.init(status: 409, slug: "service-not-failed", title: "Service Not Failed", detail: detail)
         case .definedInConfig: self.init(status: 409, slug: "defined-in-config", title: "Defined In Config", detail: detail)

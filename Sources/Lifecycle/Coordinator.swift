@@ -26,15 +26,34 @@ public final class Coordinator: Sendable {
     public init(config: CoordinatorConfig, store: AuditStore, logger: Logger) throws {
         self.config = config
         let spawner = Spawner()
+        let cgroupRoot = Self.cgroupRoot(scope: config.scope, logger: logger)
         context = LifecycleContext(
             store: store, watcher: try ExitWatcher(), spawner: spawner,
-            logsDirectory: config.logsDirectory, logger: logger)
+            logsDirectory: config.logsDirectory, logger: logger, scope: config.scope, cgroupRoot: cgroupRoot)
         releaseReports = try ReleaseReports()
         holders = HolderPool(
             executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize,
             releaseReports: releaseReports.holderEnd)
         try loadServices()
     }
+
+    /// `<own cgroup>/procrefd-<scope>`, created, where cgroup v2 is mounted and writable
+    /// (as under systemd's `Delegate=yes`); nil elsewhere.
+    static func cgroupRoot(scope: String, logger: Logger) -> Cgroup? {
+        guard let own = Cgroup.own() else {
+            logger.notice("no cgroup v2: services are tracked by their environment marker")
+            return nil
+        }
+        let root = own.child("procrefd-\(scope)")
+        do { try root.create() } catch {
+            logger.notice("cgroup \(root.path) cannot be created (\(error)): services are tracked by their environment marker")
+            return nil
+        }
+        return root
+    }
+
+    /// Where services' processes are tracked: the cgroup path, or nil for markers.
+    public var cgroupRoot: String? { context.cgroupRoot?.path }
 
     // MARK: Services
 
@@ -97,13 +116,18 @@ public final class Coordinator: Sendable {
     func add(_ name: String, _ definition: ServiceDefinition, fromConfig: Bool, actor: String) throws(LifecycleError) {
         let encoded = try Self.encode(definition)
         let semaphores = try openSemaphores(for: name)
-        try context.write { tx in
-            try tx.saveService(ServiceRecord(
-                name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id, source: fromConfig ? "config" : "api"))
-            try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: [
-                "replaced": false, "source": .string(fromConfig ? "config" : "api"),
-                "key": .int(Int64(semaphores.key)), "semid": .int(Int64(semaphores.id)),
-            ]))
+        do {
+            try context.write { tx in
+                try tx.saveService(ServiceRecord(
+                    name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id, source: fromConfig ? "config" : "api"))
+                try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: [
+                    "replaced": false, "source": .string(fromConfig ? "config" : "api"),
+                    "key": .int(Int64(semaphores.key)), "semid": .int(Int64(semaphores.id)),
+                ]))
+            }
+        } catch {
+            try? semaphores.remove()  // never recorded: nobody else can know it
+            throw error
         }
         let service = ManagedService(name: name, definition: definition, semaphores: semaphores, context: context)
         service.state.withLock { $0.fromConfig = fromConfig }
@@ -158,13 +182,28 @@ public final class Coordinator: Sendable {
         return service
     }
 
-    func openSemaphores(for name: String) throws(LifecycleError) -> SemaphoreSet {
-        do {
-            return try SemaphoreSet.openOrCreate(key: SemaphoreSet.key(forService: name), mode: config.semaphoreMode)
-        } catch {
-            throw .kernel("semaphore set of \(name): \(error)")
+    /// The service's semaphore set: the recorded one while it is still the set this state
+    /// dir made (key, id, owner, mode), else a new one. A key where some other set already
+    /// lives is never used: the next attempt's key is tried instead.
+    func openSemaphores(for name: String, recorded: ServiceRecord? = nil) throws(LifecycleError) -> SemaphoreSet {
+        if let key = recorded?.semKey, let id = recorded?.semID,
+            SemaphoreSet.isRecorded(key: key, id: id, mode: config.semaphoreMode)
+        {
+            return SemaphoreSet(key: key, id: id)
         }
+        for attempt in 0..<Self.keyAttempts {
+            let key = SemaphoreSet.key(scope: config.scope, service: name, attempt: attempt)
+            do {
+                if let set = try SemaphoreSet.create(key: key, mode: config.semaphoreMode) { return set }
+            } catch {
+                throw .kernel("semaphore set of \(name): \(error)")
+            }
+            context.logger.notice("semaphore key \(key) of \(name) is taken by a set this state dir did not make; trying another")
+        }
+        throw .kernel("semaphore set of \(name): \(Self.keyAttempts) keys tried, all taken")
     }
+
+    static let keyAttempts = 64
 
     /// Admin restart of a running service; its leases stay granted.
     public func restartService(_ name: String, actor: String) async throws(LifecycleError) {
@@ -195,7 +234,12 @@ public final class Coordinator: Sendable {
                 context.logger.error("stored definition of \(record.name) is unreadable; skipped")
                 continue
             }
-            let semaphores = try openSemaphores(for: record.name)
+            let semaphores = try openSemaphores(for: record.name, recorded: record)
+            if semaphores.key != record.semKey || semaphores.id != record.semID {
+                var renewed = record
+                (renewed.semKey, renewed.semID) = (semaphores.key, semaphores.id)
+                try context.write { try $0.saveService(renewed) }
+            }
             let service = ManagedService(name: record.name, definition: definition, semaphores: semaphores, context: context)
             service.state.withLock { $0.fromConfig = record.source == "config" }
             services.withLock { $0[record.name] = service }

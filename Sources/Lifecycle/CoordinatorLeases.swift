@@ -133,6 +133,7 @@ extension Coordinator {
         let pending = acquiresInFlight.add(1, ordering: .relaxed).newValue
         defer { acquiresInFlight.subtract(1, ordering: .relaxed) }
         try checkLimits(service: name, pending: pending - 1, actor: actor)
+        if service.state.withLock({ $0.pendingRemoval }) { throw .serviceRemoving(name) }
         if let reason = service.failureReason { throw .serviceFailed(service: name, reason: reason) }
         try await service.lockKernel()
         defer { service.unlockKernel() }
@@ -236,15 +237,15 @@ extension Coordinator {
         try await service.lockKernel()
         defer { service.unlockKernel() }
 
+        let endedByItself = lease.exitedAlready
         let status = await end(lease, signal: SIGTERM)
-        var reason = LeaseEnd.from(holderExit: status)
-        if status == .signaled(signal: SIGKILL) { reason = .released }
+        let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
         let count = try service.kernelCount()
         let (id, name, holderPID) = (lease.id, service.name, lease.holder.pid)
         let write = context.submit { [reason] tx in
             try tx.endLease(id: id, reason: reason.rawValue)
             try tx.append(NewEvent(reason.eventKind, service: name, lease: id, pid: holderPID, actor: actor,
-                                   detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
+                                   detail: ["count": .int(Int64(count)), "holder_exit": .string(ExitStatus.describe(status))]))
         }
         leases.withLock { _ = $0.removeValue(forKey: id) }
         Telemetry.ended(service: name, reason: reason)
@@ -305,7 +306,7 @@ extension Coordinator {
                         try tx.endLease(id: lease.id, reason: LeaseEnd.revoked.rawValue)
                         try tx.append(NewEvent(.leaseRevoked, service: service.name, lease: lease.id, pid: lease.holder.pid,
                                                actor: actor, detail: ["count": .int(Int64(count)), "reason": "shutdown",
-                                                                      "holder_exit": .string(status?.description ?? "unknown")]))
+                                                                      "holder_exit": .string(ExitStatus.describe(status))]))
                     }
                 } catch {
                     context.logger.error("cannot record revocation of \(lease.id): \(error)")
@@ -319,6 +320,7 @@ extension Coordinator {
             }
             service.lock.unlock()
         }
+        try? context.cgroupRoot?.remove()
     }
 
     // MARK: Holder exits
@@ -362,7 +364,7 @@ extension Coordinator {
                 try context.write { tx in
                     try tx.endLease(id: lease.id, reason: reason.rawValue)
                     try tx.append(NewEvent(reason.eventKind, service: service.name, lease: lease.id, pid: lease.holder.pid,
-                                           detail: ["count": .int(Int64(count)), "holder_exit": .string(status?.description ?? "unknown")]))
+                                           detail: ["count": .int(Int64(count)), "holder_exit": .string(ExitStatus.describe(status))]))
                 }
                 leases.withLock { _ = $0.removeValue(forKey: lease.id) }
                 Telemetry.ended(service: service.name, reason: reason)

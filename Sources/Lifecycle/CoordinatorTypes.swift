@@ -8,6 +8,9 @@ import Synchronization
 public struct CoordinatorConfig: Sendable {
     public var holderExecutable: String
     public var logsDirectory: String
+    /// The state dir's identity (`StateDirectory.scope()`): semaphore keys, cgroups and
+    /// service markers are derived from it, so they belong to this state dir alone.
+    public var scope: String
     public var semaphoreMode: UInt32 = 0o600
     public var maxLeases = 4096
     /// Per service; below the kernel's 32767 undo bound.
@@ -26,9 +29,10 @@ public struct CoordinatorConfig: Sendable {
     public var apiPrograms: [String]?
     public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
-    public init(holderExecutable: String, logsDirectory: String) {
+    public init(holderExecutable: String, logsDirectory: String, scope: String) {
         self.holderExecutable = holderExecutable
         self.logsDirectory = logsDirectory
+        self.scope = scope
     }
 }
 

@@ -7,35 +7,50 @@ import Posix
 struct HealthChecker: Sendable {
     let spawner: Spawner
 
-    /// nil when healthy, otherwise why not. `group` is the service's process group. With
-    /// `verifyOwnership` false a successful connection is enough (the caller proved the
-    /// listener's owner moments ago).
-    func failure(of check: HealthCheck, group: Int32, environment: [String: String], verifyOwnership: Bool = true) async -> String? {
-        guard Signals.groupExists(group) else { return "service process group \(group) is gone" }
+    /// nil when healthy, otherwise why not. `main` is the service's main process and
+    /// `members` lists all of its processes: a listener held by any of them is the
+    /// service's. With `verifyOwnership` false a successful connection is enough (the
+    /// caller proved the listener's owner moments ago).
+    func failure(
+        of check: HealthCheck, main: Int32, members: @escaping @Sendable () -> Set<Int32>, environment: [String: String],
+        verifyOwnership: Bool = true
+    ) async -> String? {
+        guard ProcessIdentity.of(pid: main)?.isAlive == true else { return "main process \(main) is gone" }
+        let owner = Owner(main: main, members: members)
         switch check.kind {
         case let .tcp(host, port):
             if case .failure(let error) = Probe.tcp(host: host, port: port, timeoutMs: check.timeoutMs) {
                 return "tcp \(host):\(port): \(error.errno)"
             }
-            return ownership(SocketOwnership.listeningInodes(tcpPort: port), group: group, what: "tcp port \(port)", verify: verifyOwnership)
+            return ownership(SocketOwnership.listeningInodes(tcpPort: port), owner: owner, what: "tcp port \(port)", verify: verifyOwnership)
         case .unix(let path):
             if case .failure(let error) = Probe.unix(path: path, timeoutMs: check.timeoutMs) {
                 return "unix \(path): \(error.errno)"
             }
-            return ownership(SocketOwnership.listeningInodes(unixPath: path), group: group, what: path, verify: verifyOwnership)
+            return ownership(SocketOwnership.listeningInodes(unixPath: path), owner: owner, what: path, verify: verifyOwnership)
         case .http(let target):
             if let failure = httpFailure(target, timeoutMs: check.timeoutMs) { return failure }
             return ownership(
-                SocketOwnership.listeningInodes(tcpPort: target.port), group: group, what: "tcp port \(target.port)",
+                SocketOwnership.listeningInodes(tcpPort: target.port), owner: owner, what: "tcp port \(target.port)",
                 verify: verifyOwnership)
         case .exec(let argv):
             return await runCommand(argv, environment: environment, timeoutMs: check.timeoutMs)
         }
     }
 
-    private func ownership(_ inodes: @autoclosure () -> Set<UInt64>, group: Int32, what: String, verify: Bool) -> String? {
+    /// Who may hold the listener: the main process, looked at first (it nearly always is
+    /// the one), then every process of the service.
+    private struct Owner {
+        let main: Int32
+        let members: @Sendable () -> Set<Int32>
+    }
+
+    private func ownership(_ inodes: @autoclosure () -> Set<UInt64>, owner: Owner, what: String, verify: Bool) -> String? {
         guard verify else { return nil }
-        return SocketOwnership.group(group, holdsAnyOf: inodes()) ? nil : "\(what) answers, but not from the service's process group \(group)"
+        let inodes = inodes()
+        if SocketOwnership.process(owner.main, holdsAnyOf: inodes) { return nil }
+        if owner.members().contains(where: { $0 != owner.main && SocketOwnership.process($0, holdsAnyOf: inodes) }) { return nil }
+        return "\(what) answers, but not from a process of the service (main pid \(owner.main))"
     }
 
     /// GET the URL; 2xx is healthy.

@@ -29,6 +29,19 @@ public enum LeaseEnd: String, Sendable {
         return .lost
     }
 
+    /// The end of a lease a client released. It is named by who ended it: the client's
+    /// release, unless the holder had already ended by itself (its TTL, its client's exit)
+    /// or says so in its exit code. A holder that is not our child (re-adopted after a
+    /// restart) has no readable status, and that alone never makes a release `lost`.
+    static func ofRelease(holderExit status: ExitStatus?, endedByItself: Bool, lease: Lease) -> LeaseEnd {
+        switch from(holderExit: status) {
+        case .expired: return .expired
+        case .clientExited: return .clientExited
+        case .lost where endedByItself: return status == nil ? lease.inferredEnd() : .lost
+        default: return .released
+        }
+    }
+
     /// Reads the holder's exit status (see procref-holder's exit codes).
     static func from(holderExit status: ExitStatus?) -> LeaseEnd {
         switch status {

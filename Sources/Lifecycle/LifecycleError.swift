@@ -7,6 +7,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case unknownService(String)
     case unknownLease(String)
     case serviceRunning(String)
+    case serviceRemoving(String)
     case serviceNotRunning(String)
     case serviceFailed(service: String, reason: String)
     case serviceNotFailed(String)
@@ -34,6 +35,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .unknownLease(let id): return "no live lease \(id)"
         case .serviceRunning(let name): return "service \(name) is running; it can be redefined once stopped"
         case .serviceNotRunning(let name): return "service \(name) is not running"
+        case .serviceRemoving(let name):
+            return "service \(name) was removed from the config file; it takes no new leases and goes once its last lease ends"
         case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); POST /v1/services/\(service)/reset to try again"
         case .serviceNotFailed(let name): return "service \(name) has not failed; nothing to reset"
         case .definedInConfig(let name): return "service \(name) is defined in the config file; change it there"

@@ -88,7 +88,9 @@ extension Coordinator {
         for service in services.withLock({ Array($0.values) }) {
             guard let leader = service.state.withLock({ $0.process?.identity }) else { continue }
             if leader == identity { return .service(name: service.name, leader: true) }
-            if group == leader.pid { return .service(name: service.name, leader: false) }
+            if group == leader.pid || service.processes.members(main: leader.pid).contains(identity.pid) {
+                return .service(name: service.name, leader: false)
+            }
         }
         return nil
     }

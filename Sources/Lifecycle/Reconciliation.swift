@@ -22,7 +22,8 @@ extension Coordinator {
     /// again (`lease.readopted`); the others end as expired, client_exited or lost. Holders
     /// no lease names (never granted) are killed. Then each service's kernel count decides:
     /// count > 0 and process alive → adopt; count > 0 and dead → start again; count 0 and
-    /// alive → stop (reason `orphan`). A changed boot id means every recorded process is gone.
+    /// alive → stop (reason `orphan`). Processes of a service that no record names are
+    /// stopped (reason `stray`). A changed boot id means every recorded process is gone.
     public func reconcile(previousBootID: String?, bootID: String) async -> ReconcileReport {
         var report = ReconcileReport()
         report.bootChanged = previousBootID != nil && previousBootID != bootID
@@ -94,8 +95,11 @@ extension Coordinator {
             process = try? PidFD(identity: ProcessIdentity(pid: pid, startTime: start))
         }
         let count = (try? service.kernelCount()) ?? 0
+        if let process { service.adopt(process) }
+        // Processes of the service the database does not name (a crash between a spawn and
+        // its record) would hold its port and outlive every drain.
+        await service.stopStrays(actor: Actor.procrefd, thorough: true)
         if let process {
-            service.adopt(process)
             recordLogged(service.name) { tx in
                 try tx.append(NewEvent(.serviceAdopted, service: service.name, pid: process.pid, detail: ["count": .int(Int64(count))]))
             }

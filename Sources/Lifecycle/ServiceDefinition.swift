@@ -49,25 +49,41 @@ public struct HTTPTarget: Sendable, Equatable {
     }
 }
 
-/// A health check and how long one attempt may take.
+/// A health check, how long one probe may take, and how many failed probes in a row make
+/// a running service unhealthy.
 public struct HealthCheck: Sendable, Equatable, Codable {
     public var kind: HealthCheckKind
     public var timeoutMs: Int
+    /// Consecutive failed probes, `intervalMs` apart, before a running service counts as
+    /// unhealthy and is recovered: one dropped connection must not restart a shared service.
+    public var failures: Int
+    public var intervalMs: Int
+    /// A probe that passed this recently covers an acquire (0: probe on every acquire).
+    public var freshMs: Int
 
-    public init(kind: HealthCheckKind, timeoutMs: Int = 1000) {
+    public init(kind: HealthCheckKind, timeoutMs: Int = 1000, failures: Int = 3, intervalMs: Int = 100, freshMs: Int = 250) {
         self.kind = kind
         self.timeoutMs = timeoutMs
+        self.failures = failures
+        self.intervalMs = intervalMs
+        self.freshMs = freshMs
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case tcp, unix, http, exec
+        case tcp, unix, http, exec, failures
         case timeoutMs = "timeout_ms"
+        case intervalMs = "interval_ms"
+        case freshMs = "fresh_ms"
     }
 
     public init(from decoder: Decoder) throws {
         try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "health")
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        timeoutMs = try c.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? 1000
+        let defaults = HealthCheck(kind: .exec([]))
+        timeoutMs = try c.decodeIfPresent(Int.self, forKey: .timeoutMs) ?? defaults.timeoutMs
+        failures = try c.decodeIfPresent(Int.self, forKey: .failures) ?? defaults.failures
+        intervalMs = try c.decodeIfPresent(Int.self, forKey: .intervalMs) ?? defaults.intervalMs
+        freshMs = try c.decodeIfPresent(Int.self, forKey: .freshMs) ?? defaults.freshMs
         let given = [CodingKeys.tcp, .unix, .http, .exec].filter { c.contains($0) }
         guard given.count == 1 else {
             throw DefinitionError(field: "health", message: "give exactly one of tcp, unix, http, exec")
@@ -98,6 +114,9 @@ public struct HealthCheck: Sendable, Equatable, Codable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(timeoutMs, forKey: .timeoutMs)
+        try c.encode(failures, forKey: .failures)
+        try c.encode(intervalMs, forKey: .intervalMs)
+        try c.encode(freshMs, forKey: .freshMs)
         switch kind {
         case let .tcp(host, port): try c.encode(host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", forKey: .tcp)
         case .unix(let path): try c.encode(path, forKey: .unix)
@@ -113,6 +132,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public var start: [String]
     public var env: [String: String]
     public var cwd: String?
+    /// A forking service's pid file (systemd's Type=forking): the start command must exit 0
+    /// once the daemon runs, and the file names the daemon, which becomes the main process.
+    public var pidFile: String?
     public var health: HealthCheck?
     public var readyTimeoutMs: Int
     /// Sent to the process group first when stopping (then SIGKILL after stop_timeout_ms).
@@ -130,13 +152,14 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public static let timeoutRange = 1...600_000
 
     public init(
-        start: [String], env: [String: String] = [:], cwd: String? = nil, health: HealthCheck? = nil,
+        start: [String], env: [String: String] = [:], cwd: String? = nil, pidFile: String? = nil, health: HealthCheck? = nil,
         readyTimeoutMs: Int = 10_000, stopSignal: String = "TERM", stopTimeoutMs: Int = 5_000, lingerMs: Int = 0,
         restartBackoffMs: Int = 500, restartBackoffMaxMs: Int = 30_000, restartLimit: Int = 5, restartWindowMs: Int = 60_000
     ) {
         self.start = start
         self.env = env
         self.cwd = cwd
+        self.pidFile = pidFile
         self.health = health
         self.readyTimeoutMs = readyTimeoutMs
         self.stopSignal = stopSignal
@@ -150,6 +173,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case start, env, cwd, health
+        case pidFile = "pid_file"
         case readyTimeoutMs = "ready_timeout_ms"
         case stopSignal = "stop_signal"
         case stopTimeoutMs = "stop_timeout_ms"
@@ -167,6 +191,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         start = try c.decode([String].self, forKey: .start)
         env = try c.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
         cwd = try c.decodeIfPresent(String.self, forKey: .cwd)
+        pidFile = try c.decodeIfPresent(String.self, forKey: .pidFile)
         health = try c.decodeIfPresent(HealthCheck.self, forKey: .health)
         readyTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .readyTimeoutMs) ?? defaults.readyTimeoutMs
         stopSignal = try c.decodeIfPresent(String.self, forKey: .stopSignal) ?? defaults.stopSignal
@@ -198,6 +223,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
                 isDirectory.boolValue
             else { throw DefinitionError(field: "cwd", message: "must be an existing absolute directory") }
         }
+        if let pidFile, !pidFile.hasPrefix("/") || pidFile.utf8.contains(0) {
+            throw DefinitionError(field: "pid_file", message: "must be an absolute path")
+        }
         let ranges: [(String, Int, ClosedRange<Int>)] = [
             ("ready_timeout_ms", readyTimeoutMs, Self.timeoutRange),
             ("stop_timeout_ms", stopTimeoutMs, Self.timeoutRange),
@@ -214,8 +242,12 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
             throw DefinitionError(field: "stop_signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
         }
         if let health {
-            guard (1...60_000).contains(health.timeoutMs) else {
-                throw DefinitionError(field: "health.timeout_ms", message: "must be within 1...60000")
+            let healthRanges: [(String, Int, ClosedRange<Int>)] = [
+                ("timeout_ms", health.timeoutMs, 1...60_000), ("failures", health.failures, 1...100),
+                ("interval_ms", health.intervalMs, 0...60_000), ("fresh_ms", health.freshMs, 0...60_000),
+            ]
+            for (field, value, range) in healthRanges where !range.contains(value) {
+                throw DefinitionError(field: "health.\(field)", message: "must be within \(range)")
             }
             if case .exec(let argv) = health.kind, argv.first?.isEmpty ?? true {
                 throw DefinitionError(field: "health.exec", message: "must be a non-empty argv array")

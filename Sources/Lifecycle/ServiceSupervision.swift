@@ -2,35 +2,62 @@ import AuditStore
 import Foundation
 import Posix
 
+/// Why a running service counts as unhealthy: the last probe's failure, after how many
+/// failed probes in a row.
+struct HealthFailure: Sendable, Equatable {
+    let reason: String
+    let probes: Int
+}
+
 /// procref's callbacks made into a supervisor: on_health_check on every acquire but the
 /// first, on_recover when it fails, restarts with backoff after a crash, linger after the
 /// last release, and a failed state after too many restarts.
 extension ManagedService {
-    /// Runs the health check against the running service. nil when healthy.
-    func checkHealth() async -> String? {
-        guard let group = pid else { return "not running" }
+    /// Runs the health check against the running service. nil when healthy, otherwise the
+    /// last failure. A probe that passed within `health.fresh_ms` covers the call, so a
+    /// burst of acquires (serialised by the service lock) shares one probe. A failed probe
+    /// is retried `health.interval_ms` later, up to `health.failures` probes in a row,
+    /// before the service counts as unhealthy. Every failed probe is in `last_health`.
+    func checkHealth() async -> HealthFailure? {
+        guard let main = pid, isRunning else { return HealthFailure(reason: "not running", probes: 0) }
         let definition = self.definition
-        let failure: String?
-        if let health = definition.health {
+        guard let health = definition.health else { return nil }
+        let fresh = state.withLock { state in state.lastPassedAt.map { monotonicMilliseconds() - $0 < Int64(health.freshMs) } ?? false }
+        if fresh { return nil }
+        let checker = HealthChecker(spawner: context.spawner)
+        let environment = self.environment(definition)
+        var failure: HealthFailure?
+        for attempt in 1...health.failures {
             let now = monotonicMilliseconds()
             let proven = state.withLock { $0.ownershipProvenAt.map { now - $0 < 1_000 } ?? false }
-            failure = await HealthChecker(spawner: context.spawner).failure(
-                of: health, group: group, environment: environment(definition), verifyOwnership: !proven)
-            if failure == nil && !proven { state.withLock { $0.ownershipProvenAt = now } }
-        } else {
-            failure = isRunning ? nil : "not running"
+            let reason = await checker.failure(
+                of: health, main: main, members: { [processes] in processes.members(main: main) }, environment: environment,
+                verifyOwnership: !proven)
+            guard let reason else {
+                state.withLock {
+                    $0.lastHealth = "ok"
+                    $0.lastPassedAt = monotonicMilliseconds()
+                    if !proven { $0.ownershipProvenAt = now }
+                }
+                return nil
+            }
+            failure = HealthFailure(reason: reason, probes: attempt)
+            state.withLock { $0.lastHealth = reason }
+            Telemetry.healthCheckFailed(service: name)
+            guard attempt < health.failures, isRunning else { break }
+            try? await Task.sleep(for: .milliseconds(health.intervalMs))
         }
-        state.withLock { $0.lastHealth = failure ?? "ok" }
-        if failure != nil { Telemetry.healthCheckFailed(service: name) }
         return failure
     }
 
     /// Restarts an unhealthy service in place (stop with the stop policy, start, wait
     /// ready). Records `service.unhealthy`, then `service.recovered` or
     /// `service.recovery_failed`. Call with `lock` held.
-    func recover(actor: String, failure: String, count: Int) async throws(LifecycleError) {
+    func recover(actor: String, failure: HealthFailure, count: Int) async throws(LifecycleError) {
         setState(.unhealthy)
-        context.recordLogged(NewEvent(.serviceUnhealthy, service: name, pid: pid, actor: actor, detail: ["reason": .string(failure)]))
+        context.recordLogged(NewEvent(.serviceUnhealthy, service: name, pid: pid, actor: actor, detail: [
+            "reason": .string(failure.reason), "failed_probes": .int(Int64(failure.probes)),
+        ]))
         setState(.recovering)
         Telemetry.restarted(service: name, cause: "unhealthy")
         await stop(actor: actor, reason: "unhealthy")

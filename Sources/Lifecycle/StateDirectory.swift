@@ -39,6 +39,14 @@ public struct StateDirectory: Sendable {
         }
     }
 
+    /// This state dir's identity on the host, `DEVICE.INODE`: the scope of its semaphore
+    /// keys, cgroups and service markers, so that two daemons never share them. Call after
+    /// `prepare()`.
+    public func scope() throws(DaemonError) -> String {
+        guard let identity = Files.identity(path) else { throw .io("state directory \(path): cannot stat it") }
+        return "\(identity.device).\(identity.inode)"
+    }
+
     /// A bearer token (by default the one for changes over TCP): read, or generated (0600) at
     /// first start. A token file others can write is refused: anyone could set the token.
     public func loadOrCreateToken(file: String? = nil) throws(DaemonError) -> String {

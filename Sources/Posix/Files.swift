@@ -51,6 +51,14 @@ public enum Files {
         return (type == S_IFSOCK, type == S_IFREG, info.st_uid, info.st_mode & 0o7777)
     }
 
+    /// The device and inode of `path` (following links): what names a directory on this
+    /// host for as long as it exists, whatever path reaches it.
+    public static func identity(_ path: String) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
     /// A hex string of `byteCount` random bytes from the system generator (getrandom).
     public static func randomHex(byteCount: Int) -> String {
         var generator = SystemRandomNumberGenerator()

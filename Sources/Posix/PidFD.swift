@@ -14,6 +14,12 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension ExitStatus {
+    /// How a process ended, for records: its status, or that it cannot be known because the
+    /// process was not our child (adopted from an earlier procrefd).
+    public static func describe(_ status: ExitStatus?) -> String { status?.description ?? "unknown (not our child)" }
+}
+
 /// An owned process file descriptor: signals sent through it can never reach a recycled pid,
 /// and it becomes readable when the process exits. Closed on deinit.
 public final class PidFD: Sendable {
@@ -49,6 +55,7 @@ public final class PidFD: Sendable {
     public func reap(block: Bool = false) -> ExitStatus? {
         var exited: Int32 = 0, bySignal: Int32 = 0, status: Int32 = 0
         guard procref_waitid_pidfd(fd, block ? 0 : 1, &exited, &bySignal, &status) == 0, exited != 0 else { return nil }
+        Children.reaped(pid)
         return bySignal != 0 ? .signaled(signal: status) : .exited(code: status)
     }
 

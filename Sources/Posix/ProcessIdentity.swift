@@ -21,18 +21,29 @@ public struct ProcessIdentity: Hashable, Sendable, Codable, CustomStringConverti
     /// True while this very process exists and is not a zombie.
     public var isAlive: Bool {
         guard let stat = ProcessStat.read(pid: pid) else { return false }
-        return stat.startTime == startTime && stat.state != "Z" && stat.state != "X"
+        return stat.startTime == startTime && stat.isLive
     }
 
     public var description: String { "pid \(pid) (start \(startTime))" }
 }
 
-/// The two fields of `/proc/PID/stat` procrefd needs.
+/// The fields of `/proc/PID/stat` procrefd needs.
 public struct ProcessStat: Sendable, Equatable {
     /// One-letter state: R, S, D, Z (zombie), T, X, ...
     public let state: Character
     public let startTime: UInt64
+    public let parentPID: Int32
     public let processGroup: Int32
+
+    public init(state: Character, startTime: UInt64, parentPID: Int32, processGroup: Int32) {
+        self.state = state
+        self.startTime = startTime
+        self.parentPID = parentPID
+        self.processGroup = processGroup
+    }
+
+    /// Neither a zombie nor dead: it can still act.
+    public var isLive: Bool { state != "Z" && state != "X" }
 
     public static func read(pid: Int32) -> ProcessStat? {
         guard pid > 0, let bytes = readSmallFileBytes("/proc/\(pid)/stat", limit: 4096) else { return nil }
@@ -47,6 +58,7 @@ public struct ProcessStat: Sendable, Equatable {
         guard let close = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
         let space = UInt8(ascii: " ")
         var state: UInt8?
+        var parent: Int32?
         var group: Int32?
         var field = 3
         var index = close + 1
@@ -59,10 +71,12 @@ public struct ProcessStat: Sendable, Equatable {
             let token = line[start..<index]
             switch field {
             case 3: state = token.first
+            case 4: parent = Int32(String(decoding: token, as: UTF8.self))
             case 5: group = Int32(String(decoding: token, as: UTF8.self))
             case 22:
-                guard let state, let group, let startTime = UInt64(String(decoding: token, as: UTF8.self)) else { return nil }
-                return ProcessStat(state: Character(Unicode.Scalar(state)), startTime: startTime, processGroup: group)
+                guard let state, let parent, let group, let startTime = UInt64(String(decoding: token, as: UTF8.self)) else { return nil }
+                return ProcessStat(
+                    state: Character(Unicode.Scalar(state)), startTime: startTime, parentPID: parent, processGroup: group)
             default: break
             }
             field += 1

@@ -14,33 +14,15 @@ public struct SemaphoreSet: Sendable, Equatable {
     public let key: Int32
     public let id: Int32
 
-    /// Why an existing set at our key cannot be used.
-    public enum OwnershipError: Error, Equatable, Sendable, CustomStringConvertible {
-        case foreign(key: Int32, ownerUID: UInt32, mode: UInt32, semaphores: UInt32)
-        public var description: String {
-            switch self {
-            case let .foreign(key, uid, mode, n):
-                return "semaphore set with key \(key) is not procrefd's (owner uid \(uid), mode \(String(mode, radix: 8)), \(n) semaphores)"
-            }
-        }
-    }
-
-    public enum OpenError: Error, Equatable, Sendable, CustomStringConvertible {
-        case system(SystemCallError)
-        case ownership(OwnershipError)
-        public var description: String {
-            switch self {
-            case .system(let e): return e.description
-            case .ownership(let e): return e.description
-            }
-        }
-    }
-
-    /// The documented key for a service: FNV-1a (32 bit) of `"procrefd:" + name`, folded into
-    /// the positive Int32 range and never 0 (IPC_PRIVATE) or -1.
-    public static func key(forService name: String) -> Int32 {
+    /// The documented key of a service's set: FNV-1a (32 bit) of
+    /// `"procrefd:" + scope + ":" + name`, plus `"#" + attempt` after a clash, folded into the
+    /// positive Int32 range and never 0 (IPC_PRIVATE). `scope` names one state dir (see
+    /// `StateDirectory.scope`), so two daemons on one host never derive the same key for
+    /// the same service name.
+    public static func key(scope: String, service name: String, attempt: Int = 0) -> Int32 {
         var hash: UInt32 = 2_166_136_261
-        for byte in ("procrefd:" + name).utf8 {
+        let text = "procrefd:\(scope):\(name)" + (attempt > 0 ? "#\(attempt)" : "")
+        for byte in text.utf8 {
             hash ^= UInt32(byte)
             hash = hash &* 16_777_619
         }
@@ -48,22 +30,21 @@ public struct SemaphoreSet: Sendable, Equatable {
         return folded == 0 ? 1 : folded
     }
 
-    /// Opens the set at `key`, creating it with `mode` if absent. An existing set must be ours:
-    /// owned by our effective uid, two semaphores, and the same mode.
-    public static func openOrCreate(key: Int32, mode: UInt32 = 0o600) throws(OpenError) -> SemaphoreSet {
+    /// Creates a new set at `key` (IPC_CREAT | IPC_EXCL). nil when a set already exists
+    /// there: it is someone else's, and is never used or removed.
+    public static func create(key: Int32, mode: UInt32 = 0o600) throws(SystemCallError) -> SemaphoreSet? {
         let created = procref_semget(key, 2, Int32(mode) | IPC_CREAT | IPC_EXCL)
         if created >= 0 { return SemaphoreSet(key: key, id: created) }
         let error = SystemCallError.current("semget")
-        guard error.errno == .fileExists else { throw .system(error) }
-        let existing = procref_semget(key, 0, 0)
-        guard existing >= 0 else { throw .system(.current("semget")) }
-        let set = SemaphoreSet(key: key, id: existing)
-        let info: procref_sem_info
-        do { info = try set.stat() } catch { throw .system(error) }
-        guard info.owner_uid == geteuid(), info.nsems == 2, info.mode == mode else {
-            throw .ownership(.foreign(key: key, ownerUID: info.owner_uid, mode: info.mode, semaphores: info.nsems))
-        }
-        return set
+        if error.errno == .fileExists { return nil }
+        throw error
+    }
+
+    /// Whether the set recorded as `key` + `id` still exists and is the one procrefd made:
+    /// the key leads to that id, and IPC_STAT shows our uid, two semaphores and `mode`.
+    public static func isRecorded(key: Int32, id: Int32, mode: UInt32) -> Bool {
+        guard procref_semget(key, 0, 0) == id, let info = try? SemaphoreSet(key: key, id: id).stat() else { return false }
+        return info.owner_uid == geteuid() && info.nsems == 2 && info.mode == mode
     }
 
     /// Opens an existing set at `key`, or nil when there is none.
@@ -99,11 +80,6 @@ public struct SemaphoreSet: Sendable, Equatable {
     public func unlockStartup() throws(SystemCallError) {
         let undo = Int16(procref_sem_undo_flag())
         try check("semop(unlock)", procref_semop2(id, Self.lockIndex, -1, undo | Int16(procref_ipc_nowait_flag()), 1, 0, 0, 0))
-    }
-
-    /// Adds a reference held by this process (SEM_UNDO). Holders do this; tests use it too.
-    public func addReference() throws(SystemCallError) {
-        try check("semop(+1)", procref_semop2(id, Self.countIndex, 1, Int16(procref_sem_undo_flag()), 1, 0, 0, 0))
     }
 
     public func stat() throws(SystemCallError) -> procref_sem_info {

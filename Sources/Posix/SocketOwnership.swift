@@ -35,17 +35,9 @@ public enum SocketOwnership {
         return inodes
     }
 
-    /// Whether any process of `group` holds one of `inodes` open. The leader (pid == group)
-    /// is looked at first: it is nearly always the one listening, and scanning every process
-    /// of the machine for the others costs milliseconds.
-    public static func group(_ group: Int32, holdsAnyOf inodes: Set<UInt64>) -> Bool {
-        guard !inodes.isEmpty, group > 1 else { return false }
-        if process(group, holdsAnyOf: inodes) { return true }
-        return ProcessGroup.members(group).contains { $0 != group && process($0, holdsAnyOf: inodes) }
-    }
-
     /// Whether `pid` has one of `inodes` among its open descriptors.
     public static func process(_ pid: Int32, holdsAnyOf inodes: Set<UInt64>) -> Bool {
+        guard !inodes.isEmpty, pid > 1 else { return false }
         let directory = "/proc/\(pid)/fd"
         guard let stream = opendir(directory) else { return false }
         defer { closedir(stream) }
@@ -63,22 +55,5 @@ public enum SocketOwnership {
             if inodes.contains(inode) { return true }
         }
         return false
-    }
-}
-
-/// Processes of a process group, from procfs.
-public enum ProcessGroup {
-    public static func members(_ group: Int32) -> [Int32] {
-        guard group > 1, let stream = opendir("/proc") else { return [] }
-        defer { closedir(stream) }
-        var members: [Int32] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard let pid = Int32(name), let stat = ProcessStat.read(pid: pid) else { continue }
-            if stat.processGroup == group && stat.state != "Z" { members.append(pid) }
-        }
-        return members
     }
 }

@@ -16,6 +16,9 @@ public struct Spawner: Sendable {
         /// Passed to the child as descriptor 4 (only together with `passedDescriptor`).
         public var secondPassedDescriptor: Int32 = -1
         public var workingDirectory: String?
+        /// A cgroup's `cgroup.procs`, open for writing: the child joins that cgroup before
+        /// it runs anything (see `procref_spawn_in_cgroup`).
+        public var cgroupProcs: Int32 = -1
         public init() {}
     }
 
@@ -41,15 +44,16 @@ public struct Spawner: Sendable {
             new_session: options.newSession ? 1 : 0,
             new_process_group: options.newProcessGroup ? 1 : 0,
             stdin_fd: -1, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
-            pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: nil)
+            pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: nil,
+            cgroup_procs_fd: options.cgroupProcs)
         let pid: pid_t = path.withCString { cPath in
             if let cwd = options.workingDirectory {
                 return cwd.withCString { cCwd in
                     raw.cwd = cCwd
-                    return procref_spawn(cPath, argv.pointers, envp.pointers, &raw)
+                    return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
                 }
             }
-            return procref_spawn(cPath, argv.pointers, envp.pointers, &raw)
+            return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
         }
         guard pid > 0 else { throw SystemCallError.current("posix_spawn") }
         // Start time read right away: the child cannot have been reaped yet (we have not waited).

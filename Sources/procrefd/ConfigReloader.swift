@@ -6,14 +6,16 @@ import Glibc
 import Lifecycle
 import Logging
 
-/// Reloads the config file's services on SIGHUP: added services appear, changed ones apply
-/// at their next start, removed ones stop once unleased. A bad file is rejected with its
-/// error (`daemon.config_rejected`) and the running config stays.
+/// Reloads the config file's services on SIGHUP: added services appear, changed ones take
+/// their new settings (see the README), removed ones refuse new leases and go once
+/// unleased. A bad file is rejected with its error (`daemon.config_rejected`) and the
+/// running config stays. Installed whether or not there is a config file: SIGHUP's default
+/// action would kill the daemon, and logrotate and operators send it out of habit.
 final class ConfigReloader: Sendable {
     private let source: DispatchSourceSignalBox
     private let task: Task<Void, Never>
 
-    init(path: String, coordinator: Coordinator, store: AuditStore, logger: Logger) {
+    init(path: String?, coordinator: Coordinator, store: AuditStore, logger: Logger) {
         let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         signal(SIGHUP, SIG_IGN)
         let signalSource = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
@@ -22,6 +24,10 @@ final class ConfigReloader: Sendable {
         source = DispatchSourceSignalBox(source: signalSource)
         task = Task {
             for await _ in stream {
+                guard let path else {
+                    logger.notice("SIGHUP: procrefd runs without --config; nothing to reload")
+                    continue
+                }
                 await Self.reload(path: path, coordinator: coordinator, store: store, logger: logger)
             }
         }

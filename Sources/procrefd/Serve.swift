@@ -64,6 +64,7 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "procrefd")
         logger.logLevel = logLevel
+        signal(SIGHUP, SIG_IGN)  // until the reloader handles it: its default action kills
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
 
@@ -81,6 +82,10 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
         defer { claim.cleanup() }
+        // What a service forks and orphans is reparented here, not to init: nothing of a
+        // service escapes its stop. Those orphans are reaped in the background.
+        do { try Children.becomeSubreaper() } catch { logger.warning("not a child subreaper: \(error)") }
+        Children.reapOrphansPeriodically()
 
         let store = try AuditStore(path: directory.database, durability: durability)
         let checkpointer = try store.checkpointInBackground()
@@ -91,7 +96,8 @@ struct Serve: AsyncParsableCommand {
         let token = try directory.loadOrCreateToken()
         let readToken = file.security.tcpReadsNeedToken ? try directory.loadOrCreateToken(file: directory.readTokenFile) : nil
         var config = CoordinatorConfig(
-            holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs)
+            holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs,
+            scope: try directory.scope())
         config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? config.defaultTTLMs
         config.maxLeases = file.limits.maxLeases ?? config.maxLeases
         config.maxLeasesPerService = file.limits.maxLeasesPerService ?? config.maxLeasesPerService
@@ -141,13 +147,11 @@ struct Serve: AsyncParsableCommand {
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
         FileHandle.standardOutput.write(Data(line.utf8))
 
-        let reloader = self.config.map { path in
-            ConfigReloader(path: path, coordinator: coordinator, store: store, logger: logger)
-        }
+        let reloader = ConfigReloader(path: self.config, coordinator: coordinator, store: store, logger: logger)
         let pruner = file.audit.retention.isEnabled
             ? Self.startPruner(store: store, audit: file.audit, logger: logger) : nil
         let trigger = await shutdown.next()
-        reloader?.cancel()
+        reloader.cancel()
         pruner?.cancel()
         let mode = trigger.mode ?? onExit
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")

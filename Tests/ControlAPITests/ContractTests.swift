@@ -17,7 +17,7 @@ struct ContractTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = try AuditStore(path: "\(dir)/db")
         let coordinator = try Coordinator(
-            config: CoordinatorConfig(holderExecutable: "/nonexistent", logsDirectory: dir), store: store,
+            config: CoordinatorConfig(holderExecutable: "/nonexistent", logsDirectory: dir, scope: "contract-tests"), store: store,
             logger: Logger(label: "test"))
         let info = DaemonInfo(
             pid: 1, startedAt: "", stateDirectory: dir, singleton: .available, bootID: "b", onExit: .drain,

@@ -29,7 +29,7 @@ struct CrashOnlyTests {
             #expect(release.json["service_stopped"] as? Bool == (index == ids.count - 1))
         }
         #expect(try daemon.kernelCount(name) == 0)
-        #expect(!Signals.groupExists(service))
+        #expect(!groupRuns(service))
     }
 
     @Test("kill -9 of procrefd keeps holders, service and count; a new procrefd re-adopts them")
@@ -105,8 +105,8 @@ struct CrashOnlyTests {
         #expect(stop.code == 0, "\(stop.stderr)")
         #expect(!daemon.process.isRunning)
         #expect(holders.allSatisfy { !isAlive($0) })
-        #expect(!Signals.groupExists(service))
-        #expect(try SemaphoreSet.existing(key: SemaphoreSet.key(forService: name)) == nil)
+        #expect(!groupRuns(service))
+        #expect(daemon.semaphoreSetGone(name))
         #expect(Files.kind("\(daemon.stateDir)/procrefd.sock") == nil)
         #expect(Files.kind("\(daemon.stateDir)/procrefd.pid") == nil)
         #expect(try runProcrefd(["status", "--state-dir", daemon.stateDir]).code == 3)
@@ -183,7 +183,7 @@ struct CrashOnlyTests {
         #expect(ended?["kind"] as? String == "lease.expired")
         let stopped = events.last { $0["kind"] as? String == "service.stopped" }
         #expect((stopped?["detail"] as? [String: Any])?["reason"] as? String == "orphan")
-        #expect(!Signals.groupExists(service))
+        #expect(!groupRuns(service))
         #expect(try second.unix.get("/v1/leases/\(id)").status == 404)
     }
 }

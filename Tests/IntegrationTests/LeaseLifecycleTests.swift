@@ -44,7 +44,7 @@ struct LeaseLifecycleTests {
             #expect(release2.json["count"] as? Int == 0)
             #expect(release2.json["service_stopped"] as? Bool == true)
             #expect(try daemon.kernelCount(name) == 0)
-            #expect(!Signals.groupExists(Int32(servicePID)))
+            #expect(!groupRuns(Int32(servicePID)))
 
             #expect(try daemon.eventKinds(service: name) == [
                 "service.defined", "service.starting", "service.ready", "lease.acquired", "lease.acquired",
@@ -70,7 +70,7 @@ struct LeaseLifecycleTests {
             #expect(eventually { (try? daemon.kernelCount(name)) == 0 })
             #expect(eventually { (try? daemon.eventKinds(service: name).last) == "service.stopped" })
             #expect(try daemon.eventKinds(service: name).contains("lease.lost"))
-            #expect(!Signals.groupExists(servicePID))
+            #expect(!groupRuns(servicePID))
             let leases = try daemon.unix.get("/v1/leases?service=\(name)").json["leases"] as? [[String: Any]]
             #expect(leases?.isEmpty == true)
         }

@@ -94,7 +94,10 @@ struct SupervisionTests {
         try withDaemon { daemon in
             let name = daemon.uniqueName("sick")
             let flag = "\(daemon.stateDir)/\(name).close"
-            let socket = try daemon.defineSocketService(name, arguments: ["--close-flag", flag])
+            // fresh_ms 0: the next acquire probes, however soon it comes.
+            let socket = "\(daemon.stateDir)/\(name).svc.sock"
+            try daemon.defineSocketService(
+                name, extra: ["health": ["unix": socket, "timeout_ms": 500, "fresh_ms": 0]], arguments: ["--close-flag", flag])
             #expect(try acquire(daemon, name).status == 201)
             let first = try #require(try daemon.service(name)["pid"] as? Int)
             _ = FileManager.default.createFile(atPath: flag, contents: Data())
@@ -106,6 +109,9 @@ struct SupervisionTests {
             #expect(second.json["count"] as? Int == 2)
             #expect(try kinds(daemon, name, "service.unhealthy") == 1)
             #expect(try kinds(daemon, name, "service.recovered") == 1)
+            // Recovered only after the threshold: three failed probes in a row.
+            let unhealthy = try daemon.events(service: name).first { $0["kind"] as? String == "service.unhealthy" }
+            #expect(((unhealthy?["detail"] as? [String: Any])?["failed_probes"] as? Int) == 3)
             let now = try daemon.service(name)
             #expect(now["pid"] as? Int != first)
             #expect(now["state"] as? String == "ready")
@@ -193,7 +199,7 @@ struct SupervisionTests {
             #expect(eventually { FileManager.default.fileExists(atPath: marker + ".ready") })
             let release = try daemon.unix.send("DELETE", "/v1/leases/\(lease.json["id"] as? String ?? "")")
             #expect(release.json["service_stopped"] as? Bool == true)
-            #expect(!Signals.groupExists(pid))
+            #expect(!groupRuns(pid))
             #expect(pidsMentioning(marker).isEmpty)
             let stopped = try daemon.events(service: name).last { $0["kind"] as? String == "service.stopped" }
             #expect((stopped?["detail"] as? [String: Any])?["signal"] as? String == "KILL")

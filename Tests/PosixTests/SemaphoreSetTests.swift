@@ -6,21 +6,28 @@ import Testing
 @Suite("SysV semaphore set")
 struct SemaphoreSetTests {
     /// A key no other test uses.
-    func uniqueKey() -> Int32 { SemaphoreSet.key(forService: "posix-test-\(UUID().uuidString)") }
+    func uniqueKey() -> Int32 { SemaphoreSet.key(scope: "posix-test", service: UUID().uuidString.lowercased()) }
 
-    @Test("keys are stable, positive, and differ by name")
+    /// A new set at a key no other test uses.
+    func newSet(mode: UInt32 = 0o600) throws -> SemaphoreSet {
+        try #require(try SemaphoreSet.create(key: uniqueKey(), mode: mode))
+    }
+
+    @Test("keys are stable, positive, and differ by state dir, name and attempt")
     func keyDerivation() {
-        let a = SemaphoreSet.key(forService: "postgres")
-        #expect(a == SemaphoreSet.key(forService: "postgres"))
+        let a = SemaphoreSet.key(scope: "2049.1234", service: "postgres")
+        #expect(a == SemaphoreSet.key(scope: "2049.1234", service: "postgres"))
         #expect(a > 0)
-        #expect(a != SemaphoreSet.key(forService: "postgres2"))
-        // FNV-1a of "procrefd:postgres", documented in the README; pinned so it never drifts.
-        #expect(a == 0x03d5_c71b)
+        #expect(a != SemaphoreSet.key(scope: "2049.1234", service: "postgres2"))
+        #expect(a != SemaphoreSet.key(scope: "2049.1235", service: "postgres"))
+        // FNV-1a of "procrefd:2049.1234:postgres", documented in the README; pinned so it never drifts.
+        #expect(a == 0x1f2a_c702)
+        #expect(SemaphoreSet.key(scope: "2049.1234", service: "postgres", attempt: 1) == 0x6eb3_1966)
     }
 
     @Test("a new set is 0600, all zero; references count and are undone by the kernel")
     func createCountRemove() throws {
-        let set = try SemaphoreSet.openOrCreate(key: uniqueKey())
+        let set = try newSet()
         defer { try? set.remove() }
         let info = try set.stat()
         #expect(info.mode == 0o600)
@@ -42,7 +49,7 @@ struct SemaphoreSetTests {
 
     @Test("the startup lock is exclusive and released")
     func startupLock() throws {
-        let set = try SemaphoreSet.openOrCreate(key: uniqueKey())
+        let set = try newSet()
         defer { try? set.remove() }
         #expect(try set.tryLockStartup())
         #expect(try !set.tryLockStartup())
@@ -51,19 +58,23 @@ struct SemaphoreSetTests {
         try set.unlockStartup()
     }
 
-    @Test("an existing set with another mode is refused, not reused")
-    func foreignSet() throws {
-        let key = uniqueKey()
-        let set = try SemaphoreSet.openOrCreate(key: key, mode: 0o600)
+    @Test("a set is created only where none exists; only the recorded key, id and mode count as ours")
+    func exclusiveCreate() throws {
+        let set = try newSet()
         defer { try? set.remove() }
-        #expect(throws: SemaphoreSet.OpenError.self) { try SemaphoreSet.openOrCreate(key: key, mode: 0o660) }
-        #expect(try SemaphoreSet.openOrCreate(key: key, mode: 0o600) == set)
+        #expect(try SemaphoreSet.create(key: set.key) == nil)
+        #expect(SemaphoreSet.isRecorded(key: set.key, id: set.id, mode: 0o600))
+        #expect(!SemaphoreSet.isRecorded(key: set.key, id: set.id, mode: 0o660))
+        #expect(!SemaphoreSet.isRecorded(key: set.key, id: set.id + 1, mode: 0o600))
+        #expect(!SemaphoreSet.isRecorded(key: uniqueKey(), id: set.id, mode: 0o600))
+        try set.remove()
+        #expect(!SemaphoreSet.isRecorded(key: set.key, id: set.id, mode: 0o600))
     }
 
     @Test("removal is idempotent and the set is gone")
     func removal() throws {
-        let key = uniqueKey()
-        let set = try SemaphoreSet.openOrCreate(key: key)
+        let set = try newSet()
+        let key = set.key
         try set.remove()
         try set.remove()
         #expect(try SemaphoreSet.existing(key: key) == nil)

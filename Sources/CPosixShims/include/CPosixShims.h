@@ -58,6 +58,7 @@ typedef struct procref_spawn_options {
     int pass_fd;          /* dup'ed to descriptor 3 in the child, or -1 */
     int pass_fd2;         /* dup'ed to descriptor 4 (only with pass_fd), or -1 */
     const char *cwd;      /* NULL: inherit */
+    int cgroup_procs_fd;  /* a cgroup's cgroup.procs open for writing: the child joins it before exec; or -1 */
 } procref_spawn_options;
 
 /**
@@ -66,6 +67,15 @@ typedef struct procref_spawn_options {
  */
 pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *options);
+/**
+ * The same with options->cgroup_procs_fd >= 0: a vfork-style clone whose child writes itself
+ * into that cgroup before exec, so nothing it forks can start outside it. No pass_fd.
+ */
+pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const envp[],
+                              const procref_spawn_options *options);
+
+/** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process. */
+int procref_set_child_subreaper(void);
 
 int procref_pipe_cloexec(int fds[2]);
 int procref_set_nonblocking(int fd);

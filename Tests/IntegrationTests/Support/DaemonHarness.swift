@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import Synchronization
 import Testing
 
 /// The test service script beside this file.
@@ -32,6 +33,9 @@ final class DaemonHarness: @unchecked Sendable {
     let port: UInt16
     let token: String
     private var serviceNames: Set<String> = []
+    /// Sets seen in status (key + semid), so they can be checked and removed after the
+    /// daemon is gone.
+    private let knownSets = Mutex<[String: SemaphoreSet]>([:])
     private var extraPIDs: [Int32] = []
     /// False for a second daemon on another's state dir: the first one removes it.
     private let ownsStateDir: Bool
@@ -96,14 +100,42 @@ final class DaemonHarness: @unchecked Sendable {
         body.merge(extra) { $1 }
         let response = try unix.send("PUT", "/v1/services/\(name)", json: body)
         guard response.status == 201 else { throw TestHTTPClient.Failure(description: "define \(name): \(response.status) \(response.text)") }
+        _ = semaphoreSet(name)
         return socketPath
     }
 
     func service(_ name: String) throws -> [String: Any] { try unix.get("/v1/services/\(name)").json }
 
+    /// The state dir's scope (`DEVICE.INODE`), from which procrefd derives its keys.
+    var scope: String {
+        let identity = Files.identity(stateDir)
+        return "\(identity?.device ?? 0).\(identity?.inode ?? 0)"
+    }
+
+    /// The service's set as its status shows it (remembered), or at the key derived for it.
+    func semaphoreSet(_ service: String) -> SemaphoreSet? {
+        if let known = knownSets.withLock({ $0[service] }) { return known }
+        if let status = try? self.service(service), let key = status["key"] as? Int, let id = status["semid"] as? Int {
+            let set = SemaphoreSet(key: Int32(key), id: Int32(id))
+            knownSets.withLock { $0[service] = set }
+            return set
+        }
+        return try? SemaphoreSet.existing(key: SemaphoreSet.key(scope: scope, service: service))
+    }
+
+    /// The kernel count of the service's set; -1 when the set is gone.
     func kernelCount(_ service: String) throws -> Int {
-        guard let set = try SemaphoreSet.existing(key: SemaphoreSet.key(forService: service)) else { return -1 }
-        return try set.count()
+        guard let set = semaphoreSet(service) else { return -1 }
+        do { return try set.count() } catch {
+            if error.errno == .invalidArgument || error.errno == .identifierRemoved { return -1 }
+            throw error
+        }
+    }
+
+    /// True once the service's set no longer exists.
+    func semaphoreSetGone(_ service: String) -> Bool {
+        guard let set = semaphoreSet(service) else { return true }
+        return (try? set.stat()) == nil
     }
 
     func events(service: String? = nil) throws -> [[String: Any]] {
@@ -118,6 +150,7 @@ final class DaemonHarness: @unchecked Sendable {
     /// Stops procrefd (SIGTERM, then SIGKILL), kills anything left, removes semaphore sets
     /// and the state directory.
     func shutdown() {
+        for name in serviceNames { _ = semaphoreSet(name) }
         let holders = ((try? unix.get("/v1/leases").json["leases"]) as? [[String: Any]] ?? [])
             .compactMap { ($0["holder_pid"] as? Int).map(Int32.init) }
             .compactMap(ProcessIdentity.of(pid:))
@@ -131,7 +164,7 @@ final class DaemonHarness: @unchecked Sendable {
         killProcesses(mentioning: stateDir)
         guard ownsStateDir else { return }
         for name in serviceNames {
-            if let set = try? SemaphoreSet.existing(key: SemaphoreSet.key(forService: name)) {
+            if let set = semaphoreSet(name), SemaphoreSet.isRecorded(key: set.key, id: set.id, mode: 0o600) {
                 for pid in holderPIDs(semid: set.id) { kill(pid, SIGKILL) }
                 try? set.remove()
             }
@@ -213,3 +246,7 @@ private func readLine(_ handle: FileHandle, timeout: Double) throws -> String {
     }
     throw TestHTTPClient.Failure(description: "procrefd did not report ready (got \(String(decoding: bytes, as: UTF8.self)))")
 }
+
+/// True while a live process (not a zombie) is in process group `group`. A zombie has
+/// ended; only its parent can reap it, and an adopted service's parent is not procrefd.
+func groupRuns(_ group: Int32) -> Bool { !ProcessScan.now().group(group).isEmpty }

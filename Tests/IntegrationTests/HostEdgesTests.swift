@@ -1,0 +1,71 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// The kernel-truth promise at a real host's edges: several daemons, SIGHUP, restarts.
+@Suite("Host edges")
+struct HostEdgesTests {
+    @Test("two daemons with one service name keep separate sets; draining one leaves the other intact")
+    func twoDaemonsOneName() throws {
+        let first = try DaemonHarness()
+        defer { first.shutdown() }
+        let second = try DaemonHarness()
+        defer { second.shutdown() }
+        let name = first.uniqueName("shared")
+        second.adoptServiceName(name)
+        try first.defineSocketService(name)
+        try second.defineSocketService(name)
+
+        let a = try first.service(name), b = try second.service(name)
+        #expect(a["semid"] as? Int != b["semid"] as? Int)
+        #expect(a["key"] as? Int != b["key"] as? Int)
+
+        let onFirst = try first.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 120_000])
+        #expect(onFirst.status == 201, "\(onFirst.text)")
+        var onSecond: [String] = []
+        for _ in 0..<2 {
+            let grant = try second.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 120_000])
+            #expect(grant.status == 201, "\(grant.text)")
+            onSecond.append(try #require(grant.json["id"] as? String))
+        }
+        #expect(try first.kernelCount(name) == 1)
+        #expect(try second.kernelCount(name) == 2)
+        #expect(try first.service(name)["count"] as? Int == 1)
+        #expect(try second.service(name)["count"] as? Int == 2)
+
+        let stop = try runProcrefd(["stop", "--drain", "--state-dir", first.stateDir, "--timeout", "30"])
+        #expect(stop.code == 0, "\(stop.stderr)")
+        #expect(first.semaphoreSetGone(name))
+        #expect(!second.semaphoreSetGone(name))
+        #expect(try second.kernelCount(name) == 2)
+        let listed = try second.unix.get("/v1/leases?service=\(name)").json["leases"] as? [[String: Any]] ?? []
+        #expect(Set(listed.compactMap { $0["id"] as? String }) == Set(onSecond))
+        // The other daemon's set still works: release and acquire as usual.
+        let release = try second.unix.send("DELETE", "/v1/leases/\(onSecond[0])")
+        #expect(release.status == 200, "\(release.text)")
+        #expect(release.json["count"] as? Int == 1)
+        #expect(try second.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 1_000]).status == 201)
+        #expect(!(try second.eventKinds(service: name)).contains("lease.revoked"))
+    }
+
+    @Test("a set at the derived key that this state dir did not make is never used, counted or removed")
+    func foreignSetAtKey() throws {
+        let daemon = try DaemonHarness()
+        defer { daemon.shutdown() }
+        let name = daemon.uniqueName("clash")
+        let foreign = try #require(try SemaphoreSet.create(key: SemaphoreSet.key(scope: daemon.scope, service: name)))
+        defer { try? foreign.remove() }
+        try daemon.defineSocketService(name)
+        let status = try daemon.service(name)
+        #expect(status["key"] as? Int == Int(SemaphoreSet.key(scope: daemon.scope, service: name, attempt: 1)))
+        #expect(status["semid"] as? Int != Int(foreign.id))
+        #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+        #expect(try foreign.count() == 0)
+
+        let stop = try runProcrefd(["stop", "--drain", "--state-dir", daemon.stateDir, "--timeout", "30"])
+        #expect(stop.code == 0, "\(stop.stderr)")
+        #expect(daemon.semaphoreSetGone(name))
+        #expect((try? foreign.stat()) != nil)
+    }
+}
