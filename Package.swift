@@ -95,6 +95,6 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle"], swiftSettings: strict),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py"], swiftSettings: strict),
+            name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),
     ]
 )

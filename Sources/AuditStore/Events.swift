@@ -26,6 +26,7 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case processRefused = "process.refused"
     case daemonConfigReloaded = "daemon.config_reloaded"
     case daemonConfigRejected = "daemon.config_rejected"
+    case daemonReloadSkipped = "daemon.reload_skipped"
     case auditPruned = "audit.pruned"
     case leaseAcquired = "lease.acquired"
     case leaseKeepalive = "lease.keepalive"

@@ -9,11 +9,14 @@ public struct DaemonInfo: Sendable {
     public var bootID: String
     public var onExit: ShutdownMode
     public var reconciled: ReconcileReport
+    /// The cgroup under which services get theirs; nil when they are tracked by marker.
+    public var serviceCgroup: String?
 
     public init(
         pid: Int32, startedAt: String, stateDirectory: String, singleton: SingletonResult, bootID: String,
-        onExit: ShutdownMode, reconciled: ReconcileReport
+        onExit: ShutdownMode, reconciled: ReconcileReport, serviceCgroup: String?
     ) {
+        self.serviceCgroup = serviceCgroup
         self.pid = pid
         self.startedAt = startedAt
         self.stateDirectory = stateDirectory
@@ -54,6 +57,7 @@ struct DaemonPayload: Encodable {
     let bootChanged: Bool
     let onExit: String
     let adopted: Adopted
+    let serviceCgroup: String?
 
     init(_ info: DaemonInfo, version: String) {
         pid = info.pid
@@ -64,6 +68,7 @@ struct DaemonPayload: Encodable {
         bootID = info.bootID
         bootChanged = info.reconciled.bootChanged
         onExit = info.onExit.rawValue
+        serviceCgroup = info.serviceCgroup
         let r = info.reconciled
         adopted = Adopted(
             leases: r.leasesReadopted, services: r.servicesAdopted, leasesEnded: r.leasesEnded,
@@ -78,6 +83,21 @@ struct DaemonPayload: Encodable {
         case bootID = "boot_id"
         case bootChanged = "boot_changed"
         case onExit = "on_exit"
+        case serviceCgroup = "service_cgroup"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(version, forKey: .version)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(stateDir, forKey: .stateDir)
+        try c.encode(singleton, forKey: .singleton)
+        try c.encode(bootID, forKey: .bootID)
+        try c.encode(bootChanged, forKey: .bootChanged)
+        try c.encode(onExit, forKey: .onExit)
+        try c.encode(adopted, forKey: .adopted)
+        try c.encode(serviceCgroup, forKey: .serviceCgroup)  // null: tracked by environment marker
     }
 }
 

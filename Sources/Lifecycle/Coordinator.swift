@@ -26,7 +26,7 @@ public final class Coordinator: Sendable {
     public init(config: CoordinatorConfig, store: AuditStore, logger: Logger) throws {
         self.config = config
         let spawner = Spawner()
-        let cgroupRoot = Self.cgroupRoot(scope: config.scope, logger: logger)
+        let cgroupRoot = config.serviceCgroups ? Self.cgroupRoot(scope: config.scope, logger: logger) : nil
         context = LifecycleContext(
             store: store, watcher: try ExitWatcher(), spawner: spawner,
             logsDirectory: config.logsDirectory, logger: logger, scope: config.scope, cgroupRoot: cgroupRoot)
@@ -37,19 +37,15 @@ public final class Coordinator: Sendable {
         try loadServices()
     }
 
-    /// `<own cgroup>/procrefd-<scope>`, created, where cgroup v2 is mounted and writable
-    /// (as under systemd's `Delegate=yes`); nil elsewhere.
+    /// `<own cgroup>/procrefd-<scope>` where cgroup v2 is mounted and procrefd may create
+    /// cgroups in its own (as under systemd's `Delegate=yes`); nil elsewhere. Created with
+    /// the first service's cgroup, removed at drain.
     static func cgroupRoot(scope: String, logger: Logger) -> Cgroup? {
-        guard let own = Cgroup.own() else {
-            logger.notice("no cgroup v2: services are tracked by their environment marker")
+        guard let own = Cgroup.own(), access(own.path, W_OK) == 0 else {
+            logger.notice("no writable cgroup v2: services are tracked by their environment marker")
             return nil
         }
-        let root = own.child("procrefd-\(scope)")
-        do { try root.create() } catch {
-            logger.notice("cgroup \(root.path) cannot be created (\(error)): services are tracked by their environment marker")
-            return nil
-        }
-        return root
+        return own.child("procrefd-\(scope)")
     }
 
     /// Where services' processes are tracked: the cgroup path, or nil for markers.

@@ -12,6 +12,9 @@ public struct CoordinatorConfig: Sendable {
     /// service markers are derived from it, so they belong to this state dir alone.
     public var scope: String
     public var semaphoreMode: UInt32 = 0o600
+    /// Run each service in a cgroup of its own where cgroup v2 allows it; false: track
+    /// services by their environment marker alone.
+    public var serviceCgroups = true
     public var maxLeases = 4096
     /// Per service; below the kernel's 32767 undo bound.
     public var maxLeasesPerService = 1024

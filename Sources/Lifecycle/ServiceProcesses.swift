@@ -14,18 +14,22 @@ struct ServiceProcesses: Sendable {
 
     /// The environment entry every process of the service is started with.
     let marker: String
-    /// The service's cgroup (it may not exist yet), or nil without cgroup tracking.
+    /// procrefd's cgroup for its services, and the service's own below it (either may not
+    /// exist yet), or nil without cgroup tracking.
+    let cgroupRoot: Cgroup?
     let cgroup: Cgroup?
 
     init(scope: String, service: String, cgroupRoot: Cgroup?) {
         marker = "\(Self.markerVariable)=\(scope)/\(service)"
+        self.cgroupRoot = cgroupRoot
         cgroup = cgroupRoot?.child("svc-\(service)")
     }
 
     /// `cgroup.procs` of the service's cgroup (created if needed), for a spawn to join; nil
     /// without a cgroup. The caller closes it.
     func joinDescriptor() throws(SystemCallError) -> Int32? {
-        guard let cgroup else { return nil }
+        guard let cgroupRoot, let cgroup else { return nil }
+        try cgroupRoot.create()
         try cgroup.create()
         return try cgroup.openProcsForJoining()
     }

@@ -26,6 +26,7 @@ final class ConfigReloader: Sendable {
             for await _ in stream {
                 guard let path else {
                     logger.notice("SIGHUP: procrefd runs without --config; nothing to reload")
+                    _ = try? store.append(NewEvent(.daemonReloadSkipped, detail: ["reason": "no config file"]))
                     continue
                 }
                 await Self.reload(path: path, coordinator: coordinator, store: store, logger: logger)

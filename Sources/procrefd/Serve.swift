@@ -42,6 +42,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "On SIGTERM/SIGINT: drain (end leases, stop services; default) or handoff (leave them for the next procrefd).")
     var onExit: ShutdownMode?
 
+    @Option(help: "Service cgroups: auto (each service in a cgroup of its own under procrefd's, where cgroup v2 is writable; default) or off (track services by their PROCREFD_SERVICE environment marker).")
+    var serviceCgroups: ServiceCgroups = .auto
+
+    enum ServiceCgroups: String, ExpressibleByArgument {
+        case auto, off
+    }
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -99,6 +106,7 @@ struct Serve: AsyncParsableCommand {
             holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs,
             scope: try directory.scope())
         config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? config.defaultTTLMs
+        config.serviceCgroups = serviceCgroups == .auto
         config.maxLeases = file.limits.maxLeases ?? config.maxLeases
         config.maxLeasesPerService = file.limits.maxLeasesPerService ?? config.maxLeasesPerService
         config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? config.acquireTimeoutMs
@@ -113,7 +121,8 @@ struct Serve: AsyncParsableCommand {
         let shutdown = ShutdownSignals()
         let info = DaemonInfo(
             pid: getpid(), startedAt: Timestamp.format(Date()), stateDirectory: directory.path,
-            singleton: claim.singleton, bootID: bootID, onExit: onExit, reconciled: report)
+            singleton: claim.singleton, bootID: bootID, onExit: onExit, reconciled: report,
+            serviceCgroup: coordinator.cgroupRoot)
         let api = ControlAPI(
             coordinator: coordinator, store: store, access: AccessPolicy(token: token, readToken: readToken), daemon: info,
             metrics: { registry.emitToBuffer() }, longPollLimitMs: file.limits.maxWaitMs ?? EventQuery.maxWaitMs,
@@ -142,12 +151,12 @@ struct Serve: AsyncParsableCommand {
                 "services_adopted": .int(Int64(report.servicesAdopted)), "on_exit": .string(onExit.rawValue),
             ]))
         }
+        let reloader = ConfigReloader(path: self.config, coordinator: coordinator, store: store, logger: logger)
         logger.info("procrefd \(ControlAPI.version) listening on http://\(address) and unix:\(directory.socket), state in \(directory.path)")
         // One machine-readable line for scripts and tests that start procrefd on port 0.
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
         FileHandle.standardOutput.write(Data(line.utf8))
 
-        let reloader = ConfigReloader(path: self.config, coordinator: coordinator, store: store, logger: logger)
         let pruner = file.audit.retention.isEnabled
             ? Self.startPruner(store: store, audit: file.audit, logger: logger) : nil
         let trigger = await shutdown.next()

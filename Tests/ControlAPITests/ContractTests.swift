@@ -21,7 +21,7 @@ struct ContractTests {
             logger: Logger(label: "test"))
         let info = DaemonInfo(
             pid: 1, startedAt: "", stateDirectory: dir, singleton: .available, bootID: "b", onExit: .drain,
-            reconciled: ReconcileReport())
+            reconciled: ReconcileReport(), serviceCgroup: nil)
         return ControlAPI(coordinator: coordinator, store: store, access: AccessPolicy(token: "t"), daemon: info,
                           requestStop: { _ in }).routeTemplates
     }

@@ -41,6 +41,13 @@ struct ConfigFileTests {
         kill(daemon.process.processIdentifier, SIGHUP)
         #expect(eventually { (try? daemon.unix.get("/v1/services/\(b)").status) == 200 })
         #expect(try daemon.unix.get("/v1/services/\(a)").status == 200)
+        // Removed: no new lease, and nothing changes in the kernel or the log.
+        let eventsBefore = try daemon.events(service: a).count
+        let refused = try daemon.unix.send("POST", "/v1/services/\(a)/leases", json: ["ttl_ms": 60_000])
+        #expect(refused.status == 409, "\(refused.text)")
+        #expect(refused.json["type"] as? String == "urn:procrefd:problem:service-removing")
+        #expect(try daemon.kernelCount(a) == 1)
+        #expect(try daemon.events(service: a).count == eventsBefore)
         _ = try daemon.unix.send("DELETE", "/v1/leases/\(lease.json["id"] as? String ?? "")")
         #expect(eventually { (try? daemon.unix.get("/v1/services/\(a)").status) == 404 })
         #expect(try daemon.eventKinds(service: a).last == "service.removed")
@@ -52,6 +59,35 @@ struct ConfigFileTests {
         #expect(try daemon.unix.get("/v1/services/\(b)").status == 200)
         let rejected = try daemon.events().last { $0["kind"] as? String == "daemon.config_rejected" }
         #expect(((rejected?["detail"] as? [String: Any])?["error"] as? String)?.contains("start") == true)
+    }
+
+    @Test("a changed linger_ms applies to the running instance at its next release")
+    func lingerChangeApplies() throws {
+        let dir = try makeTemporaryDirectory()
+        let configPath = "\(dir)/procrefd.toml"
+        let name = "cfg-l-\(UUID().uuidString.prefix(6).lowercased())"
+        try service(name, socket: "\(dir)/\(name).sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", configPath])
+        defer {
+            daemon.shutdown()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        daemon.adoptServiceName(name)
+        let lease = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+        #expect(lease.status == 201)
+        let pid = try #require(try daemon.service(name)["pid"] as? Int)
+
+        try (service(name, socket: "\(dir)/\(name).sock") + "linger_ms = 60000\n")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(eventually { (try? daemon.events().contains { $0["kind"] as? String == "daemon.config_reloaded" }) == true })
+        let release = try daemon.unix.send("DELETE", "/v1/leases/\(lease.json["id"] as? String ?? "")")
+        #expect(release.status == 200)
+        #expect(release.json["service_stopped"] as? Bool == false)
+        let status = try daemon.service(name)
+        #expect(status["linger_until"] is String)
+        #expect(status["pid"] as? Int == pid)
+        #expect(isAlive(Int32(pid)))
     }
 
     @Test("a bad config file stops start-up with a clear message")

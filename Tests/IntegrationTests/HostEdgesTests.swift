@@ -69,3 +69,54 @@ struct HostEdgesTests {
         #expect((try? foreign.stat()) != nil)
     }
 }
+
+/// Lease ends named by who ended them; SIGHUP; config removals.
+@Suite("Host edges: signals and records")
+struct RecordEdgesTests {
+    @Test("SIGHUP without a config file is recorded and does not stop procrefd")
+    func hangupWithoutConfig() throws {
+        try withDaemon { daemon in
+            kill(daemon.process.processIdentifier, SIGHUP)
+            #expect(eventually { (try? daemon.events().contains { $0["kind"] as? String == "daemon.reload_skipped" }) == true })
+            #expect(daemon.process.isRunning)
+            let health = try daemon.unix.get("/v1/health")
+            #expect(health.status == 200)
+        }
+    }
+
+    @Test("after a restart, a release is recorded as released and a drain as revoked; adopted exits read alike")
+    func endsAfterRestart() throws {
+        let first = try DaemonHarness()
+        defer { first.shutdown() }
+        let name = first.uniqueName("relabel")
+        try first.defineSocketService(name)
+        var ids: [String] = []
+        for _ in 0..<2 {
+            let grant = try first.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 120_000])
+            ids.append(try #require(grant.json["id"] as? String))
+        }
+        first.crash()
+
+        let second = try DaemonHarness(stateDir: first.stateDir)
+        defer { second.shutdown() }
+        second.adoptServiceName(name)
+        let release = try second.unix.send("DELETE", "/v1/leases/\(ids[0])")
+        #expect(release.status == 200, "\(release.text)")
+        let released = try second.events(service: name).last { $0["lease"] as? String == ids[0] }
+        #expect(released?["kind"] as? String == "lease.released")
+        let metrics = try second.unix.get("/metrics").text
+        #expect(metrics.contains(#"procrefd_lease_ends_total{service="\#(name)",reason="released"} 1"#), "\(metrics)")
+        #expect(!metrics.contains(#"reason="lost""#))
+
+        let stop = try runProcrefd(["stop", "--drain", "--state-dir", second.stateDir, "--timeout", "30"])
+        #expect(stop.code == 0, "\(stop.stderr)")
+        second.shutdown()
+        let reader = try DaemonHarness(stateDir: first.stateDir)
+        defer { reader.shutdown() }
+        let events = try reader.events(service: name)
+        #expect(events.last { $0["lease"] as? String == ids[1] }?["kind"] as? String == "lease.revoked")
+        #expect(!events.contains { $0["kind"] as? String == "lease.lost" })
+        let stopped = events.last { $0["kind"] as? String == "service.stopped" }
+        #expect((stopped?["detail"] as? [String: Any])?["exit"] as? String == "unknown (not our child)")
+    }
+}

@@ -48,12 +48,13 @@ final class DaemonHarness: @unchecked Sendable {
     var unix: TestHTTPClient { TestHTTPClient(endpoint: .unix(path: "\(stateDir)/procrefd.sock")) }
 
     /// Starts procrefd; on `stateDir` of an earlier harness when given (a restart).
-    init(stateDir existing: String? = nil, extraArguments: [String] = []) throws {
+    init(stateDir existing: String? = nil, extraArguments: [String] = [], environment: [String: String] = [:]) throws {
         ownsStateDir = existing == nil
         stateDir = try existing ?? makeTemporaryDirectory()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
         process.arguments = ["serve", "--state-dir", stateDir, "--port", "0", "--log-level", "warning"] + extraArguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -169,7 +170,24 @@ final class DaemonHarness: @unchecked Sendable {
                 try? set.remove()
             }
         }
+        removeCgroups()
         try? FileManager.default.removeItem(atPath: stateDir)
+    }
+
+    /// procrefd's cgroup for this state dir's services (it runs in the test's own cgroup).
+    var cgroupRoot: Cgroup? { Cgroup.own()?.child("procrefd-\(scope)") }
+
+    /// Kills what is left in this daemon's service cgroups and removes them.
+    private func removeCgroups() {
+        guard let root = cgroupRoot, root.exists else { return }
+        let services = (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.filter { $0.hasPrefix("svc-") } ?? []
+        for name in services {
+            let cgroup = root.child(name)
+            cgroup.killAll()
+            _ = eventually(timeout: 5) { !cgroup.isPopulated }
+            try? cgroup.remove()
+        }
+        try? root.remove()
     }
 }
 

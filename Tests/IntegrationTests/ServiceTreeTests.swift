@@ -1,0 +1,118 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// The forking service script beside this file.
+let forkingServiceScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("Support/forking_service.py").path
+
+/// Nothing of a service escapes: daemonizing services, pid files, strays of a crash, in
+/// both tracking modes (a cgroup per service, or the environment marker).
+@Suite("Service process trees")
+struct ServiceTreeTests {
+    static let modes = ["auto", "off"]
+
+    /// A daemon tracking services the given way; checks that it really does.
+    func daemon(cgroups mode: String, environment: [String: String] = [:]) throws -> DaemonHarness {
+        let daemon = try DaemonHarness(extraArguments: ["--service-cgroups", mode], environment: environment)
+        let tracking = try daemon.unix.get("/v1/daemon").json["service_cgroup"]
+        #expect(mode == "off" ? tracking is NSNull : tracking is String, "\(String(describing: tracking))")
+        return daemon
+    }
+
+    /// Defines a daemonizing service; returns the file its processes' pids are written to.
+    func defineForking(_ daemon: DaemonHarness, _ name: String, pidFile: Bool) throws -> String {
+        let socket = "\(daemon.stateDir)/\(name).svc.sock", pids = "\(daemon.stateDir)/\(name).pids"
+        var body: [String: Any] = [
+            "start": ["python3", forkingServiceScript, socket, pids] + (pidFile ? ["--pid-file", "\(daemon.stateDir)/\(name).pid"] : []),
+            "health": ["unix": socket, "timeout_ms": 500], "ready_timeout_ms": 10_000, "stop_timeout_ms": 3_000,
+        ]
+        if pidFile { body["pid_file"] = "\(daemon.stateDir)/\(name).pid" }
+        let response = try daemon.unix.send("PUT", "/v1/services/\(name)", json: body)
+        #expect(response.status == 201, "\(response.text)")
+        return pids
+    }
+
+    func recordedPIDs(_ file: String) -> [Int32] {
+        ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    @Test("a forking service with pid_file: its daemon is the main process; nothing is left after the last release",
+          arguments: modes)
+    func pidFileService(mode: String) throws {
+        let daemon = try daemon(cgroups: mode)
+        defer { daemon.shutdown() }
+        let name = daemon.uniqueName("fork")
+        let pidsFile = try defineForking(daemon, name, pidFile: true)
+        let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+        #expect(grant.status == 201, "\(grant.text)")
+        let pids = recordedPIDs(pidsFile)
+        #expect(pids.count == 2)  // the daemon and its worker, which left the daemon's group
+        let status = try daemon.service(name)
+        #expect(status["state"] as? String == "ready")
+        #expect(status["pid"] as? Int == pids.first.map(Int.init))
+        #expect(pids.allSatisfy(isAlive))
+
+        let release = try daemon.unix.send("DELETE", "/v1/leases/\(grant.json["id"] as? String ?? "")")
+        #expect(release.status == 200, "\(release.text)")
+        #expect(release.json["service_stopped"] as? Bool == true)
+        #expect(pids.allSatisfy { !isAlive($0) }, "left: \(pids.filter(isAlive))")
+    }
+
+    @Test("a service that daemonizes without pid_file fails to start and leaves nothing", arguments: modes)
+    func daemonizingWithoutPidFile(mode: String) throws {
+        let daemon = try daemon(cgroups: mode)
+        defer { daemon.shutdown() }
+        let name = daemon.uniqueName("escape")
+        let pidsFile = try defineForking(daemon, name, pidFile: false)
+        let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+        #expect(grant.status == 503, "\(grant.text)")
+        #expect(try daemon.kernelCount(name) == 0)
+        // The daemon it forked may have got as far as noting itself: whatever it made is gone.
+        #expect(eventually { recordedPIDs(pidsFile).allSatisfy { !isAlive($0) } }, "left: \(recordedPIDs(pidsFile).filter(isAlive))")
+        #expect(try daemon.eventKinds(service: name).contains("service.start_failed"))
+        #expect(pidsMentioning("\(daemon.stateDir)/\(name).svc.sock").isEmpty)
+    }
+
+    @Test("drain leaves nothing of a forking service", arguments: modes)
+    func drainForking(mode: String) throws {
+        let daemon = try daemon(cgroups: mode)
+        defer { daemon.shutdown() }
+        let name = daemon.uniqueName("fdrain")
+        let pidsFile = try defineForking(daemon, name, pidFile: true)
+        #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+        let pids = recordedPIDs(pidsFile)
+        #expect(pids.count == 2 && pids.allSatisfy(isAlive))
+        let stop = try runProcrefd(["stop", "--drain", "--state-dir", daemon.stateDir, "--timeout", "30"])
+        #expect(stop.code == 0, "\(stop.stderr)")
+        #expect(pids.allSatisfy { !isAlive($0) }, "left: \(pids.filter(isAlive))")
+        #expect(daemon.cgroupRoot?.exists != true)
+    }
+
+    @Test("a service process spawned by a procrefd that died before recording it is found and stopped", arguments: modes)
+    func strayAfterCrash(mode: String) throws {
+        let first = try daemon(cgroups: mode, environment: ["PROCREFD_FAULT": "after-service-spawn"])
+        defer { first.shutdown() }
+        let name = first.uniqueName("stray")
+        let socket = try first.defineSocketService(name)
+        // procrefd kills itself between spawning the service and recording it.
+        #expect((try? first.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]))?.status != 201)
+        #expect(eventually { !first.process.isRunning })
+        // Once it listens, the service is one process (python's launcher shims are gone).
+        #expect(eventually { FileManager.default.fileExists(atPath: socket) })
+        let strays = pidsMentioning(socket)
+        #expect(strays.count == 1)
+        #expect(strays.allSatisfy(isAlive))
+
+        let second = try DaemonHarness(stateDir: first.stateDir, extraArguments: ["--service-cgroups", mode])
+        defer { second.shutdown() }
+        second.adoptServiceName(name)
+        #expect(strays.allSatisfy { !isAlive($0) }, "left: \(strays.filter(isAlive))")
+        let stopped = try second.events(service: name).last { $0["kind"] as? String == "service.stopped" }
+        #expect((stopped?["detail"] as? [String: Any])?["reason"] as? String == "stray")
+        let grant = try second.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+        #expect(grant.status == 201, "\(grant.text)")
+        #expect(try second.kernelCount(name) == 1)
+    }
+}
