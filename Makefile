@@ -6,7 +6,7 @@ VENV         := .venv
 PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3 schemathesis==4.32.5 hypothesis==6.140.0
 BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all deps venv build run test bench clean
+.PHONY: all deps venv build run test soak bench clean
 
 all: build
 
@@ -39,6 +39,11 @@ test: deps venv
 	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
 	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100
 	python3 bench/flood.py --bin "$(BIN_DIR)"
+	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 60
+
+## The chaos soak for 10 minutes (make test runs 60 s of it). SEED=N repeats a run.
+soak: build
+	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 600 $(if $(SEED),--seed $(SEED))
 
 ## Release build, then the benchmarks against etcd (numbers printed and written to
 ## bench/RESULTS.md, never asserted). Needs wrk and etcd-server, installed when missing.

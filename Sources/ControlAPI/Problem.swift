@@ -34,6 +34,7 @@ extension Problem {
         case .invalidField: self.init(status: 422, slug: "invalid-field", title: "Invalid Field", detail: detail)
         case .unknownService: self.init(status: 404, slug: "unknown-service", title: "Unknown Service", detail: detail)
         case .unknownLease: self.init(status: 404, slug: "unknown-lease", title: "Unknown Lease", detail: detail)
+        case .leaseEnded: self.init(status: 404, slug: "lease-ended", title: "Lease Ended", detail: detail)
         case .serviceRunning: self.init(status: 409, slug: "service-running", title: "Service Running", detail: detail)
         case .serviceRemoving: self.init(status: 409, slug: "service-removing", title: "Service Removing", detail: detail)
         case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)

@@ -222,16 +222,19 @@ extension Coordinator {
     public func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
         guard let lease = leases.withLock({ $0[id] }), lease.beginManaging() else { throw .unknownLease(id) }
         let service = try service(named: lease.service)
-        let (write, count) = try await releaseUnderLock(lease, of: service, actor: actor)
+        let (write, count, ended) = try await releaseUnderLock(lease, of: service, actor: actor)
         // As for acquires, the commit is awaited outside the service lock, in queue order.
         try await context.committed(write)
+        // The holder's own deadline or its client's exit came first: that is how the lease
+        // ended, and what the log says; the client must not hear "released".
+        guard ended == .released else { throw .leaseEnded(id, ended.rawValue) }
         return ReleaseResult(lease: id, count: count, stoppedService: count == 0 && !service.isRunning)
     }
 
     /// Ends the holder, reads the count, queues the record, and on 1 → 0 stops the service.
     private func releaseUnderLock(
         _ lease: Lease, of service: ManagedService, actor: String
-    ) async throws(LifecycleError) -> (PendingWrite<Void>, Int) {
+    ) async throws(LifecycleError) -> (PendingWrite<Void>, Int, LeaseEnd) {
         await service.lock.lock()
         defer { service.lock.unlock() }
         try await service.lockKernel()
@@ -253,7 +256,7 @@ extension Coordinator {
             await service.lastReferenceGone(actor: actor, reason: "last_release")
             await removeIfPending(service)
         }
-        return (write, count)
+        return (write, count, reason)
     }
 
     /// Pushes a TTL lease's deadline to now + TTL (the holder keeps its own deadline).

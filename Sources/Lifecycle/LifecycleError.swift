@@ -6,6 +6,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case invalidField(DefinitionError)
     case unknownService(String)
     case unknownLease(String)
+    case leaseEnded(String, String)
     case serviceRunning(String)
     case serviceRemoving(String)
     case serviceNotRunning(String)
@@ -33,6 +34,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .invalidField(let error): return error.description
         case .unknownService(let name): return "no service named \(name)"
         case .unknownLease(let id): return "no live lease \(id)"
+        case let .leaseEnded(id, how): return "lease \(id) had already ended (\(how)) when the release reached its holder"
         case .serviceRunning(let name): return "service \(name) is running; it can be redefined once stopped"
         case .serviceNotRunning(let name): return "service \(name) is not running"
         case .serviceRemoving(let name):

@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Chaos soak: concurrent clients take TTL and client-pid leases, keep them alive, release
+them, while a chaos thread SIGKILLs holders, clients, service processes and procrefd itself
+(restarting it each time).
+
+At quiet points (clients and chaos paused) it checks, for every service:
+  kernel count == live holders on its set == live leases listed, and the service runs
+  exactly when something counts it.
+At the end: every acknowledged acquire and release is in the audit log under the right
+kind, no lease ends twice, PRAGMA integrity_check is ok, and a drain leaves no semaphore
+set, no holder and no service process.
+
+Prints its seed and counts; exits 1 on any violation. Everything it starts is stopped and
+removed at the end, and every request goes to loopback or the Unix socket.
+"""
+import argparse, http.client, json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
+from collections import Counter, defaultdict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_SERVICE = os.path.join(ROOT, "Tests/IntegrationTests/Support/test_service.py")
+END_KINDS = {"lease.released", "lease.expired", "lease.client_exited", "lease.lost", "lease.revoked"}
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class Daemon:
+    """procrefd on a temporary state dir; restartable after a kill -9."""
+
+    def __init__(self, bin_dir, state_dir, log, extra):
+        self.bin_dir, self.state_dir, self.log, self.extra = bin_dir, state_dir, log, extra
+        self.socket = os.path.join(state_dir, "procrefd.sock")
+        self.process = None
+        self.restarts = 0
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [os.path.join(self.bin_dir, "procrefd"), "serve", "--state-dir", self.state_dir, "--port", "0", "--log-level", "warning"] + self.extra,
+            stdout=subprocess.PIPE, stderr=self.log)
+        line = self.process.stdout.readline()
+        if not line.startswith(b"{"):
+            raise RuntimeError(f"procrefd did not start: {line!r}")
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+        self.restarts += 1
+
+    def call(self, method, path, body=None, timeout=30):
+        """(status, json) or (None, error text) when procrefd could not be reached."""
+        try:
+            conn = UnixHTTPConnection(self.socket, timeout)
+            payload = json.dumps(body) if body is not None else None
+            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
+            response = conn.getresponse()
+            data = response.read()
+            conn.close()
+            return response.status, (json.loads(data) if data else {})
+        except (OSError, http.client.HTTPException, json.JSONDecodeError) as error:
+            return None, str(error)
+
+
+def holders_on(semid):
+    """Live procref-holder processes holding a lease on the set `semid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if len(argv) >= 2 and argv[0].endswith(b"procref-holder") and argv[1] == str(semid).encode() and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def pids_mentioning(marker):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if marker.encode() in open(f"/proc/{entry}/cmdline", "rb").read() and alive(int(entry)):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.state_dir = tempfile.mkdtemp(prefix="prd-soak-", dir="/tmp")
+        os.chmod(self.state_dir, 0o700)
+        self.log = open(os.path.join(self.state_dir, "procrefd.stderr"), "wb")
+        self.daemon = Daemon(args.bin, self.state_dir, self.log, ["--service-cgroups", args.service_cgroups])
+        self.services = [f"soak-{i}" for i in range(args.services)]
+        self.counts = Counter()
+        self.acked_acquires = {}  # lease id -> service
+        self.acked_releases = set()
+        self.lock = threading.Lock()
+        self.clients = []  # client-pid processes (sleep), to kill and reap
+        self.running = threading.Event()  # set while clients and chaos may act
+        self.stop = threading.Event()
+        self.in_flight = 0
+        self.in_flight_changed = threading.Condition(self.lock)
+        self.daemon_lock = threading.Lock()  # held while procrefd is being killed and restarted
+        self.violations = []
+        self.semids = {}
+
+    # --- set-up ---------------------------------------------------------------------
+    def define(self):
+        for name in self.services:
+            sock = os.path.join(self.state_dir, f"{name}.svc.sock")
+            status, body = self.daemon.call("PUT", f"/v1/services/{name}", {
+                "start": ["python3", TEST_SERVICE, sock], "health": {"unix": sock, "timeout_ms": 1000},
+                "ready_timeout_ms": 15000, "stop_timeout_ms": 3000,
+                "restart_backoff_ms": 50, "restart_backoff_max_ms": 500, "restart_limit": 1000, "restart_window_ms": 1000,
+            })
+            if status != 201:
+                raise RuntimeError(f"define {name}: {status} {body}")
+            self.semids[name] = body["semid"]
+
+    # --- clients ----------------------------------------------------------------------
+    def note(self, key, n=1):
+        with self.lock:
+            self.counts[key] += n
+
+    def act(self, body):
+        """Runs one client or chaos step while the soak is not at a quiet point."""
+        self.running.wait()
+        with self.lock:
+            self.in_flight += 1
+        try:
+            body()
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                self.in_flight_changed.notify_all()
+
+    def client_loop(self, index):
+        rng = random.Random(self.args.seed * 1000 + index)
+        while not self.stop.is_set():
+            self.act(lambda: self.client_step(rng))
+
+    def client_step(self, rng):
+        service = rng.choice(self.services)
+        request = {"holder": "soak"}
+        client = None
+        if rng.random() < 0.4:
+            client = subprocess.Popen(["sleep", "60"])
+            with self.lock:
+                self.clients.append(client)
+            request["client_pid"] = client.pid
+        else:
+            request["ttl_ms"] = rng.randint(300, 3000)
+        status, body = self.daemon.call("POST", f"/v1/services/{service}/leases", request)
+        if status != 201:
+            self.note(f"acquire_{status}")
+            if client:
+                client.kill()
+            time.sleep(0.05)
+            return
+        lease = body["id"]
+        with self.lock:
+            self.acked_acquires[lease] = service
+            self.counts["acquired"] += 1
+        time.sleep(rng.uniform(0, 0.4))
+        choice = rng.random()
+        if choice < 0.5:
+            if "ttl_ms" in request and rng.random() < 0.5:
+                status, _ = self.daemon.call("POST", f"/v1/leases/{lease}/keepalive")
+                self.note(f"keepalive_{status}")
+            status, _ = self.daemon.call("DELETE", f"/v1/leases/{lease}")
+            if status == 200:
+                with self.lock:
+                    self.acked_releases.add(lease)
+                    self.counts["released"] += 1
+            else:
+                self.note(f"release_{status}")
+        elif choice < 0.7 and client:
+            client.kill()  # the lease ends with its client
+            self.note("client_exit")
+        # else: left to expire, or to its client's later death
+
+    # --- chaos -------------------------------------------------------------------------
+    def chaos_loop(self):
+        while not self.stop.is_set():
+            time.sleep(self.rng.uniform(0.3, 1.5))
+            if self.stop.is_set():
+                break
+            self.act(self.chaos_step)
+
+    def chaos_step(self):
+        kind = self.rng.choices(["holder", "client", "service", "procrefd"], weights=[4, 3, 3, 1])[0]
+        if kind == "holder":
+            status, body = self.daemon.call("GET", "/v1/leases")
+            if status == 200 and body.get("leases"):
+                pid = self.rng.choice(body["leases"])["holder_pid"]
+                self.kill(pid, "kill_holder")
+        elif kind == "client":
+            with self.lock:
+                live = [c for c in self.clients if c.poll() is None]
+            if live:
+                self.rng.choice(live).kill()
+                self.note("kill_client")
+        elif kind == "service":
+            status, body = self.daemon.call("GET", f"/v1/services/{self.rng.choice(self.services)}")
+            if status == 200 and body.get("pid"):
+                self.kill(body["pid"], "kill_service")
+        else:
+            with self.daemon_lock:
+                self.daemon.kill()
+                self.note("kill_procrefd")
+                self.daemon.start()
+
+    def kill(self, pid, what):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            self.note(what)
+        except ProcessLookupError:
+            pass
+
+    # --- checks ------------------------------------------------------------------------
+    def quiet_point(self):
+        """Pauses everything, waits for the daemon to settle, then checks the invariant."""
+        self.running.clear()
+        with self.lock:
+            self.in_flight_changed.wait_for(lambda: self.in_flight == 0, timeout=120)
+        deadline = time.monotonic() + self.args.settle
+        problems = self.invariant_problems()
+        while problems and time.monotonic() < deadline:
+            time.sleep(0.1)
+            problems = self.invariant_problems()
+        self.note("quiet_points")
+        if problems:
+            self.violations.append(f"quiet point at {time.strftime('%H:%M:%S')}: " + "; ".join(problems))
+        self.reap_clients()
+        self.running.set()
+
+    def invariant_problems(self):
+        problems = []
+        for name in self.services:
+            status, service = self.daemon.call("GET", f"/v1/services/{name}")
+            status2, listed = self.daemon.call("GET", f"/v1/leases?service={name}")
+            if status != 200 or status2 != 200:
+                problems.append(f"{name}: procrefd unreachable ({status}, {status2})")
+                continue
+            count, holders, leases = service.get("count"), len(holders_on(service["semid"])), len(listed["leases"])
+            if not count == holders == leases:
+                problems.append(f"{name}: kernel count {count}, live holders {holders}, leases listed {leases}")
+            running = service.get("pid") is not None and alive(service["pid"]) and service["state"] == "ready"
+            if running != (count > 0):
+                problems.append(f"{name}: state {service['state']} pid {service.get('pid')} with count {count}")
+        return problems
+
+    def reap_clients(self):
+        with self.lock:
+            self.clients = [c for c in self.clients if c.poll() is None]
+
+    def audit_problems(self):
+        problems = []
+        events, after = [], 0
+        while True:
+            status, page = self.daemon.call("GET", f"/v1/events?after={after}&limit=1000")
+            if status != 200:
+                return [f"events: {status} {page}"]
+            events += page["events"]
+            if len(page["events"]) < 1000:
+                break
+            after = page["events"][-1]["id"]
+        by_lease = defaultdict(list)
+        for event in events:
+            if event.get("lease"):
+                by_lease[event["lease"]].append(event["kind"])
+        for lease, service in self.acked_acquires.items():
+            if "lease.acquired" not in by_lease[lease]:
+                problems.append(f"acknowledged acquire {lease} has no lease.acquired")
+        for lease in self.acked_releases:
+            ends = [k for k in by_lease[lease] if k in END_KINDS]
+            if ends != ["lease.released"]:
+                problems.append(f"acknowledged release {lease} recorded as {ends}")
+        for lease, kinds in by_lease.items():
+            ends = [k for k in kinds if k in END_KINDS]
+            if len(ends) > 1:
+                problems.append(f"lease {lease} ended {len(ends)} times: {ends}")
+        ends = Counter(k for kinds in by_lease.values() for k in kinds if k in END_KINDS)
+        with self.lock:
+            for kind, n in ends.items():
+                self.counts[f"log_{kind}"] = n
+        return problems
+
+    def integrity(self):
+        db = sqlite3.connect(f"file:{os.path.join(self.state_dir, 'procrefd.db')}?mode=ro", uri=True, timeout=30)
+        try:
+            return db.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            db.close()
+
+    def drain_problems(self):
+        problems = []
+        status, body = self.daemon.call("POST", "/v1/daemon/stop", {"mode": "drain"})
+        if status != 202 and status != 200:
+            problems.append(f"drain request: {status} {body}")
+        try:
+            self.daemon.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            problems.append("procrefd did not exit after drain")
+        for name, semid in self.semids.items():
+            if holders_on(semid):
+                problems.append(f"{name}: holders left {holders_on(semid)}")
+        sets = subprocess.run(["ipcs", "-s"], capture_output=True, text=True).stdout.split()
+        for name, semid in self.semids.items():
+            if str(semid) in sets:
+                problems.append(f"{name}: semaphore set {semid} left")
+        left = pids_mentioning(self.state_dir)
+        if left:
+            problems.append(f"service processes left: {left}")
+        return problems
+
+    # --- run ------------------------------------------------------------------------------
+    def run(self):
+        self.daemon.start()
+        self.define()
+        threads = [threading.Thread(target=self.client_loop, args=(i,), daemon=True) for i in range(self.args.clients)]
+        threads.append(threading.Thread(target=self.chaos_loop, daemon=True))
+        self.running.set()
+        for thread in threads:
+            thread.start()
+        began = time.monotonic()
+        next_quiet = began + self.args.quiet_every
+        while time.monotonic() - began < self.args.seconds:
+            time.sleep(0.2)
+            if time.monotonic() >= next_quiet:
+                self.quiet_point()
+                next_quiet = time.monotonic() + self.args.quiet_every
+        self.stop.set()
+        self.running.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        with self.lock:
+            for client in self.clients:
+                client.kill()
+        self.quiet_point()
+        self.violations += self.audit_problems()
+        check = self.integrity()
+        if check != "ok":
+            self.violations.append(f"integrity_check: {check}")
+        self.violations += self.drain_problems()
+
+    def cleanup(self):
+        for client in self.clients:
+            client.kill()
+            client.wait()
+        if self.daemon.process and self.daemon.process.poll() is None:
+            self.daemon.process.kill()
+            self.daemon.process.wait()
+        for name, semid in self.semids.items():
+            for pid in holders_on(semid):
+                os.kill(pid, signal.SIGKILL)
+            subprocess.run(["ipcrm", "-s", str(semid)], capture_output=True)
+        for pid in pids_mentioning(self.state_dir):
+            os.kill(pid, signal.SIGKILL)
+        self.log.close()
+        if self.violations:
+            kept = self.state_dir + ".failed"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.move(self.state_dir, kept)
+            print(f"state dir kept for inspection: {kept}")
+        else:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="directory with procrefd and procref-holder")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--services", type=int, default=2)
+    ap.add_argument("--service-cgroups", choices=["auto", "off"], default="auto", help="procrefd's service tracking")
+    ap.add_argument("--quiet-every", type=float, default=10, help="seconds between quiet-point checks")
+    ap.add_argument("--settle", type=float, default=15, help="how long a quiet point waits for the invariant")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 1 << 31)
+    soak = Soak(args)
+    began = time.monotonic()
+    try:
+        soak.run()
+    finally:
+        soak.cleanup()
+    counts = dict(sorted(soak.counts.items()))
+    print(f"soak: seed {args.seed}, {time.monotonic() - began:.0f} s, {args.clients} clients, {len(soak.services)} services, "
+          f"service cgroups {args.service_cgroups}")
+    print("soak counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for violation in soak.violations:
+        print(f"VIOLATION: {violation}")
+    print(f"soak: {1 if not soak.violations else 0} passed, {1 if soak.violations else 0} failed")
+    sys.exit(1 if soak.violations else 0)
+
+
+if __name__ == "__main__":
+    main()
