@@ -10,25 +10,14 @@ Prints throughput and latencies. Everything it starts is stopped and removed at 
 """
 import argparse, asyncio, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
+from procfs import holders_on
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else 0.0
 
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-def holders_on(semid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) >= 2 and argv[0].endswith(b"procref-holder") and argv[1] == str(semid).encode():
-            found.append(int(entry))
-    return found
 
 async def request(reader, writer, method, path, token, body=None):
     payload = json.dumps(body).encode() if body is not None else b""

@@ -16,6 +16,8 @@ removed at the end, and every request goes to loopback or the Unix socket.
 import argparse, http.client, json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
 from collections import Counter, defaultdict
 
+from procfs import alive, holders_on, pids_mentioning
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_SERVICE = os.path.join(ROOT, "Tests/IntegrationTests/Support/test_service.py")
 END_KINDS = {"lease.released", "lease.expired", "lease.client_exited", "lease.lost", "lease.revoked"}
@@ -66,42 +68,6 @@ class Daemon:
             return response.status, (json.loads(data) if data else {})
         except (OSError, http.client.HTTPException, json.JSONDecodeError) as error:
             return None, str(error)
-
-
-def holders_on(semid):
-    """Live procref-holder processes holding a lease on the set `semid`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if len(argv) >= 2 and argv[0].endswith(b"procref-holder") and argv[1] == str(semid).encode() and state != "Z":
-            found.append(int(entry))
-    return found
-
-
-def alive(pid):
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def pids_mentioning(marker):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if marker.encode() in open(f"/proc/{entry}/cmdline", "rb").read() and alive(int(entry)):
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 class Soak:

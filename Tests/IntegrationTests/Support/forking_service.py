@@ -29,9 +29,9 @@ note(os.getpid())
 worker = os.fork()
 if worker == 0:
     os.setpgid(0, 0)  # leaves the daemon's process group as well
-    note(os.getpid())
     while True:
         time.sleep(1)
+note(worker)  # before the pid file: a test that sees the file sees both pids
 try:
     os.unlink(args.socket)
 except FileNotFoundError:
