@@ -192,17 +192,22 @@ def wrk(port, path, headers=""):
     return float(m.group(1)) if m else float("nan")
 
 async def bench_cold(p, rounds=20):
+    """Cold cycles of a trivial service: the acquire that starts it, the release that stops
+    it (SIGTERM to every process of the service, wait until all are gone)."""
     await p.define("cold", start=["sleep", "3600"])
     c = await p.conn()
-    lat = []
+    acquire, release = [], []
     for _ in range(rounds):
         t = time.perf_counter()
         status, data = await c.call("POST", "/v1/services/cold/leases", {"ttl_ms": 60000})
-        lat.append((time.perf_counter() - t) * 1000)
+        acquire.append((time.perf_counter() - t) * 1000)
         assert status == 201 and json.loads(data)["started"], data
-        await c.call("DELETE", f"/v1/leases/{json.loads(data)['id']}")
+        t = time.perf_counter()
+        status, data = await c.call("DELETE", f"/v1/leases/{json.loads(data)['id']}")
+        release.append((time.perf_counter() - t) * 1000)
+        assert status == 200 and json.loads(data)["service_stopped"], data
     c.close()
-    return pct(lat, 50), pct(lat, 99)
+    return pct(acquire, 50), pct(acquire, 99), pct(release, 50), pct(release, 99)
 
 def pss_kib(pid):
     for line in open(f"/proc/{pid}/smaps_rollup"):
@@ -310,6 +315,7 @@ def main():
     say("## Other figures (procrefd, durability normal)")
     say()
     say(f"- cold acquire (service start included, trivial service): p50 {cold[0]:.2f} ms, p99 {cold[1]:.2f} ms")
+    say(f"- cold release (service stop included): p50 {cold[2]:.2f} ms, p99 {cold[3]:.2f} ms")
     say(f"- `GET /v1/health`, wrk -t2 -c32 -d5s: {health:,.0f} req/s")
     say(f"- `GET /v1/status` with 100+ services, wrk -t2 -c32 -d5s: {status:,.0f} req/s")
     for n, (pss, rss, p50) in held.items():

@@ -94,7 +94,7 @@ int procref_waitpid(pid_t pid, int nohang, int *exited, int *by_signal, int *sta
 
 pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *o) {
-    if (o->cgroup_procs_fd >= 0) return procref_spawn_in_cgroup(path, argv, envp, o);
+    if (o->cgroup_fd >= 0) return procref_spawn_in_cgroup(path, argv, envp, o);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);

@@ -66,6 +66,7 @@ extension Coordinator {
     func removeIfPending(_ service: ManagedService, actor: String = Actor.procrefd) async -> Bool {
         guard service.state.withLock({ $0.pendingRemoval }), (try? service.kernelCount()) == 0 else { return false }
         await service.stop(actor: actor, reason: "removed")
+        service.processes.removeCgroup()
         do {
             try context.write { tx in
                 try tx.deleteService(name: service.name)

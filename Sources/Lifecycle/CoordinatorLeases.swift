@@ -318,7 +318,7 @@ extension Coordinator {
                 Telemetry.ended(service: service.name, reason: .revoked)
             }
             await service.stop(actor: actor, reason: "shutdown")
-            service.processes.removeCgroup()  // also the empty one of a service that was not running
+            service.processes.removeCgroup()
             do { try service.semaphores.remove() } catch {
                 context.logger.error("cannot remove semaphore set of \(service.name): \(error)")
             }

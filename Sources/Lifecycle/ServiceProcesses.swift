@@ -25,13 +25,13 @@ struct ServiceProcesses: Sendable {
         cgroup = cgroupRoot?.child("svc-\(service)")
     }
 
-    /// `cgroup.procs` of the service's cgroup (created if needed), for a spawn to join; nil
-    /// without a cgroup. The caller closes it.
-    func joinDescriptor() throws(SystemCallError) -> Int32? {
+    /// The service's cgroup (created if needed), open for a spawn to start the service in;
+    /// nil without a cgroup. The caller closes it.
+    func spawnDescriptor() throws(SystemCallError) -> Int32? {
         guard let cgroupRoot, let cgroup else { return nil }
         try cgroupRoot.create()
         try cgroup.create()
-        return try cgroup.openProcsForJoining()
+        return try cgroup.openForSpawning()
     }
 
     /// Live processes of the service. `thorough` also scans for the marker where a cgroup
@@ -53,6 +53,8 @@ struct ServiceProcesses: Sendable {
         return !members(main: main).isEmpty
     }
 
-    /// Removes the service's cgroup once empty.
+    /// Removes the service's cgroup once empty. Kept from one start to the next: a cgroup
+    /// made again right after its removal can wait tens of ms in mkdir for the old one to
+    /// be released.
     func removeCgroup() { try? cgroup?.remove() }
 }

@@ -80,9 +80,9 @@ extension ManagedService {
         defer { Descriptor.close(log) }
         options.standardOutput = log
         options.standardError = log
-        let join = try processes.joinDescriptor()
-        defer { if let join { Descriptor.close(join) } }
-        options.cgroupProcs = join ?? -1
+        let cgroup = try processes.spawnDescriptor()
+        defer { if let cgroup { Descriptor.close(cgroup) } }
+        options.cgroup = cgroup ?? -1
         let identity = try context.spawner.spawn(arguments: definition.start, environment: environment, options: options)
         return try PidFD(child: identity)
     }

@@ -22,7 +22,6 @@ extension ManagedService {
         let outcome = await Teardown(processes: processes).run(
             main: isRunning ? process?.pid : nil, mainEnded: { process == nil || state.withLock { $0.exited } },
             signal: definition.stopSignalNumber, timeoutMs: definition.stopTimeoutMs)
-        processes.removeCgroup()
         let status = state.withLock { state -> ExitStatus? in
             state.state = .stopped
             state.process = nil

@@ -75,10 +75,10 @@ public struct Cgroup: Sendable, Equatable {
         readSmallFile("\(path)/cgroup.events")?.contains("populated 1") ?? false
     }
 
-    /// `cgroup.procs`, open for writing (close-on-exec): what a child writes "0" to in
-    /// order to join. The caller closes it.
-    public func openProcsForJoining() throws(SystemCallError) -> Int32 {
-        try check("open(\(path)/cgroup.procs)", open("\(path)/cgroup.procs", O_WRONLY | O_CLOEXEC))
+    /// The directory, open (close-on-exec), for a child to be cloned into. The caller
+    /// closes it.
+    public func openForSpawning() throws(SystemCallError) -> Int32 {
+        try check("open(\(path))", open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
     }
 
     /// SIGKILL to everything in it, at once (`cgroup.kill`, Linux 5.14+), else one by one.

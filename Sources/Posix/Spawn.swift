@@ -16,9 +16,9 @@ public struct Spawner: Sendable {
         /// Passed to the child as descriptor 4 (only together with `passedDescriptor`).
         public var secondPassedDescriptor: Int32 = -1
         public var workingDirectory: String?
-        /// A cgroup's `cgroup.procs`, open for writing: the child joins that cgroup before
-        /// it runs anything (see `procref_spawn_in_cgroup`).
-        public var cgroupProcs: Int32 = -1
+        /// A cgroup v2 directory, open: the child starts in that cgroup, before it runs
+        /// anything (clone3 with CLONE_INTO_CGROUP; see `procref_spawn_in_cgroup`).
+        public var cgroup: Int32 = -1
         public init() {}
     }
 
@@ -45,7 +45,7 @@ public struct Spawner: Sendable {
             new_process_group: options.newProcessGroup ? 1 : 0,
             stdin_fd: -1, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
             pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: nil,
-            cgroup_procs_fd: options.cgroupProcs)
+            cgroup_fd: options.cgroup)
         let pid: pid_t = path.withCString { cPath in
             if let cwd = options.workingDirectory {
                 return cwd.withCString { cCwd in

@@ -58,7 +58,7 @@ typedef struct procref_spawn_options {
     int pass_fd;          /* dup'ed to descriptor 3 in the child, or -1 */
     int pass_fd2;         /* dup'ed to descriptor 4 (only with pass_fd), or -1 */
     const char *cwd;      /* NULL: inherit */
-    int cgroup_procs_fd;  /* a cgroup's cgroup.procs open for writing: the child joins it before exec; or -1 */
+    int cgroup_fd;        /* a cgroup v2 directory (O_PATH or O_DIRECTORY): the child starts in it; or -1 */
 } procref_spawn_options;
 
 /**
@@ -68,8 +68,8 @@ typedef struct procref_spawn_options {
 pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *options);
 /**
- * The same with options->cgroup_procs_fd >= 0: a vfork-style clone whose child writes itself
- * into that cgroup before exec, so nothing it forks can start outside it. No pass_fd.
+ * The same with options->cgroup_fd >= 0: clone3(CLONE_INTO_CGROUP), so the child starts in
+ * that cgroup and nothing it forks can start outside it. No pass_fd.
  */
 pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const envp[],
                               const procref_spawn_options *options);
