@@ -168,6 +168,44 @@ int procref_signalfd_read(int fd) {
     return (int)info.ssi_signo;
 }
 
+/* The write end of the forwarding pipe; the handler only writes to it. */
+static volatile int forwarding_write_fd = -1;
+
+static void forwarding_handler(int signo, siginfo_t *info, void *context) {
+    (void)context;
+    int saved = errno;
+    int record[2] = {signo, info != NULL && info->si_code == SI_KERNEL};
+    (void)!write(forwarding_write_fd, record, sizeof record);
+    errno = saved;
+}
+
+int procref_forwarding_pipe(void) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == -1) return -1;
+    forwarding_write_fd = fds[1];
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = forwarding_handler;
+    action.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&action.sa_mask);
+    int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        if (sigaction(signals[i], &action, NULL) == -1) return -1;
+    }
+    return fds[0];
+}
+
+int procref_forwarding_read(int fd, int *from_kernel) {
+    int record[2];
+    ssize_t n;
+    do {
+        n = read(fd, record, sizeof record);
+    } while (n == -1 && errno == EINTR);
+    if (n != (ssize_t)sizeof record) return -1;
+    *from_kernel = record[1];
+    return record[0];
+}
+
 int64_t procref_monotonic_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -63,14 +63,34 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public static func parse(_ text: String, path: String = "<config>") throws(ConfigError) -> DaemonConfig {
+        try decode(ConfigFile.self, from: text, path: path).resolved(path: path)
+    }
+
+    /// Checks every `[services.NAME]` table as a reload would apply them: valid names and
+    /// definitions, errors naming `services.NAME.FIELD`.
+    public func checkServices(path: String) throws(ConfigError) {
+        for (name, definition) in services.sorted(by: { $0.key < $1.key }) {
+            guard ServiceName.isValid(name) else { throw ConfigError(path: path, message: LifecycleError.invalidName(name).description) }
+            do { try definition.validate() } catch {
+                throw ConfigError(path: path, message: "services.\(name).\(error.field): \(error.message)")
+            }
+        }
+    }
+
+    /// One service definition in TOML: the keys of a `[services.NAME]` table, at the top
+    /// level (`procrefd service define NAME --file def.toml`).
+    public static func parseDefinition(_ text: String, path: String) throws(ConfigError) -> ServiceDefinition {
+        try decode(ServiceDefinition.self, from: text, path: path)
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, from text: String, path: String) throws(ConfigError) -> T {
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
             throw ConfigError(path: path, message: "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
         } catch {
             throw ConfigError(path: path, message: "\(error)")
         }
-        let file: ConfigFile
-        do { file = try TOMLDecoder().decode(ConfigFile.self, from: table) } catch let error as DefinitionError {
+        do { return try TOMLDecoder().decode(T.self, from: table) } catch let error as DefinitionError {
             throw ConfigError(path: path, message: error.description)
         } catch let DecodingError.keyNotFound(_, context), let DecodingError.valueNotFound(_, context),
             let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context)
@@ -79,7 +99,6 @@ public struct DaemonConfig: Sendable, Equatable {
         } catch {
             throw ConfigError(path: path, message: "\(error)")
         }
-        return try file.resolved(path: path)
     }
 
     private static func path(_ context: DecodingError.Context) -> String {

@@ -61,6 +61,12 @@ struct ServiceListPayload: Encodable {
     let services: [ServicePayload]
 }
 
+/// The answer to `DELETE /v1/services/{name}`.
+struct ServiceRemovedPayload: Encodable {
+    let name: String
+    let removed: Bool
+}
+
 /// A granted lease: the lease plus what the acquire did.
 /// Lease answers are the hot path: written by hand, not by JSONEncoder (same text, sorted keys).
 protocol HandWrittenJSON {

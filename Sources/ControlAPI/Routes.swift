@@ -53,6 +53,14 @@ extension ControlAPI {
                 }
             }),
 
+            Route("DELETE", "/v1/services/{name}", .suspending { request, p in
+                await answerAsync {
+                    let name = p["name", default: ""]
+                    try await coordinator.removeService(name, actor: actor(of: request))
+                    return json(ServiceRemovedPayload(name: name, removed: true))
+                }
+            }),
+
             Route("POST", "/v1/services/{name}/leases", .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]

@@ -65,20 +65,37 @@ extension Coordinator {
     @discardableResult
     func removeIfPending(_ service: ManagedService, actor: String = Actor.procrefd) async -> Bool {
         guard service.state.withLock({ $0.pendingRemoval }), (try? service.kernelCount()) == 0 else { return false }
+        do { try await remove(service, actor: actor) } catch { context.logger.error("removing \(service.name): \(error)") }
+        return true
+    }
+
+    /// Removes an API-defined service (`DELETE /v1/services/{name}`): refused while it is
+    /// leased or running, or defined in the config file.
+    public func removeService(_ name: String, actor: String) async throws(LifecycleError) {
+        let service = try service(named: name)
+        await registryLock.lock()
+        defer { registryLock.unlock() }
+        await service.lock.lock()
+        defer { service.lock.unlock() }
+        if service.state.withLock({ $0.fromConfig }) { throw .definedInConfig(name) }
+        guard !service.isRunning, (try? service.kernelCount()) ?? 1 == 0, leases.withLock({ $0.count(of: name) }) == 0 else {
+            throw .serviceLeased(name)
+        }
+        try await remove(service, actor: actor)
+    }
+
+    /// Stops what is left of the service, deletes its row (recording `service.removed`),
+    /// removes its semaphore set and cgroup, and drops it. Call with its lock held.
+    private func remove(_ service: ManagedService, actor: String) async throws(LifecycleError) {
         await service.stop(actor: actor, reason: "removed")
         service.processes.removeCgroup()
-        do {
-            try context.write { tx in
-                try tx.deleteService(name: service.name)
-                try tx.append(NewEvent(.serviceRemoved, service: service.name, actor: actor))
-            }
-            try service.semaphores.remove()
-        } catch {
-            context.logger.error("removing \(service.name): \(error)")
+        try context.write { tx in
+            try tx.deleteService(name: service.name)
+            try tx.append(NewEvent(.serviceRemoved, service: service.name, actor: actor))
         }
+        do { try service.semaphores.remove() } catch { throw .kernel("semaphore set of \(service.name): \(error)") }
         services.withLock { table in
             if table[service.name] === service { table.removeValue(forKey: service.name) }
         }
-        return true
     }
 }

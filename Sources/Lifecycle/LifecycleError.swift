@@ -9,6 +9,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case leaseEnded(String, String)
     case serviceRunning(String)
     case serviceRemoving(String)
+    case serviceLeased(String)
     case serviceNotRunning(String)
     case serviceFailed(service: String, reason: String)
     case serviceNotFailed(String)
@@ -37,6 +38,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case let .leaseEnded(id, how): return "lease \(id) had already ended (\(how)) when the release reached its holder"
         case .serviceRunning(let name): return "service \(name) is running; it can be redefined once stopped"
         case .serviceNotRunning(let name): return "service \(name) is not running"
+        case .serviceLeased(let name): return "service \(name) is leased or running; it can be removed once unleased and stopped"
         case .serviceRemoving(let name):
             return "service \(name) was removed from the config file; it takes no new leases and goes once its last lease ends"
         case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); POST /v1/services/\(service)/reset to try again"

@@ -9,6 +9,8 @@ public struct Spawner: Sendable {
         public var newSession = false
         /// Its own process group, so stopping it reaches its children too (services).
         public var newProcessGroup = false
+        /// Descriptors for the child's 0, 1, 2 (-1: /dev/null).
+        public var standardInput: Int32 = -1
         public var standardOutput: Int32 = -1
         public var standardError: Int32 = -1
         /// Passed to the child as descriptor 3.
@@ -43,7 +45,7 @@ public struct Spawner: Sendable {
         var raw = procref_spawn_options(
             new_session: options.newSession ? 1 : 0,
             new_process_group: options.newProcessGroup ? 1 : 0,
-            stdin_fd: -1, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
+            stdin_fd: options.standardInput, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
             pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: nil,
             cgroup_fd: options.cgroup)
         let pid: pid_t = path.withCString { cPath in

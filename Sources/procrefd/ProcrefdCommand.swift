@@ -6,6 +6,9 @@ struct ProcrefdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "procrefd",
         abstract: "Kernel reference-counted leases on shared services, over REST.",
-        subcommands: [Serve.self, Status.self, Stop.self, Pid.self, Events.self],
+        subcommands: [
+            Serve.self, Status.self, Stop.self, Pid.self, Events.self, RunCommand.self, LeaseCommand.self, LeasesCommand.self,
+            ServicesCommand.self, ServiceCommand.self, CheckConfig.self,
+        ],
         defaultSubcommand: Serve.self)
 }

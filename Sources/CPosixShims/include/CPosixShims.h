@@ -86,6 +86,17 @@ int procref_set_nonblocking(int fd);
 int procref_signalfd_for_control_signals(void);
 /** Reads one signal from a signalfd: its number, or -1 with errno. */
 int procref_signalfd_read(int fd);
+/**
+ * Catches TERM, INT, HUP, QUIT, USR1, USR2 in the whole process (whichever thread receives
+ * one) and writes each to a pipe; returns the pipe's read end (non-blocking). Exec resets
+ * the handlers in children.
+ */
+int procref_forwarding_pipe(void);
+/**
+ * Reads one caught signal: its number, with *from_kernel = 1 when the kernel sent it (a
+ * terminal's ^C goes to the whole foreground group), or -1 with errno (EAGAIN: none).
+ */
+int procref_forwarding_read(int fd, int *from_kernel);
 int64_t procref_monotonic_ms(void);
 /**
  * poll() on up to two descriptors (fd < 0 is ignored). Returns poll's result and sets

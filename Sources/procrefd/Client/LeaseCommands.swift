@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+
+/// `procrefd lease acquire|release|keepalive`.
+struct LeaseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lease", abstract: "Acquire, release or keep alive one lease.",
+        subcommands: [Acquire.self, Release.self, Keepalive.self])
+
+    struct Acquire: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Acquire a lease and print its id (L=$(procrefd lease acquire web)).",
+            discussion: "With neither --ttl nor --client-pid the daemon's default TTL applies. Exit codes: 0 granted, 3 procrefd not reachable, 4 no such service, 5 refused (limit, failed service, start failed), 1 other errors.")
+
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The service.") var service: String
+        @Option(help: "Lease TTL (500ms, 30s, 10m, 1h); keep it with `lease keepalive`.") var ttl: TimeSpan?
+        @Option(help: "A label for the lease holder.") var holder: String?
+        @Option(help: "End the lease when this process exits.") var clientPid: Int32?
+
+        func run() throws {
+            var body: [String: Any] = [:]
+            if let ttl { body["ttl_ms"] = ttl.milliseconds }
+            if let holder { body["holder"] = holder }
+            if let clientPid { body["client_pid"] = clientPid }
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("POST", "/v1/services/\(service)/leases", json: body)
+                options.show(response) { cell(response.object["id"]) }
+            }
+        }
+    }
+
+    struct Release: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Release a lease.", discussion: "Exit codes: 0 released, 4 no live lease, 3 not reachable, 1 other errors.")
+
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The lease id.") var id: String
+
+        func run() throws {
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("DELETE", "/v1/leases/\(id)")
+                let stopped = response.object["service_stopped"] as? Bool == true
+                options.show(response) { "released \(id): count \(cell(response.object["count"]))" + (stopped ? ", service stopped" : "") }
+            }
+        }
+    }
+
+    struct Keepalive: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Push a TTL lease's deadline to now + its TTL.", discussion: "Exit codes: 0 kept, 4 no live lease, 5 not a TTL lease, 1 other errors.")
+
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The lease id.") var id: String
+
+        func run() throws {
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("POST", "/v1/leases/\(id)/keepalive")
+                options.show(response) { "\(id) expires at \(cell(response.object["expires_at"]))" }
+            }
+        }
+    }
+}
+
+/// `procrefd leases [--service NAME]`.
+struct LeasesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "leases", abstract: "List live leases.")
+
+    @OptionGroup var options: ClientOptions
+    @Option(help: "Only this service's leases.") var service: String?
+
+    func run() throws {
+        try options.perform { client throws(ClientError) in
+            let response = try client.call("GET", "/v1/leases" + (service.map { "?service=\($0)" } ?? ""))
+            options.show(response) {
+                let leases = response.object["leases"] as? [[String: Any]] ?? []
+                return table(["ID", "SERVICE", "HOLDER", "HOLDER PID", "CLIENT PID", "EXPIRES"], leases.map { lease in
+                    [cell(lease["id"]), cell(lease["service"]), cell((lease["holder"] as? String).flatMap { $0.isEmpty ? nil : $0 }),
+                     cell(lease["holder_pid"]), cell(lease["client_pid"]), cell(lease["expires_at"])]
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import Lifecycle
+
+/// `procrefd services`: a table like `supervisorctl status`.
+struct ServicesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "services", abstract: "List services: state, kernel count, leases, pid.")
+
+    @OptionGroup var options: ClientOptions
+
+    func run() throws {
+        try options.perform { client throws(ClientError) in
+            let response = try client.call("GET", "/v1/services")
+            options.show(response) {
+                let services = response.object["services"] as? [[String: Any]] ?? []
+                return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SOURCE", "LAST HEALTH"], services.map { service in
+                    [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]),
+                     cell(service["pid"]), cell(service["source"]), cell(service["last_health"])]
+                })
+            }
+        }
+    }
+}
+
+/// `procrefd service show|define|restart|reset|remove NAME`.
+struct ServiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service", abstract: "Show, define, restart, reset or remove one service.",
+        subcommands: [Show.self, Define.self, Restart.self, Reset.self, Remove.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a service's status and definition.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The service.") var name: String
+
+        func run() throws {
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("GET", "/v1/services/\(name)")
+                options.show(response) {
+                    let s = response.object
+                    var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"]))", "pid: \(cell(s["pid"]))",
+                                 "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
+                                 "semaphore: key \(cell(s["key"])), semid \(cell(s["semid"]))",
+                                 "last health: \(cell(s["last_health"]))", "source: \(cell(s["source"]))"]
+                    if let reason = s["failure_reason"] as? String { lines.append("failure: \(reason)") }
+                    if let until = s["linger_until"] as? String { lines.append("lingers until: \(until)") }
+                    if let definition = s["definition"],
+                        let data = try? JSONSerialization.data(withJSONObject: definition, options: [.prettyPrinted, .sortedKeys])
+                    {
+                        lines.append("definition: " + String(decoding: data, as: UTF8.self))
+                    }
+                    return lines.joined(separator: "\n")
+                }
+            }
+        }
+    }
+
+    struct Define: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Define (or, while stopped, replace) a service from a JSON or TOML file.",
+            discussion: "The file holds one definition: the body of PUT /v1/services/NAME (JSON), or the same keys in TOML.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The service.") var name: String
+        @Option(help: "def.json or def.toml.") var file: String
+
+        func run() throws {
+            let body: Any
+            do { body = try DefinitionFile.load(file) } catch {
+                printError("procrefd: \(file): \(error)")
+                throw ExitCode.failure
+            }
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("PUT", "/v1/services/\(name)", json: body)
+                options.show(response) { (response.status == 201 ? "defined " : "replaced ") + name }
+            }
+        }
+    }
+
+    struct Restart: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Restart a running service; its leases stay granted.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The service.") var name: String
+
+        func run() throws {
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("POST", "/v1/services/\(name)/restart")
+                options.show(response) { "restarted \(name): pid \(cell(response.object["pid"]))" }
+            }
+        }
+    }
+
+    struct Reset: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Take a service out of `failed`.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The service.") var name: String
+
+        func run() throws {
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("POST", "/v1/services/\(name)/reset")
+                options.show(response) { "reset \(name): \(cell(response.object["state"]))" }
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove an API-defined service (refused while it is leased or running).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The service.") var name: String
+
+        func run() throws {
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("DELETE", "/v1/services/\(name)")
+                options.show(response) { "removed \(name)" }
+            }
+        }
+    }
+}
+
+/// A service definition file: JSON as the API takes it, or the same keys in TOML.
+enum DefinitionFile {
+    static func load(_ path: String) throws -> Any {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CocoaError(.fileReadNoSuchFile) }
+        if path.hasSuffix(".toml") {
+            let definition = try DaemonConfig.parseDefinition(String(decoding: data, as: UTF8.self), path: path)
+            return try JSONSerialization.jsonObject(with: JSONEncoder().encode(definition))
+        }
+        return try JSONSerialization.jsonObject(with: data)
+    }
+}
