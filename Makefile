@@ -5,8 +5,11 @@ VENV         := .venv
 # hypothesis is pinned below 6.150: later versions crash inside schemathesis' coverage phase here.
 PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3 schemathesis==4.32.5 hypothesis==6.140.0
 BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
+RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
+PREFIX       ?= /usr/local
+DESTDIR      ?=
 
-.PHONY: all deps venv build run test soak bench clean
+.PHONY: all deps venv build release install run test soak bench clean
 
 all: build
 
@@ -30,9 +33,28 @@ $(VENV)/.ready: Makefile
 build: deps
 	$(SWIFT) build
 
-## Start procrefd on its embedded defaults (state in ~/.local/state/procrefd, 127.0.0.1:7683).
-run: build
-	$(BIN_DIR)/procrefd serve
+## Release builds: procrefd with the Swift runtime linked in (it runs on a host without the
+## toolchain), and the holder (Embedded Swift, static) as its own product.
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product procrefd
+	$(SWIFT) build -c release --product procref-holder
+
+## Installs the release binaries, the systemd unit and shell completions under
+## $(DESTDIR)$(PREFIX) (default /usr/local).
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 755 $(RELEASE_DIR)/procrefd $(RELEASE_DIR)/procref-holder $(DESTDIR)$(PREFIX)/bin/
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' dist/procrefd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/procrefd.service
+	$(RELEASE_DIR)/procrefd --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procrefd
+	$(RELEASE_DIR)/procrefd --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procrefd
+	$(RELEASE_DIR)/procrefd --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/procrefd.fish
+
+## Start the release build of procrefd on its embedded defaults (state in
+## ~/.local/state/procrefd, 127.0.0.1:7683).
+run: release
+	$(RELEASE_DIR)/procrefd serve
 
 test: deps venv
 	$(SWIFT) build --build-tests
@@ -40,6 +62,7 @@ test: deps venv
 	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100
 	python3 bench/flood.py --bin "$(BIN_DIR)"
 	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 60
+	Tests/install/check-install.sh
 
 ## The chaos soak for 10 minutes (make test runs 60 s of it). SEED=N repeats a run.
 soak: build

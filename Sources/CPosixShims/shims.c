@@ -2,6 +2,7 @@
 #include "CPosixShims.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -417,6 +418,24 @@ ssize_t procref_send_datagram(int fd, const void *buf, size_t count) {
         n = send(fd, buf, count, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n == -1 && errno == EINTR);
     return n;
+}
+
+int procref_notify_socket(const char *path, const char *message) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof address.sun_path) { errno = EINVAL; return -1; }
+    memcpy(address.sun_path, path, length);
+    if (path[0] == '@') address.sun_path[0] = '\0'; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) return -1;
+    ssize_t n = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&address,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n < 0 ? -1 : 0;
 }
 
 ssize_t procref_receive(int fd, void *buf, size_t count, int timeout_ms) {

@@ -16,7 +16,7 @@ public enum EventQuery {
                 status: 200, headers: [("Content-Type", "application/x-ndjson"), ("Cache-Control", "no-store")],
                 stream: EventStream(store: store, filter: filter))
         }
-        let waitMs = try integer(request, "wait_ms", in: 0...maxWaitMs) ?? 0
+        let waitMs = try request.integer("wait_ms", in: 0...maxWaitMs) ?? 0
         guard waitMs == 0 || filter.order == .asc else { throw Problem.invalidField("wait_ms", "only with order=asc") }
         let deadline = ContinuousClock.now + .milliseconds(min(waitMs, holdLimitMs))
         var page = filter
@@ -40,25 +40,17 @@ public enum EventQuery {
         if let bad = filter.kinds.first(where: { !EventFilter.isValidKind($0) }) {
             throw .invalidField("kind", "\(bad.debugDescription) is not a kind or a prefix like lease.*")
         }
-        if let pid = try integer(request, "pid", in: 1...Int(Int32.max)) { filter.pid = Int32(pid) }
+        if let pid = try request.integer("pid", in: 1...Int(Int32.max)) { filter.pid = Int32(pid) }
         filter.since = try date(request, "since")
         filter.until = try date(request, "until")
-        if let after = try integer(request, "after", in: 0...Int.max) { filter.after = Int64(after) }
-        if let before = try integer(request, "before", in: 1...Int.max) { filter.before = Int64(before) }
-        if let limit = try integer(request, "limit", in: 1...maxPage) { filter.limit = limit }
+        if let after = try request.integer("after", in: 0...Int.max) { filter.after = Int64(after) }
+        if let before = try request.integer("before", in: 1...Int.max) { filter.before = Int64(before) }
+        if let limit = try request.integer("limit", in: 1...maxPage) { filter.limit = limit }
         if let order = request.query["order"] {
             guard let value = EventFilter.Order(rawValue: order) else { throw .invalidField("order", "asc or desc") }
             filter.order = value
         }
         return filter
-    }
-
-    private static func integer(_ request: HTTPRequest, _ name: String, in range: ClosedRange<Int>) throws(Problem) -> Int? {
-        guard let text = request.query[name] else { return nil }
-        guard let value = Int(text), range.contains(value) else {
-            throw .invalidField(name, "must be an integer within \(range.lowerBound)...\(range.upperBound)")
-        }
-        return value
     }
 
     private static func date(_ request: HTTPRequest, _ name: String) throws(Problem) -> Date? {

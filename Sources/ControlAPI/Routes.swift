@@ -53,6 +53,17 @@ extension ControlAPI {
                 }
             }),
 
+            Route("GET", "/v1/services/{name}/logs", .immediate { request, p in
+                answer {
+                    let path = try coordinator.logPath(of: p["name", default: ""])
+                    let lines = try request.integer("tail", in: 0...ServiceLogs.maxTail) ?? 100
+                    let (tail, end) = ServiceLogs.tail(path, lines: lines)
+                    let headers = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
+                    guard try request.boolean("follow") == true else { return HTTPResponse(status: 200, headers: headers, body: tail) }
+                    return HTTPResponse(status: 200, headers: headers, stream: LogFollower(path: path, tail: tail, offset: end) { [signal = store.signal] in signal.isClosed })
+                }
+            }),
+
             Route("DELETE", "/v1/services/{name}", .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]

@@ -201,6 +201,12 @@ public final class Coordinator: Sendable {
 
     static let keyAttempts = 64
 
+    /// Where the service's output goes (`STATE/logs/NAME.log`; it may not exist yet).
+    public func logPath(of name: String) throws(LifecycleError) -> String {
+        let service = try service(named: name)
+        return "\(context.logsDirectory)/\(service.name).log"
+    }
+
     /// Admin restart of a running service; its leases stay granted.
     public func restartService(_ name: String, actor: String) async throws(LifecycleError) {
         let service = try service(named: name)

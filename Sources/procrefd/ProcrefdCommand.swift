@@ -8,7 +8,7 @@ struct ProcrefdCommand: AsyncParsableCommand {
         abstract: "Kernel reference-counted leases on shared services, over REST.",
         subcommands: [
             Serve.self, Status.self, Stop.self, Pid.self, Events.self, RunCommand.self, LeaseCommand.self, LeasesCommand.self,
-            ServicesCommand.self, ServiceCommand.self, CheckConfig.self,
+            ServicesCommand.self, ServiceCommand.self, LogsCommand.self, CheckConfig.self,
         ],
         defaultSubcommand: Serve.self)
 }

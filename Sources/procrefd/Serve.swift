@@ -24,7 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TOML config file: settings and [services.NAME] tables (options given here override it). SIGHUP reloads it.")
     var config: String?
 
-    @Option(help: "TCP listen address (numeric). Default: 127.0.0.1.")
+    @Option(help: "TCP listen address (numeric): HOST, or HOST:PORT ([IPv6]:PORT). Default: 127.0.0.1.")
     var listen: String?
 
     @Option(help: "TCP port; 0 picks a free one. Default: 7683.")
@@ -53,6 +53,10 @@ struct Serve: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        if let listen {
+            guard let parsed = Self.splitListen(listen) else { throw ValidationError("--listen: expected HOST or HOST:PORT, got \(listen)") }
+            if parsed.port != nil && port != nil { throw ValidationError("give the port once: in --listen HOST:PORT or in --port") }
+        }
         if let defaultTtlMs, !CoordinatorConfig.ttlRange.contains(defaultTtlMs) {
             throw ValidationError("--default-ttl-ms must be within \(CoordinatorConfig.ttlRange)")
         }
@@ -76,8 +80,9 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
 
         let file = try loadConfig()
-        let listen = self.listen ?? file.listen ?? "127.0.0.1"
-        let port = self.port ?? file.port ?? Self.defaultPort
+        let given = self.listen.flatMap(Self.splitListen)
+        let listen = given?.host ?? file.listen ?? "127.0.0.1"
+        let port = given?.port ?? self.port ?? file.port ?? Self.defaultPort
         let durability = self.durability ?? file.durability ?? .normal
         let onExit = self.onExit ?? file.onExit ?? .drain
 
@@ -156,6 +161,7 @@ struct Serve: AsyncParsableCommand {
         // One machine-readable line for scripts and tests that start procrefd on port 0.
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
         FileHandle.standardOutput.write(Data(line.utf8))
+        ServiceManagerNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=listening on \(address)")
 
         let pruner = file.audit.retention.isEnabled
             ? Self.startPruner(store: store, audit: file.audit, logger: logger) : nil
@@ -164,6 +170,7 @@ struct Serve: AsyncParsableCommand {
         pruner?.cancel()
         let mode = trigger.mode ?? onExit
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
+        ServiceManagerNotify.send("STOPPING=1\nSTATUS=stopping (\(mode.rawValue))")
         for server in servers { server.stopAccepting() }
         store.signal.close()  // ends long-polls and event streams
         for server in servers where !(await server.waitIdle(timeoutMs: 30_000)) {
@@ -178,6 +185,24 @@ struct Serve: AsyncParsableCommand {
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
             try tx.endRun(id: runID, mode: mode.rawValue)
         }
+    }
+
+    /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; nil when malformed.
+    static func splitListen(_ text: String) -> (host: String, port: UInt16?)? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty { return host.isEmpty ? nil : (host, nil) }
+            guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()) else { return nil }
+            return (host, port)
+        }
+        let colons = text.filter { $0 == ":" }.count
+        if colons == 1, let colon = text.firstIndex(of: ":") {
+            guard let port = UInt16(text[text.index(after: colon)...]), colon != text.startIndex else { return nil }
+            return (String(text[..<colon]), port)
+        }
+        return text.isEmpty ? nil : (text, nil)  // a name, an IPv4 address, or a bare IPv6 one
     }
 
     /// Prometheus through swift-metrics, with buckets that fit procrefd's latencies.

@@ -171,3 +171,54 @@ struct ClientTests {
         #expect(bad.stderr.contains("bad.toml") && bad.stderr.contains("start"), "\(bad.stderr)")
     }
 }
+
+/// `procrefd logs` and `GET /v1/services/{name}/logs`.
+@Suite("Service logs")
+struct ServiceLogsTests {
+    @Test("logs -n prints the last lines; logs -f follows what the service writes next; unknown service → 4")
+    func logs() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("logs")
+            let socket = "\(daemon.stateDir)/\(name).svc.sock"
+            let start = "echo first-$$; echo second-$$; exec python3 \(testServiceScript) \(socket)"
+            let define = try daemon.unix.send("PUT", "/v1/services/\(name)", json: [
+                "start": ["sh", "-c", start], "health": ["unix": socket, "timeout_ms": 500],
+            ])
+            #expect(define.status == 201, "\(define.text)")
+
+            // Following from before the service's first start: the file does not exist yet.
+            let follower = Process()
+            follower.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
+            follower.arguments = ["logs", name, "-f", "--state-dir", daemon.stateDir]
+            let output = Pipe()
+            follower.standardOutput = output
+            try follower.run()
+            defer {
+                if follower.isRunning { kill(follower.processIdentifier, SIGKILL) }
+                follower.waitUntilExit()
+            }
+            let fd = output.fileHandleForReading.fileDescriptor
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            var followed = ""
+            func readFollowed() -> String {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    guard n > 0 else { return followed }
+                    followed += String(decoding: chunk[0..<n], as: UTF8.self)
+                }
+            }
+            #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+            #expect(eventually { readFollowed().contains("first-") && followed.contains("second-") }, "\(followed)")
+
+            let last = try runProcrefd(["logs", name, "-n", "1", "--state-dir", daemon.stateDir])
+            #expect(last.code == 0)
+            #expect(last.stdout.hasPrefix("second-") && !last.stdout.contains("first-"), "\(last.stdout)")
+            let api = try daemon.unix.get("/v1/services/\(name)/logs?tail=2")
+            #expect(api.status == 200 && api.text.contains("first-") && api.text.contains("second-"))
+            #expect(try daemon.unix.get("/v1/services/\(name)/logs?tail=-1").status == 422)
+            let unknown = try runProcrefd(["logs", "no-such-service", "--state-dir", daemon.stateDir])
+            #expect(unknown.code == 4, "\(unknown.stderr)")
+        }
+    }
+}

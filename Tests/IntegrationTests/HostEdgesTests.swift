@@ -125,3 +125,49 @@ struct RecordEdgesTests {
         #expect((stopped?["detail"] as? [String: Any])?["exit"] as? String == "unknown (not our child)")
     }
 }
+
+/// Running under a service manager: readiness on `NOTIFY_SOCKET`, `--listen HOST:PORT`.
+@Suite("Service manager")
+struct ServiceManagerTests {
+    @Test("READY=1 with MAINPID reaches NOTIFY_SOCKET once procrefd listens; STOPPING=1 when it stops")
+    func notifyReady() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = "\(dir)/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        func receive() -> String? {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, 20_000) == 1 else { return nil }
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
+        }
+
+        let daemon = try DaemonHarness(extraArguments: ["--listen", "127.0.0.1"], environment: ["NOTIFY_SOCKET": path])
+        defer { daemon.shutdown() }
+        let ready = try #require(receive())
+        #expect(ready.contains("READY=1"), "\(ready)")
+        #expect(ready.contains("MAINPID=\(daemon.process.processIdentifier)"), "\(ready)")
+        #expect(try daemon.tcp.get("/v1/health").status == 200)
+        kill(daemon.process.processIdentifier, SIGTERM)
+        #expect(receive()?.contains("STOPPING=1") == true)
+    }
+
+    @Test("--listen HOST:PORT and --port together are refused")
+    func listenWithPortTwice() throws {
+        let result = try runProcrefd(["serve", "--listen", "127.0.0.1:7000", "--port", "7001", "--state-dir", "/nonexistent"])
+        #expect(result.code != 0)
+        #expect(result.stderr.contains("port once"), "\(result.stderr)")
+    }
+}

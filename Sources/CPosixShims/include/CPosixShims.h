@@ -114,6 +114,8 @@ int procref_socketpair_cloexec(int fds[2]);
 int procref_socketpair_datagram_cloexec(int fds[2]);
 /** send() that never blocks nor raises SIGPIPE. */
 ssize_t procref_send_datagram(int fd, const void *buf, size_t count);
+/** Sends one datagram to the Unix socket at `path` ('@' first: abstract), as sd_notify does. */
+int procref_notify_socket(const char *path, const char *message);
 /** Waits up to timeout_ms for data, then recv()s it: bytes, -2 on timeout, -1 with errno. */
 ssize_t procref_receive(int fd, void *buf, size_t count, int timeout_ms);
 pid_t procref_getpid(void);

@@ -28,6 +28,59 @@ struct APIClient {
     func send(_ method: String, _ path: String, json: Any? = nil, rawBody: [UInt8]? = nil, timeoutMs: Int = 120_000)
         throws(ClientError) -> Response
     {
+        let reply: [UInt8]
+        do {
+            reply = try SocketExchange.exchange(
+                destination, request: try request(method, path, json: json, rawBody: rawBody), timeoutMs: timeoutMs, limit: 64 << 20)
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw .unreachable("\(describe(endpoint)): \(error)")
+        }
+        return try Self.parse(reply)
+    }
+
+    /// GETs a streamed (chunked) answer and hands each piece of its body to `received`, until
+    /// the daemon ends it or the connection closes. An error answer is thrown as usual.
+    func follow(_ path: String, received: ([UInt8]) -> Void) throws(ClientError) {
+        var head: [UInt8] = []
+        var answer: Response?
+        var chunks = ChunkedDecoder()
+        var failure: ClientError?
+        do {
+            try SocketExchange.stream(destination, request: try request("GET", path), timeoutMs: 10_000) { bytes in
+                var body = bytes
+                if answer == nil {
+                    head += bytes
+                    guard let response = try? Self.parse(head) else { return true }  // headers not complete yet
+                    answer = response
+                    guard response.status == 200, response.headers["transfer-encoding"] == "chunked" else {
+                        if let length = response.headers["content-length"].flatMap(Int.init), response.body.count < length { answer = nil; return true }
+                        failure = (200..<300).contains(response.status) ? nil : .problem(response)
+                        if failure == nil { received(response.body) }
+                        return false
+                    }
+                    body = response.body
+                }
+                received(chunks.feed(body))
+                return !chunks.finished
+            }
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw .unreachable("\(describe(endpoint)): \(error)")
+        }
+        if let failure { throw failure }
+    }
+
+    private var destination: SocketExchange.Destination {
+        switch endpoint {
+        case .unix(let path): return .unix(path: path)
+        case let .tcp(host, port): return .tcp(host: host, port: port)
+        }
+    }
+
+    private func request(_ method: String, _ path: String, json: Any? = nil, rawBody: [UInt8]? = nil) throws(ClientError) -> [UInt8] {
         var body: [UInt8] = rawBody ?? []
         if let json {
             guard let data = try? JSONSerialization.data(withJSONObject: json) else { throw .usage("cannot encode the request body") }
@@ -36,18 +89,7 @@ struct APIClient {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: \(body.count)\r\n"
         if !body.isEmpty { head += "Content-Type: application/json\r\n" }
         if let token { head += "Authorization: Bearer \(token)\r\n" }
-        let destination: SocketExchange.Destination
-        switch endpoint {
-        case .unix(let path): destination = .unix(path: path)
-        case let .tcp(host, port): destination = .tcp(host: host, port: port)
-        }
-        let reply: [UInt8]
-        do {
-            reply = try SocketExchange.exchange(destination, request: Array((head + "\r\n").utf8) + body, timeoutMs: timeoutMs, limit: 64 << 20)
-        } catch {
-            throw .unreachable("\(describe(endpoint)): \(error)")
-        }
-        return try Self.parse(reply)
+        return Array((head + "\r\n").utf8) + body
     }
 
     /// Sends and returns the JSON object of a 2xx answer; a problem+json answer becomes
@@ -119,5 +161,30 @@ enum ClientError: Error, CustomStringConvertible {
             }
         case .protocolError, .usage: return 1
         }
+    }
+}
+
+/// Decodes an HTTP/1.1 chunked body as its bytes arrive.
+struct ChunkedDecoder {
+    private var buffer: [UInt8] = []
+    /// The last (zero-size) chunk came, or the framing broke.
+    private(set) var finished = false
+
+    /// Adds what was read; returns the body bytes now complete.
+    mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
+        buffer += bytes
+        var body: [UInt8] = []
+        while !finished, let lineEnd = buffer.indices.first(where: { buffer[$0...].starts(with: [13, 10]) }) {
+            let sizeText = String(decoding: buffer[..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else {
+                finished = true
+                break
+            }
+            let start = lineEnd + 2
+            guard buffer.count >= start + size + 2 else { break }
+            body += buffer[start..<(start + size)]
+            buffer.removeFirst(start + size + 2)
+        }
+        return body
     }
 }

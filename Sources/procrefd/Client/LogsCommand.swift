@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+
+/// `procrefd logs SERVICE [-n N] [-f]`: the service's output, through the API (no shell
+/// access to the state dir needed).
+struct LogsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Print the last lines of a service's output; -f follows it.",
+        discussion: "Exit codes: 0 done (or followed until interrupted), 4 no such service, 3 procrefd not reachable.")
+
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The service.") var service: String
+    @Option(name: [.customShort("n"), .long], help: "How many lines from the end (0...10000).") var lines = 100
+    @Flag(name: [.customShort("f"), .long], help: "Keep printing what the service writes.") var follow = false
+
+    func run() throws {
+        let path = "/v1/services/\(service)/logs?tail=\(lines)"
+        try options.perform { client throws(ClientError) in
+            guard follow else {
+                let response = try client.call("GET", path)
+                FileHandle.standardOutput.write(Data(response.body))
+                return
+            }
+            try client.follow(path + "&follow=true") { bytes in FileHandle.standardOutput.write(Data(bytes)) }
+        }
+    }
+}
