@@ -32,10 +32,12 @@ public struct EventFilter: Sendable, Equatable {
     }
 
     /// A kind filter: lower-case words joined by dots, optionally ending in `.*`.
+    /// A kind that exists (`lease.acquired`), or the prefix of a family that does
+    /// (`lease.*`): a misspelt kind is an error, never an empty page.
     public static func isValidKind(_ kind: String) -> Bool {
-        let body = kind.hasSuffix(".*") ? String(kind.dropLast(2)) : kind
-        return !body.isEmpty && body.utf8.count <= 64
-            && body.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || $0 == 46 || $0 == 95 }
+        guard kind.hasSuffix(".*") else { return EventKind(rawValue: kind) != nil }
+        let family = kind.dropLast(1)  // "lease."
+        return !family.dropLast().isEmpty && EventKind.allCases.contains { $0.rawValue.hasPrefix(family) }
     }
 }
 

@@ -83,6 +83,11 @@ public final class ControlAPI: HTTPResponder {
                 problem.headers = [("WWW-Authenticate", "Bearer")]
                 return (route.template, .answer(problem.response))
             }
+            if let unknown = request.queryItems.first(where: { !route.query.contains($0.name) })?.name {
+                let takes = route.query.isEmpty ? "none" : route.query.sorted().joined(separator: ", ")
+                let problem = Problem.invalidField(unknown, "unknown query parameter (\(route.template) takes: \(takes))")
+                return (route.template, .answer(problem.response))
+            }
             return (route.template, .run(route.handler, parameters))
         }
     }
@@ -117,24 +122,50 @@ func json(_ value: some HandWrittenJSON, status: Int = 200) -> HTTPResponse {
 /// Decodes a JSON object body, turning decoder errors into 400/422 problems naming the field.
 func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs empty: T? = nil) throws(Problem) -> T {
     if request.body.isEmpty, let empty { return empty }
-    // A cheap look at the first byte; the decoder below checks the rest.
+    // A cheap look at the first byte; the strict check and the decoder look at the rest.
     guard request.body.first(where: { ![9, 10, 13, 32].contains($0) }) == UInt8(ascii: "{") else {
         throw .badRequest("body must be a JSON object")
+    }
+    let strict: StrictJSON
+    do { strict = try StrictJSON.check(request.body) } catch {
+        switch error {
+        case let .syntax(why, at): throw .badRequest("body is not valid JSON: \(why) at byte \(at)")
+        case .null(let path): throw .invalidField(path, "must not be null; leave the field out instead")
+        }
     }
     do {
         return try JSONDecoder().decode(T.self, from: Data(request.body))
     } catch let error as DefinitionError {
         throw .invalidField(error.field, error.message)
-    } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-        throw .invalidField(fieldPath(context), "wrong type: \(context.debugDescription)")
+    } catch let DecodingError.typeMismatch(type, context) {
+        throw .invalidField(fieldPath(context), "must be \(jsonKind(of: type))")
+    } catch let DecodingError.valueNotFound(type, context) {
+        throw .invalidField(fieldPath(context), "must be \(jsonKind(of: type))")
     } catch let DecodingError.keyNotFound(key, context) {
         throw .invalidField(fieldPath(context, key), "is required")
     } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
-        throw .badRequest("body is not valid JSON: \(context.debugDescription)")
+        // Valid JSON the decoder would not take: a number that does not fit the integer.
+        if let field = strict.fractionalNumbers.first { throw .invalidField(field, "must be an integer") }
+        throw .badRequest("body does not match the schema: a number out of range, or text that is not UTF-8")
     } catch let DecodingError.dataCorrupted(context) {
-        throw .invalidField(fieldPath(context), context.debugDescription)
+        throw .invalidField(fieldPath(context), "has a value of the wrong kind")
     } catch {
-        throw .badRequest("body is not valid JSON: \(error)")
+        throw .badRequest("body does not match the schema")
+    }
+}
+
+/// The JSON words for what a Swift type decodes from.
+private func jsonKind(of type: Any.Type) -> String {
+    switch type {
+    case is String.Type: return "a string"
+    case is Bool.Type: return "true or false"
+    case is Int.Type, is Int64.Type, is Int32.Type, is UInt16.Type, is UInt32.Type: return "an integer"
+    case is Double.Type: return "a number"
+    default:
+        let name = String(describing: type)
+        if name.hasPrefix("Array") { return "an array" }
+        if name.hasPrefix("Dictionary") { return "an object" }
+        return "of another kind (see openapi.yaml)"
     }
 }
 

@@ -34,11 +34,14 @@ public enum EventQuery {
         }
     }
 
+    /// The query parameters of `GET /v1/events`.
+    static let parameters: Set<String> = ["service", "lease", "kind", "pid", "since", "until", "after", "before", "limit", "order", "wait_ms"]
+
     static func filter(_ request: HTTPRequest) throws(Problem) -> EventFilter {
         var filter = EventFilter(service: request.query["service"], lease: request.query["lease"])
         filter.kinds = request.queryValues("kind")
         if let bad = filter.kinds.first(where: { !EventFilter.isValidKind($0) }) {
-            throw .invalidField("kind", "\(bad.debugDescription) is not a kind or a prefix like lease.*")
+            throw .invalidField("kind", "\(bad.debugDescription) is not an event kind (e.g. lease.acquired) nor a family (e.g. lease.*)")
         }
         if let pid = try request.integer("pid", in: 1...Int(Int32.max)) { filter.pid = Int32(pid) }
         filter.since = try date(request, "since")

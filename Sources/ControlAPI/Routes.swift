@@ -13,7 +13,7 @@ extension ControlAPI {
         return [
             Route("GET", "/v1/health", .immediate { _, _ in healthResponse }),
 
-            Route("GET", "/v1/status", .immediate { request, _ in
+            Route("GET", "/v1/status", query: ["service"], .immediate { request, _ in
                 answer { try statusDocument.response(to: request) }
             }),
 
@@ -53,7 +53,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/services/{name}/logs", .immediate { request, p in
+            Route("GET", "/v1/services/{name}/logs", query: ["tail", "follow"], .immediate { request, p in
                 answer {
                     let path = try coordinator.logPath(of: p["name", default: ""])
                     let lines = try request.integer("tail", in: 0...ServiceLogs.maxTail) ?? 100
@@ -125,7 +125,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/leases", .immediate { request, _ in
+            Route("GET", "/v1/leases", query: ["service"], .immediate { request, _ in
                 json(LeaseListPayload(leases: coordinator.leaseInfos(service: request.query["service"]).map(LeasePayload.init)))
             }),
 
@@ -148,7 +148,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/events", .suspending { request, _ in
+            Route("GET", "/v1/events", query: EventQuery.parameters, .suspending { request, _ in
                 await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs) }
             }),
         ]
@@ -188,6 +188,17 @@ private let healthResponse = HTTPResponse(
 
 /// Entity tags: FNV-1a 64 of the body, in hex.
 enum ETag {
+    /// If-None-Match's weak comparison (RFC 9110 §13.1.2): `*`, or any listed tag whose
+    /// opaque part equals `tag`'s, with or without `W/` on either side.
+    static func matchesWeakly(_ header: String, _ tag: String) -> Bool {
+        func opaque(_ text: Substring) -> Substring { text.hasPrefix("W/") ? text.dropFirst(2) : text }
+        let own = opaque(Substring(tag))
+        return header.split(separator: ",").contains { part in
+            let candidate = part.trimmingCharacters(in: .whitespaces)
+            return candidate == "*" || opaque(Substring(candidate)) == own
+        }
+    }
+
     static func of(_ bytes: [UInt8]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in bytes {

@@ -47,10 +47,7 @@ final class StatusDocument: Sendable {
             rendered = render(summaries)
             lastFullAnswer.withLock { $0 = rendered }
         }
-        if let match = request.header("if-none-match"), match.split(separator: ",").contains(where: {
-            let candidate = $0.trimmingCharacters(in: .whitespaces)
-            return candidate == rendered.tag || candidate == "*"
-        }) {
+        if let match = request.header("if-none-match"), ETag.matchesWeakly(match, rendered.tag) {
             return HTTPResponse(status: 304, headers: [("ETag", rendered.tag)])
         }
         let uptime = Array(String(Int64((ProcessInfo.processInfo.systemUptime - started) * 1000)).utf8)

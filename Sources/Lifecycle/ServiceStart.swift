@@ -59,16 +59,17 @@ extension ManagedService {
             if reason != "restart" { noteFailedStart(actor: actor) }
             throw .startFailed(service: name, reason: failure)
         }
-        let main = state.withLock { state -> PidFD in
-            state.state = .ready
-            state.lastHealth = "ok"
-            state.lastPassedAt = monotonicMilliseconds()
-            return state.process ?? launcher
-        }
+        // Recorded before it shows: status never reports a state whose record is not committed.
+        let main = state.withLock { $0.process ?? launcher }
         try context.write { tx in
             try tx.updateServiceProcess(name: name, state: "ready", pid: main.pid, startTime: main.identity.startTime)
             try tx.append(NewEvent(.serviceReady, service: name, pid: main.pid, actor: actor,
                                    detail: ["startup_ms": .int(monotonicMilliseconds() - begun)]))
+        }
+        state.withLock { state in
+            state.state = .ready
+            state.lastHealth = "ok"
+            state.lastPassedAt = monotonicMilliseconds()
         }
     }
 

@@ -22,15 +22,11 @@ extension ManagedService {
         let outcome = await Teardown(processes: processes).run(
             main: isRunning ? process?.pid : nil, mainEnded: { process == nil || state.withLock { $0.exited } },
             signal: definition.stopSignalNumber, timeoutMs: definition.stopTimeoutMs)
-        let status = state.withLock { state -> ExitStatus? in
-            state.state = .stopped
-            state.process = nil
-            return state.exitStatus
-        }
         var detail: [String: DetailValue] = [
             "reason": .string(reason), "signal": .string(outcome == .killed ? "KILL" : definition.stopSignal.uppercased()),
         ]
-        if process != nil { detail["exit"] = .string(ExitStatus.describe(status)) }
+        if process != nil { detail["exit"] = .string(ExitStatus.describe(state.withLock { $0.exitStatus })) }
+        // Recorded before it shows, as for ready.
         do {
             try context.write { tx in
                 try tx.updateServiceProcess(name: name, state: "stopped", pid: nil, startTime: nil)
@@ -38,6 +34,10 @@ extension ManagedService {
             }
         } catch {
             context.logger.error("cannot record stop of \(name): \(error)")
+        }
+        state.withLock { state in
+            state.state = .stopped
+            state.process = nil
         }
     }
 

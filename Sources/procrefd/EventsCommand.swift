@@ -29,7 +29,7 @@ struct Events: ParsableCommand {
     @Flag(help: "Keep printing new events as they are recorded (table or ndjson).") var follow = false
 
     func validate() throws {
-        if let bad = kind.first(where: { !EventFilter.isValidKind($0) }) { throw ValidationError("--kind \(bad): not a kind or prefix") }
+        if let bad = kind.first(where: { !EventFilter.isValidKind($0) }) { throw ValidationError("--kind \(bad): not an event kind (e.g. lease.acquired) nor a family (e.g. lease.*)") }
         if !(1...1_000_000).contains(limit) { throw ValidationError("--limit must be within 1...1000000") }
         if EventFilter.Order(rawValue: order) == nil { throw ValidationError("--order is asc or desc") }
         if follow && (format == .json || order == "desc") { throw ValidationError("--follow needs --format table or ndjson and --order asc") }

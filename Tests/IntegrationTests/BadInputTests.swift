@@ -48,6 +48,64 @@ struct BadInputTests {
         }
     }
 
+    @Test("strict JSON: trailing commas and duplicate keys are 400; fractions and nulls are 422 naming the field, in the API's words")
+    func strictJSON() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("json")
+            try daemon.defineSocketService(name)
+            let eventsBefore = try daemon.events().count
+            let leases = "/v1/services/\(name)/leases"
+            let cases: [(String, Int, String)] = [
+                (#"{"ttl_ms":1000,}"#, 400, "trailing comma"),
+                (#"{"ttl_ms":1000,"ttl_ms":2000}"#, 400, "duplicate key \"ttl_ms\""),
+                (#"{"ttl_ms":[1,]}"#, 400, "trailing comma"),
+                (#"{"ttl_ms":1000.5}"#, 422, "ttl_ms: must be an integer"),
+                (#"{"ttl_ms":null}"#, 422, "ttl_ms: must not be null"),
+                (#"{"holder":null}"#, 422, "holder: must not be null"),
+                (#"{"client_pid":null,"ttl_ms":1000}"#, 422, "client_pid: must not be null"),
+                (#"{"ttl_ms":"soon"}"#, 422, "ttl_ms: must be an integer"),
+                (#"{"holder":7}"#, 422, "holder: must be a string"),
+            ]
+            for (body, status, detail) in cases {
+                let response = try daemon.unix.send("POST", leases, rawBody: body)
+                #expect(response.status == status, "\(body): \(response.status) \(response.text)")
+                #expect(response.contentType == "application/problem+json")
+                let text = response.json["detail"] as? String ?? ""
+                #expect(text.contains(detail), "\(body): \(text)")
+                #expect(!text.contains("Int64") && !text.contains("Expected to decode"), "\(body): \(text)")
+            }
+            let nested = try daemon.unix.send("PUT", "/v1/services/\(name)-n", rawBody: #"{"start":["true"],"health":{"exec":["true"],"timeout_ms":null}}"#)
+            #expect(nested.status == 422)
+            #expect((nested.json["detail"] as? String)?.contains("health.timeout_ms: must not be null") == true, "\(nested.text)")
+            #expect(try daemon.events().count == eventsBefore)
+            #expect(try daemon.kernelCount(name) == 0)
+        }
+    }
+
+    @Test("typos are errors: an unknown query parameter or event kind gets 422 naming it, in the API and in procrefd events")
+    func typos() throws {
+        try withDaemon { daemon in
+            let cases: [(String, String)] = [
+                ("/v1/events?servce=web", "servce"),
+                ("/v1/events?kind=lease.aquired", "lease.aquired"),
+                ("/v1/events?kind=leese.*", "leese.*"),
+                ("/v1/leases?sevice=web", "sevice"),
+                ("/v1/status?verbose=1", "verbose"),
+                ("/v1/services?x=1", "x"),
+            ]
+            for (path, named) in cases {
+                let response = try daemon.unix.get(path)
+                #expect(response.status == 422, "\(path): \(response.status)")
+                #expect(response.contentType == "application/problem+json")
+                #expect((response.json["detail"] as? String)?.contains(named) == true, "\(path): \(response.text)")
+            }
+            #expect(try daemon.unix.get("/v1/events?kind=lease.*&kind=daemon.started").status == 200)
+            let offline = try runProcrefd(["events", "--state-dir", daemon.stateDir, "--kind", "lease.aquired"])
+            #expect(offline.code != 0)
+            #expect(offline.stderr.contains("lease.aquired"), "\(offline.stderr)")
+        }
+    }
+
     @Test("an oversized body gets 413 and nothing changes")
     func oversizedBody() throws {
         try withDaemon { daemon in

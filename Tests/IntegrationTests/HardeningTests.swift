@@ -190,6 +190,11 @@ struct HardeningTests {
             let same = try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": tag])
             #expect(same.status == 304)
             #expect(same.body.isEmpty)
+            // Weak comparison: the strong form of the same tag matches too, in a list as well.
+            let strong = String(tag.dropFirst(2))
+            #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": strong]).status == 304)
+            #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": "\"other\", \(strong)"]).status == 304)
+            #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": "\"other\""]).status == 200)
             let lease = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
             let changed = try daemon.anonymous.send("GET", "/v1/status", headers: ["If-None-Match": tag])
             #expect(changed.status == 200)

@@ -1,0 +1,151 @@
+/// A strict look at a request body before it is decoded (RFC 8259 with no leniency):
+/// Foundation's decoders accept a trailing comma and let one of two duplicate keys win.
+/// Also: no request field takes `null` (the contract declares none nullable), so a null is
+/// refused here, naming its path; and numbers with a fraction or exponent are remembered,
+/// so that a decoder's "not valid JSON" for `1000.5` can name the field that wanted an
+/// integer.
+struct StrictJSON {
+    enum Failure: Error, Equatable {
+        /// Not JSON as RFC 8259 writes it: why, and at which byte.
+        case syntax(String, at: Int)
+        /// A JSON null at this path.
+        case null(path: String)
+    }
+
+    /// Paths of numbers that are not integers (`1.5`, `1e3`).
+    private(set) var fractionalNumbers: [String] = []
+
+    private let bytes: [UInt8]
+    private var index = 0
+    private static let maxDepth = 32
+
+    /// Checks `bytes`; returns what it noted of the numbers.
+    static func check(_ bytes: [UInt8]) throws(Failure) -> StrictJSON {
+        var parser = StrictJSON(bytes: bytes)
+        parser.skipSpace()
+        try parser.value(path: "", depth: 0)
+        parser.skipSpace()
+        guard parser.index == bytes.count else { throw .syntax("unexpected data after the JSON value", at: parser.index) }
+        return parser
+    }
+
+    private init(bytes: [UInt8]) { self.bytes = bytes }
+
+    private var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    private mutating func skipSpace() {
+        while let byte = current, byte == 0x20 || byte == 0x09 || byte == 0x0a || byte == 0x0d { index += 1 }
+    }
+
+    private mutating func expect(_ literal: String) throws(Failure) {
+        for byte in literal.utf8 {
+            guard current == byte else { throw .syntax("expected \(literal)", at: index) }
+            index += 1
+        }
+    }
+
+    private mutating func value(path: String, depth: Int) throws(Failure) {
+        guard depth <= Self.maxDepth else { throw .syntax("nested deeper than \(Self.maxDepth)", at: index) }
+        switch current {
+        case UInt8(ascii: "{"): try object(path: path, depth: depth)
+        case UInt8(ascii: "["): try array(path: path, depth: depth)
+        case UInt8(ascii: "\""): _ = try string()
+        case UInt8(ascii: "t"): try expect("true")
+        case UInt8(ascii: "f"): try expect("false")
+        case UInt8(ascii: "n"):
+            try expect("null")
+            throw .null(path: path.isEmpty ? "body" : path)
+        case .some(let byte) where byte == UInt8(ascii: "-") || (byte >= 0x30 && byte <= 0x39): try number(path: path)
+        default: throw .syntax("expected a value", at: index)
+        }
+    }
+
+    private mutating func object(path: String, depth: Int) throws(Failure) {
+        index += 1
+        skipSpace()
+        if current == UInt8(ascii: "}") { index += 1; return }
+        var keys: Set<String> = []
+        while true {
+            guard current == UInt8(ascii: "\"") else {
+                throw .syntax(keys.isEmpty ? "expected a key" : "trailing comma (or a key that is not a string)", at: index)
+            }
+            let key = try string()
+            guard keys.insert(key).inserted else { throw .syntax("duplicate key \"\(key)\"", at: index) }
+            skipSpace()
+            try expect(":")
+            skipSpace()
+            try value(path: path.isEmpty ? key : "\(path).\(key)", depth: depth + 1)
+            skipSpace()
+            if current == UInt8(ascii: "}") { index += 1; return }
+            try expect(",")
+            skipSpace()
+        }
+    }
+
+    private mutating func array(path: String, depth: Int) throws(Failure) {
+        index += 1
+        skipSpace()
+        if current == UInt8(ascii: "]") { index += 1; return }
+        var position = 0
+        while true {
+            guard current != UInt8(ascii: "]") else { throw .syntax("trailing comma", at: index) }
+            try value(path: "\(path)[\(position)]", depth: depth + 1)
+            position += 1
+            skipSpace()
+            if current == UInt8(ascii: "]") { index += 1; return }
+            try expect(",")
+            skipSpace()
+        }
+    }
+
+    private mutating func string() throws(Failure) -> String {
+        let start = index
+        index += 1
+        var escaped = false
+        while let byte = current {
+            index += 1
+            if escaped {
+                guard "\"\\/bfnrtu".utf8.contains(byte) else { throw .syntax("invalid escape", at: index - 1) }
+                escaped = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\"") {
+                return String(decoding: bytes[(start + 1)..<(index - 1)], as: UTF8.self)
+            } else if byte < 0x20 {
+                throw .syntax("control character in a string", at: index - 1)
+            }
+        }
+        throw .syntax("unterminated string", at: start)
+    }
+
+    private mutating func number(path: String) throws(Failure) {
+        let start = index
+        if current == UInt8(ascii: "-") { index += 1 }
+        guard let first = current, first >= 0x30 && first <= 0x39 else { throw .syntax("invalid number", at: start) }
+        index += 1
+        if first != 0x30 { skipDigits() }
+        var integral = true
+        if current == UInt8(ascii: ".") {
+            index += 1
+            guard skipDigits() > 0 else { throw .syntax("invalid number", at: start) }
+            integral = false
+        }
+        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+            index += 1
+            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
+            guard skipDigits() > 0 else { throw .syntax("invalid number", at: start) }
+            integral = false
+        }
+        if !integral { fractionalNumbers.append(path.isEmpty ? "body" : path) }
+    }
+
+    @discardableResult
+    private mutating func skipDigits() -> Int {
+        var count = 0
+        while let byte = current, byte >= 0x30 && byte <= 0x39 {
+            index += 1
+            count += 1
+        }
+        return count
+    }
+}
