@@ -56,7 +56,11 @@ install: release
 run: release
 	$(RELEASE_DIR)/procrefd serve
 
+## Also for the tests: promtool (Debian's prometheus) lints /metrics.
+TEST_DEB_PACKAGES := prometheus
+
 test: deps venv
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
 	$(SWIFT) build --build-tests
 	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
 	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100

@@ -22,6 +22,13 @@ public struct AccessPolicy: Sendable {
         return presented.map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false
     }
 
+    /// The admin: the Unix socket, or TCP with the admin token. Only the admin sees
+    /// secrets (service `env` values).
+    func isAdmin(_ request: HTTPRequest) -> Bool {
+        if request.transport == .unix { return true }
+        return Self.bearer(request).map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false
+    }
+
     private static func bearer(_ request: HTTPRequest) -> [UInt8]? {
         guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return nil }
         return Array(header.utf8.dropFirst(7))

@@ -26,7 +26,7 @@ public final class ControlAPI: HTTPResponder {
         self.store = store
         self.access = access
         router = Router(routes: Self.makeRoutes(
-            coordinator: coordinator, store: store, startedAt: startedAt, daemon: daemon, metrics: metrics,
+            coordinator: coordinator, store: store, access: access, startedAt: startedAt, daemon: daemon, metrics: metrics,
             longPollLimitMs: longPollLimitMs, requestStop: requestStop))
     }
 
@@ -85,7 +85,7 @@ public final class ControlAPI: HTTPResponder {
             }
             if let unknown = request.queryItems.first(where: { !route.query.contains($0.name) })?.name {
                 let takes = route.query.isEmpty ? "none" : route.query.sorted().joined(separator: ", ")
-                let problem = Problem.invalidField(unknown, "unknown query parameter (\(route.template) takes: \(takes))")
+                let problem = Problem.invalidField(unknown.isEmpty ? "query" : unknown, "unknown query parameter (\(route.template) takes: \(takes))")
                 return (route.template, .answer(problem.response))
             }
             return (route.template, .run(route.handler, parameters))
@@ -104,11 +104,11 @@ private let encoder: JSONEncoder = {
     return encoder
 }()
 
-/// A JSON response of `value`.
+/// A JSON response of `value`. Every body ends with a newline, as a terminal wants it.
 func json(_ value: some Encodable, status: Int = 200) -> HTTPResponse {
     do {
         let body = try encoder.encode(value)
-        return HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(body))
+        return HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(body) + [10])
     } catch {
         return Problem(status: 500, slug: "internal", title: "Internal Server Error", detail: "encoding: \(error)").response
     }
@@ -116,7 +116,7 @@ func json(_ value: some Encodable, status: Int = 200) -> HTTPResponse {
 
 /// A JSON response written by hand.
 func json(_ value: some HandWrittenJSON, status: Int = 200) -> HTTPResponse {
-    HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(value.jsonText.utf8))
+    HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(value.jsonText.utf8) + [10])
 }
 
 /// Decodes a JSON object body, turning decoder errors into 400/422 problems naming the field.

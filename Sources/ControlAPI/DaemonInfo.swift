@@ -101,6 +101,19 @@ struct DaemonPayload: Encodable {
     }
 }
 
+/// `POST /v1/leases/{id}/keepalive` takes no field (`{}` or no body).
+struct KeepaliveRequest: Decodable {
+    init() {}
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyCodingKey.self)
+        if container.contains(AnyCodingKey("ttl_ms")) {
+            throw DefinitionError(field: "ttl_ms", message: "a keepalive renews the lease for its own ttl_ms; a different TTL needs a new lease")
+        }
+        try rejectUnknownKeys(in: decoder, allowed: [], at: nil)
+    }
+}
+
 struct StopRequest: Decodable {
     let mode: ShutdownMode?
 }

@@ -18,7 +18,12 @@ struct ServicePayload: Encodable {
     let source: String
     let definition: ServiceDefinition
 
-    init(_ status: ServiceStatus) {
+    /// What stands in for an `env` value shown to someone who is not the admin.
+    static let redacted = "<redacted>"
+
+    /// `revealing`: `env` values as defined, for the admin (the Unix socket, or the admin
+    /// token); for anyone else the keys with redacted values.
+    init(_ status: ServiceStatus, revealing: Bool) {
         name = status.name
         state = status.state.rawValue
         pid = status.pid
@@ -30,7 +35,9 @@ struct ServicePayload: Encodable {
         failureReason = status.failureReason
         lingerUntil = status.lingerUntil.map(Timestamp.format)
         source = status.source
-        definition = status.definition
+        var definition = status.definition
+        if !revealing { definition.env = definition.env.mapValues { _ in Self.redacted } }
+        self.definition = definition
     }
 
     enum CodingKeys: String, CodingKey {

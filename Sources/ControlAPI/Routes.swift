@@ -6,7 +6,7 @@ import MicroHTTPD
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
-        coordinator: Coordinator, store: AuditStore, startedAt: Date, daemon: DaemonInfo,
+        coordinator: Coordinator, store: AuditStore, access: AccessPolicy, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, requestStop: @escaping StopRequester
     ) -> [Route] {
         let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
@@ -19,7 +19,8 @@ extension ControlAPI {
 
             Route("GET", "/metrics", .immediate { _, _ in
                 Telemetry.recordState(of: coordinator)
-                return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: metrics())
+                return HTTPResponse(
+                    status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: MetricsHelp.add(to: metrics()))
             }),
 
             Route("GET", "/v1/daemon", .immediate { _, _ in json(DaemonPayload(daemon, version: version)) }),
@@ -32,13 +33,14 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/services", .immediate { _, _ in
-                json(ServiceListPayload(services: coordinator.serviceStatuses().map(ServicePayload.init)))
+            Route("GET", "/v1/services", .immediate { request, _ in
+                let admin = access.isAdmin(request)
+                return json(ServiceListPayload(services: coordinator.serviceStatuses().map { ServicePayload($0, revealing: admin) }))
             }),
 
-            Route("GET", "/v1/services/{name}", .immediate { _, p in
+            Route("GET", "/v1/services/{name}", .immediate { request, p in
                 answer {
-                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""])))
+                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: access.isAdmin(request)))
                 }
             }),
 
@@ -49,7 +51,7 @@ extension ControlAPI {
                     let definition = try decodeBody(ServiceDefinition.self, from: request)
                     let created = try await coordinator.defineService(name: name, definition: definition, actor: actor(of: request))
                     let status = try coordinator.serviceStatus(name)
-                    return json(ServicePayload(status), status: created ? 201 : 200)
+                    return json(ServicePayload(status, revealing: true), status: created ? 201 : 200)
                 }
             }),
 
@@ -91,7 +93,7 @@ extension ControlAPI {
                 await answerAsync {
                     let name = p["name", default: ""]
                     try await coordinator.restartService(name, actor: actor(of: request))
-                    return json(ServicePayload(try coordinator.serviceStatus(name)))
+                    return json(ServicePayload(try coordinator.serviceStatus(name), revealing: true))
                 }
             }),
 
@@ -99,7 +101,7 @@ extension ControlAPI {
                 await answerAsync {
                     let name = p["name", default: ""]
                     try await coordinator.resetService(name, actor: actor(of: request))
-                    return json(ServicePayload(try coordinator.serviceStatus(name)))
+                    return json(ServicePayload(try coordinator.serviceStatus(name), revealing: true))
                 }
             }),
 
@@ -137,7 +139,10 @@ extension ControlAPI {
 
             Route("POST", "/v1/leases/{id}/keepalive", .immediate { request, p in
                 answer {
-                    json(LeasePayload(try coordinator.keepalive(id: p["id", default: ""], actor: actor(of: request))))
+                    // The holder restarts its own deadline with the lease's ttl_ms: a body
+                    // asking for another TTL is refused, never silently ignored.
+                    _ = try decodeBody(KeepaliveRequest.self, from: request, emptyAs: KeepaliveRequest())
+                    return json(LeasePayload(try coordinator.keepalive(id: p["id", default: ""], actor: actor(of: request))))
                 }
             }),
 
@@ -184,7 +189,7 @@ func problem(for error: Error) -> Problem {
 
 /// `GET /v1/health`: always the same answer.
 private let healthResponse = HTTPResponse(
-    status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"status":"ok"}"#.utf8))
+    status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"status":"ok"}"#.utf8) + [10])
 
 /// Entity tags: FNV-1a 64 of the body, in hex.
 enum ETag {

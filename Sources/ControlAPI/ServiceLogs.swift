@@ -2,6 +2,7 @@ import AuditStore
 import Foundation
 import Glibc
 import MicroHTTPD
+import Posix
 import Synchronization
 
 /// `GET /v1/services/{name}/logs?tail=N[&follow=true]`: the last lines of the service's
@@ -12,33 +13,9 @@ enum ServiceLogs {
     /// How much of the file's end is read to find the last lines.
     static let tailWindow = 4 << 20
 
-    /// The last `lines` lines of the file (all of it when shorter), and where it ends.
+    /// The last `lines` lines of the file, and where it ends.
     static func tail(_ path: String, lines: Int) -> (bytes: [UInt8], end: Int64) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return ([], 0) }
-        defer { close(fd) }
-        let end = Int64(lseek(fd, 0, SEEK_END))
-        let start = max(0, end - Int64(tailWindow))
-        var buffer = [UInt8](repeating: 0, count: Int(end - start))
-        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
-        guard n > 0 else { return ([], end) }
-        var bytes = Array(buffer[0..<n])
-        if lines == 0 { return ([], start + Int64(n)) }
-        // Count newlines back from the end; a last line without one counts too.
-        var seen = 0
-        var cut = bytes.count
-        var index = bytes.count - 1
-        if bytes.last == 10 { index -= 1 }
-        while index >= 0 {
-            if bytes[index] == 10 {
-                seen += 1
-                if seen == lines { cut = index + 1; break }
-            }
-            index -= 1
-        }
-        if index < 0 { cut = 0 }
-        bytes = Array(bytes[cut...])
-        return (bytes, start + Int64(n))
+        Files.tail(path, lines: lines, window: tailWindow)
     }
 }
 

@@ -31,7 +31,7 @@ final class StatusDocument: Sendable {
         started = ProcessInfo.processInfo.systemUptime
         head = Array(#"{"pid":\#(getpid()),"services":"#.utf8)
         middle = Array(#","started_at":"\#(Timestamp.format(startedAt))","uptime_ms":"#.utf8)
-        tail = Array(#","version":"\#(version)"}"#.utf8)
+        tail = Array(#","version":"\#(version)"}"#.utf8) + [10]
     }
 
     func response(to request: HTTPRequest) throws -> HTTPResponse {

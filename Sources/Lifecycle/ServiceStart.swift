@@ -18,6 +18,7 @@ extension ManagedService {
         // Leftovers of an earlier run would hold its port or files: nothing of it may run now.
         await stopStrays(actor: actor)
         if let pidFile = definition.pidFile { try? Files.remove(pidFile) }  // a stale one must not name the new process
+        let logStart = Files.size(logPath)
 
         let launcher: PidFD
         do {
@@ -53,11 +54,15 @@ extension ManagedService {
         }
         if failure == nil { failure = await waitReady(definition: definition, environment: environment, deadline: deadline) }
         if let failure {
-            try context.record(NewEvent(.serviceStartFailed, service: name, pid: launcher.pid, actor: actor,
-                                        detail: ["reason": .string(failure)]))
+            // Often the reason is only in what the service printed ("can't run as root").
+            let output = outputSince(logStart)
+            var detail: [String: DetailValue] = ["reason": .string(failure), "log": .string(logPath)]
+            if !output.isEmpty { detail["log_tail"] = .string(output) }
+            try context.record(NewEvent(.serviceStartFailed, service: name, pid: launcher.pid, actor: actor, detail: detail))
             await stop(actor: actor, reason: "start_failed")
             if reason != "restart" { noteFailedStart(actor: actor) }
-            throw .startFailed(service: name, reason: failure)
+            throw .startFailed(service: name, reason: output.isEmpty ? "\(failure) (nothing in \(logPath))"
+                                                                  : "\(failure); last output in \(logPath): \(output)")
         }
         // Recorded before it shows: status never reports a state whose record is not committed.
         let main = state.withLock { $0.process ?? launcher }
@@ -73,11 +78,21 @@ extension ManagedService {
         }
     }
 
+    /// The service's log file.
+    var logPath: String { "\(context.logsDirectory)/\(name).log" }
+
+    /// What this start wrote to the log after `offset`: its last lines, at most 2 KiB.
+    private func outputSince(_ offset: Int64) -> String {
+        let window = Int(min(max(0, Files.size(logPath) - offset), 2_048))
+        let bytes = Files.tail(logPath, lines: 10, window: window).bytes
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     private func spawnMain(_ definition: ServiceDefinition, environment: [String: String]) throws(SystemCallError) -> PidFD {
         var options = Spawner.Options()
         options.newProcessGroup = true
         options.workingDirectory = definition.cwd
-        let log = try Descriptor.openLog("\(context.logsDirectory)/\(name).log")
+        let log = try Descriptor.openLog(logPath)
         defer { Descriptor.close(log) }
         options.standardOutput = log
         options.standardError = log

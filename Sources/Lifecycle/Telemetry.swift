@@ -36,7 +36,7 @@ public enum Telemetry {
         for status in statuses {
             holders += status.leases
             Gauge(label: "procrefd_leases_active", dimensions: [("service", status.name)]).record(status.leases)
-            Gauge(label: "procrefd_kernel_count", dimensions: [("service", status.name)]).record(status.count ?? -1)
+            Gauge(label: "procrefd_kernel_refcount", dimensions: [("service", status.name)]).record(status.count ?? -1)
             for state in ServiceState.allCases {
                 Gauge(label: "procrefd_service_state", dimensions: [("service", status.name), ("state", state.rawValue)])
                     .record(state == status.state ? 1 : 0)

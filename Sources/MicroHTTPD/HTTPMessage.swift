@@ -66,7 +66,7 @@ public struct HTTPResponse: Sendable {
     public static func problem(status: Int, title: String, detail: String, type: String = "about:blank") -> HTTPResponse {
         let object: [String: Any] = ["type": type, "title": title, "status": status, "detail": detail]
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        return HTTPResponse(status: status, headers: [("Content-Type", "application/problem+json")], body: Array(body))
+        return HTTPResponse(status: status, headers: [("Content-Type", "application/problem+json")], body: Array(body) + [10])
     }
 }
 

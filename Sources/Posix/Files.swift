@@ -51,6 +51,42 @@ public enum Files {
         return (type == S_IFSOCK, type == S_IFREG, info.st_uid, info.st_mode & 0o7777)
     }
 
+    /// The last `lines` lines of the file (all of it when shorter), read from at most its
+    /// last `window` bytes, and the offset where it ends. Empty for a missing file.
+    public static func tail(_ path: String, lines: Int, window: Int) -> (bytes: [UInt8], end: Int64) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return ([], 0) }
+        defer { close(fd) }
+        let end = Int64(lseek(fd, 0, SEEK_END))
+        let start = max(0, end - Int64(window))
+        var buffer = [UInt8](repeating: 0, count: Int(end - start))
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+        guard n > 0 else { return ([], end) }
+        var bytes = Array(buffer[0..<n])
+        if lines == 0 { return ([], start + Int64(n)) }
+        // Count newlines back from the end; a last line without one counts too.
+        var seen = 0
+        var cut = bytes.count
+        var index = bytes.count - 1
+        if bytes.last == 10 { index -= 1 }
+        while index >= 0 {
+            if bytes[index] == 10 {
+                seen += 1
+                if seen == lines { cut = index + 1; break }
+            }
+            index -= 1
+        }
+        if index < 0 { cut = 0 }
+        bytes = Array(bytes[cut...])
+        return (bytes, start + Int64(n))
+    }
+
+    /// The size of the file at `path` in bytes; 0 when it does not exist.
+    public static func size(_ path: String) -> Int64 {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : 0
+    }
+
     /// The device and inode of `path` (following links): what names a directory on this
     /// host for as long as it exists, whatever path reaches it.
     public static func identity(_ path: String) -> (device: UInt64, inode: UInt64)? {

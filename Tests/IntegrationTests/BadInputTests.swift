@@ -106,6 +106,54 @@ struct BadInputTests {
         }
     }
 
+    @Test("env values only for the admin: everyone else sees the keys, redacted, anywhere")
+    func secretsKept() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("secret")
+            let secret = "s3cr3t-\(UUID().uuidString)"
+            let define = try daemon.unix.send("PUT", "/v1/services/\(name)", json: ["start": ["sleep", "60"], "env": ["API_KEY": secret]])
+            #expect(define.status == 201)
+            func env(_ response: TestHTTPClient.Response) -> [String: String]? {
+                (response.json["definition"] as? [String: Any])?["env"] as? [String: String]
+            }
+            #expect(env(try daemon.unix.get("/v1/services/\(name)")) == ["API_KEY": secret])
+            #expect(env(try daemon.tcp.get("/v1/services/\(name)")) == ["API_KEY": secret])
+            #expect(env(try daemon.anonymous.get("/v1/services/\(name)")) == ["API_KEY": "<redacted>"])
+            for path in ["/v1/services", "/v1/services/\(name)", "/v1/status", "/v1/events?limit=1000", "/v1/leases"] {
+                let response = try daemon.anonymous.get(path)
+                #expect(response.status == 200, "\(path)")
+                #expect(!response.text.contains(secret), "\(path) shows the secret")
+            }
+            let listed = try daemon.anonymous.get("/v1/services").json["services"] as? [[String: Any]] ?? []
+            let mine = listed.first { $0["name"] as? String == name }
+            #expect((mine?["definition"] as? [String: Any])?["env"] as? [String: String] == ["API_KEY": "<redacted>"])
+        }
+    }
+
+    @Test("keepalive refuses a ttl_ms it cannot apply; every answer ends with a newline")
+    func keepaliveBodyAndNewlines() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("keep")
+            try daemon.defineSocketService(name)
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            let id = try #require(grant.json["id"] as? String)
+            let expires = grant.json["expires_at"] as? String
+            let refused = try daemon.unix.send("POST", "/v1/leases/\(id)/keepalive", json: ["ttl_ms": 5_000])
+            #expect(refused.status == 422)
+            #expect((refused.json["detail"] as? String)?.contains("ttl_ms") == true, "\(refused.text)")
+            #expect(try daemon.unix.get("/v1/leases/\(id)").json["expires_at"] as? String == expires)
+            #expect(try daemon.unix.send("POST", "/v1/leases/\(id)/keepalive", json: ["other": 1]).status == 422)
+            #expect(try daemon.unix.send("POST", "/v1/leases/\(id)/keepalive", rawBody: "{}").status == 200)
+            #expect(try daemon.unix.send("POST", "/v1/leases/\(id)/keepalive").status == 200)
+
+            for response in [grant, refused, try daemon.unix.get("/v1/health"), try daemon.unix.get("/v1/status"),
+                             try daemon.unix.get("/v1/services/\(name)"), try daemon.unix.get("/v1/leases/\(id)"),
+                             try daemon.unix.get("/v1/nothing")] {
+                #expect(response.body.last == 10, "\(response.status) \(response.text)")
+            }
+        }
+    }
+
     @Test("an oversized body gets 413 and nothing changes")
     func oversizedBody() throws {
         try withDaemon { daemon in

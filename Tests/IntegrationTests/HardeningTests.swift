@@ -169,12 +169,31 @@ struct HardeningTests {
             let text = response.text
             #expect(text.contains("procrefd_lease_acquires_total{service=\"\(name)\"} 2"))
             #expect(text.contains("procrefd_leases_active{service=\"\(name)\"} 1"))
-            #expect(text.contains("procrefd_kernel_count{service=\"\(name)\"} 1"))
+            #expect(text.contains("procrefd_kernel_refcount{service=\"\(name)\"} 1"))
             #expect(text.contains("procrefd_service_state{service=\"\(name)\",state=\"ready\"} 1"))
             #expect(text.contains("procrefd_lease_ends_total{service=\"\(name)\",reason=\"released\"} 1"))
             #expect(text.contains("procrefd_lease_acquire_duration_seconds_bucket"))
             #expect(text.contains("procrefd_sqlite_commit_duration_seconds_count"))
             #expect(text.contains("procrefd_http_requests_total{route=\"/v1/services/{name}/leases\",method=\"POST\",status=\"201\"} 2"))
+            #expect(text.contains("# HELP procrefd_kernel_refcount "))
+
+            // Prometheus' own linter has nothing to say (HELP for every metric, no reserved suffix).
+            let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            let tool = try #require(promtool, "promtool is missing: Debian's prometheus package (make test installs it)")
+            let check = Process()
+            check.executableURL = URL(fileURLWithPath: tool)
+            check.arguments = ["check", "metrics"]
+            let input = Pipe(), output = Pipe()
+            check.standardInput = input
+            check.standardOutput = output
+            check.standardError = output
+            try check.run()
+            input.fileHandleForWriting.write(response.body)
+            try input.fileHandleForWriting.close()
+            let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            check.waitUntilExit()
+            #expect(check.terminationStatus == 0, "\(said)")
+            #expect(said.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool: \(said)")
         }
     }
 

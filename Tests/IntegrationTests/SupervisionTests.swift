@@ -89,6 +89,33 @@ struct SupervisionTests {
         }
     }
 
+    @Test("a start failure carries the service's last output and the log's path, in the 503 and in service.start_failed")
+    func startFailureOutput() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("refuses")
+            let define = try daemon.unix.send("PUT", "/v1/services/\(name)", json: [
+                "start": ["sh", "-c", "echo an earlier run >&2; echo \"can't run as root without -u\" >&2; exit 64"],
+                "restart_limit": 5, "ready_timeout_ms": 5_000,
+                "health": ["unix": "\(daemon.stateDir)/never.sock", "timeout_ms": 100],
+            ])
+            #expect(define.status == 201)
+            let attempt = try acquire(daemon, name)
+            #expect(attempt.status == 503)
+            let detail = attempt.json["detail"] as? String ?? ""
+            #expect(detail.contains("can't run as root without -u"), "\(detail)")
+            #expect(detail.contains("\(daemon.stateDir)/logs/\(name).log"), "\(detail)")
+            let failed = try daemon.events(service: name).last { $0["kind"] as? String == "service.start_failed" }
+            let recorded = failed?["detail"] as? [String: Any]
+            #expect((recorded?["log_tail"] as? String)?.hasSuffix("can't run as root without -u") == true, "\(String(describing: recorded))")
+            #expect(recorded?["log"] as? String == "\(daemon.stateDir)/logs/\(name).log")
+            // Only this start's output: the second attempt's tail holds its own two lines, not four.
+            _ = try acquire(daemon, name)
+            let second = try daemon.events(service: name).last { $0["kind"] as? String == "service.start_failed" }
+            let tail = (second?["detail"] as? [String: Any])?["log_tail"] as? String ?? ""
+            #expect(tail.components(separatedBy: "\n").count == 2, "\(tail)")
+        }
+    }
+
     @Test("an acquire on an unhealthy service triggers exactly one recovery")
     func unhealthyRecovery() throws {
         try withDaemon { daemon in
