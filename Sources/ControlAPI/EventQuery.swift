@@ -9,7 +9,7 @@ public enum EventQuery {
 
     /// - Parameter holdLimitMs: the longest a long-poll is held, whatever `wait_ms` asks.
     static func respond(to request: HTTPRequest, store: AuditStore, holdLimitMs: Int) async throws -> HTTPResponse {
-        let filter = try filter(request)
+        let filter = try filter(request, now: store.signal.lastID)
         if (request.header("accept") ?? "").contains("application/x-ndjson") {
             guard filter.order == .asc else { throw Problem.invalidField("order", "a stream is in ascending order") }
             return HTTPResponse(
@@ -37,7 +37,8 @@ public enum EventQuery {
     /// The query parameters of `GET /v1/events`.
     static let parameters: Set<String> = ["service", "lease", "kind", "pid", "since", "until", "after", "before", "limit", "order", "wait_ms"]
 
-    static func filter(_ request: HTTPRequest) throws(Problem) -> EventFilter {
+    /// `now` is the newest committed event id: `after=now` starts there (follow from the end).
+    static func filter(_ request: HTTPRequest, now: Int64) throws(Problem) -> EventFilter {
         var filter = EventFilter(service: request.query["service"], lease: request.query["lease"])
         filter.kinds = request.queryValues("kind")
         if let bad = filter.kinds.first(where: { !EventFilter.isValidKind($0) }) {
@@ -46,7 +47,11 @@ public enum EventQuery {
         if let pid = try request.integer("pid", in: 1...Int(Int32.max)) { filter.pid = Int32(pid) }
         filter.since = try date(request, "since")
         filter.until = try date(request, "until")
-        if let after = try request.integer("after", in: 0...Int.max) { filter.after = Int64(after) }
+        if request.query["after"] == "now" {
+            filter.after = now
+        } else if let after = try request.integer("after", in: 0...Int.max) {
+            filter.after = Int64(after)
+        }
         if let before = try request.integer("before", in: 1...Int.max) { filter.before = Int64(before) }
         if let limit = try request.integer("limit", in: 1...maxPage) { filter.limit = limit }
         if let order = request.query["order"] {
@@ -64,14 +69,15 @@ public enum EventQuery {
 }
 
 /// A page of events and the cursors to continue from.
-struct EventPagePayload: Encodable {
+public struct EventPagePayload: Encodable {
     let events: [Event]
     /// Ascending: pass as `after` for the next page (skips ids already known not to match).
     let nextAfter: Int64
     /// Descending: pass as `before` for the next page; null when the page was the last.
     let nextBefore: Int64?
 
-    init(events: [Event], filter: EventFilter, scanned: Int64) {
+    /// `scanned`: every id up to it is committed (the page may skip those that did not match).
+    public init(events: [Event], filter: EventFilter, scanned: Int64) {
         self.events = events
         if filter.order == .asc {
             let full = events.count == filter.limit
@@ -89,7 +95,7 @@ struct EventPagePayload: Encodable {
         case nextBefore = "next_before"
     }
 
-    func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(events, forKey: .events)
         try c.encode(nextAfter, forKey: .nextAfter)

@@ -17,6 +17,8 @@ struct ServicePayload: Encodable {
     let lingerUntil: String?
     let source: String
     let definition: ServiceDefinition
+    let stateSince: String
+    let restarts: Int
 
     /// What stands in for an `env` value shown to someone who is not the admin.
     static let redacted = "<redacted>"
@@ -34,6 +36,8 @@ struct ServicePayload: Encodable {
         lastHealth = status.lastHealth
         failureReason = status.failureReason
         lingerUntil = status.lingerUntil.map(Timestamp.format)
+        stateSince = Timestamp.format(status.stateSince)
+        restarts = status.restarts
         source = status.source
         var definition = status.definition
         if !revealing { definition.env = definition.env.mapValues { _ in Self.redacted } }
@@ -45,6 +49,8 @@ struct ServicePayload: Encodable {
         case lastHealth = "last_health"
         case failureReason = "failure_reason"
         case lingerUntil = "linger_until"
+        case stateSince = "state_since"
+        case restarts
     }
 
     func encode(to encoder: Encoder) throws {
@@ -59,6 +65,8 @@ struct ServicePayload: Encodable {
         try c.encode(lastHealth, forKey: .lastHealth)
         try c.encode(failureReason, forKey: .failureReason)
         try c.encode(lingerUntil, forKey: .lingerUntil)
+        try c.encode(stateSince, forKey: .stateSince)
+        try c.encode(restarts, forKey: .restarts)
         try c.encode(source, forKey: .source)
         try c.encode(definition, forKey: .definition)
     }

@@ -67,8 +67,10 @@ final class StatusDocument: Sendable {
             if index > 0 { text += "," }
             text += #"{"count":\#(service.count.map(String.init) ?? "null"),"failure_reason":"#
                 + (service.failureReason.map(JSONText.quoted) ?? "null")
+                + #","last_health":"# + (service.lastHealth.map(JSONText.quoted) ?? "null")
                 + #","leases":\#(service.leases),"name":\#(JSONText.quoted(service.name)),"pid":"#
-                + (service.pid.map(String.init) ?? "null") + #","state":"\#(service.state.rawValue)"}"#
+                + (service.pid.map(String.init) ?? "null") + #","restarts":\#(service.restarts),"state":"\#(service.state.rawValue)""#
+                + #","state_since":"\#(Timestamp.format(service.stateSince))"}"#
         }
         let servicesJSON = Array((text + "]").utf8)
         let tag = "W/\"" + ETag.of(head + servicesJSON + middle + tail) + "\""

@@ -146,12 +146,14 @@ public final class Coordinator: Sendable {
     public func serviceSummaries() -> [ServiceSummary] {
         let counts = leaseCounts()
         return services.withLock { $0.sortedByName() }.map { service in
-            let (state, pid, failureReason) = service.state.withLock {
-                ($0.state, $0.process?.pid, $0.state == .failed ? $0.failureReason : nil)
+            // Only the fields shown: this runs on every scrape.
+            let (state, pid, failureReason, since, restarts, lastHealth) = service.state.withLock {
+                ($0.state, $0.process?.pid, $0.state == .failed ? $0.failureReason : nil, $0.stateSince, $0.restartsInWindow,
+                 $0.lastHealth)
             }
             return ServiceSummary(
-                name: service.name, state: state, pid: pid, count: try? service.kernelCount(),
-                leases: counts[service.name] ?? 0, failureReason: failureReason)
+                name: service.name, state: state, pid: pid, count: try? service.kernelCount(), leases: counts[service.name] ?? 0,
+                failureReason: failureReason, stateSince: since, restarts: restarts, lastHealth: lastHealth)
         }
     }
 
@@ -169,7 +171,8 @@ public final class Coordinator: Sendable {
             name: service.name, state: snapshot.state, pid: snapshot.process?.pid, count: try? service.kernelCount(),
             leases: leases, key: service.semaphores.key, semid: service.semaphores.id, lastHealth: snapshot.lastHealth,
             failureReason: snapshot.state == .failed ? snapshot.failureReason : nil, lingerUntil: snapshot.lingerUntil,
-            source: snapshot.fromConfig ? "config" : "api", definition: snapshot.definition)
+            source: snapshot.fromConfig ? "config" : "api", definition: snapshot.definition, stateSince: snapshot.stateSince,
+            restarts: snapshot.restartsInWindow)
     }
 
     func service(named name: String) throws(LifecycleError) -> ManagedService {

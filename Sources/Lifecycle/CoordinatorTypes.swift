@@ -114,6 +114,9 @@ public struct ServiceStatus: Sendable, Equatable {
     public let lingerUntil: Date?
     public let source: String
     public let definition: ServiceDefinition
+    public let stateSince: Date
+    /// Restarts (and failed starts) within the definition's restart window.
+    public let restarts: Int
 }
 
 /// What `GET /v1/status` shows of one service. Cheap to read on every scrape, and
@@ -126,4 +129,7 @@ public struct ServiceSummary: Sendable, Equatable {
     public let count: Int?
     public let leases: Int
     public let failureReason: String?
+    public let stateSince: Date
+    public let restarts: Int
+    public let lastHealth: String?
 }

@@ -71,7 +71,11 @@ final class ManagedService: Sendable {
 
     struct State {
         var definition: ServiceDefinition
-        var state: ServiceState = .stopped
+        var state: ServiceState = .stopped {
+            didSet { if state != oldValue { stateSince = Date() } }
+        }
+        /// When `state` last changed (wall clock, for status).
+        var stateSince = Date()
         /// The main process: the one started, or the one its pid_file names.
         var process: PidFD?
         /// The exit watcher saw the main process end.
@@ -84,6 +88,12 @@ final class ManagedService: Sendable {
         var lastPassedAt: Int64?
         /// Monotonic ms of recent crash restarts, for the restart limit.
         var restarts: [Int64] = []
+
+        /// Restarts within the restart window, for status.
+        var restartsInWindow: Int {
+            let since = monotonicMilliseconds() - Int64(definition.restartWindowMs)
+            return restarts.count { $0 >= since }
+        }
         var failureReason: String?
         /// Bumped to cancel a pending linger stop or crash restart.
         var generation = 0

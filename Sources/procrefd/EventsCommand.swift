@@ -1,5 +1,6 @@
 import ArgumentParser
 import AuditStore
+import ControlAPI
 import Foundation
 import Glibc
 
@@ -22,11 +23,13 @@ struct Events: ParsableCommand {
     @Option(help: "Only this pid.") var pid: Int32?
     @Option(help: "From this time on (RFC 3339).") var since: String?
     @Option(help: "Before this time (RFC 3339).") var until: String?
-    @Option(help: "Only events with a larger id.") var after: Int64 = 0
+    @Option(help: "Only events with a larger id.") var after: Int64?
     @Option(help: "At most this many events.") var limit: Int = 1000
     @Option(help: "asc (oldest first) or desc.") var order: String = "asc"
     @Option(help: "table (aligned, local times), json (the API's page object), or ndjson.") var format: Format = .table
-    @Flag(help: "Keep printing new events as they are recorded (table or ndjson).") var follow = false
+    @Flag(help: "Keep printing new events as they are recorded (table or ndjson). Without --after or --since it starts at the end, like tail -f: the last --lines events, then new ones.")
+    var follow = false
+    @Option(help: "With --follow from the end: how many of the newest events to show first.") var lines = 10
 
     func validate() throws {
         if let bad = kind.first(where: { !EventFilter.isValidKind($0) }) { throw ValidationError("--kind \(bad): not an event kind (e.g. lease.acquired) nor a family (e.g. lease.*)") }
@@ -49,28 +52,44 @@ struct Events: ParsableCommand {
             printError("procrefd: \(error)")
             throw ExitCode.failure
         }
-        var filter = EventFilter(service: service, kinds: kind, lease: lease, after: after, limit: limit)
+        var filter = EventFilter(service: service, kinds: kind, lease: lease, after: after ?? 0, limit: limit)
         filter.pid = pid
         filter.since = since.flatMap(Timestamp.parse)
         filter.until = until.flatMap(Timestamp.parse)
         filter.order = EventFilter.Order(rawValue: order) ?? .asc
 
         let printer = EventPrinter(format: format, colour: isatty(1) == 1)
-        var events = try store.read { try $0.events(filter) }
+        if follow && after == nil && since == nil {
+            // From the end, like tail -f: the newest few, oldest first, then what comes.
+            var newest = filter
+            newest.order = .desc
+            newest.limit = max(lines, 1)
+            let tail = try store.read { try $0.events(newest) }
+            printer.header()
+            printer.print(lines > 0 ? Array(tail.reversed()) : [])
+            try follow(store, filter, printer, from: tail.first?.id ?? 0)
+        }
+        let events = try store.read { try $0.events(filter) }
         if format == .json {
-            let next = filter.order == .asc ? (events.last?.id ?? after) : (events.first?.id ?? after)
-            printer.page(events, nextAfter: next)
+            printer.page(EventPagePayload(events: events, filter: filter, scanned: 0))
             return
         }
         printer.header()
         printer.print(events)
         guard follow else { return }
+        try follow(store, filter, printer, from: events.last?.id ?? filter.after)
+    }
+
+    /// Prints what is recorded after `id`, as it is recorded, until interrupted.
+    private func follow(_ store: AuditStore, _ filter: EventFilter, _ printer: EventPrinter, from id: Int64) throws -> Never {
+        var filter = filter
         filter.limit = 1000
+        filter.after = id
         while true {
-            filter.after = events.last?.id ?? filter.after
             usleep(200_000)
-            events = try store.read { try $0.events(filter) }
+            let events = try store.read { try $0.events(filter) }
             printer.print(events)
+            filter.after = events.last?.id ?? filter.after
         }
     }
 }
@@ -93,12 +112,9 @@ struct EventPrinter {
         return formatter
     }()
 
-    func page(_ events: [Event], nextAfter: Int64) {
-        struct Page: Encodable {
-            let events: [Event]
-            let next_after: Int64
-        }
-        write((try? Self.encoder.encode(Page(events: events, next_after: nextAfter))).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
+    /// The API's page object, cursors included.
+    func page(_ page: EventPagePayload) {
+        write((try? Self.encoder.encode(page)).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
     }
 
     func header() {

@@ -222,3 +222,53 @@ struct ServiceLogsTests {
         }
     }
 }
+
+/// Following the audit log from its end, in the API and offline.
+@Suite("Events from the end")
+struct EventsFromTheEndTests {
+    @Test("after=now starts at the newest event; procrefd events --follow shows the last lines, then new events; offline pages have next_before")
+    func followFromTheEnd() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("tail")
+            try daemon.defineSocketService(name)
+            let newest = try #require(try daemon.events().last?["id"] as? Int)
+            let page = try daemon.unix.get("/v1/events?after=now").json
+            #expect((page["events"] as? [Any])?.isEmpty == true)
+            #expect(page["next_after"] as? Int == newest)
+
+            let follower = Process()
+            follower.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
+            follower.arguments = ["events", "--state-dir", daemon.stateDir, "--follow", "--lines", "1", "--format", "ndjson"]
+            let output = Pipe()
+            follower.standardOutput = output
+            try follower.run()
+            defer {
+                if follower.isRunning { kill(follower.processIdentifier, SIGKILL) }
+                follower.waitUntilExit()
+            }
+            let fd = output.fileHandleForReading.fileDescriptor
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            var text = ""
+            func ids() -> [Int] {
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while case let n = chunk.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }), n > 0 {
+                    text += String(decoding: chunk[0..<n], as: UTF8.self)
+                }
+                return text.split(separator: "\n").compactMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["id"] as? Int
+                }
+            }
+            #expect(eventually { ids() == [newest] }, "\(text)")
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(grant.status == 201)
+            let after = try daemon.events().compactMap { $0["id"] as? Int }.filter { $0 > newest }
+            #expect(!after.isEmpty)
+            #expect(eventually { ids() == [newest] + after }, "\(text)")
+
+            let offline = try runProcrefd(["events", "--state-dir", daemon.stateDir, "--format", "json", "--order", "desc", "--limit", "1"])
+            let object = try JSONSerialization.jsonObject(with: Data(offline.stdout.utf8)) as? [String: Any]
+            #expect(object?.keys.contains("next_before") == true, "\(offline.stdout)")
+            #expect(object?["next_before"] as? Int == (object?["events"] as? [[String: Any]])?.first?["id"] as? Int)
+        }
+    }
+}

@@ -21,6 +21,7 @@ struct SupervisionTests {
             let name = daemon.uniqueName("crash")
             try daemon.defineSocketService(name, extra: ["restart_backoff_ms": 50])
             #expect(try acquire(daemon, name).status == 201)
+            let startedAt = Date()
             let first = try #require(try daemon.service(name)["pid"] as? Int)
             kill(Int32(first), SIGKILL)
             #expect(eventually {
@@ -33,6 +34,17 @@ struct SupervisionTests {
             let exited = try daemon.events(service: name).first { $0["kind"] as? String == "service.exited" }
             #expect(((exited?["detail"] as? [String: Any])?["exit"] as? String)?.contains("SIGKILL") == true)
             #expect(try daemon.kernelCount(name) == 1)
+
+            // Status says since when it is ready, how often it restarted, and its last health.
+            let status = try daemon.service(name)
+            #expect(status["restarts"] as? Int == 1)
+            let since = try #require((status["state_since"] as? String).flatMap { ISO8601DateFormatter.withFractions.date(from: $0) })
+            #expect(since > startedAt && since <= Date().addingTimeInterval(1))
+            let scrape = try daemon.unix.get("/v1/status").json["services"] as? [[String: Any]] ?? []
+            let entry = scrape.first { $0["name"] as? String == name }
+            #expect(entry?["restarts"] as? Int == 1)
+            #expect(entry?["state_since"] as? String == status["state_since"] as? String)
+            #expect(entry?["last_health"] as? String == "ok")
         }
     }
 
@@ -259,4 +271,13 @@ final class Mutex50: @unchecked Sendable {
     private var items: [TestHTTPClient.Response?] = []
     func append(_ item: TestHTTPClient.Response?) { lock.withLock { items.append(item) } }
     var values: [TestHTTPClient.Response?] { lock.withLock { items } }
+}
+
+extension ISO8601DateFormatter {
+    /// procrefd's timestamps: RFC 3339 with milliseconds.
+    nonisolated(unsafe) static let withFractions: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
 }
