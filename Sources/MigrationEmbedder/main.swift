@@ -19,4 +19,8 @@ for file in files {
     source += "    (name: \(String(reflecting: name)), sql: \(hashes)\"\"\"\n\(sql)\n\"\"\"\(hashes)),\n"
 }
 source += "]\n"
-try source.write(toFile: output, atomically: true, encoding: .utf8)
+// Unchanged content is not written again: a new timestamp would recompile AuditStore on
+// every build that reruns this tool (as switching between `build` and `build --build-tests` does).
+if (try? String(contentsOfFile: output, encoding: .utf8)) != source {
+    try source.write(toFile: output, atomically: true, encoding: .utf8)
+}
