@@ -38,7 +38,8 @@ token=$(cat "$state/token")
 "$venv/bin/st" run openapi.yaml \
     --url "http://127.0.0.1:$port" \
     --header "Authorization: Bearer $token" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
+    --phases examples,coverage,fuzzing,stateful \
     --mode all \
     --max-examples "$max_examples" \
     --exclude-operation-id stopDaemon \
