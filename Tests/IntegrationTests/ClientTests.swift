@@ -140,7 +140,7 @@ struct ClientTests {
             let defined = try runProcrefd(["service", "define", name, "--file", file] + dir)
             #expect(defined.code == 0, "\(defined.stderr)")
             let table = try runProcrefd(["services"] + dir)
-            #expect(table.stdout.contains("NAME") && table.stdout.contains(name), "\(table.stdout)")
+            #expect(table.stdout.contains("NAME") && table.stdout.contains("SINCE") && table.stdout.contains("RESTARTS") && table.stdout.contains(name), "\(table.stdout)")
             let show = try runProcrefd(["service", "show", name] + dir)
             #expect(show.stdout.contains("state: stopped"), "\(show.stdout)")
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AuditStore
 import Configuration
 import Foundation
 import Lifecycle
@@ -14,12 +15,24 @@ struct ServicesCommand: ParsableCommand {
             let response = try client.call("GET", "/v1/services")
             options.show(response) {
                 let services = response.object["services"] as? [[String: Any]] ?? []
-                return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SOURCE", "LAST HEALTH"], services.map { service in
+                return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
                     [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]),
-                     cell(service["pid"]), cell(service["source"]), cell(service["last_health"])]
+                     cell(service["pid"]), age(service["state_since"] as? String), cell(service["restarts"]), cell(service["last_health"])]
                 })
             }
         }
+    }
+}
+
+/// How long ago an RFC 3339 time was, as `supervisorctl status` shows uptime: 42s, 5m, 3h, 2d.
+func age(_ time: String?) -> String {
+    guard let time, let date = Timestamp.parse(time) else { return "-" }
+    let seconds = max(0, Int(Date().timeIntervalSince(date)))
+    switch seconds {
+    case ..<120: return "\(seconds)s"
+    case ..<7_200: return "\(seconds / 60)m"
+    case ..<172_800: return "\(seconds / 3_600)h"
+    default: return "\(seconds / 86_400)d"
     }
 }
 
@@ -39,7 +52,8 @@ struct ServiceCommand: ParsableCommand {
                 let response = try client.call("GET", "/v1/services/\(name)")
                 options.show(response) {
                     let s = response.object
-                    var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"]))", "pid: \(cell(s["pid"]))",
+                    var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"])) (since \(cell(s["state_since"])), \(age(s["state_since"] as? String)) ago)",
+                                 "restarts: \(cell(s["restarts"]))", "pid: \(cell(s["pid"]))",
                                  "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
                                  "semaphore: key \(cell(s["key"])), semid \(cell(s["semid"]))",
                                  "last health: \(cell(s["last_health"]))", "source: \(cell(s["source"]))"]
