@@ -149,8 +149,6 @@ public struct PendingWrite<T: Sendable>: Sendable {
 public struct StoreTransaction {
     let db: Database
     let appended: AppendedEvents
-
-    public var reader: StoreReader { StoreReader(db: db) }
 }
 
 /// The newest event id a transaction appended (0: none).

@@ -87,7 +87,7 @@ extension DetailValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, 
 }
 
 /// Who caused an event: a remote client, the Unix socket, or procrefd itself.
-public enum Actor {
+public enum EventActor {
     public static let procrefd = "procrefd"
     public static let unixSocket = "unix-socket"
 }
@@ -103,7 +103,7 @@ public struct NewEvent: Sendable {
 
     public init(
         _ kind: EventKind, service: String? = nil, lease: String? = nil, pid: Int32? = nil,
-        actor: String = Actor.procrefd, detail: [String: DetailValue] = [:]
+        actor: String = EventActor.procrefd, detail: [String: DetailValue] = [:]
     ) {
         self.kind = kind
         self.service = service

@@ -26,7 +26,6 @@ int procref_semget(int32_t key, int nsems, int flags) { return semget((key_t)key
 
 int procref_semctl_getval(int semid, int semnum) { return semctl(semid, semnum, GETVAL); }
 
-int procref_semctl_getncnt(int semid, int semnum) { return semctl(semid, semnum, GETNCNT); }
 
 int procref_semctl_stat(int semid, procref_sem_info *out) {
     struct semid_ds ds;
@@ -140,7 +139,6 @@ pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
 
 int procref_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
-int procref_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int procref_set_nonblocking(int fd) {
     int fl = fcntl(fd, F_GETFL);

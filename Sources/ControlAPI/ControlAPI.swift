@@ -95,7 +95,7 @@ public final class ControlAPI: HTTPResponder {
 
 /// Who a request acts as, for the audit log.
 func actor(of request: HTTPRequest) -> String {
-    request.transport == .unix ? Actor.unixSocket : "tcp:\(request.remoteAddress)"
+    request.transport == .unix ? EventActor.unixSocket : "tcp:\(request.remoteAddress)"
 }
 
 private let encoder: JSONEncoder = {

@@ -41,7 +41,9 @@ extension Problem {
         case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)
         case .serviceNotFailed: self.init(status: 409, slug: "service-not-failed", title: "Service Not Failed", detail: detail)
         case .definedInConfig: self.init(status: 409, slug: "defined-in-config", title: "Defined In Config", detail: detail)
-        case .serviceFailed: self.init(status: 503, slug: "service-failed", title: "Service Failed", detail: detail)
+        case .serviceFailed(let service, _):
+            self.init(status: 503, slug: "service-failed", title: "Service Failed",
+                      detail: detail + " (POST /v1/services/\(service)/reset, or procrefd service reset \(service))")
         case .processNotManaged: self.init(status: 403, slug: "process-not-managed", title: "Forbidden", detail: detail)
         case .programNotAllowed: self.init(status: 403, slug: "program-not-allowed", title: "Forbidden", detail: detail)
         case .noSuchProcess: self.init(status: 404, slug: "no-such-process", title: "No Such Process", detail: detail)

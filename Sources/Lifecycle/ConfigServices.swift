@@ -63,7 +63,7 @@ extension Coordinator {
     /// Drops a service marked for removal once nothing counts it: stops it, removes its
     /// semaphore set and its row. Call with the service's lock held. Returns whether removed.
     @discardableResult
-    func removeIfPending(_ service: ManagedService, actor: String = Actor.procrefd) async -> Bool {
+    func removeIfPending(_ service: ManagedService, actor: String = EventActor.procrefd) async -> Bool {
         guard service.state.withLock({ $0.pendingRemoval }), (try? service.kernelCount()) == 0 else { return false }
         do { try await remove(service, actor: actor) } catch { context.logger.error("removing \(service.name): \(error)") }
         return true

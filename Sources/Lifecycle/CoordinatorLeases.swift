@@ -373,7 +373,7 @@ extension Coordinator {
                 leases.withLock { _ = $0.removeValue(forKey: lease.id) }
                 Telemetry.ended(service: service.name, reason: reason)
                 if count == 0 {
-                    await service.lastReferenceGone(actor: Actor.procrefd, reason: "last_\(reason.rawValue)")
+                    await service.lastReferenceGone(actor: EventActor.procrefd, reason: "last_\(reason.rawValue)")
                     await removeIfPending(service)
                 }
             } catch {

@@ -41,7 +41,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .serviceLeased(let name): return "service \(name) is leased or running; it can be removed once unleased and stopped"
         case .serviceRemoving(let name):
             return "service \(name) was removed from the config file; it takes no new leases and goes once its last lease ends"
-        case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); POST /v1/services/\(service)/reset to try again"
+        case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); reset it to try again"
         case .serviceNotFailed(let name): return "service \(name) has not failed; nothing to reset"
         case .definedInConfig(let name): return "service \(name) is defined in the config file; change it there"
         case .processNotManaged(let pid): return "process \(pid) is not managed by procrefd"

@@ -123,7 +123,6 @@ final class ManagedService: Sendable {
 
     var currentState: ServiceState { state.withLock { $0.state } }
     var pid: Int32? { state.withLock { $0.process?.pid } }
-    var lastHealth: String? { state.withLock { $0.lastHealth } }
 
     /// True while the service's main process runs.
     var isRunning: Bool { state.withLock { $0.process != nil && !$0.exited } }

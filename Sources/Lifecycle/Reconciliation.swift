@@ -98,14 +98,14 @@ extension Coordinator {
         if let process { service.adopt(process) }
         // Processes of the service the database does not name (a crash between a spawn and
         // its record) would hold its port and outlive every drain.
-        await service.stopStrays(actor: Actor.procrefd, thorough: true)
+        await service.stopStrays(actor: EventActor.procrefd, thorough: true)
         if let process {
             recordLogged(service.name) { tx in
                 try tx.append(NewEvent(.serviceAdopted, service: service.name, pid: process.pid, detail: ["count": .int(Int64(count))]))
             }
             report.servicesAdopted += 1
             if count == 0 {
-                await service.stop(actor: Actor.procrefd, reason: "orphan")
+                await service.stop(actor: EventActor.procrefd, reason: "orphan")
                 report.servicesStopped += 1
             }
         } else {
@@ -118,7 +118,7 @@ extension Coordinator {
             }
             if count > 0 {
                 do {
-                    try await service.start(actor: Actor.procrefd, count: count)
+                    try await service.start(actor: EventActor.procrefd, count: count)
                     report.servicesRecovered += 1
                 } catch {
                     context.logger.error("could not recover \(service.name): \(error)")

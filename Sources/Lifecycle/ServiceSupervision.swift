@@ -83,7 +83,7 @@ extension ManagedService {
             lock.unlock()
             return
         }
-        await stop(actor: Actor.procrefd, reason: "exited")
+        await stop(actor: EventActor.procrefd, reason: "exited")
         lock.unlock()
         await restartWhileCounted()
     }
@@ -142,7 +142,7 @@ extension ManagedService {
                     return
                 }
                 Telemetry.restarted(service: name, cause: "crash")
-                try await start(actor: Actor.procrefd, count: now, reason: "restart")
+                try await start(actor: EventActor.procrefd, count: now, reason: "restart")
                 context.recordLogged(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"]))
                 lock.unlock()
                 return
@@ -223,7 +223,7 @@ extension ManagedService {
             do {
                 try await self.lockKernel()
                 defer { self.unlockKernel() }
-                if try self.kernelCount() == 0 { await self.stop(actor: Actor.procrefd, reason: "linger_expired") }
+                if try self.kernelCount() == 0 { await self.stop(actor: EventActor.procrefd, reason: "linger_expired") }
             } catch {
                 self.context.logger.error("linger stop of \(self.name): \(error)")
             }
@@ -242,5 +242,4 @@ extension ManagedService {
         }
     }
 
-    var lingerUntil: Date? { state.withLock { $0.lingerUntil } }
 }

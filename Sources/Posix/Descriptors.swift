@@ -1,20 +1,6 @@
 import CPosixShims
 import Glibc
 
-/// A pipe whose two ends are close-on-exec (pipe2 O_CLOEXEC): nothing leaks into children
-/// except what a spawn passes explicitly.
-public struct PipeEnds: Sendable {
-    public let readEnd: Int32
-    public let writeEnd: Int32
-
-    public init() throws(SystemCallError) {
-        var fds: [Int32] = [-1, -1]
-        try check("pipe2", fds.withUnsafeMutableBufferPointer { procref_pipe_cloexec($0.baseAddress) })
-        readEnd = fds[0]
-        writeEnd = fds[1]
-    }
-}
-
 /// A connected pair of close-on-exec Unix datagram sockets: many writers (each holding a
 /// copy of `second`), one reader of `first`, message boundaries kept.
 public struct DatagramPair: Sendable {

@@ -177,7 +177,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("\(server.inFlight) requests still in flight after 30 s")
         }
         switch mode {
-        case .drain: await coordinator.drain(actor: Actor.procrefd)
+        case .drain: await coordinator.drain(actor: EventActor.procrefd)
         case .handoff: coordinator.handOff()
         }
         for server in servers { server.stop() }

@@ -24,7 +24,6 @@ typedef struct procref_sem_info {
 
 int procref_semget(int32_t key, int nsems, int flags);
 int procref_semctl_getval(int semid, int semnum);
-int procref_semctl_getncnt(int semid, int semnum);
 int procref_semctl_stat(int semid, procref_sem_info *out);
 int procref_semctl_rmid(int semid);
 /** semop on up to two operations; flags may contain SEM_UNDO and IPC_NOWAIT. */
@@ -77,7 +76,6 @@ pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const 
 /** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process. */
 int procref_set_child_subreaper(void);
 
-int procref_pipe_cloexec(int fds[2]);
 int procref_set_nonblocking(int fd);
 
 /* --- Signals and time (used by the holder) ------------------------------- */
