@@ -187,29 +187,10 @@ struct ServiceLogsTests {
             #expect(define.status == 201, "\(define.text)")
 
             // Following from before the service's first start: the file does not exist yet.
-            let follower = Process()
-            follower.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
-            follower.arguments = ["logs", name, "-f", "--state-dir", daemon.stateDir]
-            let output = Pipe()
-            follower.standardOutput = output
-            try follower.run()
-            defer {
-                if follower.isRunning { kill(follower.processIdentifier, SIGKILL) }
-                follower.waitUntilExit()
-            }
-            let fd = output.fileHandleForReading.fileDescriptor
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            var followed = ""
-            func readFollowed() -> String {
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                while true {
-                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                    guard n > 0 else { return followed }
-                    followed += String(decoding: chunk[0..<n], as: UTF8.self)
-                }
-            }
+            let follower = try BackgroundProcrefd(["logs", name, "-f", "--state-dir", daemon.stateDir])
+            defer { follower.stop() }
             #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
-            #expect(eventually { readFollowed().contains("first-") && followed.contains("second-") }, "\(followed)")
+            #expect(eventually { follower.output().contains("first-") && follower.output().contains("second-") }, "\(follower.output())")
 
             let last = try runProcrefd(["logs", name, "-n", "1", "--state-dir", daemon.stateDir])
             #expect(last.code == 0)
@@ -236,34 +217,19 @@ struct EventsFromTheEndTests {
             #expect((page["events"] as? [Any])?.isEmpty == true)
             #expect(page["next_after"] as? Int == newest)
 
-            let follower = Process()
-            follower.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
-            follower.arguments = ["events", "--state-dir", daemon.stateDir, "--follow", "--lines", "1", "--format", "ndjson"]
-            let output = Pipe()
-            follower.standardOutput = output
-            try follower.run()
-            defer {
-                if follower.isRunning { kill(follower.processIdentifier, SIGKILL) }
-                follower.waitUntilExit()
-            }
-            let fd = output.fileHandleForReading.fileDescriptor
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            var text = ""
+            let follower = try BackgroundProcrefd(["events", "--state-dir", daemon.stateDir, "--follow", "--lines", "1", "--format", "ndjson"])
+            defer { follower.stop() }
             func ids() -> [Int] {
-                var chunk = [UInt8](repeating: 0, count: 65536)
-                while case let n = chunk.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }), n > 0 {
-                    text += String(decoding: chunk[0..<n], as: UTF8.self)
-                }
-                return text.split(separator: "\n").compactMap {
+                follower.output().split(separator: "\n").compactMap {
                     (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["id"] as? Int
                 }
             }
-            #expect(eventually { ids() == [newest] }, "\(text)")
+            #expect(eventually { ids() == [newest] }, "\(follower.output())")
             let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
             #expect(grant.status == 201)
             let after = try daemon.events().compactMap { $0["id"] as? Int }.filter { $0 > newest }
             #expect(!after.isEmpty)
-            #expect(eventually { ids() == [newest] + after }, "\(text)")
+            #expect(eventually { ids() == [newest] + after }, "\(follower.output())")
 
             let offline = try runProcrefd(["events", "--state-dir", daemon.stateDir, "--format", "json", "--order", "desc", "--limit", "1"])
             let object = try JSONSerialization.jsonObject(with: Data(offline.stdout.utf8)) as? [String: Any]

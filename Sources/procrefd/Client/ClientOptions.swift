@@ -36,6 +36,14 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
+    /// One request whose answer is printed: its JSON with --json, else `text` of it.
+    func request(_ method: String, _ path: String, json body: Any? = nil, text: (APIClient.Response) -> String) throws {
+        try perform { client throws(ClientError) in
+            let response = try client.call(method, path, json: body)
+            show(response) { text(response) }
+        }
+    }
+
     /// Prints an answer: its JSON as the API sent it, or `text`.
     func show(_ response: APIClient.Response, text: () -> String) {
         if json { print(response.text.hasSuffix("\n") ? String(response.text.dropLast()) : response.text) } else { print(text()) }

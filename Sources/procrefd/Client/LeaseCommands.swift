@@ -23,10 +23,7 @@ struct LeaseCommand: ParsableCommand {
             if let ttl { body["ttl_ms"] = ttl.milliseconds }
             if let holder { body["holder"] = holder }
             if let clientPid { body["client_pid"] = clientPid }
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("POST", "/v1/services/\(service)/leases", json: body)
-                options.show(response) { cell(response.object["id"]) }
-            }
+            try options.request("POST", "/v1/services/\(service)/leases", json: body) { cell($0.object["id"]) }
         }
     }
 
@@ -38,10 +35,8 @@ struct LeaseCommand: ParsableCommand {
         @Argument(help: "The lease id.") var id: String
 
         func run() throws {
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("DELETE", "/v1/leases/\(id)")
-                let stopped = response.object["service_stopped"] as? Bool == true
-                options.show(response) { "released \(id): count \(cell(response.object["count"]))" + (stopped ? ", service stopped" : "") }
+            try options.request("DELETE", "/v1/leases/\(id)") {
+                "released \(id): count \(cell($0.object["count"]))" + ($0.object["service_stopped"] as? Bool == true ? ", service stopped" : "")
             }
         }
     }
@@ -54,10 +49,7 @@ struct LeaseCommand: ParsableCommand {
         @Argument(help: "The lease id.") var id: String
 
         func run() throws {
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("POST", "/v1/leases/\(id)/keepalive")
-                options.show(response) { "\(id) expires at \(cell(response.object["expires_at"]))" }
-            }
+            try options.request("POST", "/v1/leases/\(id)/keepalive") { "\(id) expires at \(cell($0.object["expires_at"]))" }
         }
     }
 }
@@ -70,15 +62,12 @@ struct LeasesCommand: ParsableCommand {
     @Option(help: "Only this service's leases.") var service: String?
 
     func run() throws {
-        try options.perform { client throws(ClientError) in
-            let response = try client.call("GET", "/v1/leases" + (service.map { "?service=\($0)" } ?? ""))
-            options.show(response) {
-                let leases = response.object["leases"] as? [[String: Any]] ?? []
-                return table(["ID", "SERVICE", "HOLDER", "HOLDER PID", "CLIENT PID", "EXPIRES"], leases.map { lease in
-                    [cell(lease["id"]), cell(lease["service"]), cell((lease["holder"] as? String).flatMap { $0.isEmpty ? nil : $0 }),
-                     cell(lease["holder_pid"]), cell(lease["client_pid"]), cell(lease["expires_at"])]
-                })
-            }
+        try options.request("GET", "/v1/leases" + (service.map { "?service=\($0)" } ?? "")) { response in
+            let leases = response.object["leases"] as? [[String: Any]] ?? []
+            return table(["ID", "SERVICE", "HOLDER", "HOLDER PID", "CLIENT PID", "EXPIRES"], leases.map { lease in
+                [cell(lease["id"]), cell(lease["service"]), cell((lease["holder"] as? String).flatMap { $0.isEmpty ? nil : $0 }),
+                 cell(lease["holder_pid"]), cell(lease["client_pid"]), cell(lease["expires_at"])]
+            })
         }
     }
 }

@@ -11,15 +11,12 @@ struct ServicesCommand: ParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() throws {
-        try options.perform { client throws(ClientError) in
-            let response = try client.call("GET", "/v1/services")
-            options.show(response) {
-                let services = response.object["services"] as? [[String: Any]] ?? []
-                return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
-                    [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]),
-                     cell(service["pid"]), age(service["state_since"] as? String), cell(service["restarts"]), cell(service["last_health"])]
-                })
-            }
+        try options.request("GET", "/v1/services") { response in
+            let services = response.object["services"] as? [[String: Any]] ?? []
+            return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
+                [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]),
+                 cell(service["pid"]), age(service["state_since"] as? String), cell(service["restarts"]), cell(service["last_health"])]
+            })
         }
     }
 }
@@ -48,24 +45,21 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("GET", "/v1/services/\(name)")
-                options.show(response) {
-                    let s = response.object
-                    var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"])) (since \(cell(s["state_since"])), \(age(s["state_since"] as? String)) ago)",
-                                 "restarts: \(cell(s["restarts"]))", "pid: \(cell(s["pid"]))",
-                                 "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
-                                 "semaphore: key \(cell(s["key"])), semid \(cell(s["semid"]))",
-                                 "last health: \(cell(s["last_health"]))", "source: \(cell(s["source"]))"]
-                    if let reason = s["failure_reason"] as? String { lines.append("failure: \(reason)") }
-                    if let until = s["linger_until"] as? String { lines.append("lingers until: \(until)") }
-                    if let definition = s["definition"],
-                        let data = try? JSONSerialization.data(withJSONObject: definition, options: [.prettyPrinted, .sortedKeys])
-                    {
-                        lines.append("definition: " + String(decoding: data, as: UTF8.self))
-                    }
-                    return lines.joined(separator: "\n")
+            try options.request("GET", "/v1/services/\(name)") { response in
+                let s = response.object
+                var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"])) (since \(cell(s["state_since"])), \(age(s["state_since"] as? String)) ago)",
+                             "restarts: \(cell(s["restarts"]))", "pid: \(cell(s["pid"]))",
+                             "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
+                             "semaphore: key \(cell(s["key"])), semid \(cell(s["semid"]))",
+                             "last health: \(cell(s["last_health"]))", "source: \(cell(s["source"]))"]
+                if let reason = s["failure_reason"] as? String { lines.append("failure: \(reason)") }
+                if let until = s["linger_until"] as? String { lines.append("lingers until: \(until)") }
+                if let definition = s["definition"],
+                    let data = try? JSONSerialization.data(withJSONObject: definition, options: [.prettyPrinted, .sortedKeys])
+                {
+                    lines.append("definition: " + String(decoding: data, as: UTF8.self))
                 }
+                return lines.joined(separator: "\n")
             }
         }
     }
@@ -84,10 +78,7 @@ struct ServiceCommand: ParsableCommand {
                 printError("procrefd: \(file): \(error)")
                 throw ExitCode.failure
             }
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("PUT", "/v1/services/\(name)", json: body)
-                options.show(response) { (response.status == 201 ? "defined " : "replaced ") + name }
-            }
+            try options.request("PUT", "/v1/services/\(name)", json: body) { ($0.status == 201 ? "defined " : "replaced ") + name }
         }
     }
 
@@ -97,10 +88,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("POST", "/v1/services/\(name)/restart")
-                options.show(response) { "restarted \(name): pid \(cell(response.object["pid"]))" }
-            }
+            try options.request("POST", "/v1/services/\(name)/restart") { "restarted \(name): pid \(cell($0.object["pid"]))" }
         }
     }
 
@@ -110,10 +98,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("POST", "/v1/services/\(name)/reset")
-                options.show(response) { "reset \(name): \(cell(response.object["state"]))" }
-            }
+            try options.request("POST", "/v1/services/\(name)/reset") { "reset \(name): \(cell($0.object["state"]))" }
         }
     }
 
@@ -124,10 +109,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.perform { client throws(ClientError) in
-                let response = try client.call("DELETE", "/v1/services/\(name)")
-                options.show(response) { "removed \(name)" }
-            }
+            try options.request("DELETE", "/v1/services/\(name)") { _ in "removed \(name)" }
         }
     }
 }

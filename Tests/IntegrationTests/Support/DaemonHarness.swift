@@ -268,3 +268,35 @@ private func readLine(_ handle: FileHandle, timeout: Double) throws -> String {
 /// True while a live process (not a zombie) is in process group `group`. A zombie has
 /// ended; only its parent can reap it, and an adopted service's parent is not procrefd.
 func groupRuns(_ group: Int32) -> Bool { !ProcessScan.now().group(group).isEmpty }
+
+/// `procrefd ARGS` running in the background (a follower, say), its standard output
+/// collected as it comes. `stop()` kills it; call it in a defer.
+final class BackgroundProcrefd {
+    let process = Process()
+    private let fd: Int32
+    private var collected = ""
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        fd = output.fileHandleForReading.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Everything it printed so far.
+    func output() -> String {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while case let n = chunk.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }), n > 0 {
+            collected += String(decoding: chunk[0..<n], as: UTF8.self)
+        }
+        return collected
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
