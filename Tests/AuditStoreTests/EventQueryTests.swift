@@ -101,7 +101,7 @@ struct EventQueryTests {
             for index in 0..<64 {
                 group.addTask {
                     if index % 2 == 0 {
-                        try? await store.submit { tx in try tx.append(NewEvent(.leaseReleased, service: "m", lease: "m\(index)")) }.committed()
+                        _ = try? await store.submit { tx in try tx.append(NewEvent(.leaseReleased, service: "m", lease: "m\(index)")) }.committed()
                     } else {
                         _ = try? store.append(NewEvent(.leaseReleased, service: "m", lease: "m\(index)"))
                     }

@@ -1,0 +1,37 @@
+import Foundation
+import Glibc
+import GRDB
+import Synchronization
+
+/// A write queued by `AuditStore.submit`.
+public struct PendingWrite<T: Sendable>: Sendable {
+    let store: AuditStore
+    let pending: GroupCommitter.Pending<(T, Int64)>
+
+    /// Waits (without blocking a thread) until the write is committed; throws if it failed.
+    public func committed() async throws -> T {
+        do {
+            let (value, lastEventID) = try await pending.value()
+            if lastEventID > 0 { store.signal.published(lastID: lastEventID) }
+            return value
+        } catch {
+            throw AuditStore.storeError(error)
+        }
+    }
+}
+
+/// Write access inside a transaction.
+public struct StoreTransaction {
+    let db: Database
+    let appended: AppendedEvents
+}
+
+/// The newest event id a transaction appended (0: none).
+final class AppendedEvents {
+    var lastID: Int64 = 0
+}
+
+/// Read access on a snapshot.
+public struct StoreReader {
+    let db: Database
+}

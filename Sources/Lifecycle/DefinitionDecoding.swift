@@ -1,0 +1,27 @@
+/// A field of a request that is not acceptable.
+public struct DefinitionError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let field: String
+    public let message: String
+    public init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
+    public var description: String { "\(field): \(message)" }
+}
+
+/// Any key, to list what a JSON or TOML object holds, or to read a key by name.
+public struct AnyCodingKey: CodingKey {
+    public let stringValue: String
+    public let intValue: Int? = nil
+    public init(_ name: String) { stringValue = name }
+    public init(stringValue: String) { self.stringValue = stringValue }
+    public init?(intValue: Int) { return nil }
+}
+
+/// Throws for a key the type does not know: a misspelt field must not be ignored silently.
+public func rejectUnknownKeys(in decoder: Decoder, allowed: [String], at prefix: String?) throws {
+    let container = try decoder.container(keyedBy: AnyCodingKey.self)
+    if let unknown = container.allKeys.map(\.stringValue).first(where: { !allowed.contains($0) }) {
+        throw DefinitionError(field: prefix.map { "\($0).\(unknown)" } ?? unknown, message: "unknown field")
+    }
+}
