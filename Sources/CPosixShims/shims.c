@@ -276,6 +276,11 @@ int procref_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms) {
 
 int procref_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
+int procref_epoll_add_once(int epfd, int fd, int writable, uint64_t token) {
+    struct epoll_event ev = {.events = (writable ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT, .data.u64 = token};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
 /* Non-blocking connect, then poll for writability until the deadline. */
 static int connect_with_timeout(int fd, const struct sockaddr *addr, socklen_t len, int timeout_ms) {
     if (procref_set_nonblocking(fd) == -1) return -1;
@@ -320,6 +325,35 @@ int procref_tcp_probe(const char *host, const char *port, int timeout_ms) {
     return 0;
 }
 
+int procref_tcp_connect_begin(const char *host, const char *port, int index) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &res) != 0) { errno = EHOSTUNREACH; return -1; }
+    struct addrinfo *ai = res;
+    for (int i = 0; ai != NULL && i < index; i++) ai = ai->ai_next;
+    int fd = -1;
+    if (ai == NULL) errno = ENOENT;
+    else if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol)) != -1
+             && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int procref_connect_result(int fd) {
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1) return -1;
+    if (soerr != 0) { errno = soerr; return -1; }
+    return 0;
+}
+
 static int fill_unix_address(const char *path, struct sockaddr_un *addr) {
     memset(addr, 0, sizeof *addr);
     addr->sun_family = AF_UNIX;
@@ -334,6 +368,20 @@ int procref_unix_connect(const char *path, int timeout_ms) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd == -1) return -1;
     if (connect_with_timeout(fd, (struct sockaddr *)&addr, sizeof addr, timeout_ms) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int procref_unix_connect_begin(const char *path) {
+    struct sockaddr_un addr;
+    if (fill_unix_address(path, &addr) == -1) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1) return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0 && errno != EINPROGRESS && errno != EAGAIN) {
         int saved = errno;
         close(fd);
         errno = saved;

@@ -40,6 +40,7 @@ extension Problem {
         case .serviceRemoving: self.init(status: 409, slug: "service-removing", title: "Service Removing", detail: detail)
         case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)
         case .serviceNotFailed: self.init(status: 409, slug: "service-not-failed", title: "Service Not Failed", detail: detail)
+        case .serviceBusy: self.init(status: 409, slug: "service-busy", title: "Service Busy", detail: detail)
         case .definedInConfig: self.init(status: 409, slug: "defined-in-config", title: "Defined In Config", detail: detail)
         case .serviceFailed(let service, _):
             self.init(status: 503, slug: "service-failed", title: "Service Failed",

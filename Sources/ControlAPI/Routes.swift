@@ -109,11 +109,11 @@ extension ControlAPI {
                 answer { json(ProcessPayload(process: try coordinator.managedProcess(try pid(p)))) }
             }),
 
-            Route("POST", "/v1/processes/{pid}/signal", .immediate { request, p in
-                answer {
+            Route("POST", "/v1/processes/{pid}/signal", .suspending { request, p in
+                await answerAsync {
                     let pid = try pid(p)
                     let body = try decodeBody(SignalRequest.self, from: request)
-                    let process = try coordinator.signalProcess(pid, signalName: body.signal, actor: actor(of: request))
+                    let process = try await coordinator.signalProcess(pid, signalName: body.signal, actor: actor(of: request))
                     return json(SignalPayload(pid: pid, signal: body.signal.uppercased(), owner: process.owner.kind))
                 }
             }),
@@ -137,12 +137,12 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/leases/{id}/keepalive", .immediate { request, p in
-                answer {
+            Route("POST", "/v1/leases/{id}/keepalive", .suspending { request, p in
+                await answerAsync {
                     // The holder restarts its own deadline with the lease's ttl_ms: a body
                     // asking for another TTL is refused, never silently ignored.
                     _ = try decodeBody(KeepaliveRequest.self, from: request, emptyAs: KeepaliveRequest())
-                    return json(LeasePayload(try coordinator.keepalive(id: p["id", default: ""], actor: actor(of: request))))
+                    return json(LeasePayload(try await coordinator.keepalive(id: p["id", default: ""], actor: actor(of: request))))
                 }
             }),
 

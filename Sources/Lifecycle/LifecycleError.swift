@@ -13,6 +13,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case serviceNotRunning(String)
     case serviceFailed(service: String, reason: String)
     case serviceNotFailed(String)
+    /// Starting, stopping or recovering: a restart must wait until it is done.
+    case serviceBusy(String, String)
     case definedInConfig(String)
     case processNotManaged(Int32)
     case programNotAllowed(String)
@@ -43,6 +45,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
             return "service \(name) was removed from the config file; it takes no new leases and goes once its last lease ends"
         case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); reset it to try again"
         case .serviceNotFailed(let name): return "service \(name) has not failed; nothing to reset"
+        case let .serviceBusy(name, state): return "service \(name) is \(state); try again once it is ready"
         case .definedInConfig(let name): return "service \(name) is defined in the config file; change it there"
         case .processNotManaged(let pid): return "process \(pid) is not managed by procrefd"
         case .programNotAllowed(let program): return "program \(program) is not in security.api_programs"

@@ -32,63 +32,55 @@ extension Coordinator {
         for record in records {
             let identity = ProcessIdentity(pid: record.holderPID, startTime: record.holderStartTime)
             let holder = report.bootChanged ? nil : try? PidFD(identity: identity)
-            if let holder, services.withLock({ $0[record.service] }) != nil {
-                readopt(record, holder: holder)
+            if let holder, registry.existing(record.service) != nil {
+                await readopt(record, holder: holder)
                 report.leasesReadopted += 1
             } else {
                 let end = LeaseEnd.inferred(expiresAt: record.expiresAt, clientPID: report.bootChanged ? nil : record.clientPID, now: now)
-                recordLogged(record.service) { tx in
+                let reason = report.bootChanged ? "reboot" : "ended while procrefd was down"
+                await context.writeLogged { tx in
                     try tx.endLease(id: record.id, reason: end.rawValue)
                     try tx.append(NewEvent(end.eventKind, service: record.service, lease: record.id, pid: record.holderPID,
-                                           detail: ["reason": .string(report.bootChanged ? "reboot" : "ended while procrefd was down")]))
+                                           detail: ["reason": .string(reason)]))
                 }
                 report.leasesEnded += 1
             }
         }
-        for service in services.withLock({ Array($0.values) }) {
-            await service.lock.lock()
-            defer { service.lock.unlock() }
-            if !report.bootChanged { report.orphanHoldersKilled += killUnrecordedHolders(of: service) }
+        for service in registry.all {
+            if !report.bootChanged { report.orphanHoldersKilled += await killUnrecordedHolders(of: service) }
             await reconcileProcess(of: service, bootChanged: report.bootChanged, report: &report)
         }
         return report
     }
 
-    private func readopt(_ record: LeaseRecord, holder: PidFD) {
+    private func readopt(_ record: LeaseRecord, holder: PidFD) async {
         let info = LeaseInfo(
             id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
             clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt)
         let lease = Lease(info: info, holder: holder)
-        leases.withLock { $0[record.id] = lease }
-        recordLogged(record.service) { tx in
-            try tx.append(NewEvent(.leaseReadopted, service: record.service, lease: record.id, pid: record.holderPID))
-        }
+        leases.readopt(lease)
+        await context.recordLogged(NewEvent(.leaseReadopted, service: record.service, lease: record.id, pid: record.holderPID))
         lease.setPhase(.active)
         do { try watch(lease) } catch { context.logger.error("cannot watch re-adopted holder \(record.holderPID): \(error)") }
         // It may have ended between the check and the watch: handled like any other exit.
     }
 
     /// Holders on this service's set that no live lease names: spawned by a procrefd that
-    /// died before granting them. Their client never got a lease, so they are ended.
-    private func killUnrecordedHolders(of service: ManagedService) -> Int {
-        let known = Set(leases.withLock { $0.values.map(\.holder.pid) })
+    /// died before granting them. Their client never got a lease, so they are ended (and
+    /// waited for: their SEM_UNDO applies at exit, and the count below must be settled).
+    private func killUnrecordedHolders(of service: ServiceExecutor) async -> Int {
+        let known = Set(leases.all.map(\.holder.pid))
         var killed = 0
         for pid in HolderScan.holders(onSemaphore: service.semaphores.id) where !known.contains(pid) {
-            guard let identity = ProcessIdentity.of(pid: pid), let process = try? PidFD(identity: identity) else { continue }
-            try? process.signal(SIGKILL)
+            guard let identity = ProcessIdentity.of(pid: pid) else { continue }
+            await Teardown(loop: context.loop).kill(identity)
             killed += 1
             context.logger.notice("killed unrecorded holder \(pid) of \(service.name)")
-        }
-        // Their SEM_UNDO applies at exit; wait briefly so the count below is settled.
-        let deadline = monotonicMilliseconds() + 2_000
-        while killed > 0, monotonicMilliseconds() < deadline,
-            HolderScan.holders(onSemaphore: service.semaphores.id).contains(where: { !known.contains($0) }) {
-            usleep(2_000)
         }
         return killed
     }
 
-    private func reconcileProcess(of service: ManagedService, bootChanged: Bool, report: inout ReconcileReport) async {
+    private func reconcileProcess(of service: ServiceExecutor, bootChanged: Bool, report: inout ReconcileReport) async {
         let stored = (try? context.store.read { try $0.serviceProcess(name: service.name) }) ?? nil
         var process: PidFD?
         if !bootChanged, let pid = stored?.pid, let start = stored?.startTime {
@@ -99,36 +91,30 @@ extension Coordinator {
         // Processes of the service the database does not name (a crash between a spawn and
         // its record) would hold its port and outlive every drain.
         await service.stopStrays(actor: EventActor.procrefd, thorough: true)
+        let name = service.name
         if let process {
-            recordLogged(service.name) { tx in
-                try tx.append(NewEvent(.serviceAdopted, service: service.name, pid: process.pid, detail: ["count": .int(Int64(count))]))
-            }
+            await context.recordLogged(NewEvent(.serviceAdopted, service: name, pid: process.pid, detail: ["count": .int(Int64(count))]))
             report.servicesAdopted += 1
             if count == 0 {
-                await service.stop(actor: EventActor.procrefd, reason: "orphan")
+                _ = await service.ask { .stopRequested(reason: "orphan", actor: EventActor.procrefd, $0) }
                 report.servicesStopped += 1
             }
-        } else {
-            if let state = stored?.state, state != ServiceState.stopped.rawValue {
-                recordLogged(service.name) { tx in
-                    try tx.updateServiceProcess(name: service.name, state: "stopped", pid: nil, startTime: nil)
-                    try tx.append(NewEvent(.serviceStopped, service: service.name, pid: stored?.pid,
-                                           detail: ["reason": .string(bootChanged ? "reboot" : "gone while procrefd was down")]))
-                }
-            }
-            if count > 0 {
-                do {
-                    try await service.start(actor: EventActor.procrefd, count: count)
-                    report.servicesRecovered += 1
-                } catch {
-                    context.logger.error("could not recover \(service.name): \(error)")
-                }
+            return
+        }
+        if let state = stored?.state, state != ServiceState.stopped.rawValue {
+            let reason = bootChanged ? "reboot" : "gone while procrefd was down"
+            await context.writeLogged { tx in
+                try tx.updateServiceProcess(name: name, state: "stopped", pid: nil, startTime: nil)
+                try tx.append(NewEvent(.serviceStopped, service: name, pid: stored?.pid, detail: ["reason": .string(reason)]))
             }
         }
-    }
-
-    private func recordLogged(_ service: String, _ body: (StoreTransaction) throws -> Void) {
-        do { try context.write(body) } catch { context.logger.error("reconciling \(service): \(error)") }
+        guard count > 0 else { return }
+        let answer = await service.ask { .startRequested($0, actor: EventActor.procrefd) }
+        if case .refused(let refusal) = answer {
+            context.logger.error("could not recover \(name): \(service.error(for: refusal))")
+        } else {
+            report.servicesRecovered += 1
+        }
     }
 }
 

@@ -178,7 +178,7 @@ struct Serve: AsyncParsableCommand {
         }
         switch mode {
         case .drain: await coordinator.drain(actor: EventActor.procrefd)
-        case .handoff: coordinator.handOff()
+        case .handoff: await coordinator.handOff()
         }
         for server in servers { server.stop() }
         try store.write { tx in

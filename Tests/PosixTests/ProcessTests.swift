@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import Synchronization
 import Testing
 
 @Suite("Processes")
@@ -49,16 +50,46 @@ struct ProcessTests {
         }
     }
 
-    @Test("the exit watcher reports each exit once, with its status")
-    func exitWatcher() async throws {
-        let watcher = try ExitWatcher()
+    @Test("the I/O loop reports an exit once, with its status")
+    func exitWatch() async throws {
+        let loop = try IOLoop(name: "test-io")
         let identity = try Spawner().spawn(arguments: ["sh", "-c", "exit 7"], environment: ["PATH": "/usr/bin:/bin"], options: .init())
-        let process = try? PidFD(identity: identity)
-        guard let process else { return }  // exited before the pidfd was opened: nothing to watch
+        let process = try PidFD(child: identity)  // our unreaped child: valid even if it already exited
         let status = await withCheckedContinuation { continuation in
-            try? watcher.watch(process) { continuation.resume(returning: $0) }
+            do { try loop.watchExit(of: process) { continuation.resume(returning: $0) } } catch {
+                continuation.resume(returning: nil)
+            }
         }
         #expect(status == .exited(code: 7))
-        #expect(watcher.watchedCount == 0)
+    }
+
+    @Test("I/O loop timers fire in deadline order; a cancelled one never fires")
+    func timers() async throws {
+        let loop = try IOLoop(name: "test-io")
+        let fired = Mutex<[Int]>([])
+        let cancelled = loop.schedule(afterMs: 5) { fired.withLock { $0.append(0) } }
+        #expect(loop.cancel(cancelled))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            loop.schedule(afterMs: 30) {
+                fired.withLock { $0.append(2) }
+                continuation.resume()
+            }
+            loop.schedule(afterMs: 10) { fired.withLock { $0.append(1) } }
+        }
+        #expect(fired.withLock { $0 } == [1, 2])
+        #expect(!loop.cancel(cancelled))
+    }
+
+    @Test("a readiness wait times out on a quiet socket and returns once data arrives")
+    func readiness() async throws {
+        let loop = try IOLoop(name: "test-io")
+        let pair = try SocketPair()
+        defer {
+            Descriptor.close(pair.first)
+            Descriptor.close(pair.second)
+        }
+        #expect(await !loop.wait(for: .readable, on: pair.first, timeoutMs: 20))
+        #expect(Descriptor.writeAll(pair.second, Array("acquired\n".utf8)))
+        #expect(await loop.readLine(pair.first, timeoutMs: 5_000) == "acquired")
     }
 }

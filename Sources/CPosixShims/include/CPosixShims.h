@@ -139,6 +139,8 @@ int procref_epoll_remove(int epfd, int fd);
 /** Waits for readable descriptors; writes their tokens. Returns the count, or -1 with errno. */
 int procref_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
 int procref_eventfd(void);
+/** Adds fd for one readiness report: EPOLLIN (writable 0) or EPOLLOUT (writable 1), one-shot. */
+int procref_epoll_add_once(int epfd, int fd, int writable, uint64_t token);
 
 /* --- Sockets ---------------------------------------------------------------- */
 /** Connects to host:port (numeric IPv4/IPv6 or name) within timeout_ms; 0 on success. */
@@ -149,6 +151,13 @@ int procref_tcp_connect(const char *host, const char *port, int timeout_ms);
 int procref_unix_probe(const char *path, int timeout_ms);
 /** Connects to a Unix socket path within timeout_ms; returns the (non-blocking) fd. */
 int procref_unix_connect(const char *path, int timeout_ms);
+/** Starts a non-blocking connect to the index-th address of host:port. Returns the fd (the
+ *  connect may still be in progress), or -1 with errno; ENOENT past the last address. */
+int procref_tcp_connect_begin(const char *host, const char *port, int index);
+/** Starts a non-blocking connect to a Unix socket path; the fd, or -1 with errno. */
+int procref_unix_connect_begin(const char *path);
+/** The outcome of a connect begun on fd, once it is writable: 0, or -1 with errno. */
+int procref_connect_result(int fd);
 /** Creates, binds (mode applied with fchmod before listen) and listens on a Unix socket. */
 int procref_unix_listen(const char *path, unsigned int mode, int backlog);
 /** Creates, binds (SO_REUSEADDR) and listens on host:port (numeric); *bound_port gets the port. */

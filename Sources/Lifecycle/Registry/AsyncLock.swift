@@ -1,8 +1,9 @@
 import Synchronization
 
-/// A FIFO lock for async code: holds across suspension points, unlike an actor, so a whole
-/// start/stop sequence of a service runs alone. Waiters suspend; no thread blocks.
-public final class AsyncLock: Sendable {
+/// A FIFO lock for async code: holds across suspension points, unlike an actor. Serialises
+/// changes to the set of services (definitions, config reloads, removals), which are rare
+/// and span several awaits. Waiters suspend; no thread blocks.
+final class AsyncLock: Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<Bool, Never>
@@ -16,14 +17,14 @@ public final class AsyncLock: Sendable {
 
     private let state = Mutex(State())
 
-    public init() {}
+    init() {}
 
-    public func lock() async {
+    func lock() async {
         _ = await lock(timeoutMs: nil)
     }
 
     /// Waits for the lock at most `timeoutMs`; returns false (not holding it) on timeout.
-    public func lock(timeoutMs: Int?) async -> Bool {
+    func lock(timeoutMs: Int?) async -> Bool {
         let id = state.withLock { state -> UInt64 in
             state.nextID += 1
             return state.nextID
@@ -54,7 +55,7 @@ public final class AsyncLock: Sendable {
     }
 
     /// Hands the lock to the next waiter, if any.
-    public func unlock() {
+    func unlock() {
         let next = state.withLock { state -> Waiter? in
             if state.waiters.isEmpty {
                 state.locked = false

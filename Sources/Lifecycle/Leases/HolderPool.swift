@@ -8,6 +8,7 @@ import Synchronization
 /// spawn and exec (~0.2 ms here). The pool is refilled in the background; an idle holder
 /// whose socket closes (procrefd gone) exits on its own.
 final class HolderPool: Sendable {
+    let loop: IOLoop
     let executable: String
     let spawner: Spawner
     let size: Int
@@ -39,7 +40,8 @@ final class HolderPool: Sendable {
     /// Room in argv for `SEMID TTL CLIENT` once a pooled holder is given its lease.
     private static let padding = String(repeating: "_", count: 48)
 
-    init(executable: String, spawner: Spawner, size: Int, releaseReports: Int32) {
+    init(loop: IOLoop, executable: String, spawner: Spawner, size: Int, releaseReports: Int32) {
+        self.loop = loop
         self.executable = executable
         self.spawner = spawner
         self.size = size
@@ -48,7 +50,7 @@ final class HolderPool: Sendable {
 
     /// A holder holding one reference on `semaphoreID`, with the kernel count including it.
     /// On failure nothing is left running.
-    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) throws(Failure) -> PidFD {
+    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) async throws(Failure) -> PidFD {
         defer { refillInBackground() }
         let command = Array("\(semaphoreID) \(ttlMs ?? 0) \(clientPID ?? 0)\n".utf8)
         // An idle holder may have died meanwhile: then try a fresh one.
@@ -59,14 +61,16 @@ final class HolderPool: Sendable {
             } else {
                 do { idle = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
             }
-            defer { Descriptor.close(idle.socket) }
+            // A line into an idle socket's empty buffer: the write cannot block.
             guard Descriptor.writeAll(idle.socket, command) else {
-                discard(idle.process)
+                Descriptor.close(idle.socket)
+                await discard(idle.process)
                 continue
             }
-            let report = Descriptor.readLine(idle.socket, timeoutMs: reportTimeoutMs)
+            let report = await loop.readLine(idle.socket, timeoutMs: reportTimeoutMs)
+            Descriptor.close(idle.socket)
             if report == "acquired" { return idle.process }
-            discard(idle.process)
+            await discard(idle.process)
             if let report, report.hasPrefix("error client") { throw .clientGone }
             if report != nil || attempt == 1 {
                 throw .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
@@ -76,7 +80,7 @@ final class HolderPool: Sendable {
     }
 
     /// Stops the idle holders (they hold nothing) and reaps them.
-    func shutdown() {
+    func shutdown() async {
         let idle = state.withLock { state -> [Idle] in
             state.closed = true
             defer { state.idle = [] }
@@ -85,7 +89,7 @@ final class HolderPool: Sendable {
         refillWanted.signal()  // the refill thread sees `closed` and ends
         for holder in idle {
             Descriptor.close(holder.socket)
-            discard(holder.process)
+            await discard(holder.process)
         }
     }
 
@@ -107,9 +111,9 @@ final class HolderPool: Sendable {
     }
 
     /// Kills and reaps a holder that never took a lease.
-    private func discard(_ process: PidFD) {
-        try? process.signal(SIGKILL)
-        _ = process.waitForExit(timeoutMs: 1_000)
+    private func discard(_ process: PidFD) async {
+        await Teardown(loop: loop).kill(process.identity)
+        _ = process.reap()
     }
 
     /// Asks the refill thread for more idle holders, starting it if it is not running. One
@@ -142,8 +146,10 @@ final class HolderPool: Sendable {
                     return true
                 }
                 if !kept {
+                    // The refill thread is its own, not the cooperative pool's: it may wait.
                     Descriptor.close(idle.socket)
-                    discard(idle.process)
+                    try? idle.process.signal(SIGKILL)
+                    _ = idle.process.waitForExit(timeoutMs: 1_000)
                 }
             }
             // Decided under the lock, so a holder taken meanwhile either sees the thread still

@@ -3,8 +3,10 @@ import Posix
 
 /// Runs a service's health check once. Where it can, it also confirms that what answered is
 /// the service itself: a listening socket held by another process (an orphan of an earlier
-/// run, say) does not make the service healthy.
+/// run, say) does not make the service healthy. Connects, exchanges and waits all go
+/// through the I/O loop: a probe never holds a thread.
 struct HealthChecker: Sendable {
+    let loop: IOLoop
     let spawner: Spawner
 
     /// nil when healthy, otherwise why not. `main` is the service's main process and
@@ -19,22 +21,32 @@ struct HealthChecker: Sendable {
         let owner = Owner(main: main, members: members)
         switch check.kind {
         case let .tcp(host, port):
-            if case .failure(let error) = Probe.tcp(host: host, port: port, timeoutMs: check.timeoutMs) {
+            if let error = await connectFailure(.tcp(host: host, port: port), timeoutMs: check.timeoutMs) {
                 return "tcp \(host):\(port): \(error.errno)"
             }
             return ownership(SocketOwnership.listeningInodes(tcpPort: port), owner: owner, what: "tcp port \(port)", verify: verifyOwnership)
         case .unix(let path):
-            if case .failure(let error) = Probe.unix(path: path, timeoutMs: check.timeoutMs) {
+            if let error = await connectFailure(.unix(path: path), timeoutMs: check.timeoutMs) {
                 return "unix \(path): \(error.errno)"
             }
             return ownership(SocketOwnership.listeningInodes(unixPath: path), owner: owner, what: path, verify: verifyOwnership)
         case .http(let target):
-            if let failure = httpFailure(target, timeoutMs: check.timeoutMs) { return failure }
+            if let failure = await httpFailure(target, timeoutMs: check.timeoutMs) { return failure }
             return ownership(
                 SocketOwnership.listeningInodes(tcpPort: target.port), owner: owner, what: "tcp port \(target.port)",
                 verify: verifyOwnership)
         case .exec(let argv):
             return await runCommand(argv, environment: environment, timeoutMs: check.timeoutMs)
+        }
+    }
+
+    /// nil when a connection succeeds within `timeoutMs`.
+    private func connectFailure(_ destination: SocketExchange.Destination, timeoutMs: Int) async -> SystemCallError? {
+        do {
+            Descriptor.close(try await loop.connect(destination, timeoutMs: timeoutMs))
+            return nil
+        } catch {
+            return error
         }
     }
 
@@ -54,11 +66,11 @@ struct HealthChecker: Sendable {
     }
 
     /// GET the URL; 2xx is healthy.
-    private func httpFailure(_ target: HTTPTarget, timeoutMs: Int) -> String? {
+    private func httpFailure(_ target: HTTPTarget, timeoutMs: Int) async -> String? {
         let hostHeader = target.host.contains(":") ? "[\(target.host)]:\(target.port)" : "\(target.host):\(target.port)"
         let request = "GET \(target.path) HTTP/1.1\r\nHost: \(hostHeader)\r\nConnection: close\r\nUser-Agent: procrefd-health\r\n\r\n"
         do {
-            let reply = try SocketExchange.exchange(
+            let reply = try await loop.exchange(
                 .tcp(host: target.host, port: target.port), request: Array(request.utf8), timeoutMs: timeoutMs,
                 limit: 4096, enough: { $0.contains(10) })
             let statusLine = String(decoding: reply.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
@@ -70,25 +82,21 @@ struct HealthChecker: Sendable {
         }
     }
 
+    /// Runs the command; exit code 0 is healthy. Past the timeout it is stopped (the one
+    /// `Teardown`), and unhealthy.
     private func runCommand(_ argv: [String], environment: [String: String], timeoutMs: Int) async -> String? {
-        let spawner = self.spawner
-        // The wait blocks a thread for at most timeoutMs; keep it off the cooperative pool.
-        return await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                do {
-                    let identity = try spawner.spawn(arguments: argv, environment: environment, options: .init())
-                    let process = try PidFD(child: identity)
-                    guard let status = process.waitForExit(timeoutMs: timeoutMs) else {
-                        try? process.signal(SIGKILL)
-                        _ = process.waitForExit(timeoutMs: 1000)
-                        continuation.resume(returning: "exec timed out after \(timeoutMs) ms")
-                        return
-                    }
-                    continuation.resume(returning: status == .exited(code: 0) ? nil : "exec ended with \(status)")
-                } catch {
-                    continuation.resume(returning: "exec \(argv[0]): \(error)")
-                }
-            }
+        let process: PidFD
+        do {
+            process = try PidFD(child: try spawner.spawn(arguments: argv, environment: environment, options: .init()))
+        } catch {
+            return "exec \(argv[0]): \(error)"
         }
+        guard await loop.waitExited(process, timeoutMs: timeoutMs) else {
+            _ = await Teardown(loop: loop).stop(process.identity, signal: SIGKILL, timeoutMs: Teardown.killWaitMs)
+            _ = process.reap()
+            return "exec timed out after \(timeoutMs) ms"
+        }
+        let status = process.reap()
+        return status == .exited(code: 0) ? nil : "exec ended with \(ExitStatus.describe(status))"
     }
 }

@@ -38,13 +38,13 @@ extension Coordinator {
 
     /// Sends `signalName` to a managed process through a pidfd (never to a recycled pid).
     /// A refusal is audited as `process.refused`.
-    public func signalProcess(_ pid: Int32, signalName: String, actor: String) throws(LifecycleError) -> ManagedProcess {
+    public func signalProcess(_ pid: Int32, signalName: String, actor: String) async throws(LifecycleError) -> ManagedProcess {
         guard let signo = Signals.number(named: signalName) else {
             throw .invalidField(DefinitionError(field: "signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))"))
         }
-        let process = try managedOrAudited(pid, action: "signal \(signalName.uppercased())", actor: actor)
+        let process = try await managedOrAudited(pid, action: "signal \(signalName.uppercased())", actor: actor)
         do { try PidFD(identity: process.identity).signal(signo) } catch { throw .noSuchProcess(pid) }
-        try context.record(NewEvent(.processSignaled, service: process.owner.service, lease: process.owner.lease, pid: pid,
+        try await context.record(NewEvent(.processSignaled, service: process.owner.service, lease: process.owner.lease, pid: pid,
                                     actor: actor, detail: ["signal": .string(Signals.name(of: signo)), "owner": .string(process.owner.kind)]))
         return process
     }
@@ -54,27 +54,22 @@ extension Coordinator {
         guard (1...600_000).contains(timeoutMs) else {
             throw .invalidField(DefinitionError(field: "timeout_ms", message: "must be within 1...600000"))
         }
-        let process = try managedOrAudited(pid, action: "stop", actor: actor)
-        guard let handle = try? PidFD(identity: process.identity) else { throw .noSuchProcess(pid) }
-        var endedBy = "TERM"
-        try? handle.signal(SIGTERM)
-        if !(await Self.waitDead(process.identity, timeoutMs: timeoutMs)) {
-            endedBy = "KILL"
-            try? handle.signal(SIGKILL)
-            _ = await Self.waitDead(process.identity, timeoutMs: 5_000)
-        }
-        try context.record(NewEvent(.processStopped, service: process.owner.service, lease: process.owner.lease, pid: pid,
+        let process = try await managedOrAudited(pid, action: "stop", actor: actor)
+        let outcome = await Teardown(loop: context.loop).stop(process.identity, timeoutMs: timeoutMs)
+        if outcome == .nothingRan { throw .noSuchProcess(pid) }
+        let endedBy = outcome == .killed ? "KILL" : "TERM"
+        try await context.record(NewEvent(.processStopped, service: process.owner.service, lease: process.owner.lease, pid: pid,
                                     actor: actor, detail: ["ended_by": .string(endedBy), "timeout_ms": .int(Int64(timeoutMs)),
                                                            "owner": .string(process.owner.kind)]))
         return StopOutcome(process: process, endedBy: endedBy)
     }
 
-    private func managedOrAudited(_ pid: Int32, action: String, actor: String) throws(LifecycleError) -> ManagedProcess {
+    private func managedOrAudited(_ pid: Int32, action: String, actor: String) async throws(LifecycleError) -> ManagedProcess {
         do {
             return try managedProcess(pid)
         } catch {
             if case .processNotManaged = error {
-                try context.record(NewEvent(.processRefused, pid: pid, actor: actor,
+                try await context.record(NewEvent(.processRefused, pid: pid, actor: actor,
                                             detail: ["action": .string(action), "reason": "not managed by procrefd"]))
             }
             throw error
@@ -82,26 +77,17 @@ extension Coordinator {
     }
 
     private func owner(of identity: ProcessIdentity, group: Int32) -> ProcessOwner? {
-        if let lease = leases.withLock({ $0.values.first { $0.holder.identity == identity } }) {
+        if let lease = leases.all.first(where: { $0.holder.identity == identity }) {
             return .holder(service: lease.service, lease: lease.id)
         }
-        for service in services.withLock({ Array($0.values) }) {
-            guard let leader = service.state.withLock({ $0.process?.identity }) else { continue }
+        for service in registry.all {
+            guard let leader = service.mainProcess?.identity else { continue }
             if leader == identity { return .service(name: service.name, leader: true) }
             if group == leader.pid || service.processes.members(main: leader.pid).contains(identity.pid) {
                 return .service(name: service.name, leader: false)
             }
         }
         return nil
-    }
-
-    private static func waitDead(_ identity: ProcessIdentity, timeoutMs: Int) async -> Bool {
-        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
-        while identity.isAlive {
-            if monotonicMilliseconds() >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return true
     }
 }
 

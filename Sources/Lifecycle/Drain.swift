@@ -1,0 +1,36 @@
+import AuditStore
+import Foundation
+import Posix
+
+/// How procrefd leaves: hand-off (everything stays for the next procrefd) or drain.
+extension Coordinator {
+    /// Hand-off: refuse new acquires and leave holders and services running for the next
+    /// procrefd to re-adopt (their rows stay live in SQLite).
+    public func handOff() async {
+        shuttingDown.store(true, ordering: .relaxed)
+        await holders.shutdown()
+    }
+
+    /// Drains: revokes every lease, stops every service, removes the semaphore sets.
+    public func drain(actor: String) async {
+        shuttingDown.store(true, ordering: .relaxed)
+        await holders.shutdown()
+        for service in registry.all {
+            for lease in leases.leases(of: service.name) where lease.beginManaging() {
+                let status = await end(lease, signal: SIGTERM)
+                let count = (try? service.kernelCount()) ?? -1
+                let write = submitEnd(lease, reason: .revoked, count: count, status: status, actor: actor, extra: ["reason": "shutdown"])
+                lease.setPhase(.ended)
+                do { try await context.committed(write) } catch {
+                    context.logger.error("cannot record revocation of \(lease.id): \(error)")
+                }
+            }
+            _ = await service.ask { .stopRequested(reason: "shutdown", actor: actor, $0) }
+            service.processes.removeCgroup()
+            do { try service.semaphores.remove() } catch {
+                context.logger.error("cannot remove semaphore set of \(service.name): \(error)")
+            }
+        }
+        try? context.cgroupRoot?.remove()
+    }
+}

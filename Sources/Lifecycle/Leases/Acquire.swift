@@ -1,0 +1,203 @@
+import AuditStore
+import Foundation
+import Posix
+import Synchronization
+
+/// Acquiring a lease: validation, the limits, idempotency, a holder, the service's machine.
+extension Coordinator {
+    /// Grants a lease: a holder takes a reference (kernel count +1), the service's machine
+    /// starts the service on 0 → 1 (or checks its health) and answers once it is ready, and
+    /// `lease.acquired` is committed before returning.
+    public func acquire(
+        service name: String, request: AcquireRequest, actor: String, idempotency key: IdempotencyKey? = nil
+    ) async throws(LifecycleError) -> LeaseGrant {
+        guard let key else { return try await measuredAcquire(service: name, request: request, actor: actor, idempotency: nil) }
+        await idempotency.enter(key.key)
+        defer { idempotency.leave(key.key) }
+        if let previous = try replay(key, service: name) { return previous }
+        return try await measuredAcquire(service: name, request: request, actor: actor, idempotency: key)
+    }
+
+    /// The grant an earlier request with the same key got, if any.
+    private func replay(_ key: IdempotencyKey, service name: String) throws(LifecycleError) -> LeaseGrant? {
+        let notBefore = Date().addingTimeInterval(-Double(config.idempotencyWindowMs) / 1000)
+        let (previous, record): (IdempotencyRecord?, LeaseRecord?)
+        do {
+            (previous, record) = try context.store.read { reader in
+                guard let previous = try reader.idempotencyKey(key.key, notBefore: notBefore) else { return (nil, nil) }
+                return (previous, try reader.lease(id: previous.lease))
+            }
+        } catch {
+            throw .storage("\(error)")
+        }
+        guard let previous else { return nil }
+        guard previous.requestHash == key.requestHash, previous.service == name else { throw .idempotencyMismatch(key.key) }
+        guard let record else { throw .storage("lease \(previous.lease) of key \(key.key) is missing") }
+        var grant = LeaseGrant(
+            lease: LeaseInfo(
+                id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
+                clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt),
+            count: previous.count, started: previous.started)
+        grant.replayed = true
+        return grant
+    }
+
+    private func measuredAcquire(
+        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
+    ) async throws(LifecycleError) -> LeaseGrant {
+        let begun = DispatchTime.now().uptimeNanoseconds  // most acquires take well under 1 ms
+        do {
+            let grant = try await grant(service: name, request: request, actor: actor, idempotency: idempotency)
+            Telemetry.acquired(service: name, started: grant.started, nanoseconds: DispatchTime.now().uptimeNanoseconds - begun)
+            return grant
+        } catch {
+            if let reason = error.refusalReason { Telemetry.refused(service: name, reason: reason) }
+            throw error
+        }
+    }
+
+    private func grant(
+        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
+    ) async throws(LifecycleError) -> LeaseGrant {
+        guard !shuttingDown.load(ordering: .relaxed) else { throw .shuttingDown }
+        let service = try registry.service(named: name)
+        let ttlMs = try validate(request)
+        try await reserve(name, actor: actor)
+        var reserved = true
+        defer { if reserved { leases.cancelReservation(name) } }
+        if service.membership.withLock({ $0.pendingRemoval }) { throw .serviceRemoving(name) }
+        if let reason = service.snapshot.failureReason { throw .serviceFailed(service: name, reason: reason) }
+
+        let result = await service.acquire(
+            actor: actor, timeoutMs: config.acquireTimeoutMs,
+            launch: { [self] () async throws(LifecycleError) -> Lease in try await launchHolder(for: service, request: request, ttlMs: ttlMs) },
+            undo: { [self] lease in await undo(lease, of: service, actor: actor) })
+        if let failure = result.failure { throw failure }
+        guard let lease = result.lease, case .ready(let started) = result.answer else {
+            if let lease = result.lease { await undo(lease, of: service, actor: actor) }
+            if case .refused(.busy) = result.answer { throw .timedOut("service \(name) busy for \(config.acquireTimeoutMs) ms") }
+            if case .refused(let refusal) = result.answer { throw service.error(for: refusal) }
+            throw .holder("unexpected answer \(result.answer)")
+        }
+        let count = result.count
+        let write = submitGrant(lease.info, holder: lease.holder, count: count, started: started, actor: actor, idempotency: idempotency)
+        // In the book before the commit is awaited, so the next acquire's limit check counts it.
+        leases.insert(lease)
+        reserved = false
+        do { try await context.committed(write) } catch {
+            leases.remove(lease.id)
+            await undo(lease, of: service, actor: actor)
+            throw error
+        }
+        lease.setPhase(.active)
+        // An exit that happened before the lease became active was not handled: handle it now.
+        if lease.exitedAlready { handleUnexpectedExit(lease) }
+        return LeaseGrant(lease: lease.info, count: count, started: started)
+    }
+
+    /// Reserves a place in the lease book, or records (folded) and throws the refusal.
+    private func reserve(_ name: String, actor: String) async throws(LifecycleError) {
+        do { try leases.reserve(name, now: monotonicMilliseconds()) } catch {
+            if let folded = error.folded {
+                await context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
+                    "reason": .string(error.overTotal ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(error.limit)),
+                    "suppressed_since_last": .int(Int64(folded)),
+                ]))
+            }
+            throw .tooManyLeases(limit: error.limit)
+        }
+    }
+
+    /// A holder holding its reference, watched, as a lease still `managed`.
+    private func launchHolder(for service: ServiceExecutor, request: AcquireRequest, ttlMs: Int64?) async throws(LifecycleError) -> Lease {
+        let holder: PidFD
+        do {
+            holder = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+        } catch {
+            switch error {
+            case .clientGone: throw .clientNotRunning(request.clientPID ?? 0)
+            case .other(let message): throw .holder(message)
+            }
+        }
+        let now = Date()
+        let info = LeaseInfo(
+            id: Self.newLeaseID(), service: service.name, holder: request.holder, holderPID: holder.pid,
+            clientPID: request.clientPID, ttlMs: ttlMs, acquiredAt: Timestamp.format(now),
+            expiresAt: ttlMs.map { Timestamp.format(now.addingTimeInterval(Double($0) / 1000)) })
+        let lease = Lease(info: info, holder: holder)
+        try watch(lease)
+        return lease
+    }
+
+    /// Queues the lease's row, `lease.acquired` and the idempotency record as one write.
+    private func submitGrant(
+        _ info: LeaseInfo, holder: PidFD, count: Int, started: Bool, actor: String, idempotency: IdempotencyKey?
+    ) -> PendingWrite<Void> {
+        let idempotencyWindowMs = config.idempotencyWindowMs
+        let now = Date()
+        return context.submit { tx in
+            try tx.insertLease(LeaseRecord(
+                id: info.id, service: info.service, holder: info.holder, holderPID: holder.pid,
+                holderStartTime: holder.identity.startTime, clientPID: info.clientPID, ttlMs: info.ttlMs,
+                acquiredAt: info.acquiredAt, expiresAt: info.expiresAt))
+            var detail: [String: DetailValue] = ["count": .int(Int64(count)), "started": .bool(started)]
+            if let ttlMs = info.ttlMs { detail["ttl_ms"] = .int(ttlMs) }
+            if let client = info.clientPID { detail["client_pid"] = .int(Int64(client)) }
+            if !info.holder.isEmpty { detail["holder"] = .string(info.holder) }
+            try tx.append(NewEvent(.leaseAcquired, service: info.service, lease: info.id, pid: holder.pid, actor: actor, detail: detail))
+            if let idempotency {
+                try tx.expireIdempotencyKeys(before: now.addingTimeInterval(-Double(idempotencyWindowMs) / 1000))
+                try tx.saveIdempotencyKey(IdempotencyRecord(
+                    key: idempotency.key, service: info.service, requestHash: idempotency.requestHash, lease: info.id,
+                    count: count, started: started))
+            }
+        }
+    }
+
+    /// Ends the holder of a lease that was not granted; a service nobody counts any more is
+    /// stopped (or lingers).
+    private func undo(_ lease: Lease, of service: ServiceExecutor, actor: String) async {
+        await end(lease, signal: SIGTERM)
+        if (try? service.kernelCount()) == 0 { service.send(.lastReferenceGone(reason: "acquire_failed", actor: actor, nil)) }
+    }
+
+    func validate(_ request: AcquireRequest) throws(LifecycleError) -> Int64? {
+        if request.holder.utf8.count > 128 {
+            throw .invalidField(DefinitionError(field: "holder", message: "at most 128 bytes"))
+        }
+        if let ttl = request.ttlMs, !CoordinatorConfig.ttlRange.contains(ttl) {
+            throw .invalidField(DefinitionError(field: "ttl_ms", message: "must be within \(CoordinatorConfig.ttlRange)"))
+        }
+        if let pid = request.clientPID {
+            guard pid > 0 else { throw .invalidField(DefinitionError(field: "client_pid", message: "must be > 0")) }
+            guard ProcessIdentity.of(pid: pid)?.isAlive == true else { throw .clientNotRunning(pid) }
+        }
+        if request.ttlMs == nil && request.clientPID == nil { return config.defaultTTLMs }
+        return request.ttlMs
+    }
+
+    /// `l_` + 16 hex digits that only grow (wall-clock µs, bumped past the last one) + 8
+    /// random ones. Growing ids land at the right edge of the lease key and the events'
+    /// lease index instead of on a random page of each: measured ~20 % off a commit here.
+    static func newLeaseID() -> String {
+        let now = UInt64(max(0, Date().timeIntervalSince1970 * 1_000_000))
+        var last = lastLeaseStamp.load(ordering: .relaxed)
+        var stamp: UInt64
+        repeat {
+            stamp = max(now, last + 1)
+            let (exchanged, original) = lastLeaseStamp.compareExchange(expected: last, desired: stamp, ordering: .relaxed)
+            if exchanged { break }
+            last = original
+        } while true
+        var generator = SystemRandomNumberGenerator()
+        let low = generator.next() as UInt32
+        return "l_" + String(stamp, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(8)
+    }
+}
+
+/// The stamp of the newest lease id (see `Coordinator.newLeaseID`).
+private let lastLeaseStamp = Atomic<UInt64>(0)
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

@@ -1,0 +1,124 @@
+import AuditStore
+import Foundation
+import Posix
+
+/// Ending leases: release, keepalive, holder exits, and the lease queries.
+extension Coordinator {
+    /// Releases a lease: its holder gives its reference back (count −1) and the release is
+    /// committed; on 1 → 0 the service's machine stops it (or lets it linger), and the
+    /// answer says whether it stopped.
+    public func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
+        guard let lease = leases[id], lease.beginManaging() else { throw .unknownLease(id) }
+        let service = try registry.service(named: lease.service)
+        let endedByItself = lease.exitedAlready
+        let status = await end(lease, signal: SIGTERM)
+        let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
+        let count = (try? service.kernelCount()) ?? 0
+        let write = submitEnd(lease, reason: reason, count: count, status: status, actor: actor)
+        lease.setPhase(.ended)
+        var stopped = false
+        if count == 0 {
+            let answer = await service.ask { .lastReferenceGone(reason: "last_release", actor: actor, $0) }
+            stopped = answer == .done(stopped: true)
+            await registry.removeIfPending(service)
+        }
+        try await context.committed(write)
+        // The holder's own deadline or its client's exit came first: that is how the lease
+        // ended, and what the log says; the client must not hear "released".
+        guard reason == .released else { throw .leaseEnded(id, reason.rawValue) }
+        return ReleaseResult(lease: id, count: count, stoppedService: stopped)
+    }
+
+    /// Queues the end of a lease (its row and its event) and takes it out of the book.
+    func submitEnd(
+        _ lease: Lease, reason: LeaseEnd, count: Int, status: ExitStatus?, actor: String, extra: [String: DetailValue] = [:]
+    ) -> PendingWrite<Void> {
+        let (id, name, holderPID) = (lease.id, lease.service, lease.holder.pid)
+        var detail = extra
+        detail["count"] = .int(Int64(count))
+        detail["holder_exit"] = .string(ExitStatus.describe(status))
+        let write = context.submit { [detail] tx in
+            try tx.endLease(id: id, reason: reason.rawValue)
+            try tx.append(NewEvent(reason.eventKind, service: name, lease: id, pid: holderPID, actor: actor, detail: detail))
+        }
+        leases.remove(id)
+        Telemetry.ended(service: name, reason: reason)
+        return write
+    }
+
+    /// Pushes a TTL lease's deadline to now + TTL (the holder keeps its own deadline).
+    public func keepalive(id: String, actor: String) async throws(LifecycleError) -> LeaseInfo {
+        guard let lease = leases[id], lease.phase == .active else { throw .unknownLease(id) }
+        guard let ttlMs = lease.info.ttlMs else { throw .leaseNotRenewable(id) }
+        do { try lease.holder.signal(SIGUSR1) } catch { throw .unknownLease(id) }
+        let expiresAt = Timestamp.format(Date().addingTimeInterval(Double(ttlMs) / 1000))
+        lease.update { $0 = $0.with(expiresAt: expiresAt) }
+        let (service, pid) = (lease.service, lease.holder.pid)
+        try await context.write { tx in
+            try tx.updateLeaseExpiry(id: id, expiresAt: expiresAt)
+            try tx.append(NewEvent(.leaseKeepalive, service: service, lease: id, pid: pid, actor: actor,
+                                   detail: ["expires_at": .string(expiresAt)]))
+        }
+        return lease.info
+    }
+
+    public func leaseInfos(service: String? = nil) -> [LeaseInfo] {
+        leases.all.map(\.info)
+            .filter { service == nil || $0.service == service }
+            .sorted { ($0.acquiredAt, $0.id) < ($1.acquiredAt, $1.id) }
+    }
+
+    public func leaseInfo(id: String) throws(LifecycleError) -> LeaseInfo {
+        guard let lease = leases[id] else { throw .unknownLease(id) }
+        return lease.info
+    }
+
+    // MARK: Holders
+
+    func watch(_ lease: Lease) throws(LifecycleError) {
+        do {
+            try context.loop.watchExit(of: lease.holder) { [weak self] status in
+                if lease.holderExited(status) { self?.handleUnexpectedExit(lease) }
+            }
+        } catch {
+            try? lease.holder.signal(SIGKILL)
+            throw .kernel("cannot watch holder: \(error)")
+        }
+    }
+
+    /// Signals the holder and waits until it has given its reference back (its report) or
+    /// exited; one that does neither within 5 s is killed (see `ReleaseReports`).
+    @discardableResult
+    func end(_ lease: Lease, signal: Int32) async -> ExitStatus? {
+        releaseReports.expect(lease, timeoutMs: 5_000)
+        defer { releaseReports.forget(lease) }
+        try? lease.holder.signal(signal)
+        return await lease.waitForHolderEnd()
+    }
+
+    /// A holder ended on its own (TTL, client exit, crash): record it, and tell the service
+    /// when the kernel count is now 0.
+    func handleUnexpectedExit(_ lease: Lease) {
+        guard lease.beginManaging() else { return }  // a release got there first
+        lease.setPhase(.ended)
+        Task { [self] in
+            let status = lease.recordedExit
+            let reason = status == nil ? lease.inferredEnd() : LeaseEnd.from(holderExit: status)
+            let service = registry.existing(lease.service)
+            let count = (try? service?.kernelCount()) ?? 0
+            do { try await context.committed(submitEnd(lease, reason: reason, count: count, status: status, actor: EventActor.procrefd)) } catch {
+                context.logger.error("recording the end of holder \(lease.holder.pid): \(error)")
+            }
+            guard let service, count == 0 else { return }
+            _ = await service.ask { .lastReferenceGone(reason: "last_\(reason.rawValue)", actor: EventActor.procrefd, $0) }
+            await registry.removeIfPending(service)
+        }
+    }
+}
+
+extension LeaseInfo {
+    func with(expiresAt: String) -> LeaseInfo {
+        LeaseInfo(id: id, service: service, holder: holder, holderPID: holderPID, clientPID: clientPID,
+                  ttlMs: ttlMs, acquiredAt: acquiredAt, expiresAt: expiresAt)
+    }
+}

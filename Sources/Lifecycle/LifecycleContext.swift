@@ -1,0 +1,49 @@
+import AuditStore
+import Logging
+import Posix
+
+/// What services and leases share: the audit store, the I/O loop, the spawner, where logs
+/// go, and where services' processes are tracked.
+struct LifecycleContext: Sendable {
+    let store: AuditStore
+    let loop: IOLoop
+    let spawner: Spawner
+    let logsDirectory: String
+    let logger: Logger
+    /// The state dir's identity (see `CoordinatorConfig.scope`).
+    let scope: String
+    /// `<procrefd's cgroup>/procrefd-<scope>`, where each service gets a cgroup; nil where
+    /// cgroup v2 is not writable (services are then found by their environment marker).
+    let cgroupRoot: Cgroup?
+
+    /// Queues state and event as one transaction, in order behind earlier writes; await
+    /// `committed(_:)` for it (see `AuditStore.submit`). Queue first, await later: the next
+    /// request's work overlaps the commit, and their writes can share one.
+    func submit(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) -> PendingWrite<Void> {
+        store.submit(body)
+    }
+
+    func committed(_ write: PendingWrite<Void>) async throws(LifecycleError) {
+        do { try await write.committed() } catch { throw .storage(String(describing: error)) }
+    }
+
+    /// Writes state and events as one transaction and waits for the commit.
+    func write(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) async throws(LifecycleError) {
+        try await committed(submit(body))
+    }
+
+    /// Records an event (one that changes no table) and waits for the commit.
+    func record(_ event: NewEvent) async throws(LifecycleError) {
+        try await write { try $0.append(event) }
+    }
+
+    /// Writes, logging (not throwing) a storage failure: for paths that must go on.
+    func writeLogged(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) async {
+        do { try await write(body) } catch { logger.error("cannot record: \(error)") }
+    }
+
+    /// Records, logging (not throwing) a storage failure.
+    func recordLogged(_ event: NewEvent) async {
+        do { try await record(event) } catch { logger.error("cannot record \(event.kind.rawValue): \(error)") }
+    }
+}

@@ -1,0 +1,153 @@
+import AuditStore
+import Foundation
+import Posix
+import Synchronization
+
+/// The defined services: their executors by name, their stored definitions and their
+/// semaphore sets. Changes to the set (define, replace, remove, config reload) run one at a
+/// time under `lock`; lookups never wait for it.
+final class ServiceRegistry: Sendable {
+    let config: CoordinatorConfig
+    let context: LifecycleContext
+    private let table = Mutex(ServiceTable())
+    /// Serialises changes to the set of services.
+    let lock = AsyncLock()
+
+    init(config: CoordinatorConfig, context: LifecycleContext) {
+        self.config = config
+        self.context = context
+    }
+
+    func service(named name: String) throws(LifecycleError) -> ServiceExecutor {
+        guard ServiceName.isValid(name) else { throw .invalidName(name) }
+        guard let service = table.withLock({ $0[name] }) else { throw .unknownService(name) }
+        return service
+    }
+
+    /// The service, if defined (no name check).
+    func existing(_ name: String) -> ServiceExecutor? { table.withLock { $0[name] } }
+
+    /// Every service, sorted by name.
+    var all: [ServiceExecutor] { table.withLock { $0.sortedByName() } }
+
+    var count: Int { table.withLock { $0.count } }
+
+    // MARK: Changes (call with `lock` held)
+
+    /// Creates a service and its semaphore set.
+    func add(_ name: String, _ definition: ServiceDefinition, fromConfig: Bool, actor: String) async throws(LifecycleError) {
+        let encoded = try Self.encode(definition)
+        let semaphores = try openSemaphores(for: name)
+        let source = fromConfig ? "config" : "api"
+        do {
+            try await context.write { tx in
+                try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id, source: source))
+                try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: [
+                    "replaced": false, "source": .string(source),
+                    "key": .int(Int64(semaphores.key)), "semid": .int(Int64(semaphores.id)),
+                ]))
+            }
+        } catch {
+            try? semaphores.remove()  // never recorded: nobody else can know it
+            throw error
+        }
+        let service = ServiceExecutor(name: name, definition: definition, semaphores: semaphores, context: context, fromConfig: fromConfig)
+        table.withLock { $0[name] = service }
+    }
+
+    /// Stores a new definition of an existing service; it applies at the next start.
+    func replace(_ service: ServiceExecutor, with definition: ServiceDefinition, fromConfig: Bool, actor: String) async throws(LifecycleError) {
+        let encoded = try Self.encode(definition)
+        let (name, key, id, source) = (service.name, service.semaphores.key, service.semaphores.id, fromConfig ? "config" : "api")
+        try await context.write { tx in
+            try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: key, semID: id, source: source))
+            try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: ["replaced": true, "source": .string(source)]))
+        }
+        service.redefine(definition)
+        service.membership.withLock { $0 = (fromConfig, false) }
+    }
+
+    /// Stops what is left of the service, deletes its row (recording `service.removed`),
+    /// removes its semaphore set and cgroup, and drops it.
+    func remove(_ service: ServiceExecutor, actor: String) async throws(LifecycleError) {
+        _ = await service.ask { .stopRequested(reason: "removed", actor: actor, $0) }
+        service.processes.removeCgroup()
+        let name = service.name
+        try await context.write { tx in
+            try tx.deleteService(name: name)
+            try tx.append(NewEvent(.serviceRemoved, service: name, actor: actor))
+        }
+        do { try service.semaphores.remove() } catch { throw .kernel("semaphore set of \(name): \(error)") }
+        table.withLock { table in
+            if table[name] === service { table.removeValue(forKey: name) }
+        }
+    }
+
+    /// Drops a service marked for removal once nothing counts it (takes `lock`).
+    func removeIfPending(_ service: ServiceExecutor) async {
+        await lock.lock()
+        defer { lock.unlock() }
+        _ = await removeIfPendingLocked(service, actor: EventActor.procrefd)
+    }
+
+    /// Drops a service marked for removal once nothing counts it. Returns whether removed.
+    func removeIfPendingLocked(_ service: ServiceExecutor, actor: String) async -> Bool {
+        guard service.membership.withLock({ $0.pendingRemoval }), (try? service.kernelCount()) == 0, existing(service.name) === service
+        else { return false }
+        do { try await remove(service, actor: actor) } catch { context.logger.error("removing \(service.name): \(error)") }
+        return true
+    }
+
+    static func encode(_ definition: ServiceDefinition) throws(LifecycleError) -> String {
+        do { return String(decoding: try JSONEncoder().encode(definition), as: UTF8.self) } catch {
+            throw .storage("cannot encode definition: \(error)")
+        }
+    }
+
+    // MARK: Start-up
+
+    /// Loads the stored definitions, before anything is served.
+    func load() throws {
+        let decoder = JSONDecoder()
+        for record in try context.store.read({ try $0.services() }) {
+            guard let definition = try? decoder.decode(ServiceDefinition.self, from: Data(record.definition.utf8)) else {
+                context.logger.error("stored definition of \(record.name) is unreadable; skipped")
+                continue
+            }
+            let semaphores = try openSemaphores(for: record.name, recorded: record)
+            if semaphores.key != record.semKey || semaphores.id != record.semID {
+                var renewed = record
+                (renewed.semKey, renewed.semID) = (semaphores.key, semaphores.id)
+                // Synchronous: this runs once, at start-up, before the I/O loop has work.
+                try context.store.write { try $0.saveService(renewed) }
+            }
+            let service = ServiceExecutor(
+                name: record.name, definition: definition, semaphores: semaphores, context: context,
+                fromConfig: record.source == "config")
+            table.withLock { $0[record.name] = service }
+        }
+    }
+
+    /// The service's semaphore set: the recorded one while it is still the set this state
+    /// dir made (key, id, owner, mode), else a new one. A key where some other set already
+    /// lives is never used: the next attempt's key is tried instead.
+    func openSemaphores(for name: String, recorded: ServiceRecord? = nil) throws(LifecycleError) -> SemaphoreSet {
+        if let key = recorded?.semKey, let id = recorded?.semID,
+            SemaphoreSet.isRecorded(key: key, id: id, mode: config.semaphoreMode)
+        {
+            return SemaphoreSet(key: key, id: id)
+        }
+        for attempt in 0..<Self.keyAttempts {
+            let key = SemaphoreSet.key(scope: config.scope, service: name, attempt: attempt)
+            do {
+                if let set = try SemaphoreSet.create(key: key, mode: config.semaphoreMode) { return set }
+            } catch {
+                throw .kernel("semaphore set of \(name): \(error)")
+            }
+            context.logger.notice("semaphore key \(key) of \(name) is taken by a set this state dir did not make; trying another")
+        }
+        throw .kernel("semaphore set of \(name): \(Self.keyAttempts) keys tried, all taken")
+    }
+
+    static let keyAttempts = 64
+}

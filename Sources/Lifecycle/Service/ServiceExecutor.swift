@@ -1,0 +1,235 @@
+import AuditStore
+import Foundation
+import Posix
+import Synchronization
+
+/// Runs one service's machine: takes events one at a time from a queue, hands each to the
+/// `ServiceMachine` with the time and the kernel count, and runs the actions it returns.
+/// Quick actions (records, a spawn, a timer) run in order before the next event; slow ones
+/// (a health probe, a teardown) run as tasks that report back as events, so the machine
+/// keeps taking events meanwhile. No lock is held across I/O: the machine's state is only
+/// touched inside the event loop, and what status shows is published after each event's
+/// records are committed.
+final class ServiceExecutor: Sendable {
+    let name: String
+    let semaphores: SemaphoreSet
+    let context: LifecycleContext
+    /// Every process of the service, the main one's descendants and strays included.
+    let processes: ServiceProcesses
+
+    /// What the event loop owns. Only the loop task changes `machine`.
+    struct Owned {
+        var machine: ServiceMachine
+        var definition: ServiceDefinition
+        /// The main process: the one started, or the one its pid_file names, or adopted.
+        var main: PidFD?
+        /// The main process has exited (its status is `mainExit`, nil when not our child).
+        var mainEnded = false
+        var mainExit: ExitStatus?
+        /// Teardowns waiting for the exit watcher's report of the main process's exit.
+        var exitReportWaiters: [Waiter: CheckedContinuation<Void, Never>] = [:]
+        var timers: [ServiceTimer: IOLoop.TimerID] = [:]
+        var answers: [Waiter: CheckedContinuation<ServiceAnswer, Never>] = [:]
+        /// Acquires whose holder the loop launched: the lease and the kernel count right after.
+        var launched: [Waiter: (lease: Lease, count: Int)] = [:]
+        var launchFailures: [Waiter: LifecycleError] = [:]
+        var nextWaiter: Waiter = 0
+        /// Where the log stood when the last start began, for its output on failure.
+        var logOffset: Int64 = 0
+        /// The last failed start's message for clients, with the service's own last words.
+        var startFailure: String?
+        /// When the health check last proved (through procfs) that the listener is the
+        /// service's own; within a second, a successful connect is enough.
+        var ownershipProvenAt: Int64?
+        var published = ServiceSnapshot()
+    }
+
+    let owned: Mutex<Owned>
+    /// Registry facts, changed by the registry (under its own lock), read by status.
+    let membership: Mutex<(fromConfig: Bool, pendingRemoval: Bool)>
+    /// What the event loop takes: machine events, and acquires whose holder it launches
+    /// first, so that launches and the counts after them are in one order per service.
+    enum Input: Sendable {
+        case event(ServiceEvent)
+        case acquire(Waiter, actor: String, launch: @Sendable () async throws(LifecycleError) -> Lease,
+                     undo: @Sendable (Lease) async -> Void)
+    }
+
+    private let events: AsyncStream<Input>.Continuation
+
+    init(name: String, definition: ServiceDefinition, semaphores: SemaphoreSet, context: LifecycleContext, fromConfig: Bool) {
+        self.name = name
+        self.semaphores = semaphores
+        self.context = context
+        processes = ServiceProcesses(scope: context.scope, service: name, cgroupRoot: context.cgroupRoot)
+        var owned = Owned(machine: ServiceMachine(policy: ServicePolicy(definition)), definition: definition)
+        owned.published = ServiceSnapshot(definition: definition)
+        self.owned = Mutex(owned)
+        membership = Mutex((fromConfig, false))
+        let (stream, continuation) = AsyncStream<Input>.makeStream()
+        events = continuation
+        Task { [weak self] in
+            for await input in stream {
+                guard let self else { return }
+                switch input {
+                case .event(let event): await self.handle(event)
+                case let .acquire(waiter, actor, launch, undo): await self.launch(waiter, actor: actor, launch, undo: undo)
+                }
+            }
+        }
+    }
+
+    deinit { events.finish() }
+
+    // MARK: Asking
+
+    /// Queues an event for the machine.
+    func send(_ event: ServiceEvent) { events.yield(.event(event)) }
+
+    /// Sends the event `make` builds for a new waiter and waits for the machine's answer, at
+    /// most `timeoutMs` (then the waiter is abandoned and the answer is `busy`).
+    func ask(timeoutMs: Int? = nil, _ make: (Waiter) -> ServiceEvent) async -> ServiceAnswer {
+        let waiter = newWaiter()
+        return await wait(waiter, timeoutMs: timeoutMs, input: .event(make(waiter)))
+    }
+
+    /// An acquire: the loop launches its holder (`launch`) in turn, then the machine answers.
+    /// A holder whose acquire is not granted is handed back to the caller, or to `undo` when
+    /// the caller stopped waiting first.
+    func acquire(
+        actor: String, timeoutMs: Int, launch: @escaping @Sendable () async throws(LifecycleError) -> Lease,
+        undo: @escaping @Sendable (Lease) async -> Void
+    ) async -> (answer: ServiceAnswer, lease: Lease?, count: Int, failure: LifecycleError?) {
+        let waiter = newWaiter()
+        let answer = await wait(waiter, timeoutMs: timeoutMs, input: .acquire(waiter, actor: actor, launch: launch, undo: undo))
+        return owned.withLock { owned in
+            let launched = owned.launched.removeValue(forKey: waiter)
+            return (answer, launched?.lease, launched?.count ?? 0, owned.launchFailures.removeValue(forKey: waiter))
+        }
+    }
+
+    private func launch(
+        _ waiter: Waiter, actor: String, _ launch: @Sendable () async throws(LifecycleError) -> Lease, undo: @Sendable (Lease) async -> Void
+    ) async {
+        guard owned.withLock({ $0.answers[waiter] != nil }) else { return }  // it stopped waiting
+        let lease: Lease
+        do { lease = try await launch() } catch {
+            let waiting = owned.withLock { owned in
+                owned.launchFailures[waiter] = error
+                return owned.answers.removeValue(forKey: waiter)
+            }
+            waiting?.resume(returning: .refused(.notRunning))
+            return
+        }
+        let count = (try? kernelCount()) ?? 0
+        let waiting = owned.withLock { owned -> Bool in
+            guard owned.answers[waiter] != nil else { return false }
+            owned.launched[waiter] = (lease, count)
+            return true
+        }
+        guard waiting else { return await undo(lease) }
+        await handle(.acquire(waiter, actor: actor))
+    }
+
+    private func newWaiter() -> Waiter {
+        owned.withLock { owned -> Waiter in
+            owned.nextWaiter += 1
+            return owned.nextWaiter
+        }
+    }
+
+    private func wait(_ waiter: Waiter, timeoutMs: Int?, input: Input) async -> ServiceAnswer {
+        await withCheckedContinuation { continuation in
+            owned.withLock { $0.answers[waiter] = continuation }
+            if let timeoutMs {
+                context.loop.schedule(afterMs: timeoutMs) { [weak self] in
+                    guard let self, let pending = self.owned.withLock({ $0.answers.removeValue(forKey: waiter) }) else { return }
+                    self.send(.abandon(waiter))
+                    pending.resume(returning: .refused(.busy(self.snapshot.state)))
+                }
+            }
+            events.yield(input)
+        }
+    }
+
+    /// What status shows; published after each event, once its records are committed.
+    var snapshot: ServiceSnapshot { owned.withLock { $0.published } }
+
+    var definition: ServiceDefinition { owned.withLock { $0.definition } }
+
+    /// A new definition applies at the next start; timing numbers apply at once.
+    func redefine(_ definition: ServiceDefinition) {
+        owned.withLock { $0.definition = definition }
+        send(.definitionChanged(ServicePolicy(definition)))
+    }
+
+    /// The main process, while it runs.
+    var mainProcess: PidFD? { owned.withLock { $0.mainEnded ? nil : $0.main } }
+
+    /// The kernel reference count: the truth about how many leases hold the service.
+    func kernelCount() throws(LifecycleError) -> Int {
+        do { return try semaphores.count() } catch { throw .kernel("count of \(name): \(error)") }
+    }
+
+    // MARK: The event loop
+
+    private func handle(_ event: ServiceEvent) async {
+        let count = (try? kernelCount()) ?? 0
+        let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: count) }
+        for action in actions { await run(action) }
+        owned.withLock { owned in owned.published = owned.published.updated(from: owned) }
+    }
+
+    private func run(_ action: ServiceAction) async {
+        switch action {
+        case let .spawn(reason, actor): await spawn(reason: reason, actor: actor)
+        case .readPidFile: send(.pidFileRead(namesLiveProcess: adoptFromPidFile()))
+        case let .probe(token, readiness): Task { await self.probe(token: token, readiness: readiness) }
+        case let .teardown(reason, actor): Task { await self.teardown(reason: reason, actor: actor) }
+        case let .schedule(timer, afterMs, token):
+            let id = context.loop.schedule(afterMs: afterMs) { [weak self] in self?.send(.timerFired(timer, token: token)) }
+            owned.withLock { $0.timers[timer] = id }
+        case .cancel(let timer):
+            if let id = owned.withLock({ $0.timers.removeValue(forKey: timer) }) { context.loop.cancel(id) }
+        case let .answer(waiter, answer):
+            owned.withLock { $0.answers.removeValue(forKey: waiter) }?.resume(returning: answer)
+        case let .record(note, actor): await record(note, actor: actor)
+        }
+    }
+
+    // MARK: The main process
+
+    /// Makes `process` the main process and watches its exit.
+    func setMain(_ process: PidFD) {
+        owned.withLock {
+            $0.main = process
+            $0.mainEnded = false
+            $0.mainExit = nil
+        }
+        do {
+            try context.loop.watchExit(of: process) { [weak self] status in self?.mainExited(process, status) }
+        } catch {
+            context.logger.error("cannot watch service \(name): \(error)")
+        }
+    }
+
+    private func mainExited(_ process: PidFD, _ status: ExitStatus?) {
+        let reported = owned.withLock { owned -> [CheckedContinuation<Void, Never>]? in
+            guard owned.main === process else { return nil }
+            owned.mainEnded = true
+            owned.mainExit = status
+            defer { owned.exitReportWaiters = [:] }
+            return Array(owned.exitReportWaiters.values)
+        }
+        guard let reported else { return }
+        for waiter in reported { waiter.resume() }
+        send(.mainExited(status))
+    }
+
+    /// Takes over a main process left running by an earlier procrefd (not our child: its
+    /// exit status is unknown).
+    func adopt(_ process: PidFD) {
+        setMain(process)
+        send(.adopted)
+    }
+}

@@ -1,0 +1,158 @@
+import AuditStore
+import Posix
+
+/// The machine's transitions for requests and starts; `ServiceMachine.dispatch` names them all.
+extension ServiceMachine {
+    // MARK: Requests
+
+    mutating func acquire(_ waiter: Waiter, actor: String, _ step: inout Step) {
+        switch phase {
+        case .failed(let reason): step.actions.append(.answer(waiter, .refused(.failed(reason))))
+        case .stopped:
+            waiters.append(waiter)
+            self.actor = actor
+            beginStart(.acquire, &step)
+        case .starting, .stopping, .backoff, .probing: waiters.append(waiter)
+        case .ready:
+            if lingerUntil != nil {
+                lingerUntil = nil
+                cancel([.linger], &step)
+            }
+            guard let health = policy.health, !isFresh(health, step.now) else {
+                return step.actions.append(.answer(waiter, .ready(started: false)))
+            }
+            waiters.append(waiter)
+            phase = .probing(attempt: 1)
+            self.actor = actor
+            probe(readiness: false, &step)
+        }
+    }
+
+    func isFresh(_ health: ServicePolicy.Health, _ now: Int64) -> Bool {
+        lastPassedAt.map { now - $0 < Int64(health.freshMs) } ?? false
+    }
+
+    mutating func lastReferenceGone(_ reason: String, actor: String, _ waiter: Waiter?, _ step: inout Step) {
+        var stopping = false
+        if step.count == 0 {
+            switch phase {
+            case .ready where running:
+                if policy.lingerMs > 0 {
+                    lingerUntil = step.now + Int64(policy.lingerMs)
+                    arm(.linger, afterMs: policy.lingerMs, &step)
+                } else {
+                    self.actor = actor
+                    beginStop(reason, then: .idle, &step)
+                    stopping = true
+                }
+            case .backoff:
+                cancel([.backoff], &step)
+                phase = .stopped
+            default: break  // a start under way, a stop under way, or nothing runs
+            }
+        }
+        guard let waiter else { return }
+        if stopping { stopWaiters.append(waiter) } else { step.actions.append(.answer(waiter, .done(stopped: false))) }
+    }
+
+    mutating func restartRequested(_ waiter: Waiter, actor: String, _ step: inout Step) {
+        switch phase {
+        case .ready where running:
+            requesters.append(waiter)
+            self.actor = actor
+            beginStop("admin_restart", then: .adminRestart, &step)
+        case .stopped, .failed, .ready: step.actions.append(.answer(waiter, .refused(.notRunning)))
+        default: step.actions.append(.answer(waiter, .refused(.busy(state))))
+        }
+    }
+
+    mutating func resetRequested(_ waiter: Waiter, actor: String, _ step: inout Step) {
+        guard case .failed = phase else { return step.actions.append(.answer(waiter, .refused(.notFailed))) }
+        restarts = []
+        phase = .stopped
+        self.actor = actor
+        step.actions.append(.record(.reset(count: step.count), actor: actor))
+        guard step.count > 0 else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
+        requesters.append(waiter)
+        beginStart(.reset, &step)
+    }
+
+    mutating func stopRequested(_ reason: String, actor: String, _ waiter: Waiter, _ step: inout Step) {
+        cancel(ServiceTimer.allCases, &step)
+        lingerUntil = nil
+        stopWaiters.append(waiter)
+        self.actor = actor
+        if case .stopping = phase {
+            phase = .stopping(then: .hold)  // its teardown is under way: only what follows changes
+        } else {
+            beginStop(reason, then: .hold, &step)
+        }
+    }
+
+    // MARK: Starting
+
+    mutating func beginStart(_ reason: StartReason, _ step: inout Step) {
+        phase = .starting(Start(reason: reason, begunAt: step.now, step: .spawning))
+        lastPassedAt = nil
+        if reason == .acquire { startedBy = waiters.first }
+        arm(.startDeadline, afterMs: policy.readyTimeoutMs, &step)
+        step.actions.append(.spawn(reason, actor: actor))
+    }
+
+    mutating func spawned(_ step: inout Step) {
+        guard case .starting(var start) = phase else { return }
+        running = true
+        guard policy.pidFile == nil else {
+            start.step = .awaitingLauncher
+            return phase = .starting(start)
+        }
+        mainRuns(start, &step)
+    }
+
+    mutating func pidFileRead(_ found: Bool, _ step: inout Step) {
+        guard case .starting(let start) = phase, start.step == .awaitingPidFile else { return }
+        guard found else { return arm(.pidFileRetry, afterMs: ServicePolicy.pidFileRetryMs, &step) }
+        running = true
+        mainRuns(start, &step)
+    }
+
+    mutating func mainRuns(_ start: Start, _ step: inout Step) {
+        guard policy.health != nil else { return becomeReady(start, &step) }
+        phase = .starting(Start(reason: start.reason, begunAt: start.begunAt, step: .probing))
+        probe(readiness: true, &step)
+    }
+
+    mutating func becomeReady(_ start: Start, _ step: inout Step) {
+        cancel([.startDeadline, .readinessRetry, .pidFileRetry], &step)
+        phase = .ready
+        lastHealth = "ok"
+        lastPassedAt = step.now
+        step.actions.append(.record(.ready(startupMs: step.now - start.begunAt, reason: start.reason), actor: actor))
+        let starter = startedBy
+        for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: waiter == starter))) }
+        for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
+        // Every lease that wanted it may have gone while it started.
+        if step.count == 0 { lastReferenceGone("last_release", actor: EventActor.procrefd, nil, &step) }
+    }
+
+    mutating func failStart(_ reason: String, _ step: inout Step) {
+        guard case .starting(let start) = phase else { return }
+        cancel([.startDeadline, .readinessRetry, .pidFileRetry], &step)
+        step.actions.append(.record(.startFailed(reason), actor: actor))
+        beginStop("start_failed", then: .failedStart(reason, start.reason), &step)
+    }
+
+    /// A failed start counts like a restart: past the limit the service is `failed`, so
+    /// acquires get a quick refusal instead of each waiting for another doomed start.
+    mutating func finishFailedStart(_ reason: String, _ startReason: StartReason, _ step: inout Step) {
+        for waiter in takeWaiters() + takeRequesters() { step.actions.append(.answer(waiter, .refused(.startFailed(reason)))) }
+        if startReason == .restart { return planRestart(&step) }
+        if startReason == .recover { step.actions.append(.record(.recoveryFailed(reason), actor: actor)) }
+        restarts.removeAll { step.now - $0 > Int64(policy.restartWindowMs) }
+        restarts.append(step.now)
+        guard restarts.count > policy.restartLimit else { return }
+        let failure = "\(restarts.count) failed starts within \(policy.restartWindowMs) ms"
+        phase = .failed(failure)
+        step.actions.append(.record(.failed(failure, count: nil), actor: actor))
+    }
+}

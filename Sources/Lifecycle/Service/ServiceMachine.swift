@@ -1,0 +1,270 @@
+import AuditStore
+import Posix
+
+/// Every decision about one service, and nothing else: a value that takes an event (with
+/// the time and the kernel count when it happened) and returns the actions to run, in the
+/// style of swift-nio's and swift-service-lifecycle's state machines. No I/O, no clock of
+/// its own: `ServiceExecutor` runs the actions and feeds back what they report, and the
+/// tests drive it with made-up times.
+struct ServiceMachine: Sendable {
+    var phase: Phase = .stopped
+    var policy: ServicePolicy
+    /// The main process runs (as far as the machine has heard).
+    var running = false
+    var lastHealth: String?
+    /// When a health probe last passed: within `health.freshMs` it covers later acquires.
+    var lastPassedAt: Int64?
+    /// Recent restarts and failed starts, for the restart limit.
+    var restarts: [Int64] = []
+    /// When a pending linger stop is due.
+    var lingerUntil: Int64?
+    /// Acquires waiting for the service to be ready, in arrival order.
+    var waiters: [Waiter] = []
+    /// Admin requests waiting for a start to finish.
+    var requesters: [Waiter] = []
+    /// Waiters to tell once the teardown under way is over.
+    var stopWaiters: [Waiter] = []
+    /// The acquire whose arrival started the service.
+    var startedBy: Waiter?
+    var tokens: [ServiceTimer: UInt64] = [:]
+    var probeToken: UInt64?
+    var nextToken: UInt64 = 0
+    /// Who asked for what is under way, for the records.
+    var actor = EventActor.procrefd
+
+    init(policy: ServicePolicy) { self.policy = policy }
+
+    /// Status's view of the phase.
+    var state: ServiceState {
+        switch phase {
+        case .stopped: return .stopped
+        case .starting: return .starting
+        case .ready: return .ready
+        case .probing(let attempt): return attempt > 1 ? .unhealthy : .ready
+        case .stopping(.recover): return .recovering
+        case .stopping: return .stopping
+        case .backoff: return .recovering
+        case .failed: return .failed
+        }
+    }
+
+    var failureReason: String? {
+        if case .failed(let reason) = phase { return reason }
+        return nil
+    }
+
+    /// Restarts within the restart window at `now`.
+    func restarts(at now: Int64) -> Int { restarts.count { now - $0 <= Int64(policy.restartWindowMs) } }
+
+    /// Takes one event. `now` is monotonic milliseconds; `count` the kernel reference count
+    /// read as the event is handled. Returns the actions to run, in order.
+    mutating func handle(_ event: ServiceEvent, now: Int64, count: Int) -> [ServiceAction] {
+        var step = Step(now: now, count: count)
+        dispatch(event, &step)
+        return step.actions
+    }
+
+    /// One handling in progress: its inputs and the actions so far.
+    struct Step {
+        let now: Int64
+        let count: Int
+        var actions: [ServiceAction] = []
+    }
+
+    mutating func dispatch(_ event: ServiceEvent, _ step: inout Step) {
+        switch event {
+        case let .acquire(waiter, actor): acquire(waiter, actor: actor, &step)
+        case .abandon(let waiter):
+            waiters.removeAll { $0 == waiter }
+            if startedBy == waiter { startedBy = nil }
+        case let .lastReferenceGone(reason, actor, waiter): lastReferenceGone(reason, actor: actor, waiter, &step)
+        case let .restartRequested(waiter, actor): restartRequested(waiter, actor: actor, &step)
+        case let .resetRequested(waiter, actor): resetRequested(waiter, actor: actor, &step)
+        case let .stopRequested(reason, actor, waiter): stopRequested(reason, actor: actor, waiter, &step)
+        case let .startRequested(waiter, actor):
+            guard phase == .stopped else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
+            requesters.append(waiter)
+            self.actor = actor
+            beginStart(.reconcile, &step)
+        case .adopted:
+            running = true
+            phase = .ready
+        case .definitionChanged(let policy): self.policy = policy
+        case .spawned: spawned(&step)
+        case .spawnFailed(let reason):
+            guard case .starting(let start) = phase else { return }
+            cancel([.startDeadline], &step)
+            phase = .stopped
+            step.actions.append(.record(.startFailed("spawn: \(reason)"), actor: actor))
+            finishFailedStart(reason, start.reason, &step)
+        case .pidFileRead(let found): pidFileRead(found, &step)
+        case .mainExited(let status): mainExited(status, &step)
+        case .probePassed(let token): probePassed(token, &step)
+        case let .probeFailed(token, reason): probeFailed(token, reason, &step)
+        case .teardownFinished: teardownFinished(&step)
+        case let .timerFired(timer, token):
+            guard tokens[timer] == token else { return }
+            tokens[timer] = nil
+            timerFired(timer, &step)
+        }
+    }
+
+    // MARK: Running
+
+    mutating func mainExited(_ status: ExitStatus?, _ step: inout Step) {
+        running = false
+        switch phase {
+        case .starting(var start) where start.step == .awaitingLauncher:
+            guard status == .exited(code: 0) else {
+                return failStart("the start command ended with \(ExitStatus.describe(status)) (pid_file mode expects exit code 0)", &step)
+            }
+            start.step = .awaitingPidFile
+            phase = .starting(start)
+            step.actions.append(.readPidFile)
+        case .starting:
+            failStart("exited during start-up with \(ExitStatus.describe(status))", &step)
+        case .ready, .probing:
+            step.actions.append(.record(.exited(status), actor: EventActor.procrefd))
+            actor = EventActor.procrefd
+            beginStop("exited", then: .crashRestart, &step)
+        default: break  // a stop under way expects it
+        }
+    }
+
+    mutating func probePassed(_ token: UInt64, _ step: inout Step) {
+        guard probeToken == token else { return }
+        probeToken = nil
+        switch phase {
+        case .starting(let start): becomeReady(start, &step)
+        case .probing:
+            phase = .ready
+            lastHealth = "ok"
+            lastPassedAt = step.now
+            for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: false))) }
+        default: break
+        }
+    }
+
+    mutating func probeFailed(_ token: UInt64, _ reason: String, _ step: inout Step) {
+        guard probeToken == token else { return }
+        probeToken = nil
+        lastHealth = reason
+        switch phase {
+        case .starting: arm(.readinessRetry, afterMs: ServicePolicy.readinessRetryMs, &step)
+        case .probing(let attempt):
+            if attempt < (policy.health?.failures ?? 1), running {
+                phase = .probing(attempt: attempt + 1)
+                arm(.healthRetry, afterMs: policy.health?.intervalMs ?? 0, &step)
+            } else {
+                step.actions.append(.record(.unhealthy(reason: reason, probes: attempt), actor: actor))
+                beginStop("unhealthy", then: .recover, &step)
+            }
+        default: break
+        }
+    }
+
+    // MARK: Stopping
+
+    mutating func beginStop(_ reason: String, then: AfterStop, _ step: inout Step) {
+        cancel([.linger, .healthRetry, .readinessRetry, .pidFileRetry, .startDeadline], &step)
+        lingerUntil = nil
+        probeToken = nil
+        phase = .stopping(then: then)
+        step.actions.append(.teardown(reason: reason, actor: actor))
+    }
+
+    mutating func teardownFinished(_ step: inout Step) {
+        guard case .stopping(let then) = phase else { return }
+        running = false
+        phase = .stopped
+        for waiter in takeStopWaiters() { step.actions.append(.answer(waiter, .done(stopped: true))) }
+        switch then {
+        case .idle: if !waiters.isEmpty { beginStart(.acquire, &step) }
+        case .crashRestart: planRestart(&step)
+        case .recover: beginStart(.recover, &step)
+        case .adminRestart: beginStart(.adminRestart, &step)
+        case let .failedStart(reason, startReason): finishFailedStart(reason, startReason, &step)
+        case .hold:
+            for waiter in takeWaiters() + takeRequesters() { step.actions.append(.answer(waiter, .refused(.stopped))) }
+        }
+    }
+
+    /// After a crash: restart with backoff while the kernel still counts leases, up to
+    /// restart_limit within restart_window_ms, then `failed`.
+    mutating func planRestart(_ step: inout Step) {
+        actor = EventActor.procrefd
+        guard step.count > 0 else { return phase = .stopped }
+        restarts.removeAll { step.now - $0 > Int64(policy.restartWindowMs) }
+        guard restarts.count < policy.restartLimit else {
+            let failure = "\(restarts.count) restarts within \(policy.restartWindowMs) ms"
+            phase = .failed(failure)
+            step.actions.append(.record(.failed(failure, count: step.count), actor: actor))
+            for waiter in takeWaiters() { step.actions.append(.answer(waiter, .refused(.failed(failure)))) }
+            return
+        }
+        let delay = policy.backoff(after: restarts.count)
+        restarts.append(step.now)
+        phase = .backoff
+        arm(.backoff, afterMs: delay, &step)
+        step.actions.append(.record(.restarting(backoffMs: delay, attempt: restarts.count), actor: actor))
+    }
+
+    // MARK: Timers
+
+    mutating func timerFired(_ timer: ServiceTimer, _ step: inout Step) {
+        switch (timer, phase) {
+        case (.linger, .ready):
+            lingerUntil = nil
+            if step.count == 0 {
+                actor = EventActor.procrefd
+                beginStop("linger_expired", then: .idle, &step)
+            }
+        case (.backoff, .backoff):
+            if step.count == 0 { phase = .stopped } else { beginStart(.restart, &step) }
+        case (.startDeadline, .starting(let start)):
+            switch start.step {
+            case .awaitingLauncher: failStart("the start command did not exit (pid_file mode expects it to once the daemon runs)", &step)
+            case .awaitingPidFile: failStart("\(policy.pidFile ?? "the pid file") names no live process of the service", &step)
+            case .spawning, .probing:
+                failStart("not healthy within \(policy.readyTimeoutMs) ms (last: \(lastHealth ?? "no health check passed"))", &step)
+            }
+        case (.readinessRetry, .starting(let start)) where start.step == .probing: probe(readiness: true, &step)
+        case (.pidFileRetry, .starting(let start)) where start.step == .awaitingPidFile: step.actions.append(.readPidFile)
+        case (.healthRetry, .probing): probe(readiness: false, &step)
+        default: break
+        }
+    }
+
+    // MARK: Bookkeeping
+
+    mutating func arm(_ timer: ServiceTimer, afterMs: Int, _ step: inout Step) {
+        nextToken += 1
+        tokens[timer] = nextToken
+        step.actions.append(.schedule(timer, afterMs: afterMs, token: nextToken))
+    }
+
+    mutating func cancel(_ timers: [ServiceTimer], _ step: inout Step) {
+        for timer in timers where tokens.removeValue(forKey: timer) != nil { step.actions.append(.cancel(timer)) }
+    }
+
+    mutating func probe(readiness: Bool, _ step: inout Step) {
+        nextToken += 1
+        probeToken = nextToken
+        step.actions.append(.probe(token: nextToken, readiness: readiness))
+    }
+
+    mutating func takeWaiters() -> [Waiter] {
+        defer { (waiters, startedBy) = ([], nil) }
+        return waiters
+    }
+
+    mutating func takeRequesters() -> [Waiter] {
+        defer { requesters = [] }
+        return requesters
+    }
+
+    mutating func takeStopWaiters() -> [Waiter] {
+        defer { stopWaiters = [] }
+        return stopWaiters
+    }
+}

@@ -1,0 +1,204 @@
+import Posix
+
+/// Where a service is in its lifecycle, as status shows it:
+/// stopped → starting → ready ⇄ unhealthy → recovering → ready → stopping → stopped, and
+/// failed (after too many restarts, until reset).
+public enum ServiceState: String, Sendable, Codable, CaseIterable {
+    case stopped
+    case starting
+    case ready
+    case unhealthy
+    case recovering
+    case stopping
+    case failed
+}
+
+extension ServiceMachine {
+    enum Phase: Equatable, Sendable {
+        case stopped
+        case starting(Start)
+        case ready
+        /// Ready, with acquires waiting on a health check; `attempt` counts failed probes + 1.
+        case probing(attempt: Int)
+        case stopping(then: AfterStop)
+        /// Waiting out the backoff before a crash restart.
+        case backoff
+        case failed(String)
+    }
+
+    struct Start: Equatable, Sendable {
+        enum Step: Equatable, Sendable {
+            case spawning
+            /// pid_file mode: waiting for the start command to exit 0.
+            case awaitingLauncher
+            /// pid_file mode: waiting for the file to name a live process of the service.
+            case awaitingPidFile
+            case probing
+        }
+        var reason: StartReason
+        var begunAt: Int64
+        var step: Step
+    }
+
+    /// What follows a teardown.
+    enum AfterStop: Equatable, Sendable {
+        /// Stay stopped, unless an acquire came meanwhile.
+        case idle
+        case crashRestart
+        case recover
+        case adminRestart
+        case failedStart(String, StartReason)
+        /// Stay stopped: refuse whoever waits.
+        case hold
+    }
+}
+
+/// Who waits for an answer from a service's machine: an acquire, or an admin request.
+typealias Waiter = UInt64
+
+/// The numbers of a definition the machine decides with.
+struct ServicePolicy: Equatable, Sendable {
+    struct Health: Equatable, Sendable {
+        var failures: Int
+        var intervalMs: Int
+        var freshMs: Int
+    }
+
+    var readyTimeoutMs: Int
+    var lingerMs: Int
+    var restartBackoffMs: Int
+    var restartBackoffMaxMs: Int
+    var restartLimit: Int
+    var restartWindowMs: Int
+    var pidFile: String?
+    var health: Health?
+
+    /// How soon a failed readiness probe is tried again during start-up.
+    static let readinessRetryMs = 20
+    /// How soon a pid file that names no live process is read again during start-up.
+    static let pidFileRetryMs = 10
+
+    init(_ definition: ServiceDefinition) {
+        readyTimeoutMs = definition.readyTimeoutMs
+        lingerMs = definition.lingerMs
+        restartBackoffMs = definition.restartBackoffMs
+        restartBackoffMaxMs = definition.restartBackoffMaxMs
+        restartLimit = definition.restartLimit
+        restartWindowMs = definition.restartWindowMs
+        pidFile = definition.pidFile
+        health = definition.health.map { Health(failures: $0.failures, intervalMs: $0.intervalMs, freshMs: $0.freshMs) }
+    }
+
+    /// The backoff before the restart that follows `earlier` restarts in the window.
+    func backoff(after earlier: Int) -> Int {
+        var delay = restartBackoffMs
+        for _ in 0..<earlier where delay < restartBackoffMaxMs { delay *= 2 }
+        return min(delay, restartBackoffMaxMs)
+    }
+}
+
+/// Why a service is being started (the `reason` of `service.starting`).
+enum StartReason: String, Sendable {
+    case acquire
+    /// After failed health checks.
+    case recover
+    /// After the main process exited while leased.
+    case restart
+    case reset
+    case adminRestart = "admin_restart"
+    /// At procrefd's start, for leases that outlived the previous procrefd.
+    case reconcile
+}
+
+/// The machine's timers; each arming has a token, and a fire whose token is stale is ignored.
+enum ServiceTimer: Hashable, Sendable, CaseIterable {
+    case startDeadline
+    case readinessRetry
+    case pidFileRetry
+    case healthRetry
+    case linger
+    case backoff
+}
+
+/// What happens to a service's machine.
+enum ServiceEvent: Equatable, Sendable {
+    // Asked for
+    case acquire(Waiter, actor: String)
+    /// The waiter stopped waiting (its acquire timed out).
+    case abandon(Waiter)
+    /// The kernel count reached 0. The waiter (if any) hears whether the service stopped.
+    case lastReferenceGone(reason: String, actor: String, Waiter?)
+    case restartRequested(Waiter, actor: String)
+    case resetRequested(Waiter, actor: String)
+    /// Stop and stay stopped (drain, removal, an orphan at start-up).
+    case stopRequested(reason: String, actor: String, Waiter)
+    /// Start if stopped (start-up reconciliation, for leases that outlived procrefd).
+    case startRequested(Waiter, actor: String)
+    /// A main process left by an earlier procrefd runs; it is the service's now.
+    case adopted
+    case definitionChanged(ServicePolicy)
+
+    // Reported by the executor
+    case spawned
+    case spawnFailed(String)
+    case pidFileRead(namesLiveProcess: Bool)
+    case mainExited(ExitStatus?)
+    case probePassed(token: UInt64)
+    case probeFailed(token: UInt64, reason: String)
+    case teardownFinished
+    case timerFired(ServiceTimer, token: UInt64)
+}
+
+/// What the executor does for the machine, in order.
+enum ServiceAction: Equatable, Sendable {
+    /// Stop strays, spawn the main process, record `service.starting`; report `spawned` or
+    /// `spawnFailed`.
+    case spawn(StartReason, actor: String)
+    /// Read the pid file; report `pidFileRead`.
+    case readPidFile
+    /// Run the health check once; report `probePassed` or `probeFailed` with the token.
+    /// `readiness` probes are start-up polls, not health failures.
+    case probe(token: UInt64, readiness: Bool)
+    /// Stop every process of the service (recording `service.stopping`/`stopped` when
+    /// something ran); report `teardownFinished`.
+    case teardown(reason: String, actor: String)
+    case schedule(ServiceTimer, afterMs: Int, token: UInt64)
+    case cancel(ServiceTimer)
+    case answer(Waiter, ServiceAnswer)
+    case record(ServiceNote, actor: String)
+}
+
+/// The machine's answer to a waiter.
+enum ServiceAnswer: Equatable, Sendable {
+    /// The service is ready for the acquire; `started` when this acquire started it.
+    case ready(started: Bool)
+    /// The request is done; `stopped` when the service was stopped by it.
+    case done(stopped: Bool)
+    case refused(ServiceRefusal)
+}
+
+enum ServiceRefusal: Equatable, Sendable {
+    /// The service is `failed` (until reset).
+    case failed(String)
+    /// The start this waiter waited for failed.
+    case startFailed(String)
+    case notRunning
+    case notFailed
+    /// It is starting, stopping or recovering; try again.
+    case busy(ServiceState)
+    /// It was stopped for good (drain, removal) while the waiter waited.
+    case stopped
+}
+
+/// Records the machine asks for (audit events beyond `service.starting`, `stopping` and
+/// `stopped`, which the executor writes as it acts).
+enum ServiceNote: Equatable, Sendable {
+    case ready(startupMs: Int64, reason: StartReason)
+    case startFailed(String)
+    case exited(ExitStatus?)
+    case unhealthy(reason: String, probes: Int)
+    case recoveryFailed(String)
+    case restarting(backoffMs: Int, attempt: Int)
+    case failed(String, count: Int?)
+    case reset(count: Int)
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Posix
+
+/// What status shows of a service, copied out of its executor after each event.
+struct ServiceSnapshot: Sendable {
+    var state: ServiceState = .stopped
+    /// When `state` last changed (wall clock).
+    var stateSince = Date()
+    var pid: Int32?
+    var failureReason: String?
+    var lastHealth: String?
+    var lingerUntil: Date?
+    /// Restarts and failed starts within the restart window.
+    var restarts = 0
+    var definition = ServiceDefinition(start: [])
+
+    init() {}
+
+    init(definition: ServiceDefinition) { self.definition = definition }
+
+    func updated(from owned: ServiceExecutor.Owned) -> ServiceSnapshot {
+        let machine = owned.machine
+        let now = monotonicMilliseconds()
+        var next = self
+        next.state = machine.state
+        if next.state != state { next.stateSince = Date() }
+        next.pid = owned.main?.pid
+        next.failureReason = machine.failureReason
+        next.lastHealth = machine.lastHealth
+        next.lingerUntil = machine.lingerUntil.map { Date().addingTimeInterval(Double($0 - now) / 1000) }
+        next.restarts = machine.restarts(at: now)
+        next.definition = owned.definition
+        return next
+    }
+}

@@ -1,0 +1,122 @@
+import AuditStore
+import Foundation
+import Posix
+
+/// The executor's start actions: spawn into the service's cgroup with its marker, adopt a
+/// forking service's daemon from its pid file, probe its health.
+extension ServiceExecutor {
+    /// Stops leftovers of an earlier run (they would hold its port or files), spawns the
+    /// main process in its own group (and cgroup, where there is one) and records
+    /// `service.starting`. Reports `spawned` or `spawnFailed`.
+    func spawn(reason: StartReason, actor: String) async {
+        let definition = self.definition
+        await stopStrays(actor: actor)
+        if let pidFile = definition.pidFile { try? Files.remove(pidFile) }  // a stale one must not name the new process
+        owned.withLock {
+            $0.logOffset = Files.size(logPath)
+            $0.ownershipProvenAt = nil
+            $0.startFailure = nil
+        }
+        switch reason {
+        case .recover: Telemetry.restarted(service: name, cause: "unhealthy")
+        case .restart: Telemetry.restarted(service: name, cause: "crash")
+        case .reset: Telemetry.restarted(service: name, cause: "reset")
+        case .adminRestart: Telemetry.restarted(service: name, cause: "admin")
+        case .acquire, .reconcile: break
+        }
+        let launcher: PidFD
+        do {
+            launcher = try spawnMain(definition)
+        } catch {
+            owned.withLock { $0.startFailure = "spawn \(definition.start[0]): \(error)" }
+            return send(.spawnFailed("\(error)"))
+        }
+        setMain(launcher)
+        FaultPoint.hit(.afterServiceSpawn)
+        let count = (try? kernelCount()) ?? 0
+        let (name, tracking) = (self.name, processes.cgroup == nil ? "marker" : "cgroup")
+        await context.writeLogged { tx in
+            try tx.updateServiceProcess(name: name, state: "starting", pid: launcher.pid, startTime: launcher.identity.startTime)
+            try tx.append(NewEvent(.serviceStarting, service: name, pid: launcher.pid, actor: actor, detail: [
+                "count": .int(Int64(count)), "argv0": .string(definition.start[0]), "reason": .string(reason.rawValue),
+                "tracking": .string(tracking),
+            ]))
+        }
+        send(.spawned)
+    }
+
+    private func spawnMain(_ definition: ServiceDefinition) throws(SystemCallError) -> PidFD {
+        var options = Spawner.Options()
+        options.newProcessGroup = true
+        options.workingDirectory = definition.cwd
+        let log = try Descriptor.openLog(logPath)
+        defer { Descriptor.close(log) }
+        options.standardOutput = log
+        options.standardError = log
+        let cgroup = try processes.spawnDescriptor()
+        defer { if let cgroup { Descriptor.close(cgroup) } }
+        options.cgroup = cgroup ?? -1
+        let identity = try context.spawner.spawn(arguments: definition.start, environment: environment(definition), options: options)
+        return try PidFD(child: identity)
+    }
+
+    /// pid_file mode (systemd's Type=forking), once the start command exited 0: true when
+    /// the file names a live process of the service, which becomes the main process.
+    func adoptFromPidFile() -> Bool {
+        guard let pidFile = definition.pidFile, let text = readSmallFile(pidFile, limit: 64),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+            processes.members(main: nil).contains(pid), let identity = ProcessIdentity.of(pid: pid)
+        else { return false }
+        // Reparented to procrefd (a subreaper): its exit status is ours to read.
+        Children.claim(pid)
+        guard let main = try? PidFD(identity: identity) else { return false }
+        setMain(main)
+        return true
+    }
+
+    /// Runs the health check once and reports the result. Start-up probes (`readiness`) are
+    /// not health failures.
+    func probe(token: UInt64, readiness: Bool) async {
+        let definition = self.definition
+        guard let health = definition.health, let main = mainProcess?.pid else {
+            return send(.probeFailed(token: token, reason: "not running"))
+        }
+        let now = monotonicMilliseconds()
+        let proven = owned.withLock { $0.ownershipProvenAt.map { now - $0 < 1_000 } ?? false }
+        let checker = HealthChecker(loop: context.loop, spawner: context.spawner)
+        let failure = await checker.failure(
+            of: health, main: main, members: { [processes] in processes.members(main: main) },
+            environment: environment(definition), verifyOwnership: !proven)
+        guard let failure else {
+            if !proven { owned.withLock { $0.ownershipProvenAt = now } }
+            return send(.probePassed(token: token))
+        }
+        if !readiness { Telemetry.healthCheckFailed(service: name) }
+        send(.probeFailed(token: token, reason: failure))
+    }
+
+    /// The service's log file.
+    var logPath: String { "\(context.logsDirectory)/\(name).log" }
+
+    /// What the last start wrote to the log: its last lines, at most 2 KiB.
+    func outputOfLastStart() -> String {
+        let offset = owned.withLock { $0.logOffset }
+        let window = Int(min(max(0, Files.size(logPath) - offset), 2_048))
+        let bytes = Files.tail(logPath, lines: 10, window: window).bytes
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The service's environment: PATH, HOME, LANG, TZ from procrefd, then its own `env`,
+    /// then its marker (which the service cannot override).
+    func environment(_ definition: ServiceDefinition) -> [String: String] {
+        var environment = Self.inheritedEnvironment
+        environment.merge(definition.env) { $1 }
+        let marker = processes.marker.split(separator: "=", maxSplits: 1)
+        environment[String(marker[0])] = String(marker[1])
+        return environment
+    }
+
+    /// Read once: building ProcessInfo's environment costs tens of µs, and health checks
+    /// run on every acquire.
+    static let inheritedEnvironment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "LANG", "TZ"].contains($0.key) }
+}

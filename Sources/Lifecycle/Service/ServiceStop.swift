@@ -1,0 +1,155 @@
+import AuditStore
+import Foundation
+import Posix
+
+/// The executor's stop actions (every process of the service, through the one `Teardown`)
+/// and the records the machine asks for.
+extension ServiceExecutor {
+    /// Stops every process of the service: stop_signal, up to stop_timeout_ms, then SIGKILL.
+    /// Records `service.stopping` and `service.stopped` (with the signal that ended it) when
+    /// something ran, then reports `teardownFinished`.
+    func teardown(reason: String, actor: String) async {
+        let (main, ended, definition) = owned.withLock { ($0.main, $0.mainEnded, $0.definition) }
+        let running = main != nil && !ended
+        if main != nil || processes.anyAlive(main: nil) {
+            let name = self.name
+            await context.recordLogged(NewEvent(.serviceStopping, service: name, pid: main?.pid, actor: actor,
+                                                detail: ["reason": .string(reason)]))
+            let outcome = await Teardown(loop: context.loop).stop(
+                service: processes, main: running ? main?.pid : nil, signal: definition.stopSignalNumber,
+                timeoutMs: definition.stopTimeoutMs)
+            // The exit watcher reaps the main process just after it goes: its status is for the record.
+            if let main { await waitForExitReport(of: main, timeoutMs: 1_000) }
+            let exit = owned.withLock { $0.mainExit }
+            var detail: [String: DetailValue] = [
+                "reason": .string(reason), "signal": .string(outcome == .killed ? "KILL" : definition.stopSignal.uppercased()),
+            ]
+            if main != nil { detail["exit"] = .string(ExitStatus.describe(exit)) }
+            // Recorded before it shows: status never reports a state whose record is not committed.
+            await context.writeLogged { [detail] tx in
+                try tx.updateServiceProcess(name: name, state: "stopped", pid: nil, startTime: nil)
+                try tx.append(NewEvent(.serviceStopped, service: name, pid: main?.pid, actor: actor, detail: detail))
+            }
+        }
+        owned.withLock {
+            $0.main = nil
+            $0.mainEnded = false
+            $0.mainExit = nil
+        }
+        send(.teardownFinished)
+    }
+
+    /// Waits until the exit watcher has reported `main`'s exit, at most `timeoutMs`.
+    private func waitForExitReport(of main: PidFD, timeoutMs: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let id = owned.withLock { owned -> Waiter? in
+                guard owned.main === main, !owned.mainEnded else { return nil }
+                owned.nextWaiter += 1
+                owned.exitReportWaiters[owned.nextWaiter] = continuation
+                return owned.nextWaiter
+            }
+            guard let id else { return continuation.resume() }
+            context.loop.schedule(afterMs: timeoutMs) { [weak self] in
+                self?.owned.withLock { $0.exitReportWaiters.removeValue(forKey: id) }?.resume()
+            }
+        }
+    }
+
+    /// Stops processes of the service that procrefd does not run: everything of it while
+    /// it has no main process (left by a failed start, or started by a procrefd that
+    /// crashed before recording them), else what is outside the main process's tree.
+    /// Recorded as `service.stopped` with reason `stray`. `thorough` (start-up) also looks
+    /// for the marker outside the cgroup.
+    func stopStrays(actor: String, thorough: Bool = false) async {
+        let main = mainProcess?.pid
+        guard main == nil || thorough else { return }
+        var strays = processes.members(main: nil, thorough: thorough)
+        if let main {
+            let scan = ProcessScan.now()
+            strays.subtract(scan.descendants(of: [main]).union(scan.group(main)))
+        }
+        guard !strays.isEmpty else { return }
+        let definition = self.definition
+        let teardown = Teardown(loop: context.loop)
+        var signal = definition.stopSignal.uppercased()
+        if main == nil {
+            let outcome = await teardown.stop(
+                service: processes, main: nil, signal: definition.stopSignalNumber, timeoutMs: definition.stopTimeoutMs)
+            if outcome == .killed { signal = "KILL" }
+        }
+        // Beside a running main process (whose cgroup it shares), or found by marker outside
+        // the cgroup: one by one.
+        let left = strays.compactMap { ProcessIdentity.of(pid: $0) }.filter(\.isAlive)
+        if !left.isEmpty {
+            signal = "KILL"
+            for identity in left { await teardown.kill(identity) }
+            Children.reapOrphans()
+        }
+        await context.recordLogged(NewEvent(.serviceStopped, service: name, pid: main, actor: actor, detail: [
+            "reason": "stray", "pids": .string(strays.sorted().map(String.init).joined(separator: ",")), "signal": .string(signal),
+        ]))
+    }
+
+    /// Writes what the machine asked to record.
+    func record(_ note: ServiceNote, actor: String) async {
+        let (name, pid) = (self.name, mainProcess?.pid)
+        switch note {
+        case let .ready(startupMs, reason):
+            let main = owned.withLock { $0.main }
+            await context.writeLogged { tx in
+                if let main {
+                    try tx.updateServiceProcess(name: name, state: "ready", pid: main.pid, startTime: main.identity.startTime)
+                }
+                try tx.append(NewEvent(.serviceReady, service: name, pid: pid, actor: actor, detail: ["startup_ms": .int(startupMs)]))
+                if reason == .recover { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, actor: actor)) }
+                if reason == .restart { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"])) }
+            }
+        case .startFailed(let reason):
+            let output = outputOfLastStart()
+            let spawnFailure = owned.withLock { $0.startFailure }
+            var detail: [String: DetailValue] = ["reason": .string(reason)]
+            if spawnFailure == nil {
+                detail["log"] = .string(logPath)
+                if !output.isEmpty { detail["log_tail"] = .string(output) }
+                owned.withLock {
+                    $0.startFailure = output.isEmpty ? "\(reason) (nothing in \(logPath))" : "\(reason); last output in \(logPath): \(output)"
+                }
+            }
+            await context.recordLogged(NewEvent(.serviceStartFailed, service: name, pid: pid, actor: actor, detail: detail))
+        case .exited(let status):
+            await context.recordLogged(NewEvent(.serviceExited, service: name, pid: owned.withLock { $0.main?.pid },
+                                                detail: ["exit": .string(ExitStatus.describe(status))]))
+        case let .unhealthy(reason, probes):
+            await context.recordLogged(NewEvent(.serviceUnhealthy, service: name, pid: pid, actor: actor, detail: [
+                "reason": .string(reason), "failed_probes": .int(Int64(probes)),
+            ]))
+        case .recoveryFailed(let reason):
+            let message = owned.withLock { $0.startFailure } ?? reason
+            await context.recordLogged(NewEvent(.serviceRecoveryFailed, service: name, actor: actor, detail: [
+                "reason": .string(LifecycleError.startFailed(service: name, reason: message).description),
+            ]))
+        case let .restarting(backoffMs, attempt):
+            await context.recordLogged(NewEvent(.serviceRestarting, service: name, detail: [
+                "backoff_ms": .int(Int64(backoffMs)), "attempt": .int(Int64(attempt)),
+            ]))
+        case let .failed(reason, count):
+            var detail: [String: DetailValue] = ["reason": .string(reason)]
+            if let count { detail["count"] = .int(Int64(count)) }
+            await context.recordLogged(NewEvent(.serviceFailed, service: name, actor: actor, detail: detail))
+        case .reset(let count):
+            await context.recordLogged(NewEvent(.serviceReset, service: name, actor: actor, detail: ["count": .int(Int64(count))]))
+        }
+    }
+
+    /// The error a refused waiter gets.
+    func error(for refusal: ServiceRefusal) -> LifecycleError {
+        switch refusal {
+        case .failed(let reason): return .serviceFailed(service: name, reason: reason)
+        case .startFailed(let reason): return .startFailed(service: name, reason: owned.withLock { $0.startFailure } ?? reason)
+        case .notRunning: return .serviceNotRunning(name)
+        case .notFailed: return .serviceNotFailed(name)
+        case .busy(let state): return .serviceBusy(name, state.rawValue)
+        case .stopped: return .serviceRemoving(name)
+        }
+    }
+}
