@@ -93,6 +93,8 @@ let package = Package(
             name: "ControlAPITests",
             dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // The lifecycle's pure parts (service machine, lease book, refusal folding) without processes.
+        .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Posix", "AuditStore"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),

@@ -1,0 +1,67 @@
+import Foundation
+import Posix
+import Synchronization
+import Testing
+@testable import Lifecycle
+
+@Suite("Lease book and refusals")
+struct LeaseBookTests {
+    @Test("reservations count against both limits until given back")
+    func reservations() throws {
+        let book = LeaseBook(maxLeases: 3, maxPerService: 2)
+        try book.reserve("a", now: 0)
+        try book.reserve("a", now: 0)
+        #expect(throws: LeaseBook.Refusal.self) { try book.reserve("a", now: 0) }
+        try book.reserve("b", now: 0)
+        do {
+            try book.reserve("c", now: 0)
+            Issue.record("the total limit let a fourth acquire through")
+        } catch {
+            #expect(error.overTotal && error.limit == 3)
+        }
+        book.cancelReservation("a")
+        try book.reserve("a", now: 0)
+    }
+
+    @Test("refusals are recorded at most once a second per service, the next one saying how many were folded")
+    func folding() {
+        var folding = RefusalFolding()
+        #expect(folding.refused("a", now: 0) == 0)
+        #expect(folding.refused("a", now: 10) == nil)
+        #expect(folding.refused("a", now: 999) == nil)
+        #expect(folding.refused("b", now: 999) == 0)
+        #expect(folding.refused("a", now: 1_000) == 2)
+        #expect(folding.refused("a", now: 1_001) == nil)
+    }
+
+    @Test("one acquire per Idempotency-Key at a time, in arrival order")
+    func idempotencyGate() async {
+        let gate = IdempotencyGate()
+        let order = Log()
+        await gate.enter("k")
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await gate.enter("k")
+                order.append(2)
+                gate.leave("k")
+            }
+            group.addTask {
+                await gate.enter("other")  // another key never waits
+                order.append(1)
+                gate.leave("other")
+            }
+            // Let the waiter queue, then free the key.
+            while order.entries != [1] { await Task.yield() }
+            order.append(0)
+            gate.leave("k")
+        }
+        #expect(order.entries == [1, 0, 2])
+    }
+}
+
+/// What the tasks did, in order.
+final class Log: Sendable {
+    private let state = Mutex<[Int]>([])
+    func append(_ value: Int) { state.withLock { $0.append(value) } }
+    var entries: [Int] { state.withLock { $0 } }
+}
