@@ -318,13 +318,6 @@ int procref_tcp_connect(const char *host, const char *port, int timeout_ms) {
     return connected;
 }
 
-int procref_tcp_probe(const char *host, const char *port, int timeout_ms) {
-    int fd = procref_tcp_connect(host, port, timeout_ms);
-    if (fd == -1) return -1;
-    close(fd);
-    return 0;
-}
-
 int procref_tcp_connect_begin(const char *host, const char *port, int index) {
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);

@@ -44,29 +44,6 @@ public enum Descriptor {
         if fd >= 0 { _ = procref_close(fd) }
     }
 
-    /// Reads a one-line message (without the newline) within `timeoutMs`: reads in chunks,
-    /// so the peer must send nothing after its line (holders close after `acquired`). nil on
-    /// timeout or end of file before a newline.
-    public static func readLine(_ fd: Int32, timeoutMs: Int, limit: Int = 256) -> String? {
-        var bytes: [UInt8] = []
-        let deadline = procref_monotonic_ms() + Int64(timeoutMs)
-        var chunk = [UInt8](repeating: 0, count: 64)
-        while bytes.count < limit {
-            let left = deadline - procref_monotonic_ms()
-            guard left > 0 else { return nil }
-            var ready: Int32 = 0, unused: Int32 = 0
-            let rc = procref_poll2(fd, -1, Int32(left), &ready, &unused)
-            if rc < 0 { if errno == EINTR { continue } else { return nil } }
-            if rc == 0 { return nil }
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
-            bytes += chunk[0..<n]
-            if let newline = bytes.firstIndex(of: 10) { return String(decoding: bytes[..<newline], as: UTF8.self) }
-        }
-        return nil
-    }
-
     /// Waits up to `timeoutMs` for one datagram and returns it; nil on timeout, [] on an
     /// error other than a timeout (the caller decides whether to go on).
     public static func receiveDatagram(_ fd: Int32, timeoutMs: Int, limit: Int = 128) -> [UInt8]? {

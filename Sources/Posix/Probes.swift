@@ -1,13 +1,8 @@
 import CPosixShims
 import Glibc
 
-/// Connection probes used by health checks.
+/// The daemon's own singleton probe (health checks connect through the I/O loop).
 public enum Probe {
-    /// True when a TCP connection to host:port succeeds within `timeoutMs`.
-    public static func tcp(host: String, port: Int, timeoutMs: Int) -> Result<Void, SystemCallError> {
-        procref_tcp_probe(host, String(port), Int32(timeoutMs)) == 0 ? .success(()) : .failure(.current("connect"))
-    }
-
     /// True when a connection to the Unix socket at `path` succeeds within `timeoutMs`.
     public static func unix(path: String, timeoutMs: Int) -> Result<Void, SystemCallError> {
         procref_unix_probe(path, Int32(timeoutMs)) == 0 ? .success(()) : .failure(.current("connect"))

@@ -143,8 +143,6 @@ int procref_eventfd(void);
 int procref_epoll_add_once(int epfd, int fd, int writable, uint64_t token);
 
 /* --- Sockets ---------------------------------------------------------------- */
-/** Connects to host:port (numeric IPv4/IPv6 or name) within timeout_ms; 0 on success. */
-int procref_tcp_probe(const char *host, const char *port, int timeout_ms);
 /** Connects to host:port within timeout_ms; returns the (non-blocking) fd. */
 int procref_tcp_connect(const char *host, const char *port, int timeout_ms);
 /** Connects to a Unix socket path within timeout_ms; 0 on success, -1 with errno. */

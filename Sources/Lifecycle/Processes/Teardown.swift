@@ -55,7 +55,12 @@ struct Teardown: Sendable {
             // subreaper): reap them, so that nothing of the service is left, not even a zombie.
             if signalled.contains(where: { $0 != main }) { Children.reapOrphans() }
         }
-        guard !live(processes, main: main).isEmpty else { return .nothingRan }
+        if live(processes, main: main).isEmpty {
+            // Without a cgroup, look twice a moment apart before calling it empty (see waitGone).
+            guard processes.cgroup == nil else { return .nothingRan }
+            await loop.sleep(milliseconds: Self.secondLookDelayMs)
+            guard !live(processes, main: main).isEmpty else { return .nothingRan }
+        }
         if let main { _ = try? Signals.sendToGroup(main, signal) }
         let deadline = monotonicMilliseconds() + Int64(timeoutMs)
         if await waitGone(processes, main: main, signal: signal, signalled: &signalled, until: deadline) { return .stopped }
