@@ -176,7 +176,16 @@ final class ServiceExecutor: Sendable {
     private func handle(_ event: ServiceEvent) async {
         let count = (try? kernelCount()) ?? 0
         let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: count) }
-        for action in actions { await run(action) }
+        for action in actions {
+            // A waiter that hears the answer may read status at once: show it first (the
+            // machine asks for an answer only after the records that go with it).
+            if case .answer = action { publish() }
+            await run(action)
+        }
+        publish()
+    }
+
+    private func publish() {
         owned.withLock { owned in owned.published = owned.published.updated(from: owned) }
     }
 
@@ -214,16 +223,18 @@ final class ServiceExecutor: Sendable {
     }
 
     private func mainExited(_ process: PidFD, _ status: ExitStatus?) {
-        let reported = owned.withLock { owned -> [CheckedContinuation<Void, Never>]? in
-            guard owned.main === process else { return nil }
+        let reported = owned.withLock { owned -> [CheckedContinuation<Void, Never>] in
+            guard owned.main === process else { return [] }
             owned.mainEnded = true
             owned.mainExit = status
+            // Queued under the lock a teardown reads `mainEnded` with, so that the machine
+            // hears of this exit before the teardown's `teardownFinished`, never during the
+            // next start.
+            send(.mainExited(status))
             defer { owned.exitReportWaiters = [:] }
             return Array(owned.exitReportWaiters.values)
         }
-        guard let reported else { return }
         for waiter in reported { waiter.resume() }
-        send(.mainExited(status))
     }
 
     /// Takes over a main process left running by an earlier procrefd (not our child: its

@@ -129,10 +129,12 @@ extension ServiceMachine {
         lastPassedAt = step.now
         step.actions.append(.record(.ready(startupMs: step.now - start.begunAt, reason: start.reason), actor: actor))
         let starter = startedBy
-        for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: waiter == starter))) }
+        let acquirers = takeWaiters()
+        for waiter in acquirers { step.actions.append(.answer(waiter, .ready(started: waiter == starter))) }
         for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
-        // Every lease that wanted it may have gone while it started.
-        if step.count == 0 { lastReferenceGone("last_release", actor: EventActor.procrefd, nil, &step) }
+        // Every acquirer may have gone while it started. One still waiting records its lease
+        // first, and then the end of a holder that died meanwhile, which stops the service.
+        if step.count == 0 && acquirers.isEmpty { lastReferenceGone("last_release", actor: EventActor.procrefd, nil, &step) }
     }
 
     mutating func failStart(_ reason: String, _ step: inout Step) {
