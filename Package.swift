@@ -32,23 +32,30 @@ let package = Package(
             dependencies: ["CPosixShims", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
 
+        // Text formats shared by storage, the API and the config file: RFC 3339 timestamps,
+        // JSON string literals, strict decoding (unknown keys are errors).
+        .target(name: "Wire", swiftSettings: strict),
+
         // SQLite audit log and lease/service tables; migrations are embedded at build time from ../../migrations.
         .executableTarget(name: "MigrationEmbedder", swiftSettings: strict),
         .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["MigrationEmbedder"]),
         .target(
             name: "AuditStore",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["Wire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict,
             plugins: ["EmbedMigrations"]),
 
         // HTTP server on libmicrohttpd, without domain knowledge.
         .target(name: "MicroHTTPD", dependencies: ["CMicroHTTPD"], swiftSettings: strict),
 
-        // Leases, services, holders, health checks, daemon files.
+        // The daemon's own files: state dir, flock claim and singleton probe, PID file, tokens.
+        .target(name: "Daemon", dependencies: ["Posix"], swiftSettings: strict),
+
+        // Leases, services (state machines), holders, health checks, process control.
         .target(
             name: "Lifecycle",
             dependencies: [
-                "Posix", "AuditStore", .product(name: "Logging", package: "swift-log"),
+                "Posix", "AuditStore", "Wire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
@@ -56,19 +63,19 @@ let package = Package(
         // The TOML config file: daemon settings and [services.NAME] tables.
         .target(
             name: "Configuration",
-            dependencies: ["Lifecycle", "AuditStore", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["Lifecycle", "AuditStore", "Daemon", "Wire", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict),
 
         // REST routes, JSON bodies, errors as problem+json.
         .target(
             name: "ControlAPI",
-            dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore", .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore", "Daemon", "Wire", .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict),
 
         .executableTarget(
             name: "procrefd",
             dependencies: [
-                "ControlAPI", "Configuration", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix",
+                "ControlAPI", "Configuration", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix", "Daemon", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -88,7 +95,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static", "-Xclang-linker", "-Wno-unused-command-line-argument", "-Xlinker", "--gc-sections"])]),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
-        .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore"], swiftSettings: strict),
+        .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(
             name: "ControlAPITests",
             dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", .product(name: "Logging", package: "swift-log")],

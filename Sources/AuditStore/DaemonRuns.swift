@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// One run of the daemon, as recorded at start-up.
 public struct DaemonRun: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// Which events to read: every set field must match. Cursors: `after` (ascending) and
 /// `before` (descending) are event ids.

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// Every kind of lifecycle event procrefd records.
 public enum EventKind: String, Sendable, Codable, CaseIterable {

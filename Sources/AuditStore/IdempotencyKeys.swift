@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// A remembered acquire: which lease a key produced, and for which request.
 public struct IdempotencyRecord: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// One numbered schema change from `migrations/NNNN_name.sql`.
 public struct Migration: Sendable, Equatable {

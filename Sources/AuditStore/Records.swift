@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// A service definition as stored: its JSON body and the kernel set it uses.
 public struct ServiceRecord: Sendable, Equatable {

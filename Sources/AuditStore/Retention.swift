@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Wire
 
 /// How long events are kept. nil keeps them forever.
 public struct RetentionPolicy: Sendable, Equatable {

@@ -1,7 +1,9 @@
 import AuditStore
+import Daemon
 import Foundation
 import Lifecycle
 import TOMLKit
+import Wire
 
 /// The `procrefd serve --config FILE` file (TOML). Every key is optional; command-line options
 /// override it; unknown keys are errors (a misspelt key must not be ignored).

@@ -1,8 +1,9 @@
 import AuditStore
 import Foundation
 import Lifecycle
-import MicroHTTPD
 import Metrics
+import MicroHTTPD
+import Wire
 
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
 public final class ControlAPI: HTTPResponder {

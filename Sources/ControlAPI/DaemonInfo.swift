@@ -1,4 +1,6 @@
+import Daemon
 import Lifecycle
+import Wire
 
 /// What `GET /v1/daemon` reports about this run of procrefd.
 public struct DaemonInfo: Sendable {

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import MicroHTTPD
+import Wire
 
 /// `GET /v1/events`: filters, cursor pages, long-poll (`wait_ms`) and NDJSON streaming.
 public enum EventQuery {

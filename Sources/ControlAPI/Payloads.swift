@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Lifecycle
+import Wire
 
 // JSON bodies of the API (snake_case), as openapi.yaml describes them.
 
@@ -164,6 +165,22 @@ struct ProcessPayload: Encodable {
             try c.encode(service, forKey: .service)
             try c.encode(lease, forKey: .lease)
         }
+    }
+}
+
+/// The body of `POST /v1/services/{name}/leases`.
+struct AcquireBody: Decodable {
+    var request = AcquireRequest()
+
+    init() {}
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: ["holder", "ttl_ms", "client_pid"], at: nil)
+        let c = try decoder.container(keyedBy: AnyCodingKey.self)
+        request = AcquireRequest(
+            holder: try c.decodeIfPresent(String.self, forKey: AnyCodingKey("holder")) ?? "",
+            ttlMs: try c.decodeIfPresent(Int64.self, forKey: AnyCodingKey("ttl_ms")),
+            clientPID: try c.decodeIfPresent(Int32.self, forKey: AnyCodingKey("client_pid")))
     }
 }
 

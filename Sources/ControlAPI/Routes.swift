@@ -78,7 +78,7 @@ extension ControlAPI {
                 await answerAsync {
                     let name = p["name", default: ""]
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
-                    let body = try decodeBody(AcquireRequest.self, from: request, emptyAs: AcquireRequest())
+                    let body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody()).request
                     var idempotency: IdempotencyKey?
                     if let key = request.header("idempotency-key") {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }

@@ -3,6 +3,7 @@ import Foundation
 import Lifecycle
 import MicroHTTPD
 import Synchronization
+import Wire
 
 /// `GET /v1/status[?service=]`: the daemon envelope around every service's summary.
 ///

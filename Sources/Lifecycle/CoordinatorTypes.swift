@@ -1,8 +1,4 @@
-import AuditStore
 import Foundation
-import Logging
-import Posix
-import Synchronization
 
 /// Settings of the lifecycle core.
 public struct CoordinatorConfig: Sendable {
@@ -40,7 +36,8 @@ public struct CoordinatorConfig: Sendable {
 }
 
 /// An acquire request: at least one of `ttlMs` / `clientPID`; neither → the default TTL.
-public struct AcquireRequest: Sendable, Decodable, Equatable {
+/// (The API's JSON body is decoded in ControlAPI.)
+public struct AcquireRequest: Sendable, Equatable {
     public var holder: String
     public var ttlMs: Int64?
     public var clientPID: Int32?
@@ -49,20 +46,6 @@ public struct AcquireRequest: Sendable, Decodable, Equatable {
         self.holder = holder
         self.ttlMs = ttlMs
         self.clientPID = clientPID
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case holder
-        case ttlMs = "ttl_ms"
-        case clientPID = "client_pid"
-    }
-
-    public init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: ["holder", "ttl_ms", "client_pid"], at: nil)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        holder = try c.decodeIfPresent(String.self, forKey: .holder) ?? ""
-        ttlMs = try c.decodeIfPresent(Int64.self, forKey: .ttlMs)
-        clientPID = try c.decodeIfPresent(Int32.self, forKey: .clientPID)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 
 /// How procrefd decides a service is healthy.
 public enum HealthCheckKind: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Posix
+import Wire
 
 /// Why a lifecycle operation was refused or failed. The API maps each case to a status.
 public enum LifecycleError: Error, Sendable, CustomStringConvertible {

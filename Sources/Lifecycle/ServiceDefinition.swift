@@ -1,5 +1,6 @@
 import Foundation
 import Posix
+import Wire
 
 /// A shared service as defined through `PUT /v1/services/{name}` or the config file. The
 /// command is an argv array, never a shell string.

@@ -3,6 +3,7 @@ import AuditStore
 import ControlAPI
 import Foundation
 import Glibc
+import Wire
 
 /// `procrefd events`: the audit log read straight from the database (read-only, safe while
 /// the daemon runs, works while it is down).

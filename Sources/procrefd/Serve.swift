@@ -2,6 +2,7 @@ import ArgumentParser
 import AuditStore
 import Configuration
 import ControlAPI
+import Daemon
 import Foundation
 import Lifecycle
 import Logging
@@ -9,6 +10,7 @@ import Metrics
 import MicroHTTPD
 import Posix
 import Prometheus
+import Wire
 
 /// `procrefd serve`: claims the state directory, reconciles with the kernel and the live
 /// processes, serves until SIGTERM/SIGINT or `POST /v1/daemon/stop`, then drains or hands off.

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Testing
+import Wire
 
 @Suite("Audit store")
 struct AuditStoreTests {

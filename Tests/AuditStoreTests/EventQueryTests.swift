@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Testing
+import Wire
 
 @Suite("Event queries, group commit, retention")
 struct EventQueryTests {

@@ -2,6 +2,7 @@ import AuditStore
 import Foundation
 import Posix
 import Synchronization
+import Wire
 
 /// Acquiring a lease: validation, the limits, idempotency, a holder, the service's machine.
 extension Coordinator {

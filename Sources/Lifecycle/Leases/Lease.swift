@@ -2,6 +2,7 @@ import AuditStore
 import Foundation
 import Posix
 import Synchronization
+import Wire
 
 /// How a lease ended.
 public enum LeaseEnd: String, Sendable {
@@ -54,7 +55,7 @@ public enum LeaseEnd: String, Sendable {
 }
 
 /// A lease's public description.
-public struct LeaseInfo: Sendable, Codable, Equatable {
+public struct LeaseInfo: Sendable, Equatable {
     public let id: String
     public let service: String
     public let holder: String
@@ -63,15 +64,6 @@ public struct LeaseInfo: Sendable, Codable, Equatable {
     public let ttlMs: Int64?
     public let acquiredAt: String
     public let expiresAt: String?
-
-    public enum CodingKeys: String, CodingKey {
-        case id, service, holder
-        case holderPID = "holder_pid"
-        case clientPID = "client_pid"
-        case ttlMs = "ttl_ms"
-        case acquiredAt = "acquired_at"
-        case expiresAt = "expires_at"
-    }
 }
 
 /// One live lease: its holder process and who is waiting for that process to exit.

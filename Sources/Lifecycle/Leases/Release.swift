@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import Wire
 
 /// Ending leases: release, keepalive, holder exits, and the lease queries.
 extension Coordinator {

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import Wire
 
 /// What owns a managed process.
 public enum ProcessOwner: Sendable, Equatable {

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import Wire
 
 /// What applying the config file's services changed.
 public struct ConfigServicesChange: Sendable, Equatable {

@@ -3,6 +3,7 @@ import AuditStore
 import Configuration
 import Foundation
 import Lifecycle
+import Wire
 
 /// `procrefd services`: a table like `supervisorctl status`.
 struct ServicesCommand: ParsableCommand {

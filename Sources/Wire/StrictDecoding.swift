@@ -1,4 +1,4 @@
-/// A field of a request that is not acceptable.
+/// A field of a request, a stored definition or a config file that is not acceptable.
 public struct DefinitionError: Error, Sendable, Equatable, CustomStringConvertible {
     public let field: String
     public let message: String

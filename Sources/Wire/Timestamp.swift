@@ -1,7 +1,5 @@
 import Foundation
 import Glibc
-import GRDB
-import Synchronization
 
 /// UTC RFC 3339 timestamps with milliseconds: sortable as text.
 public enum Timestamp {
