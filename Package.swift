@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(
             name: "ControlAPITests",
-            dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", "Daemon", "Wire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The lifecycle's pure parts (service machine, lease book, refusal folding) without processes.
         .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Posix", "AuditStore"], swiftSettings: strict),

@@ -9,7 +9,7 @@ import Wire
 public final class ControlAPI: HTTPResponder {
     public static let version = "0.1.0"
 
-    let coordinator: Coordinator
+    let coordinator: any LifecycleCore
     let store: AuditStore
     let access: AccessPolicy
     let startedAt = Date()
@@ -19,7 +19,7 @@ public final class ControlAPI: HTTPResponder {
     ///   - metrics: renders the Prometheus text exposition for `GET /metrics`.
     ///   - longPollLimitMs: the longest `GET /v1/events?wait_ms=` is held.
     public init(
-        coordinator: Coordinator, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
+        coordinator: any LifecycleCore, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8] = { [] }, longPollLimitMs: Int = EventQuery.maxWaitMs,
         requestStop: @escaping StopRequester
     ) {

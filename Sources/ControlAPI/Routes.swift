@@ -6,7 +6,7 @@ import MicroHTTPD
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
-        coordinator: Coordinator, store: AuditStore, access: AccessPolicy, startedAt: Date, daemon: DaemonInfo,
+        coordinator: any LifecycleCore, store: AuditStore, access: AccessPolicy, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, requestStop: @escaping StopRequester
     ) -> [Route] {
         let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)

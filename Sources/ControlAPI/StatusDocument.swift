@@ -19,7 +19,7 @@ final class StatusDocument: Sendable {
         let tag: String
     }
 
-    private let coordinator: Coordinator
+    private let coordinator: any LifecycleCore
     /// Monotonic seconds at start, for the uptime.
     private let started: TimeInterval
     private let head: [UInt8]
@@ -27,7 +27,7 @@ final class StatusDocument: Sendable {
     private let tail: [UInt8]
     private let lastFullAnswer = Mutex<Rendered?>(nil)
 
-    init(coordinator: Coordinator, startedAt: Date, version: String) {
+    init(coordinator: any LifecycleCore, startedAt: Date, version: String) {
         self.coordinator = coordinator
         started = ProcessInfo.processInfo.systemUptime
         head = Array(#"{"pid":\#(getpid()),"services":"#.utf8)

@@ -30,7 +30,7 @@ public enum Telemetry {
     }
 
     /// Scrape-time gauges: what the coordinator holds right now.
-    public static func recordState(of coordinator: Coordinator) {
+    public static func recordState(of coordinator: any LifecycleCore) {
         let statuses = coordinator.serviceStatuses()
         var holders = 0
         for status in statuses {

@@ -1,0 +1,27 @@
+import Foundation
+
+/// What the API asks of the lifecycle core. `Coordinator` is the real one; API tests
+/// answer with a stand-in, so request and response handling is tested without processes.
+public protocol LifecycleCore: Sendable {
+    func serviceStatuses() -> [ServiceStatus]
+    func serviceSummaries() -> [ServiceSummary]
+    func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus
+    func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool
+    func removeService(_ name: String, actor: String) async throws(LifecycleError)
+    func logPath(of name: String) throws(LifecycleError) -> String
+    func restartService(_ name: String, actor: String) async throws(LifecycleError)
+    func resetService(_ name: String, actor: String) async throws(LifecycleError)
+
+    func acquire(service name: String, request: AcquireRequest, actor: String, idempotency key: IdempotencyKey?) async throws(LifecycleError)
+        -> LeaseGrant
+    func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult
+    func keepalive(id: String, actor: String) async throws(LifecycleError) -> LeaseInfo
+    func leaseInfos(service: String?) -> [LeaseInfo]
+    func leaseInfo(id: String) throws(LifecycleError) -> LeaseInfo
+
+    func managedProcess(_ pid: Int32) throws(LifecycleError) -> ManagedProcess
+    func signalProcess(_ pid: Int32, signalName: String, actor: String) async throws(LifecycleError) -> ManagedProcess
+    func stopProcess(_ pid: Int32, timeoutMs: Int, actor: String) async throws(LifecycleError) -> StopOutcome
+}
+
+extension Coordinator: LifecycleCore {}
