@@ -21,13 +21,31 @@ def build_loadgen():
     subprocess.run([compiler, "-O2", "-pthread", "-o", out, LOADGEN_SOURCE], check=True)
     LOADGEN = out
 
-def loadgen(args, seconds):
-    """Runs the native load generator; returns (cycles/s, p50 ms, p99 ms)."""
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+
+def process_cpu_us(pid):
+    """utime + stime of one process (not its children), in µs."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_US
+
+def machine_busy_us():
+    """CPU time spent by the whole machine (all cores) outside idle and iowait, in µs."""
+    values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) * TICK_US
+
+def loadgen(args, seconds, server_pid=None):
+    """Runs the native load generator; returns (cycles/s, p50 ms, p99 ms, server CPU µs per
+    cycle, machine CPU µs per cycle); the CPU figures are nan without `server_pid`."""
+    before = (process_cpu_us(server_pid), machine_busy_us()) if server_pid else None
     out = subprocess.run([LOADGEN, args[0], str(args[1]), str(args[2]), str(seconds)] + list(args[3:]),
                          capture_output=True, text=True)
     result = json.loads(out.stdout)
     assert result["cycles"] > 0 and result["errors"] == 0, (out.stdout, out.stderr)
-    return result["cycles_per_s"], result["p50_ms"], result["p99_ms"]
+    server = machine = float("nan")
+    if before:
+        server = (process_cpu_us(server_pid) - before[0]) / result["cycles"]
+        machine = (machine_busy_us() - before[1]) / result["cycles"]
+    return result["cycles_per_s"], result["p50_ms"], result["p99_ms"], server, machine
 
 def pct(values, p):
     values = sorted(values)
@@ -122,7 +140,7 @@ class Procrefd:
         shutil.rmtree(self.state, ignore_errors=True)
 
 def procrefd_cycles(p, clients, seconds):
-    return loadgen(["procrefd", p.port, clients, p.token, "ready"], seconds)
+    return loadgen(["procrefd", p.port, clients, p.token, "ready"], seconds, p.proc.pid)
 
 async def bench_procrefd_cycles(p, concurrencies, seconds):
     await p.define("ready")
@@ -180,7 +198,7 @@ async def bench_etcd_cycles(e, concurrencies, seconds):
     results = {}
     for n in concurrencies:
         loadgen(["etcd", e.port, n], 0.5)
-        results[n] = loadgen(["etcd", e.port, n], seconds)
+        results[n] = loadgen(["etcd", e.port, n], seconds, e.proc.pid)
     return results
 
 # ---------------------------------------------------------------- other measurements
@@ -230,7 +248,7 @@ async def bench_held(p, targets):
         need = target - len(held)
         await asyncio.gather(*(take(c, need // len(conns) + (1 if i < need % len(conns) else 0)) for i, c in enumerate(conns)))
         sample = [pss_kib(l["holder_pid"]) for l in held[:: max(1, len(held) // 200)]]
-        _, p50, _ = procrefd_cycles(p, 1, 2)
+        p50 = procrefd_cycles(p, 1, 2)[1]
         out[target] = (statistics.median(sample), p.rss_kib(), p50)
     for c in conns:
         c.close()
@@ -299,11 +317,14 @@ def main():
     say()
     say("## Lease cycles (acquire + release) on a ready service")
     say()
-    say("| system | clients | cycles/s | p50 ms | p99 ms |")
-    say("|---|---:|---:|---:|---:|")
+    say("CPU per cycle: the server process's utime+stime, and the whole machine's busy time")
+    say("(loadgen, holders and the service's health accepts included), divided by cycles.")
+    say()
+    say("| system | clients | cycles/s | p50 ms | p99 ms | server CPU µs/cycle | machine CPU µs/cycle |")
+    say("|---|---:|---:|---:|---:|---:|---:|")
     for name, rows in results.items():
-        for n, (rate, p50, p99) in rows.items():
-            say(f"| {name} | {n} | {rate:,.0f} | {p50:.2f} | {p99:.2f} |")
+        for n, (rate, p50, p99, server, machine) in rows.items():
+            say(f"| {name} | {n} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {server:,.0f} | {machine:,.0f} |")
     say()
     say("Ratios (procrefd cycles/s ÷ etcd cycles/s, equal durability):")
     say()
