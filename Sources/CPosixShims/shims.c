@@ -219,6 +219,23 @@ int procref_poll2(int fd0, int fd1, int timeout_ms, int *ready0, int *ready1) {
     return rc;
 }
 
+int procref_poll3(int fd0, int fd1, int fd2, int timeout_ms, int *ready0, int *ready1, int *ready2) {
+    struct pollfd fds[3] = {{.fd = fd0, .events = POLLIN}, {.fd = fd1, .events = POLLIN}, {.fd = fd2, .events = POLLIN}};
+    int rc = poll(fds, 3, timeout_ms);
+    int *ready[3] = {ready0, ready1, ready2};
+    for (int i = 0; i < 3; i++)
+        *ready[i] = rc > 0 && fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    return rc;
+}
+
+ssize_t procref_read(int fd, void *buf, size_t count) {
+    ssize_t n;
+    do {
+        n = read(fd, buf, count);
+    } while (n == -1 && errno == EINTR);
+    return n;
+}
+
 ssize_t procref_write(int fd, const void *buf, size_t count) {
     ssize_t n;
     do {

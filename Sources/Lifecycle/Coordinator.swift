@@ -33,6 +33,11 @@ public final class Coordinator: Sendable {
             loop: loop, executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize,
             releaseReports: releaseReports.holderEnd)
         try registry.load()
+        holders.leaseHolderExited.withLock {
+            $0 = { [weak self] lease, status in
+                if lease.holderExited(status) { self?.handleUnexpectedExit(lease) }
+            }
+        }
     }
 
     /// `<own cgroup>/procrefd-<scope>` where cgroup v2 is mounted and procrefd may create

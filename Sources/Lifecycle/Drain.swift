@@ -17,7 +17,7 @@ extension Coordinator {
         await holders.shutdown()
         for service in registry.all {
             for lease in leases.leases(of: service.name) where lease.beginManaging() {
-                let status = await end(lease, signal: SIGTERM)
+                let status = await end(lease)
                 let count = (try? service.kernelCount()) ?? -1
                 let write = submitEnd(lease, reason: .revoked, count: count, status: status, actor: actor, extra: ["reason": "shutdown"])
                 lease.setPhase(.ended)

@@ -1,20 +1,25 @@
 import CPosixShims
 
-/// procref-holder: holds one lease as one kernel reference.
+/// procref-holder: holds one lease at a time as one kernel reference.
 ///
 /// Usage: `procref-holder SEMID TTL_MS CLIENT_PID` with descriptor 3 a pipe to procrefd, or
-/// `procref-holder --pool PADDING` with descriptor 3 a socket: a pre-spawned idle holder that
-/// waits for one line `SEMID TTL_MS CLIENT_PID` (and exits quietly on end of file, when
-/// procrefd is gone), then shows those in its command line (PADDING makes room) and goes on
-/// as the first form. It adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, writes `acquired\n`
-/// on descriptor 3, then waits. Whatever way it exits, the kernel undoes the +1.
+/// `procref-holder --pool PADDING` with descriptor 3 a socket: an idle holder that waits for
+/// one line `SEMID TTL_MS CLIENT_PID` (and exits quietly on end of file, when procrefd is
+/// gone), then shows those in its command line (PADDING makes room) and holds that lease.
+/// It adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, writes `acquired\n` on descriptor 3,
+/// then waits. Whatever way it exits, the kernel undoes the +1.
 ///
-/// On a release (SIGTERM/SIGINT/SIGHUP) it gives its reference back itself (`-1 | SEM_UNDO`,
-/// which also clears its undo entry) and, when descriptor 4 is procrefd's datagram socket,
-/// sends its pid there, so procrefd can answer the release without waiting for the exit.
+/// On a release it gives its reference back itself (`-1 | SEM_UNDO`, which also clears its
+/// undo entry) and, when descriptor 4 is procrefd's datagram socket, sends its pid there, so
+/// procrefd can answer the release without waiting for an exit. A release is the line
+/// `release` on its socket: a pooled holder then shows `--pool` again and waits for its next
+/// lease (it holds nothing meanwhile); procrefd retires it by closing the socket. A release
+/// by signal (SIGTERM/SIGINT/SIGHUP, from anyone) ends the process, so whoever sent it sees
+/// the lease end with the exit. The socket closing while a lease is held (procrefd gone)
+/// changes nothing: the lease stays held.
 ///
-/// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP),
-/// 3 TTL expired, 4 the watched client exited, 2 usage, 10 client pid unusable,
+/// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP) or
+/// retired, 3 TTL expired, 4 the watched client exited, 2 usage, 10 client pid unusable,
 /// 11 semop failed. SIGUSR1 is a keepalive: the deadline moves to now + TTL.
 @main
 struct Holder {
@@ -28,15 +33,20 @@ struct Holder {
         guard signalFD >= 0 else { fail("signalfd", code: 2) }
         var semid: Int64 = 0, ttlMs: Int64 = 0, clientPid: Int64 = 0
         if procref_argc() == 3, let mode = procref_argv(1), mode.pointee == 45 /* "-" */ {
-            waitForCommand(signalFD: signalFD, &semid, &ttlMs, &clientPid)
-        } else {
-            guard procref_argc() == 4, let s = argument(1), let t = argument(2), let c = argument(3) else { fail("usage", code: 2) }
-            semid = s
-            ttlMs = t
-            clientPid = c
+            while true {
+                waitForCommand(signalFD: signalFD, &semid, &ttlMs, &clientPid)
+                hold(semid: semid, ttlMs: ttlMs, clientPid: clientPid, signalFD: signalFD)
+            }
         }
-        guard semid >= 0, ttlMs >= 0, clientPid >= 0 else { fail("usage", code: 2) }
+        guard procref_argc() == 4, let s = argument(1), let t = argument(2), let c = argument(3) else { fail("usage", code: 2) }
+        hold(semid: s, ttlMs: t, clientPid: c, signalFD: signalFD)
+        procref_exit(0)
+    }
 
+    /// Holds one lease until it is released (then returns, the reference given back), or
+    /// ends with it (TTL, client exit: the process exits and the kernel undoes the +1).
+    static func hold(semid: Int64, ttlMs: Int64, clientPid: Int64, signalFD: Int32) {
+        guard semid >= 0, ttlMs >= 0, clientPid >= 0 else { fail("usage", code: 2) }
         var clientFD: Int32 = -1
         if clientPid > 0 {
             clientFD = procref_pidfd_open(Int32(clientPid))
@@ -46,8 +56,8 @@ struct Holder {
             fail("semop", code: 11)
         }
         report("acquired\n")
-        _ = procref_close(reportFD)
 
+        var commandFD: Int32 = reportFD
         var deadline: Int64 = ttlMs > 0 ? procref_monotonic_ms() + ttlMs : -1
         while true {
             var timeout: Int32 = -1
@@ -56,9 +66,8 @@ struct Holder {
                 if left <= 0 { procref_exit(3) }
                 timeout = Int32(min(left, Int64(Int32.max)))
             }
-            var signalReady: Int32 = 0
-            var clientReady: Int32 = 0
-            let rc = procref_poll2(signalFD, clientFD, timeout, &signalReady, &clientReady)
+            var signalReady: Int32 = 0, clientReady: Int32 = 0, commandReady: Int32 = 0
+            let rc = procref_poll3(signalFD, clientFD, commandFD, timeout, &signalReady, &clientReady, &commandReady)
             if rc < 0 { continue }  // EINTR
             if clientReady != 0 { procref_exit(4) }
             if signalReady != 0 {
@@ -67,25 +76,37 @@ struct Holder {
                     if ttlMs > 0 { deadline = procref_monotonic_ms() + ttlMs }
                 } else if signo > 0 {
                     release(semid: Int32(semid))
+                    procref_exit(0)
+                }
+            }
+            if commandReady != 0 {
+                // procrefd sends nothing but `release\n` while a lease is held, in one write.
+                var line = [UInt8](repeating: 0, count: 16)
+                let n = line.withUnsafeMutableBufferPointer { procref_read(commandFD, $0.baseAddress, $0.count) }
+                if n <= 0 {
+                    commandFD = -1  // procrefd is gone: hold on, for the next one to re-adopt
+                } else if line[0] == 114 /* "r"elease */ {
+                    showIdle()  // before the report: once procrefd hears it, the holder is idle
+                    release(semid: Int32(semid))
+                    if clientFD >= 0 { _ = procref_close(clientFD) }
+                    return
                 }
             }
         }
     }
 
-    /// Gives the reference back, tells procrefd (best effort: the exit gives it back anyway
-    /// and procrefd also watches for the exit), and exits 0.
-    static func release(semid: Int32) -> Never {
-        // IPC_NOWAIT (2048): a count someone else zeroed must not block the exit.
-        if procref_semop2(semid, 0, -1, Int16(procref_sem_undo_flag()) | 2048, 1, 0, 0, 0) == 0 {
-            var message = decimal(Int64(procref_getpid()))
-            message.append(10)
-            message.withUnsafeBufferPointer { _ = procref_send_datagram(releaseReportFD, $0.baseAddress, $0.count) }
-        }
-        procref_exit(0)
+    /// Gives the reference back and tells procrefd (best effort: an exit would give it back
+    /// anyway, and procrefd also watches for exits). A count someone else zeroed must not
+    /// block (IPC_NOWAIT, 2048); then the holder exits, since its undo entry is not clean.
+    static func release(semid: Int32) {
+        guard procref_semop2(semid, 0, -1, Int16(procref_sem_undo_flag()) | 2048, 1, 0, 0, 0) == 0 else { procref_exit(0) }
+        var message = decimal(Int64(procref_getpid()))
+        message.append(10)
+        message.withUnsafeBufferPointer { _ = procref_send_datagram(releaseReportFD, $0.baseAddress, $0.count) }
     }
 
     /// Pool mode: waits for `SEMID TTL CLIENT` on descriptor 3. A control signal or the end of
-    /// the stream (procrefd gone) ends the idle holder, which holds nothing yet.
+    /// the stream (procrefd gone, or retiring it) ends the idle holder, which holds nothing.
     static func waitForCommand(signalFD: Int32, _ semid: inout Int64, _ ttlMs: inout Int64, _ clientPid: inout Int64) {
         while true {
             var signalReady: Int32 = 0
@@ -108,6 +129,12 @@ struct Holder {
         text.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { procref_set_arguments($0) }
         }
+    }
+
+    /// Shows `--pool` as the command line again: the holder holds nothing now.
+    static func showIdle() {
+        let text: StaticString = "--pool"
+        text.utf8Start.withMemoryRebound(to: CChar.self, capacity: text.utf8CodeUnitCount + 1) { procref_set_arguments($0) }
     }
 
     static func decimal(_ number: Int64) -> [UInt8] {

@@ -37,7 +37,8 @@ struct LeaseLifecycleTests {
             #expect(release1.json["service_stopped"] as? Bool == false)
             #expect(try daemon.kernelCount(name) == 1)
             #expect(isAlive(Int32(servicePID)))
-            #expect(!isAlive(Int32(firstHolder)))
+            // Released, the holder holds nothing: gone, or back in the pool for a later lease.
+            #expect(!isAlive(Int32(firstHolder)) || arguments(of: Int32(firstHolder)).dropFirst().first == "--pool")
 
             let release2 = try daemon.unix.send("DELETE", "/v1/leases/\(secondID)")
             #expect(release2.status == 200)
@@ -74,6 +75,37 @@ struct LeaseLifecycleTests {
             let leases = try daemon.unix.get("/v1/leases?service=\(name)").json["leases"] as? [[String: Any]]
             #expect(leases?.isEmpty == true)
         }
+    }
+
+    @Test("a released holder serves the next lease: idle it shows --pool and holds nothing; killed, it ends only its lease")
+    func reusedHolder() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("reuse")
+            _ = try daemon.defineSocketService(name, extra: ["linger_ms": 60_000])
+            let first = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            let holder = Int32(try #require(first.json["holder_pid"] as? Int))
+            #expect(arguments(of: holder).dropFirst().first == daemon.semaphoreSet(name).map { String($0.id) })
+            #expect(try daemon.unix.send("DELETE", "/v1/leases/\(first.json["id"] as? String ?? "")").status == 200)
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(eventually { arguments(of: holder).dropFirst().first == "--pool" }, "\(arguments(of: holder))")
+
+            let second = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(second.json["holder_pid"] as? Int == Int(holder))
+            #expect(second.json["count"] as? Int == 1)
+            let third = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(third.json["holder_pid"] as? Int != Int(holder))
+            kill(holder, SIGKILL)
+            #expect(eventually { (try? daemon.kernelCount(name)) == 1 })
+            #expect(eventually { (try? daemon.eventKinds(service: name).filter { $0 == "lease.lost" }.count) == 1 })
+            let live = try daemon.unix.get("/v1/leases?service=\(name)").json["leases"] as? [[String: Any]]
+            #expect(live?.compactMap { $0["id"] as? String } == [third.json["id"] as? String].compactMap { $0 })
+        }
+    }
+
+    /// A process's argv, as /proc shows it now.
+    func arguments(of pid: Int32) -> [String] {
+        let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+        return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
     }
 
     @Test("a TTL lease without keepalive expires no earlier than its TTL; keepalive extends it")

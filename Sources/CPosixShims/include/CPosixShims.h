@@ -101,6 +101,10 @@ int64_t procref_monotonic_ms(void);
  * *ready0 / *ready1 to 1 when that descriptor is readable or hung up.
  */
 int procref_poll2(int fd0, int fd1, int timeout_ms, int *ready0, int *ready1);
+/** poll() for readability on three descriptors (any may be -1); the readiness of each. */
+int procref_poll3(int fd0, int fd1, int fd2, int timeout_ms, int *ready0, int *ready1, int *ready2);
+/** read(), retried on EINTR. */
+ssize_t procref_read(int fd, void *buf, size_t count);
 ssize_t procref_write(int fd, const void *buf, size_t count);
 int procref_close(int fd);
 void procref_exit(int code) __attribute__((noreturn));

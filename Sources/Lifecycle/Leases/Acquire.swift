@@ -111,22 +111,23 @@ extension Coordinator {
 
     /// A holder holding its reference, watched, as a lease still `managed`.
     private func launchHolder(for service: ServiceExecutor, request: AcquireRequest, ttlMs: Int64?) async throws(LifecycleError) -> Lease {
-        let holder: PidFD
+        let pooled: HolderProcess
         do {
-            holder = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+            pooled = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
         } catch {
             switch error {
             case .clientGone: throw .clientNotRunning(request.clientPID ?? 0)
             case .other(let message): throw .holder(message)
             }
         }
+        let holder = pooled.process
         let now = Date()
         let info = LeaseInfo(
             id: Self.newLeaseID(), service: service.name, holder: request.holder, holderPID: holder.pid,
             clientPID: request.clientPID, ttlMs: ttlMs, acquiredAt: Timestamp.format(now),
             expiresAt: ttlMs.map { Timestamp.format(now.addingTimeInterval(Double($0) / 1000)) })
-        let lease = Lease(info: info, holder: holder)
-        try watch(lease)
+        let lease = Lease(info: info, holder: holder, pooled: pooled)
+        pooled.attach(lease)
         return lease
     }
 
@@ -158,7 +159,7 @@ extension Coordinator {
     /// Ends the holder of a lease that was not granted; a service nobody counts any more is
     /// stopped (or lingers).
     private func undo(_ lease: Lease, of service: ServiceExecutor, actor: String) async {
-        await end(lease, signal: SIGTERM)
+        await end(lease)
         if (try? service.kernelCount()) == 0 { service.send(.lastReferenceGone(reason: "acquire_failed", actor: actor, nil)) }
     }
 

@@ -5,8 +5,11 @@ import Synchronization
 
 /// Starts lease holders. A few idle `procref-holder --pool` processes wait, each on its own
 /// socket, holding nothing; taking one is a socket round trip (~tens of µs) instead of a
-/// spawn and exec (~0.2 ms here). The pool is refilled in the background; an idle holder
-/// whose socket closes (procrefd gone) exits on its own.
+/// spawn and exec (~0.2 ms, and ~1 ms of CPU in a VM where glibc's start-up CPUID probes
+/// trap). A holder whose lease was released returns to the pool and serves another, up to
+/// `maxLeasesPerHolder`; the pool is refilled in the background. An idle holder whose
+/// socket closes (procrefd gone, or retired) exits on its own. Each holder's exit is
+/// watched once, for its whole life, and passed to the lease it holds then.
 final class HolderPool: Sendable {
     let loop: IOLoop
     let executable: String
@@ -16,19 +19,18 @@ final class HolderPool: Sendable {
     let releaseReports: Int32
     /// How long a holder may take to report that it holds its reference.
     let reportTimeoutMs = 5_000
+    /// A holder retires after this many leases (bounding what a long-lived process may leak).
+    static let maxLeasesPerHolder = 1_000
+    /// Told when a holder exits while it holds a lease (see `Lease.holderExited`).
+    let leaseHolderExited = Mutex<(@Sendable (Lease, ExitStatus?) -> Void)?>(nil)
 
     enum Failure: Error {
         case clientGone
         case other(String)
     }
 
-    private struct Idle: Sendable {
-        let process: PidFD
-        let socket: Int32
-    }
-
     private struct State {
-        var idle: [Idle] = []
+        var idle: [HolderProcess] = []
         /// The refill thread is alive (it ends after a quiet second).
         var refillerRunning = false
         var closed = false
@@ -50,27 +52,25 @@ final class HolderPool: Sendable {
 
     /// A holder holding one reference on `semaphoreID`, with the kernel count including it.
     /// On failure nothing is left running.
-    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) async throws(Failure) -> PidFD {
+    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) async throws(Failure) -> HolderProcess {
         defer { refillInBackground() }
         let command = Array("\(semaphoreID) \(ttlMs ?? 0) \(clientPID ?? 0)\n".utf8)
         // An idle holder may have died meanwhile: then try a fresh one.
         for attempt in 0..<2 {
-            let idle: Idle
+            let holder: HolderProcess
             if attempt == 0, let pooled = state.withLock({ $0.idle.popLast() }) {
-                idle = pooled
+                holder = pooled
             } else {
-                do { idle = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
+                do { holder = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
             }
             // A line into an idle socket's empty buffer: the write cannot block.
-            guard Descriptor.writeAll(idle.socket, command) else {
-                Descriptor.close(idle.socket)
-                await discard(idle.process)
+            guard !holder.hasExited, holder.send(command), let socket = holder.socket else {
+                await discard(holder)
                 continue
             }
-            let report = await loop.readLine(idle.socket, timeoutMs: reportTimeoutMs)
-            Descriptor.close(idle.socket)
-            if report == "acquired" { return idle.process }
-            await discard(idle.process)
+            let report = await loop.readLine(socket, timeoutMs: reportTimeoutMs)
+            if report == "acquired" { return holder }
+            await discard(holder)
             if let report, report.hasPrefix("error client") { throw .clientGone }
             if report != nil || attempt == 1 {
                 throw .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
@@ -79,41 +79,78 @@ final class HolderPool: Sendable {
         throw .other("no holder could be started")
     }
 
-    /// Stops the idle holders (they hold nothing) and reaps them.
+    /// Takes back a holder whose lease was released (it reported giving its reference back):
+    /// it waits for another lease, last in, first out, or retires when the pool is full or
+    /// closed, or it served `maxLeasesPerHolder` leases.
+    func recycle(_ holder: HolderProcess) {
+        holder.detach()
+        let kept = state.withLock { state -> Bool in
+            // Up to twice the refill target: a recycled holder is cheaper than the spawn that
+            // would otherwise refill the pool after the next launch.
+            guard !state.closed, !holder.hasExited, state.idle.count < 2 * size, holder.served < Self.maxLeasesPerHolder else {
+                return false
+            }
+            state.idle.append(holder)
+            return true
+        }
+        if !kept { holder.retire() }
+    }
+
+    /// Stops the idle holders (they hold nothing).
     func shutdown() async {
-        let idle = state.withLock { state -> [Idle] in
+        let idle = state.withLock { state -> [HolderProcess] in
             state.closed = true
             defer { state.idle = [] }
             return state.idle
         }
         refillWanted.signal()  // the refill thread sees `closed` and ends
-        for holder in idle {
-            Descriptor.close(holder.socket)
-            await discard(holder.process)
-        }
+        for holder in idle { await discard(holder) }
     }
 
-    private func spawnIdle() throws(SystemCallError) -> Idle {
+    private func spawnIdle() throws(SystemCallError) -> HolderProcess {
         let pair = try SocketPair()
         var options = Spawner.Options()
         options.newSession = true
         options.passedDescriptor = pair.second
         options.secondPassedDescriptor = releaseReports
+        let process: PidFD
         do {
-            let identity = try spawner.spawn(arguments: [executable, "--pool", Self.padding], environment: [:], options: options)
+            process = try PidFD(child: try spawner.spawn(arguments: [executable, "--pool", Self.padding], environment: [:], options: options))
             Descriptor.close(pair.second)
-            return Idle(process: try PidFD(child: identity), socket: pair.first)
         } catch {
             Descriptor.close(pair.first)
             Descriptor.close(pair.second)
             throw error
         }
+        let holder = HolderProcess(process: process, socket: pair.first)
+        do {
+            try loop.watchExit(of: process) { [weak self] status in self?.exited(holder, status) }
+        } catch {
+            try? process.signal(SIGKILL)
+            _ = process.waitForExit(timeoutMs: 1_000)
+            holder.retire()
+            throw error
+        }
+        return holder
     }
 
-    /// Kills and reaps a holder that never took a lease.
-    private func discard(_ process: PidFD) async {
-        await Teardown(loop: loop).kill(process.identity)
-        _ = process.reap()
+    /// A holder's exit (on the I/O loop): an idle one leaves the pool, a leased one tells its
+    /// lease. One being launched is left to the launch, which reads its socket.
+    private func exited(_ holder: HolderProcess, _ status: ExitStatus?) {
+        let lease = holder.exited(status)
+        let wasIdle = state.withLock { state -> Bool in
+            guard let index = state.idle.firstIndex(where: { $0 === holder }) else { return false }
+            state.idle.remove(at: index)
+            return true
+        }
+        if wasIdle || lease != nil { holder.retire() }
+        if let lease, let handler = leaseHolderExited.withLock({ $0 }) { handler(lease, status) }
+    }
+
+    /// Kills a holder that holds no lease and waits until it is gone (its exit watch reaps it).
+    private func discard(_ holder: HolderProcess) async {
+        await Teardown(loop: loop).kill(holder.process.identity)
+        holder.retire()
     }
 
     /// Asks the refill thread for more idle holders, starting it if it is not running. One
@@ -145,12 +182,8 @@ final class HolderPool: Sendable {
                     state.idle.append(idle)
                     return true
                 }
-                if !kept {
-                    // The refill thread is its own, not the cooperative pool's: it may wait.
-                    Descriptor.close(idle.socket)
-                    try? idle.process.signal(SIGKILL)
-                    _ = idle.process.waitForExit(timeoutMs: 1_000)
-                }
+                // Its socket closing ends an idle holder; its exit watch reaps it.
+                if !kept { idle.retire() }
             }
             // Decided under the lock, so a holder taken meanwhile either sees the thread still
             // running (and signals it) or starts a new one.

@@ -86,13 +86,17 @@ final class Lease: Sendable {
     }
 
     let holder: PidFD
+    /// The pool's holder process when the lease runs on a pooled holder (nil for a holder
+    /// re-adopted from an earlier procrefd, whose exit the lease watches itself).
+    let pooled: HolderProcess?
     /// Never change for a lease: read without the lock.
     let id: String
     let service: String
     private let state: Mutex<State>
 
-    init(info: LeaseInfo, holder: PidFD) {
+    init(info: LeaseInfo, holder: PidFD, pooled: HolderProcess? = nil) {
         self.holder = holder
+        self.pooled = pooled
         self.id = info.id
         self.service = info.service
         self.state = Mutex(State(info: info))
@@ -115,6 +119,10 @@ final class Lease: Sendable {
 
     /// True once the watcher has seen the holder exit.
     var exitedAlready: Bool { state.withLock { $0.exitStatus != nil } }
+
+    /// The holder gave its reference back and said so, and is still running: it may serve
+    /// another lease.
+    var releasedByReport: Bool { state.withLock { $0.reportedRelease && $0.exitStatus == nil } }
 
     /// The holder's exit status as the watcher saw it (nil inside: not our child).
     var recordedExit: ExitStatus? { state.withLock { $0.exitStatus ?? nil } }

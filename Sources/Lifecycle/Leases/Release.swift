@@ -12,7 +12,7 @@ extension Coordinator {
         guard let lease = leases[id], lease.beginManaging() else { throw .unknownLease(id) }
         let service = try registry.service(named: lease.service)
         let endedByItself = lease.exitedAlready
-        let status = await end(lease, signal: SIGTERM)
+        let status = await end(lease)
         let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
         let count = (try? service.kernelCount()) ?? 0
         let write = submitEnd(lease, reason: reason, count: count, status: status, actor: actor)
@@ -76,6 +76,7 @@ extension Coordinator {
 
     // MARK: Holders
 
+    /// Watches the exit of a holder the pool does not own (re-adopted after a restart).
     func watch(_ lease: Lease) throws(LifecycleError) {
         do {
             try context.loop.watchExit(of: lease.holder) { [weak self] status in
@@ -87,14 +88,17 @@ extension Coordinator {
         }
     }
 
-    /// Signals the holder and waits until it has given its reference back (its report) or
-    /// exited; one that does neither within 5 s is killed (see `ReleaseReports`).
+    /// Asks the holder to give its reference back and waits until it has (its report) or
+    /// exited; one that does neither within 5 s is killed (see `ReleaseReports`). A pooled
+    /// holder is asked on its socket and then goes back to the pool; any other gets SIGTERM.
     @discardableResult
-    func end(_ lease: Lease, signal: Int32) async -> ExitStatus? {
+    func end(_ lease: Lease) async -> ExitStatus? {
         releaseReports.expect(lease, timeoutMs: 5_000)
-        defer { releaseReports.forget(lease) }
-        try? lease.holder.signal(signal)
-        return await lease.waitForHolderEnd()
+        if lease.pooled?.send(HolderProcess.release) != true { try? lease.holder.signal(SIGTERM) }
+        let status = await lease.waitForHolderEnd()
+        releaseReports.forget(lease)
+        if let pooled = lease.pooled, lease.releasedByReport { holders.recycle(pooled) }
+        return status
     }
 
     /// A holder ended on its own (TTL, client exit, crash): record it, and tell the service
