@@ -120,6 +120,17 @@ struct Serve: AsyncParsableCommand {
         config.apiPrograms = file.security.apiPrograms
         config.maxServices = file.limits.maxServices ?? config.maxServices
         config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? config.idempotencyWindowMs
+        // Each live lease holds two descriptors here (its holder's pidfd and socket), plus
+        // the HTTP connections and the daemon's own.
+        let wantedDescriptors = 2 * config.maxLeases + 2_048
+        do {
+            let soft = try DescriptorLimit.raise(toAtLeast: wantedDescriptors)
+            if soft < wantedDescriptors {
+                logger.warning("open-file limit \(soft) allows about \((soft - 2_048) / 2) leases, below limits.max_leases \(config.maxLeases)")
+            }
+        } catch {
+            logger.warning("cannot raise the open-file limit: \(error)")
+        }
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
         // The file is the truth about config services: without one, none remain.
         _ = try await coordinator.applyConfigServices(file.services, actor: "config")

@@ -45,4 +45,16 @@ struct FilesTests {
         #expect(Files.kind("\(dir)/s.sock")?.mode == 0o600)
         #expect((try? Probe.unix(path: "\(dir)/s.sock", timeoutMs: 500).get()) != nil)
     }
+
+    @Test("the open-file limit is raised where allowed and never lowered")
+    func descriptorLimit() throws {
+        var before = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &before)
+        #expect(try DescriptorLimit.raise(toAtLeast: 16) == Int(before.rlim_cur))  // already above: unchanged
+        let soft = try DescriptorLimit.raise(toAtLeast: Int(before.rlim_cur) + 1)
+        var after = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &after)
+        #expect(soft == Int(after.rlim_cur))
+        #expect(after.rlim_cur >= before.rlim_cur && after.rlim_max >= before.rlim_max)
+    }
 }
