@@ -33,6 +33,7 @@ final class HolderPool: Sendable {
         var idle: [HolderProcess] = []
         /// The refill thread is alive (it ends after a quiet second).
         var refillerRunning = false
+        var trimScheduled = false
         var closed = false
     }
 
@@ -80,20 +81,38 @@ final class HolderPool: Sendable {
     }
 
     /// Takes back a holder whose lease was released (it reported giving its reference back):
-    /// it waits for another lease, last in, first out, or retires when the pool is full or
-    /// closed, or it served `maxLeasesPerHolder` leases.
+    /// it waits for another lease, last in, first out, or retires when the pool is closed or
+    /// it served `maxLeasesPerHolder` leases.
     func recycle(_ holder: HolderProcess) {
         holder.detach()
-        let kept = state.withLock { state -> Bool in
-            // Up to twice the refill target: a recycled holder is cheaper than the spawn that
-            // would otherwise refill the pool after the next launch.
-            guard !state.closed, !holder.hasExited, state.idle.count < 2 * size, holder.served < Self.maxLeasesPerHolder else {
-                return false
-            }
+        let (kept, evicted, trim) = state.withLock { state -> (Bool, HolderProcess?, Bool) in
+            guard !state.closed, !holder.hasExited, holder.served < Self.maxLeasesPerHolder else { return (false, nil, false) }
             state.idle.append(holder)
-            return true
+            // Up to twice the size under load: keeping the holder just released spares the
+            // spawn that would refill the pool after it. Past that, the least recently used
+            // idle holder goes; a quiet second later the pool is trimmed back to its size.
+            let evicted = state.idle.count > 2 * size ? state.idle.removeFirst() : nil
+            let trim = state.idle.count > size && !state.trimScheduled
+            if trim { state.trimScheduled = true }
+            return (true, evicted, trim)
         }
         if !kept { holder.retire() }
+        evicted?.retire()
+        if trim { loop.schedule(afterMs: Self.trimDelayMs) { [weak self] in self?.trim() } }
+    }
+
+    /// How long the pool may stay over its size after a burst of releases.
+    static let trimDelayMs = 1_000
+
+    /// Retires the least recently used idle holders beyond the pool's size.
+    private func trim() {
+        let extra = state.withLock { state -> [HolderProcess] in
+            state.trimScheduled = false
+            let count = max(0, state.idle.count - size)
+            defer { state.idle.removeFirst(count) }
+            return Array(state.idle.prefix(count))
+        }
+        for holder in extra { holder.retire() }
     }
 
     /// Stops the idle holders (they hold nothing).
@@ -157,15 +176,19 @@ final class HolderPool: Sendable {
     /// long-lived thread rather than one per refill: a thread's start and exit cost about as
     /// much as the socket round trip the pool saves.
     private func refillInBackground() {
-        let startThread = state.withLock { state -> Bool in
-            guard !state.closed, state.idle.count < size, !state.refillerRunning else { return false }
+        enum Wake { case none, signal, start }
+        let wake = state.withLock { state -> Wake in
+            // Only below half: released holders come back to the pool, so most launches need
+            // no spawn to replace them.
+            guard !state.closed, state.idle.count < max(1, size / 2) else { return .none }
+            if state.refillerRunning { return .signal }
             state.refillerRunning = true
-            return true
+            return .start
         }
-        if startThread {
-            Thread.detachNewThread { [self] in refillUntilQuiet() }
-        } else {
-            refillWanted.signal()
+        switch wake {
+        case .none: break
+        case .signal: refillWanted.signal()
+        case .start: Thread.detachNewThread { [self] in refillUntilQuiet() }
         }
     }
 
