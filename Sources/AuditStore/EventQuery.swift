@@ -114,14 +114,4 @@ extension StoreReader {
     public func lastEventID() throws -> Int64 {
         try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") ?? 0
     }
-
-    /// Number of events stored.
-    public func eventCount() throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") ?? 0
-    }
-
-    /// `PRAGMA integrity_check`: "ok" when the file is sound.
-    public func integrityCheck() throws -> String {
-        try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
-    }
 }

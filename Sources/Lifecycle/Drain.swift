@@ -20,7 +20,6 @@ extension Coordinator {
                 let status = await end(lease)
                 let count = (try? service.kernelCount()) ?? -1
                 let write = submitEnd(lease, reason: .revoked, count: count, status: status, actor: actor, extra: ["reason": "shutdown"])
-                lease.setPhase(.ended)
                 do { try await context.committed(write) } catch {
                     context.logger.error("cannot record revocation of \(lease.id): \(error)")
                 }

@@ -16,7 +16,6 @@ extension Coordinator {
         let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
         let count = (try? service.kernelCount()) ?? 0
         let write = submitEnd(lease, reason: reason, count: count, status: status, actor: actor)
-        lease.setPhase(.ended)
         var stopped = false
         if count == 0 {
             let answer = await service.ask { .lastReferenceGone(reason: "last_release", actor: actor, $0) }
@@ -30,7 +29,8 @@ extension Coordinator {
         return ReleaseResult(lease: id, count: count, stoppedService: stopped)
     }
 
-    /// Queues the end of a lease (its row and its event) and takes it out of the book.
+    /// Queues the end of a lease (its row and its event), marks it ended and takes it out of
+    /// the book.
     func submitEnd(
         _ lease: Lease, reason: LeaseEnd, count: Int, status: ExitStatus?, actor: String, extra: [String: DetailValue] = [:]
     ) -> PendingWrite<Void> {
@@ -42,6 +42,7 @@ extension Coordinator {
             try tx.endLease(id: id, reason: reason.rawValue)
             try tx.append(NewEvent(reason.eventKind, service: name, lease: id, pid: holderPID, actor: actor, detail: detail))
         }
+        lease.setPhase(.ended)
         leases.remove(id)
         Telemetry.ended(service: name, reason: reason)
         return write
@@ -105,7 +106,6 @@ extension Coordinator {
     /// when the kernel count is now 0.
     func handleUnexpectedExit(_ lease: Lease) {
         guard lease.beginManaging() else { return }  // a release got there first
-        lease.setPhase(.ended)
         Task { [self] in
             let status = lease.recordedExit
             let reason = status == nil ? lease.inferredEnd() : LeaseEnd.from(holderExit: status)
