@@ -69,7 +69,7 @@ let package = Package(
         // REST routes, JSON bodies, errors as problem+json.
         .target(
             name: "ControlAPI",
-            dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore", "Daemon", "Wire", .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore", "Daemon", "Posix", "Wire", .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict),
 
         .executableTarget(

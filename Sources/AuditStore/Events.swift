@@ -38,6 +38,10 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case leaseRevoked = "lease.revoked"
     case leaseReadopted = "lease.readopted"
     case leaseRefused = "lease.refused"
+    /// An acquire of a slotted service waits for a slot (`position`, `wait_ms`).
+    case leaseQueued = "lease.queued"
+    /// A queued acquire stopped waiting (`reason`: timeout, disconnect, client_exit, service_stopped).
+    case leaseQueueLeft = "lease.queue_left"
     case serviceRefused = "service.refused"
 }
 

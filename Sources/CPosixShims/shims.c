@@ -140,6 +140,8 @@ pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
 int procref_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 
+int procref_dup_cloexec(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 3); }
+
 int procref_set_nonblocking(int fd) {
     int fl = fcntl(fd, F_GETFL);
     if (fl == -1) return -1;
@@ -293,8 +295,9 @@ int procref_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms) {
 
 int procref_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
-int procref_epoll_add_once(int epfd, int fd, int writable, uint64_t token) {
-    struct epoll_event ev = {.events = (writable ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT, .data.u64 = token};
+int procref_epoll_add_once(int epfd, int fd, int mode, uint64_t token) {
+    uint32_t events = mode == 1 ? EPOLLOUT : mode == 2 ? EPOLLRDHUP : EPOLLIN;
+    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = token};
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 

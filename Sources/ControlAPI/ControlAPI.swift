@@ -3,6 +3,7 @@ import Foundation
 import Lifecycle
 import Metrics
 import MicroHTTPD
+import Posix
 import Wire
 
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
@@ -18,17 +19,19 @@ public final class ControlAPI: HTTPResponder {
     /// - Parameters:
     ///   - metrics: renders the Prometheus text exposition for `GET /metrics`.
     ///   - longPollLimitMs: the longest `GET /v1/events?wait_ms=` is held.
+    ///   - hangups: watches the connections of acquires that queue, so a client that hangs up
+    ///     leaves the queue (nil: not watched).
     public init(
         coordinator: any LifecycleCore, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8] = { [] }, longPollLimitMs: Int = EventQuery.maxWaitMs,
-        requestStop: @escaping StopRequester
+        hangups: IOLoop? = nil, requestStop: @escaping StopRequester
     ) {
         self.coordinator = coordinator
         self.store = store
         self.access = access
         router = Router(routes: Self.makeRoutes(
             coordinator: coordinator, store: store, access: access, startedAt: startedAt, daemon: daemon, metrics: metrics,
-            longPollLimitMs: longPollLimitMs, requestStop: requestStop))
+            longPollLimitMs: longPollLimitMs, hangups: hangups, requestStop: requestStop))
     }
 
     /// The route templates by path, with their methods (lower case), for contract tests.

@@ -13,6 +13,8 @@ public struct DaemonInfo: Sendable {
     public var reconciled: ReconcileReport
     /// The cgroup under which services get theirs; nil when they are tracked by marker.
     public var serviceCgroup: String?
+    /// `limits.acquire_timeout_ms`: also the longest `wait_ms` an acquire may ask for.
+    public var acquireTimeoutMs = 60_000
 
     public init(
         pid: Int32, startedAt: String, stateDirectory: String, singleton: SingletonResult, bootID: String,
@@ -60,6 +62,7 @@ struct DaemonPayload: Encodable {
     let onExit: String
     let adopted: Adopted
     let serviceCgroup: String?
+    let acquireTimeoutMs: Int
 
     init(_ info: DaemonInfo, version: String) {
         pid = info.pid
@@ -71,6 +74,7 @@ struct DaemonPayload: Encodable {
         bootChanged = info.reconciled.bootChanged
         onExit = info.onExit.rawValue
         serviceCgroup = info.serviceCgroup
+        acquireTimeoutMs = info.acquireTimeoutMs
         let r = info.reconciled
         adopted = Adopted(
             leases: r.leasesReadopted, services: r.servicesAdopted, leasesEnded: r.leasesEnded,
@@ -86,6 +90,7 @@ struct DaemonPayload: Encodable {
         case bootChanged = "boot_changed"
         case onExit = "on_exit"
         case serviceCgroup = "service_cgroup"
+        case acquireTimeoutMs = "acquire_timeout_ms"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -100,6 +105,7 @@ struct DaemonPayload: Encodable {
         try c.encode(onExit, forKey: .onExit)
         try c.encode(adopted, forKey: .adopted)
         try c.encode(serviceCgroup, forKey: .serviceCgroup)  // null: tracked by environment marker
+        try c.encode(acquireTimeoutMs, forKey: .acquireTimeoutMs)
     }
 }
 

@@ -20,6 +20,7 @@ struct ServicePayload: Encodable {
     let definition: ServiceDefinition
     let stateSince: String
     let restarts: Int
+    let queued: Int
 
     /// What stands in for an `env` value shown to someone who is not the admin.
     static let redacted = "<redacted>"
@@ -39,6 +40,7 @@ struct ServicePayload: Encodable {
         lingerUntil = status.lingerUntil.map(Timestamp.format)
         stateSince = Timestamp.format(status.stateSince)
         restarts = status.restarts
+        queued = status.queued
         source = status.source
         var definition = status.definition
         if !revealing { definition.env = definition.env.mapValues { _ in Self.redacted } }
@@ -51,7 +53,7 @@ struct ServicePayload: Encodable {
         case failureReason = "failure_reason"
         case lingerUntil = "linger_until"
         case stateSince = "state_since"
-        case restarts
+        case restarts, queued
     }
 
     func encode(to encoder: Encoder) throws {
@@ -68,6 +70,7 @@ struct ServicePayload: Encodable {
         try c.encode(lingerUntil, forKey: .lingerUntil)
         try c.encode(stateSince, forKey: .stateSince)
         try c.encode(restarts, forKey: .restarts)
+        try c.encode(queued, forKey: .queued)
         try c.encode(source, forKey: .source)
         try c.encode(definition, forKey: .definition)
     }
@@ -96,6 +99,7 @@ struct GrantPayload: HandWrittenJSON {
         var object = LeasePayload(grant.lease).object
         object.add("count", grant.count)
         object.add("started", grant.started)
+        object.add("waited_ms", grant.waitedMs.map(Int64.init))
         return object.text
     }
 }
@@ -175,12 +179,13 @@ struct AcquireBody: Decodable {
     init() {}
 
     init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: ["holder", "ttl_ms", "client_pid"], at: nil)
+        try rejectUnknownKeys(in: decoder, allowed: ["holder", "ttl_ms", "client_pid", "wait_ms"], at: nil)
         let c = try decoder.container(keyedBy: AnyCodingKey.self)
         request = AcquireRequest(
             holder: try c.decodeIfPresent(String.self, forKey: AnyCodingKey("holder")) ?? "",
             ttlMs: try c.decodeIfPresent(Int64.self, forKey: AnyCodingKey("ttl_ms")),
-            clientPID: try c.decodeIfPresent(Int32.self, forKey: AnyCodingKey("client_pid")))
+            clientPID: try c.decodeIfPresent(Int32.self, forKey: AnyCodingKey("client_pid")),
+            waitMs: try c.decodeIfPresent(Int.self, forKey: AnyCodingKey("wait_ms")) ?? 0)
     }
 }
 

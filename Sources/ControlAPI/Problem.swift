@@ -8,9 +8,12 @@ struct Problem: Error {
     let title: String
     let detail: String
     var headers: [(String, String)] = []
+    /// Extension members (RFC 9457 §3.2), e.g. a queue position.
+    var extensions: [String: Int] = [:]
 
     var response: HTTPResponse {
-        var response = HTTPResponse.problem(status: status, title: title, detail: detail, type: "urn:procrefd:problem:\(slug)")
+        var response = HTTPResponse.problem(
+            status: status, title: title, detail: detail, type: "urn:procrefd:problem:\(slug)", extensions: extensions)
         response.headers += headers
         return response
     }
@@ -54,6 +57,10 @@ extension Problem {
         case .clientNotRunning: self.init(status: 422, slug: "client-not-running", title: "Client Not Running", detail: detail)
         case .tooManyLeases:
             self.init(status: 429, slug: "too-many-leases", title: "Too Many Leases", detail: detail, headers: [("Retry-After", "1")])
+        case let .slotsExhausted(_, slots, position):
+            self.init(status: 429, slug: "slots-exhausted", title: "Slots Exhausted", detail: detail, headers: [("Retry-After", "1")])
+            extensions = ["position": position, "slots": slots]
+        case .queueLeft: self.init(status: 409, slug: "queue-left", title: "Queue Left", detail: detail)
         case .tooManyServices: self.init(status: 409, slug: "too-many-services", title: "Too Many Services", detail: detail)
         case .idempotencyMismatch: self.init(status: 422, slug: "idempotency-key-reused", title: "Idempotency Key Reused", detail: detail)
         case .startFailed: self.init(status: 503, slug: "service-start-failed", title: "Service Start Failed", detail: detail)

@@ -2,12 +2,13 @@ import AuditStore
 import Foundation
 import Lifecycle
 import MicroHTTPD
+import Posix
 
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
         coordinator: any LifecycleCore, store: AuditStore, access: AccessPolicy, startedAt: Date, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
         let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
         return [
@@ -84,7 +85,12 @@ extension ControlAPI {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
                         idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))
                     }
-                    let grant = try await coordinator.acquire(service: name, request: body, actor: actor(of: request), idempotency: idempotency)
+                    let (actor, key) = (actor(of: request), idempotency)
+                    let acquire = { @Sendable () async throws(LifecycleError) -> LeaseGrant in
+                        try await coordinator.acquire(service: name, request: body, actor: actor, idempotency: key)
+                    }
+                    // An acquire that may queue leaves the queue when its client hangs up.
+                    let grant = body.waitMs > 0 ? try await untilHangup(of: request, on: hangups, acquire) : try await acquire()
                     return json(GrantPayload(grant: grant), status: grant.replayed ? 200 : 201)
                 }
             }),

@@ -70,7 +70,8 @@ final class StatusDocument: Sendable {
                 + (service.failureReason.map(JSONText.quoted) ?? "null")
                 + #","last_health":"# + (service.lastHealth.map(JSONText.quoted) ?? "null")
                 + #","leases":\#(service.leases),"name":\#(JSONText.quoted(service.name)),"pid":"#
-                + (service.pid.map(String.init) ?? "null") + #","restarts":\#(service.restarts),"state":"\#(service.state.rawValue)""#
+                + (service.pid.map(String.init) ?? "null") + #","queued":\#(service.queued),"restarts":\#(service.restarts),"slots":"#
+                + (service.slots.map(String.init) ?? "null") + #","state":"\#(service.state.rawValue)""#
                 + #","state_since":"\#(Timestamp.format(service.stateSince))"}"#
         }
         let servicesJSON = Array((text + "]").utf8)

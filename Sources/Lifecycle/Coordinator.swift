@@ -2,6 +2,7 @@ import AuditStore
 import Foundation
 import Logging
 import Posix
+import Wire
 import Synchronization
 
 /// procrefd's lifecycle core, as the API sees it: a facade over the service registry (one
@@ -54,21 +55,32 @@ public final class Coordinator: Sendable {
     /// Where services' processes are tracked: the cgroup path, or nil for markers.
     public var cgroupRoot: String? { context.cgroupRoot?.path }
 
+    /// The I/O loop (process exits, sockets, timers), for the API's hang-up watches.
+    public var loop: IOLoop { context.loop }
+
     // MARK: Services
 
     /// Defines or replaces a service. Returns true when it is new. A running service (or
     /// one the kernel still counts) cannot be replaced.
     public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
-        do { try definition.validate() } catch { throw .invalidField(error) }
+        try check(definition)
         try checkAllowedPrograms(definition)
         return try await registry.define(name, definition, actor: actor)
+    }
+
+    /// Validates a definition, and its `slots` against the per-service lease limit.
+    func check(_ definition: ServiceDefinition) throws(LifecycleError) {
+        do { try definition.validate() } catch { throw .invalidField(error) }
+        if let slots = definition.slots, slots > config.maxLeasesPerService {
+            throw .invalidField(DefinitionError(field: "slots", message: "must be within 1...\(config.maxLeasesPerService) (limits.max_leases_per_service)"))
+        }
     }
 
     /// Enforces `apiPrograms` on an API definition.
     func checkAllowedPrograms(_ definition: ServiceDefinition) throws(LifecycleError) {
         guard let allowed = config.apiPrograms else { return }
-        var programs = [definition.start[0]]
+        var programs = Array(definition.start.prefix(1))
         if case .exec(let argv) = definition.health?.kind, let first = argv.first { programs.append(first) }
         let searchPath = definition.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"] ?? Spawner.defaultSearchPath
         for program in programs {
@@ -81,7 +93,13 @@ public final class Coordinator: Sendable {
     public func applyConfigServices(_ definitions: [String: ServiceDefinition], actor: String) async throws(LifecycleError)
         -> ConfigServicesChange
     {
-        try await registry.applyConfig(definitions, actor: actor)
+        for (name, definition) in definitions.sorted(by: { $0.key < $1.key }) {
+            do { try check(definition) } catch {
+                guard case .invalidField(let problem) = error else { throw error }
+                throw .invalidField(DefinitionError(field: "services.\(name).\(problem.field)", message: problem.message))
+            }
+        }
+        return try await registry.applyConfig(definitions, actor: actor)
     }
 
     /// Removes an API-defined service (`DELETE /v1/services/{name}`).
@@ -103,7 +121,7 @@ public final class Coordinator: Sendable {
             return ServiceSummary(
                 name: service.name, state: snapshot.state, pid: snapshot.pid, count: try? service.kernelCount(),
                 leases: counts[service.name] ?? 0, failureReason: snapshot.failureReason, stateSince: snapshot.stateSince,
-                restarts: snapshot.restarts, lastHealth: snapshot.lastHealth)
+                restarts: snapshot.restarts, lastHealth: snapshot.lastHealth, slots: snapshot.definition.slots, queued: snapshot.queued)
         }
     }
 
@@ -119,7 +137,7 @@ public final class Coordinator: Sendable {
             leases: leases, key: service.semaphores.key, semid: service.semaphores.id, lastHealth: snapshot.lastHealth,
             failureReason: snapshot.failureReason, lingerUntil: snapshot.lingerUntil,
             source: service.membership.withLock { $0.fromConfig } ? "config" : "api", definition: snapshot.definition,
-            stateSince: snapshot.stateSince, restarts: snapshot.restarts)
+            stateSince: snapshot.stateSince, restarts: snapshot.restarts, queued: snapshot.queued)
     }
 
     /// Where the service's output goes (`STATE/logs/NAME.log`; it may not exist yet).

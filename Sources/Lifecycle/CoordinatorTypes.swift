@@ -41,11 +41,14 @@ public struct AcquireRequest: Sendable, Equatable {
     public var holder: String
     public var ttlMs: Int64?
     public var clientPID: Int32?
+    /// How long to queue when every slot of the service is taken (0: refuse at once).
+    public var waitMs: Int
 
-    public init(holder: String = "", ttlMs: Int64? = nil, clientPID: Int32? = nil) {
+    public init(holder: String = "", ttlMs: Int64? = nil, clientPID: Int32? = nil, waitMs: Int = 0) {
         self.holder = holder
         self.ttlMs = ttlMs
         self.clientPID = clientPID
+        self.waitMs = waitMs
     }
 }
 
@@ -58,6 +61,8 @@ public struct LeaseGrant: Sendable, Equatable {
     public let started: Bool
     /// The same Idempotency-Key and request were seen before: this is that grant again.
     public var replayed = false
+    /// How long the acquire queued for a slot (nil: it did not queue).
+    public var waitedMs: Int?
 }
 
 /// An acquire's Idempotency-Key and a digest of what was asked with it.
@@ -100,6 +105,8 @@ public struct ServiceStatus: Sendable, Equatable {
     public let stateSince: Date
     /// Restarts (and failed starts) within the definition's restart window.
     public let restarts: Int
+    /// Acquires waiting for a slot (`definition.slots`).
+    public var queued = 0
 }
 
 /// What `GET /v1/status` shows of one service. Cheap to read on every scrape, and
@@ -115,4 +122,7 @@ public struct ServiceSummary: Sendable, Equatable {
     public let stateSince: Date
     public let restarts: Int
     public let lastHealth: String?
+    /// The service's slots (nil: no limit of its own) and the acquires queued for one.
+    public var slots: Int? = nil
+    public var queued = 0
 }

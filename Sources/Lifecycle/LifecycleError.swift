@@ -24,6 +24,10 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case leaseNotRenewable(String)
     case clientNotRunning(Int32)
     case tooManyLeases(limit: Int)
+    /// Every slot was taken until the wait ran out; `position` is where the acquire stood.
+    case slotsExhausted(service: String, slots: Int, position: Int)
+    /// A queued acquire left the queue (its client went, or the service was stopped).
+    case queueLeft(service: String, reason: String)
     case tooManyServices(limit: Int)
     case idempotencyMismatch(String)
     case startFailed(service: String, reason: String)
@@ -55,6 +59,9 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .leaseNotRenewable(let id): return "lease \(id) has no ttl_ms; it ends with its client or on release"
         case .clientNotRunning(let pid): return "client_pid \(pid) is not a running process"
         case .tooManyLeases(let limit): return "lease limit (\(limit)) reached"
+        case let .slotsExhausted(service, slots, position):
+            return "all \(slots) slots of service \(service) are taken (queue position \(position) when the wait ended)"
+        case let .queueLeft(service, reason): return "left the slot queue of service \(service): \(reason)"
         case .tooManyServices(let limit): return "service limit (\(limit)) reached"
         case .idempotencyMismatch(let key): return "Idempotency-Key \(key) was used with a different request"
         case let .startFailed(service, reason): return "service \(service) did not become ready: \(reason)"
@@ -72,6 +79,8 @@ extension LifecycleError {
     var refusalReason: String? {
         switch self {
         case .tooManyLeases: return "limit"
+        case .slotsExhausted: return "slots_exhausted"
+        case .queueLeft: return "queue_left"
         case .serviceFailed: return "failed"
         case .startFailed: return "start_failed"
         case .timedOut: return "busy"

@@ -5,7 +5,11 @@ import Wire
 /// A shared service as defined through `PUT /v1/services/{name}` or the config file. The
 /// command is an argv array, never a shell string.
 public struct ServiceDefinition: Sendable, Equatable, Codable {
+    /// The command; empty only for a pure lock or semaphore (`slots` set, nothing to run).
     public var start: [String]
+    /// At most this many leases at once; further acquires queue (`wait_ms`) or are refused.
+    /// nil: no limit but `limits.max_leases_per_service`.
+    public var slots: Int?
     public var env: [String: String]
     public var cwd: String?
     /// A forking service's pid file (systemd's Type=forking): the start command must exit 0
@@ -28,11 +32,12 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public static let timeoutRange = 1...600_000
 
     public init(
-        start: [String], env: [String: String] = [:], cwd: String? = nil, pidFile: String? = nil, health: HealthCheck? = nil,
+        start: [String], slots: Int? = nil, env: [String: String] = [:], cwd: String? = nil, pidFile: String? = nil, health: HealthCheck? = nil,
         readyTimeoutMs: Int = 10_000, stopSignal: String = "TERM", stopTimeoutMs: Int = 5_000, lingerMs: Int = 0,
         restartBackoffMs: Int = 500, restartBackoffMaxMs: Int = 30_000, restartLimit: Int = 5, restartWindowMs: Int = 60_000
     ) {
         self.start = start
+        self.slots = slots
         self.env = env
         self.cwd = cwd
         self.pidFile = pidFile
@@ -48,7 +53,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case start, env, cwd, health
+        case start, slots, env, cwd, health
         case pidFile = "pid_file"
         case readyTimeoutMs = "ready_timeout_ms"
         case stopSignal = "stop_signal"
@@ -64,7 +69,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: nil)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = ServiceDefinition(start: [])
-        start = try c.decode([String].self, forKey: .start)
+        start = try c.decodeIfPresent([String].self, forKey: .start) ?? []
+        slots = try c.decodeIfPresent(Int.self, forKey: .slots)
         env = try c.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
         cwd = try c.decodeIfPresent(String.self, forKey: .cwd)
         pidFile = try c.decodeIfPresent(String.self, forKey: .pidFile)
@@ -82,9 +88,26 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// The signal number of `stop_signal`.
     public var stopSignalNumber: Int32 { Signals.number(named: stopSignal) ?? SIGTERM }
 
+    /// The largest `slots` any definition may ask for (a daemon's per-service lease limit
+    /// may lower it).
+    public static let slotsRange = 1...32_000
+
+    /// Nothing to run: a lock or semaphore that only counts.
+    public var isLock: Bool { start.isEmpty }
+
     /// Checks every field; throws the first problem, naming the field.
     public func validate() throws(DefinitionError) {
-        guard let program = start.first, !program.isEmpty else {
+        if let slots, !Self.slotsRange.contains(slots) {
+            throw DefinitionError(field: "slots", message: "must be within \(Self.slotsRange)")
+        }
+        if isLock {
+            guard slots != nil else {
+                throw DefinitionError(field: "start", message: "must be a non-empty argv array (or give slots for a lock with no process)")
+            }
+            for (field, set) in [("health", health != nil), ("pid_file", pidFile != nil), ("cwd", cwd != nil), ("env", !env.isEmpty)] where set {
+                throw DefinitionError(field: field, message: "needs a start command (a service with no start is a lock)")
+            }
+        } else if start[0].isEmpty {
             throw DefinitionError(field: "start", message: "must be a non-empty argv array")
         }
         if start.contains(where: { $0.utf8.contains(0) }) {

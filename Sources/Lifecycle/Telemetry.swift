@@ -20,6 +20,12 @@ public enum Telemetry {
         Counter(label: "procrefd_lease_refusals_total", dimensions: [("service", service), ("reason", reason)]).increment()
     }
 
+    /// How long an acquire queued for a slot before it got one.
+    static func queueWaited(service: String, milliseconds: Int) {
+        Timer(label: "procrefd_lease_queue_wait_seconds", dimensions: [("service", service)])
+            .recordNanoseconds(Int64(milliseconds) * 1_000_000)
+    }
+
     /// Service (re)starts after the first, by cause (crash, unhealthy, admin, reset).
     static func restarted(service: String, cause: String) {
         Counter(label: "procrefd_service_restarts_total", dimensions: [("service", service), ("cause", cause)]).increment()
@@ -37,6 +43,9 @@ public enum Telemetry {
             holders += status.leases
             Gauge(label: "procrefd_leases_active", dimensions: [("service", status.name)]).record(status.leases)
             Gauge(label: "procrefd_kernel_refcount", dimensions: [("service", status.name)]).record(status.count ?? -1)
+            if status.definition.slots != nil {
+                Gauge(label: "procrefd_lease_queue_length", dimensions: [("service", status.name)]).record(status.queued)
+            }
             for state in ServiceState.allCases {
                 Gauge(label: "procrefd_service_state", dimensions: [("service", status.name), ("state", state.rawValue)])
                     .record(state == status.state ? 1 : 0)

@@ -22,6 +22,9 @@ public struct HTTPRequest: Sendable {
     public var transport: Transport
     /// "127.0.0.1:port" or "unix".
     public var remoteAddress: String
+    /// The connection's socket, -1 when there is none (tests). It stays open while the
+    /// request waits for its answer: a handler may watch it for the client hanging up.
+    public var connectionFD: Int32 = -1
 
     public init(
         method: String, path: String, queryItems: [(name: String, value: String)] = [], headers: [String: String] = [:],
@@ -63,8 +66,12 @@ public struct HTTPResponse: Sendable {
     }
 
     /// An RFC 9457 problem details response.
-    public static func problem(status: Int, title: String, detail: String, type: String = "about:blank") -> HTTPResponse {
-        let object: [String: Any] = ["type": type, "title": title, "status": status, "detail": detail]
+    /// An RFC 9457 problem; `extensions` are extra members (numbers) beside the standard ones.
+    public static func problem(
+        status: Int, title: String, detail: String, type: String = "about:blank", extensions: [String: Int] = [:]
+    ) -> HTTPResponse {
+        var object: [String: Any] = ["type": type, "title": title, "status": status, "detail": detail]
+        for (name, value) in extensions { object[name] = value }
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return HTTPResponse(status: status, headers: [("Content-Type", "application/problem+json")], body: Array(body) + [10])
     }

@@ -116,9 +116,11 @@ private func makeRequest(
     var addressBytes = [CChar](repeating: 0, count: 64)
     procref_mhd_client_address(connection, &addressBytes, addressBytes.count)
     let address = String(decoding: addressBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return HTTPRequest(
+    var request = HTTPRequest(
         method: method, path: url, queryItems: query.items, headers: headers.values, body: body,
         transport: transport, remoteAddress: address)
+    request.connectionFD = procref_mhd_connection_fd(connection)
+    return request
 }
 
 private final class KeyValueCollector {

@@ -61,3 +61,30 @@ public enum Descriptor {
 
 /// Monotonic milliseconds (CLOCK_MONOTONIC): deadlines that wall-clock changes cannot move.
 public func monotonicMilliseconds() -> Int64 { procref_monotonic_ms() }
+
+/// Watches a socket for its peer's hang-up, through a close-on-exec copy of the descriptor,
+/// so the caller's own may close at any time after `cancel`.
+public final class HangupWatch: Sendable {
+    private let copy: Int32
+    private let loop: IOLoop
+    private let watch: IOLoop.WatchID
+
+    /// nil when the socket cannot be copied or watched.
+    public init?(socket fd: Int32, loop: IOLoop, onHangup: @escaping @Sendable () -> Void) {
+        let copy = procref_dup_cloexec(fd)
+        guard copy >= 0 else { return nil }
+        guard let watch = loop.watch(.hangup, on: copy, handler: onHangup) else {
+            close(copy)
+            return nil
+        }
+        (self.copy, self.loop, self.watch) = (copy, loop, watch)
+    }
+
+    /// Ends the watch (the handler is not called after it returns, unless already running).
+    public func cancel() { loop.unwatch(watch) }
+
+    deinit {
+        loop.unwatch(watch)
+        close(copy)
+    }
+}

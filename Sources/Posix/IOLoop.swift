@@ -13,6 +13,21 @@ public final class IOLoop: Sendable {
     public enum Readiness: Sendable {
         case readable
         case writable
+        /// The peer closed its end (a socket's EPOLLRDHUP), or the descriptor failed.
+        case hangup
+
+        var mode: Int32 {
+            switch self {
+            case .readable: return 0
+            case .writable: return 1
+            case .hangup: return 2
+            }
+        }
+    }
+
+    /// A one-shot watch, for `unwatch`.
+    public struct WatchID: Sendable {
+        let token: UInt64
     }
 
     /// A scheduled timer, for `cancel`.
@@ -83,9 +98,23 @@ public final class IOLoop: Sendable {
                 }
                 if !waiting { cancel(timer) }
             }
-            if procref_epoll_add_once(epollFD, fd, readiness == .writable ? 1 : 0, token) != 0 { finishOnce(token, ready: false) }
+            if procref_epoll_add_once(epollFD, fd, readiness.mode, token) != 0 { finishOnce(token, ready: false) }
         }
     }
+
+    /// Calls `handler` once, when `fd` is ready, unless `unwatch` comes first. nil when the
+    /// descriptor cannot be watched. Unwatch before closing `fd`.
+    public func watch(_ readiness: Readiness, on fd: Int32, handler: @escaping @Sendable () -> Void) -> WatchID? {
+        let token = register(.once(fd: fd, timer: nil) { ready in if ready { handler() } })
+        guard procref_epoll_add_once(epollFD, fd, readiness.mode, token) == 0 else {
+            finishOnce(token, ready: false)
+            return nil
+        }
+        return WatchID(token: token)
+    }
+
+    /// Ends a watch without calling its handler (nothing when it already fired).
+    public func unwatch(_ watch: WatchID) { finishOnce(watch.token, ready: false) }
 
     /// Waits until `process` has exited (a zombie counts), at most `timeoutMs`; false on
     /// timeout. Does not reap it: whoever watches its exit does.

@@ -137,14 +137,15 @@ struct Serve: AsyncParsableCommand {
         let report = await coordinator.reconcile(previousBootID: previousRun?.bootID, bootID: bootID)
 
         let shutdown = ShutdownSignals()
-        let info = DaemonInfo(
+        var info = DaemonInfo(
             pid: getpid(), startedAt: Timestamp.format(Date()), stateDirectory: directory.path,
             singleton: claim.singleton, bootID: bootID, onExit: onExit, reconciled: report,
             serviceCgroup: coordinator.cgroupRoot)
+        info.acquireTimeoutMs = config.acquireTimeoutMs
         let api = ControlAPI(
             coordinator: coordinator, store: store, access: AccessPolicy(token: token, readToken: readToken), daemon: info,
             metrics: { registry.emitToBuffer() }, longPollLimitMs: file.limits.maxWaitMs ?? EventQuery.maxWaitMs,
-            requestStop: { shutdown.request(mode: $0) })
+            hangups: coordinator.loop, requestStop: { shutdown.request(mode: $0) })
 
         let tcp = try Listener.tcp(host: listen, port: port)
         let unixFD = try Listener.unix(path: directory.socket, mode: file.socketMode ?? 0o600)

@@ -114,6 +114,12 @@ struct StateDiagramTests {
             run.send(.mainExited(.exited(code: 1)))
             run.send(.teardownFinished)
         })
+        // A lock (slots, no start): ready while counted, stopped at 0.
+        all.formUnion(edges({ $0 = ServiceDefinition(start: [], slots: 1) }) { run in
+            run.send(.acquire(1, actor: "t"))
+            run.driver.count = 0
+            run.send(.lastReferenceGone(reason: "last_release", actor: "t", nil))
+        })
         return all
     }
 

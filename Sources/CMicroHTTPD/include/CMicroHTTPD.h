@@ -22,6 +22,8 @@ struct MHD_Daemon *procref_mhd_start(const procref_mhd_config *config,
                                      MHD_RequestCompletedCallback completed, void *completed_cls);
 
 /** Writes the peer address ("127.0.0.1:5555", "[::1]:5555" or "unix") into buf. */
+/* The connection's socket (valid while the connection lives), or -1. */
+int procref_mhd_connection_fd(struct MHD_Connection *connection);
 void procref_mhd_client_address(struct MHD_Connection *connection, char *buf, size_t size);
 
 #endif

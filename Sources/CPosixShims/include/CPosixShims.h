@@ -77,6 +77,7 @@ pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const 
 int procref_set_child_subreaper(void);
 
 int procref_set_nonblocking(int fd);
+int procref_dup_cloexec(int fd);
 
 /* --- Signals and time (used by the holder) ------------------------------- */
 
@@ -144,7 +145,8 @@ int procref_epoll_remove(int epfd, int fd);
 int procref_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
 int procref_eventfd(void);
 /** Adds fd for one readiness report: EPOLLIN (writable 0) or EPOLLOUT (writable 1), one-shot. */
-int procref_epoll_add_once(int epfd, int fd, int writable, uint64_t token);
+/* mode: 0 readable, 1 writable, 2 peer hung up (EPOLLRDHUP; EPOLLHUP and EPOLLERR always count). */
+int procref_epoll_add_once(int epfd, int fd, int mode, uint64_t token);
 
 /* --- Sockets ---------------------------------------------------------------- */
 /** Connects to host:port within timeout_ms; returns the (non-blocking) fd. */

@@ -69,10 +69,12 @@ extension Coordinator {
         if service.membership.withLock({ $0.pendingRemoval }) { throw .serviceRemoving(name) }
         if let reason = service.snapshot.failureReason { throw .serviceFailed(service: name, reason: reason) }
 
-        let result = await service.acquire(
-            actor: actor, timeoutMs: config.acquireTimeoutMs,
+        let order = ServiceExecutor.AcquireOrder(
+            actor: actor, waitMs: request.waitMs, clientPID: request.clientPID,
             launch: { [self] () async throws(LifecycleError) -> Lease in try await launchHolder(for: service, request: request, ttlMs: ttlMs) },
             undo: { [self] lease in await undo(lease, of: service, actor: actor) })
+        // A queued acquire has its own deadline (wait_ms); the start that may follow, the usual one.
+        let result = await service.acquire(order, timeoutMs: request.waitMs + config.acquireTimeoutMs)
         if let failure = result.failure { throw failure }
         guard let lease = result.lease, case .ready(let started) = result.answer else {
             if let lease = result.lease { await undo(lease, of: service, actor: actor) }
@@ -81,7 +83,8 @@ extension Coordinator {
             throw .holder("unexpected answer \(result.answer)")
         }
         let count = result.count
-        let write = submitGrant(lease.info, holder: lease.holder, count: count, started: started, actor: actor, idempotency: idempotency)
+        let write = submitGrant(
+            lease.info, holder: lease.holder, count: count, started: started, waitedMs: result.waitedMs, actor: actor, idempotency: idempotency)
         // In the book before the commit is awaited, so the next acquire's limit check counts it.
         leases.insert(lease)
         reserved = false
@@ -93,7 +96,9 @@ extension Coordinator {
         lease.setPhase(.active)
         // An exit that happened before the lease became active was not handled: handle it now.
         if lease.exitedAlready { handleUnexpectedExit(lease) }
-        return LeaseGrant(lease: lease.info, count: count, started: started)
+        var grant = LeaseGrant(lease: lease.info, count: count, started: started)
+        grant.waitedMs = result.waitedMs
+        return grant
     }
 
     /// Reserves a place in the lease book, or records (folded) and throws the refusal.
@@ -133,7 +138,7 @@ extension Coordinator {
 
     /// Queues the lease's row, `lease.acquired` and the idempotency record as one write.
     private func submitGrant(
-        _ info: LeaseInfo, holder: PidFD, count: Int, started: Bool, actor: String, idempotency: IdempotencyKey?
+        _ info: LeaseInfo, holder: PidFD, count: Int, started: Bool, waitedMs: Int?, actor: String, idempotency: IdempotencyKey?
     ) -> PendingWrite<Void> {
         let idempotencyWindowMs = config.idempotencyWindowMs
         let now = Date()
@@ -146,6 +151,7 @@ extension Coordinator {
             if let ttlMs = info.ttlMs { detail["ttl_ms"] = .int(ttlMs) }
             if let client = info.clientPID { detail["client_pid"] = .int(Int64(client)) }
             if !info.holder.isEmpty { detail["holder"] = .string(info.holder) }
+            if let waitedMs { detail["waited_ms"] = .int(Int64(waitedMs)) }
             try tx.append(NewEvent(.leaseAcquired, service: info.service, lease: info.id, pid: holder.pid, actor: actor, detail: detail))
             if let idempotency {
                 try tx.expireIdempotencyKeys(before: now.addingTimeInterval(-Double(idempotencyWindowMs) / 1000))
@@ -160,12 +166,16 @@ extension Coordinator {
     /// stopped (or lingers).
     private func undo(_ lease: Lease, of service: ServiceExecutor, actor: String) async {
         await end(lease)
+        service.slotFreed()
         if (try? service.kernelCount()) == 0 { service.send(.lastReferenceGone(reason: "acquire_failed", actor: actor, nil)) }
     }
 
     func validate(_ request: AcquireRequest) throws(LifecycleError) -> Int64? {
         if request.holder.utf8.count > 128 {
             throw .invalidField(DefinitionError(field: "holder", message: "at most 128 bytes"))
+        }
+        if !(0...config.acquireTimeoutMs).contains(request.waitMs) {
+            throw .invalidField(DefinitionError(field: "wait_ms", message: "must be within 0...\(config.acquireTimeoutMs) (limits.acquire_timeout_ms)"))
         }
         if let ttl = request.ttlMs, !CoordinatorConfig.ttlRange.contains(ttl) {
             throw .invalidField(DefinitionError(field: "ttl_ms", message: "must be within \(CoordinatorConfig.ttlRange)"))

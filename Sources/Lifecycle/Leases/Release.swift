@@ -45,6 +45,7 @@ extension Coordinator {
         lease.setPhase(.ended)
         leases.remove(id)
         Telemetry.ended(service: name, reason: reason)
+        registry.existing(name)?.slotFreed()
         return write
     }
 

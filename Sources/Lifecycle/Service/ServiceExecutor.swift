@@ -30,8 +30,11 @@ final class ServiceExecutor: Sendable {
         var exitReportWaiters: [Waiter: CheckedContinuation<Void, Never>] = [:]
         var timers: [ServiceTimer: IOLoop.TimerID] = [:]
         var answers: [Waiter: CheckedContinuation<ServiceAnswer, Never>] = [:]
-        /// Acquires whose holder the loop launched: the lease and the kernel count right after.
-        var launched: [Waiter: (lease: Lease, count: Int)] = [:]
+        /// Acquires of a slotted service until they take a slot or give up.
+        var slotWaits: [Waiter: SlotWait] = [:]
+        /// Acquires whose holder the loop launched: the lease, the kernel count right after,
+        /// and how long it waited in the slot queue.
+        var launched: [Waiter: (lease: Lease, count: Int, waitedMs: Int?)] = [:]
         var launchFailures: [Waiter: LifecycleError] = [:]
         var nextWaiter: Waiter = 0
         /// Where the log stood when the last start began, for its output on failure.
@@ -51,8 +54,28 @@ final class ServiceExecutor: Sendable {
     /// first, so that launches and the counts after them are in one order per service.
     enum Input: Sendable {
         case event(ServiceEvent)
-        case acquire(Waiter, actor: String, launch: @Sendable () async throws(LifecycleError) -> Lease,
-                     undo: @Sendable (Lease) async -> Void)
+        case acquire(Waiter, AcquireOrder)
+    }
+
+    /// An acquire for the loop: how to launch its holder, how to give it back when the
+    /// acquire is not granted, and (for a slotted service) how long it may queue.
+    struct AcquireOrder: Sendable {
+        let actor: String
+        let waitMs: Int
+        let clientPID: Int32?
+        let launch: @Sendable () async throws(LifecycleError) -> Lease
+        let undo: @Sendable (Lease) async -> Void
+    }
+
+    /// What the machine answered an acquire, and what the loop did for it.
+    struct AcquireOutcome: Sendable {
+        let answer: ServiceAnswer
+        let lease: Lease?
+        /// The kernel count right after its holder took its reference.
+        let count: Int
+        /// How long it queued for a slot (nil: it did not queue).
+        let waitedMs: Int?
+        let failure: LifecycleError?
     }
 
     private let events: AsyncStream<Input>.Continuation
@@ -73,7 +96,7 @@ final class ServiceExecutor: Sendable {
                 guard let self else { return }
                 switch input {
                 case .event(let event): await self.handle(event)
-                case let .acquire(waiter, actor, launch, undo): await self.launch(waiter, actor: actor, launch, undo: undo)
+                case let .acquire(waiter, order): await self.take(waiter, order)
                 }
             }
         }
@@ -93,42 +116,59 @@ final class ServiceExecutor: Sendable {
         return await wait(waiter, timeoutMs: timeoutMs, input: .event(make(waiter)))
     }
 
-    /// An acquire: the loop launches its holder (`launch`) in turn, then the machine answers.
-    /// A holder whose acquire is not granted is handed back to the caller, or to `undo` when
-    /// the caller stopped waiting first.
-    func acquire(
-        actor: String, timeoutMs: Int, launch: @escaping @Sendable () async throws(LifecycleError) -> Lease,
-        undo: @escaping @Sendable (Lease) async -> Void
-    ) async -> (answer: ServiceAnswer, lease: Lease?, count: Int, failure: LifecycleError?) {
+    /// An acquire: the loop launches its holder (`launch`) in turn (for a slotted service,
+    /// once it has a slot), then the machine answers. A holder whose acquire is not granted
+    /// is handed back to the caller, or to `undo` when the caller stopped waiting first.
+    /// Cancelling the calling task takes a queued acquire out of the queue (its client left).
+    func acquire(_ order: AcquireOrder, timeoutMs: Int) async -> AcquireOutcome {
         let waiter = newWaiter()
-        let answer = await wait(waiter, timeoutMs: timeoutMs, input: .acquire(waiter, actor: actor, launch: launch, undo: undo))
+        let answer = await withTaskCancellationHandler {
+            await wait(waiter, timeoutMs: timeoutMs, input: .acquire(waiter, order))
+        } onCancel: {
+            send(.queueLeft(waiter, .disconnect))
+        }
         return owned.withLock { owned in
             let launched = owned.launched.removeValue(forKey: waiter)
-            return (answer, launched?.lease, launched?.count ?? 0, owned.launchFailures.removeValue(forKey: waiter))
+            return AcquireOutcome(
+                answer: answer, lease: launched?.lease, count: launched?.count ?? 0, waitedMs: launched?.waitedMs,
+                failure: owned.launchFailures.removeValue(forKey: waiter))
         }
     }
 
-    private func launch(
-        _ waiter: Waiter, actor: String, _ launch: @Sendable () async throws(LifecycleError) -> Lease, undo: @Sendable (Lease) async -> Void
-    ) async {
+    /// An acquire reaches the loop: without slots its holder is launched at once; with
+    /// slots the machine decides (a slot, the queue, or a refusal).
+    private func take(_ waiter: Waiter, _ order: AcquireOrder) async {
+        let slotted = owned.withLock { owned -> Bool in
+            guard owned.machine.policy.slots != nil else { return false }
+            owned.slotWaits[waiter] = SlotWait(order: order)
+            return true
+        }
+        guard slotted else { return await launch(waiter, order, waitedMs: nil) }
+        await handle(.slotWanted(waiter, waitMs: order.waitMs))
+    }
+
+    /// Launches the waiter's holder and hands the machine its acquire. A launch that fails
+    /// took no slot: the next in the queue gets it.
+    func launch(_ waiter: Waiter, _ order: AcquireOrder, waitedMs: Int?) async {
         guard owned.withLock({ $0.answers[waiter] != nil }) else { return }  // it stopped waiting
         let lease: Lease
-        do { lease = try await launch() } catch {
+        do { lease = try await order.launch() } catch {
             let waiting = owned.withLock { owned in
                 owned.launchFailures[waiter] = error
                 return owned.answers.removeValue(forKey: waiter)
             }
             waiting?.resume(returning: .refused(.notRunning))
+            if owned.withLock({ $0.machine.policy.slots != nil }) { send(.slotFreed) }
             return
         }
         let count = (try? kernelCount()) ?? 0
         let waiting = owned.withLock { owned -> Bool in
             guard owned.answers[waiter] != nil else { return false }
-            owned.launched[waiter] = (lease, count)
+            owned.launched[waiter] = (lease, count, waitedMs)
             return true
         }
-        guard waiting else { return await undo(lease) }
-        await handle(.acquire(waiter, actor: actor))
+        guard waiting else { return await order.undo(lease) }
+        await handle(.acquire(waiter, actor: order.actor))
     }
 
     private func newWaiter() -> Waiter {
@@ -201,8 +241,13 @@ final class ServiceExecutor: Sendable {
         case .cancel(let timer):
             if let id = owned.withLock({ $0.timers.removeValue(forKey: timer) }) { context.loop.cancel(id) }
         case let .answer(waiter, answer):
-            owned.withLock { $0.answers.removeValue(forKey: waiter) }?.resume(returning: answer)
+            let (waiting, slotWait) = owned.withLock { ($0.answers.removeValue(forKey: waiter), $0.slotWaits.removeValue(forKey: waiter)) }
+            slotWait?.stopWatching(on: context.loop)
+            waiting?.resume(returning: answer)
         case let .record(note, actor): await record(note, actor: actor)
+        case .launch(let waiter): await launchQueued(waiter)
+        case let .queued(waiter, position, waitMs): await queued(waiter, position: position, waitMs: waitMs)
+        case let .leftQueue(waiter, position, reason): await leftQueue(waiter, position: position, reason)
         }
     }
 

@@ -36,6 +36,7 @@ extension ServiceMachine {
         var stopping = false
         if step.count == 0 {
             switch phase {
+            case .ready where policy.isLock: phase = .stopped
             case .ready where running:
                 if policy.lingerMs > 0 {
                     lingerUntil = step.now + Int64(policy.lingerMs)
@@ -92,6 +93,13 @@ extension ServiceMachine {
     // MARK: Starting
 
     mutating func beginStart(_ reason: StartReason, _ step: inout Step) {
+        guard !policy.isLock else {
+            // Nothing to start: a lock is ready as soon as it is counted.
+            phase = .ready
+            for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: false))) }
+            for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
+            return
+        }
         phase = .starting(Start(reason: reason, begunAt: step.now, step: .spawning))
         lastPassedAt = nil
         if reason == .acquire { startedBy = waiters.first }

@@ -20,6 +20,8 @@ struct ServiceMachine: Sendable {
     var lingerUntil: Int64?
     /// Acquires waiting for the service to be ready, in arrival order.
     var waiters: [Waiter] = []
+    /// Acquires waiting for a slot, in arrival order (see `ServiceMachine+Slots.swift`).
+    var slotQueue: [Waiter] = []
     /// Admin requests waiting for a start to finish.
     var requesters: [Waiter] = []
     /// Waiters to tell once the teardown under way is over.
@@ -69,6 +71,8 @@ struct ServiceMachine: Sendable {
         let now: Int64
         let count: Int
         var actions: [ServiceAction] = []
+        /// Holders this step launches: each adds one to the kernel count once it runs.
+        var launches = 0
     }
 
     mutating func dispatch(_ event: ServiceEvent, _ step: inout Step) {
@@ -77,6 +81,7 @@ struct ServiceMachine: Sendable {
         case .abandon(let waiter):
             waiters.removeAll { $0 == waiter }
             if startedBy == waiter { startedBy = nil }
+            leaveQueue(waiter, .timeout, &step)
         case let .lastReferenceGone(reason, actor, waiter): lastReferenceGone(reason, actor: actor, waiter, &step)
         case let .restartRequested(waiter, actor): restartRequested(waiter, actor: actor, &step)
         case let .resetRequested(waiter, actor): resetRequested(waiter, actor: actor, &step)
@@ -89,7 +94,12 @@ struct ServiceMachine: Sendable {
         case .adopted:
             running = true
             phase = .ready
-        case .definitionChanged(let policy): self.policy = policy
+        case .definitionChanged(let policy):
+            self.policy = policy
+            grantSlots(&step)  // more slots, or none
+        case let .slotWanted(waiter, waitMs): slotWanted(waiter, waitMs: waitMs, &step)
+        case .slotFreed: grantSlots(&step)
+        case let .queueLeft(waiter, reason): leaveQueue(waiter, reason, &step)
         case .spawned: spawned(&step)
         case .spawnFailed(let reason):
             guard case .starting(let start) = phase else { return }
@@ -186,6 +196,7 @@ struct ServiceMachine: Sendable {
         case let .failedStart(reason, startReason): finishFailedStart(reason, startReason, &step)
         case .hold:
             for waiter in takeWaiters() + takeRequesters() { step.actions.append(.answer(waiter, .refused(.stopped))) }
+            while let waiter = slotQueue.first { leaveQueue(waiter, .serviceStopped, &step) }
         }
     }
 

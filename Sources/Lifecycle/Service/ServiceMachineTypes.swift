@@ -72,6 +72,10 @@ struct ServicePolicy: Equatable, Sendable {
     var restartWindowMs: Int
     var pidFile: String?
     var health: Health?
+    /// At most this many leases at once (nil: no limit of the service's own).
+    var slots: Int?
+    /// Nothing to run: a lock that is `ready` while counted.
+    var isLock: Bool
 
     /// How soon a failed readiness probe is tried again during start-up.
     static let readinessRetryMs = 20
@@ -86,6 +90,8 @@ struct ServicePolicy: Equatable, Sendable {
         restartLimit = definition.restartLimit
         restartWindowMs = definition.restartWindowMs
         pidFile = definition.pidFile
+        slots = definition.slots
+        isLock = definition.isLock
         health = definition.health.map { Health(failures: $0.failures, intervalMs: $0.intervalMs, freshMs: $0.freshMs) }
     }
 
@@ -137,6 +143,13 @@ enum ServiceEvent: Equatable, Sendable {
     /// A main process left by an earlier procrefd runs; it is the service's now.
     case adopted
     case definitionChanged(ServicePolicy)
+    /// An acquire wants one of the service's slots; with none free it queues for `waitMs`
+    /// (refused at once when 0).
+    case slotWanted(Waiter, waitMs: Int)
+    /// A lease ended: the kernel count may have room for the head of the queue.
+    case slotFreed
+    /// A queued acquire stops waiting.
+    case queueLeft(Waiter, QueueExit)
 
     // Reported by the executor
     case spawned
@@ -166,6 +179,22 @@ enum ServiceAction: Equatable, Sendable {
     case cancel(ServiceTimer)
     case answer(Waiter, ServiceAnswer)
     case record(ServiceNote, actor: String)
+    /// The waiter takes a slot: launch its holder, then hand the machine its `acquire`.
+    case launch(Waiter)
+    /// The waiter is in the queue at `position` (1 = next): record `lease.queued`, and end
+    /// its wait after `waitMs` or when its client exits.
+    case queued(Waiter, position: Int, waitMs: Int)
+    /// The waiter left the queue from `position`: record `lease.queue_left`.
+    case leftQueue(Waiter, position: Int, QueueExit)
+}
+
+/// Why a queued acquire stopped waiting (the `reason` of `lease.queue_left`).
+enum QueueExit: String, Sendable {
+    case timeout
+    case disconnect
+    case clientExit = "client_exit"
+    /// The service was stopped for good (drain, removal).
+    case serviceStopped = "service_stopped"
 }
 
 /// The machine's answer to a waiter.
@@ -188,6 +217,10 @@ enum ServiceRefusal: Equatable, Sendable {
     case busy(ServiceState)
     /// It was stopped for good (drain, removal) while the waiter waited.
     case stopped
+    /// Every slot was taken until the wait ran out; `position` is where it stood (1 = next).
+    case slotsExhausted(position: Int)
+    /// It left the queue (its client went).
+    case leftQueue(QueueExit)
 }
 
 /// Records the machine asks for (audit events beyond `service.starting`, `stopping` and

@@ -12,6 +12,8 @@ struct ServiceSnapshot: Sendable {
     var lingerUntil: Date?
     /// Restarts and failed starts within the restart window.
     var restarts = 0
+    /// Acquires waiting for a slot.
+    var queued = 0
     var definition = ServiceDefinition(start: [])
 
     init() {}
@@ -29,6 +31,7 @@ struct ServiceSnapshot: Sendable {
         next.lastHealth = machine.lastHealth
         next.lingerUntil = machine.lingerUntil.map { Date().addingTimeInterval(Double($0 - now) / 1000) }
         next.restarts = machine.restarts(at: now)
+        next.queued = machine.slotQueue.count
         next.definition = owned.definition
         return next
     }

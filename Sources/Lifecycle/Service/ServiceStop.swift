@@ -150,6 +150,9 @@ extension ServiceExecutor {
         case .notFailed: return .serviceNotFailed(name)
         case .busy(let state): return .serviceBusy(name, state.rawValue)
         case .stopped: return .serviceRemoving(name)
+        case .slotsExhausted(let position): return .slotsExhausted(service: name, slots: definition.slots ?? 0, position: position)
+        case .leftQueue(.serviceStopped): return .serviceRemoving(name)
+        case .leftQueue(let reason): return .queueLeft(service: name, reason: reason.rawValue)
         }
     }
 }

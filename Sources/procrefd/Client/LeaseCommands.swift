@@ -10,20 +10,24 @@ struct LeaseCommand: ParsableCommand {
     struct Acquire: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Acquire a lease and print its id (L=$(procrefd lease acquire web)).",
-            discussion: "With neither --ttl nor --client-pid the daemon's default TTL applies. Exit codes: 0 granted, 3 procrefd not reachable, 4 no such service, 5 refused (limit, failed service, start failed), 1 other errors.")
+            discussion: "With neither --ttl nor --client-pid the daemon's default TTL applies. Exit codes: 0 granted, 3 procrefd not reachable, 4 no such service, 5 refused (limit, no free slot, failed service, start failed), 1 other errors.")
 
         @OptionGroup var options: ClientOptions
         @Argument(help: "The service.") var service: String
         @Option(help: "Lease TTL (500ms, 30s, 10m, 1h); keep it with `lease keepalive`.") var ttl: TimeSpan?
         @Option(help: "A label for the lease holder.") var holder: String?
         @Option(help: "End the lease when this process exits.") var clientPid: Int32?
+        @Option(help: "When every slot of the service is taken, wait this long for one (30s, 10m), in arrival order.") var wait: TimeSpan?
 
         func run() throws {
             var body: [String: Any] = [:]
             if let ttl { body["ttl_ms"] = ttl.milliseconds }
             if let holder { body["holder"] = holder }
             if let clientPid { body["client_pid"] = clientPid }
-            try options.request("POST", "/v1/services/\(service)/leases", json: body) { cell($0.object["id"]) }
+            try options.perform { client throws(ClientError) in
+                let response = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0)
+                options.show(response) { cell(response.object["id"]) }
+            }
         }
     }
 

@@ -10,7 +10,8 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run a command under a lease: acquire, run, release, exit with the command's status.",
         discussion: """
-            The lease is bound to this process (client_pid): if it dies, the lease ends. A signal \
+            The lease is bound to this process (client_pid): if it dies, the lease ends. With --wait \
+            it queues for a slot of a service with slots (and leaves the queue if it dies). A signal \
             sent to `run` (TERM, INT, HUP, QUIT, USR1, USR2) is passed on to the command; a terminal's \
             ^C already reaches both. With --ttl the lease is also kept alive every third of it.
             Exit codes: the command's own (128 + N when it died of signal N); 125 no lease (the \
@@ -21,6 +22,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "The service.") var service: String
     @Option(help: "Also give the lease a TTL (500ms, 30s, 10m, 1h), kept alive while the command runs.") var ttl: TimeSpan?
     @Option(help: "A label for the lease holder. Default: run: CMD.") var holder: String?
+    @Option(help: "When every slot of the service is taken, wait this long for one (30s, 10m), in arrival order.") var wait: TimeSpan?
     @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
 
     func validate() throws {
@@ -39,7 +41,7 @@ struct RunCommand: ParsableCommand {
         if let ttl { body["ttl_ms"] = ttl.milliseconds }
         let lease: String
         do {
-            lease = try client.call("POST", "/v1/services/\(service)/leases", json: body).object["id"] as? String ?? ""
+            lease = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0).object["id"] as? String ?? ""
         } catch {
             printError("procrefd: \(error)")
             throw ExitCode(125)
