@@ -5,7 +5,11 @@ them, while a chaos thread SIGKILLs holders, clients, service processes and proc
 
 At quiet points (clients and chaos paused) it checks, for every service:
   kernel count == live holders on its set == live leases listed, and the service runs
-  exactly when something counts it.
+  exactly when something counts it (a lock, with no process: is ready exactly then), and
+  nothing is left queued.
+Two of the services have slots (soak-slots: 2, a process; soak-lock: 1, no process), and
+their acquires queue with random wait_ms; a sampler reads their kernel counts (GETVAL)
+every few milliseconds throughout: a count above the slots, at any instant, is a violation.
 At the end: every acknowledged acquire and release is in the audit log under the right
 kind, no lease ends twice, PRAGMA integrity_check is ok, and a drain leaves no semaphore
 set, no holder and no service process.
@@ -13,7 +17,7 @@ set, no holder and no service process.
 Prints its seed and counts; exits 1 on any violation. Everything it starts is stopped and
 removed at the end, and every request goes to loopback or the Unix socket.
 """
-import argparse, http.client, json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
+import argparse, ctypes, http.client, json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
 from collections import Counter, defaultdict
 
 from procfs import alive, holders_on, pids_mentioning
@@ -21,6 +25,15 @@ from procfs import alive, holders_on, pids_mentioning
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_SERVICE = os.path.join(ROOT, "Tests/IntegrationTests/Support/test_service.py")
 END_KINDS = {"lease.released", "lease.expired", "lease.client_exited", "lease.lost", "lease.revoked"}
+SLOTTED = {"soak-slots": 2, "soak-lock": 1}  # service -> slots; soak-lock has no process
+LIBC = ctypes.CDLL(None, use_errno=True)
+GETVAL = 12
+
+
+def kernel_count(semid):
+    """GETVAL of semaphore 0 of the set, straight from the kernel (None once it is gone)."""
+    value = LIBC.semctl(ctypes.c_int(semid), ctypes.c_int(0), ctypes.c_int(GETVAL))
+    return None if value < 0 else value
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -78,7 +91,7 @@ class Soak:
         os.chmod(self.state_dir, 0o700)
         self.log = open(os.path.join(self.state_dir, "procrefd.stderr"), "wb")
         self.daemon = Daemon(args.bin, self.state_dir, self.log, ["--service-cgroups", args.service_cgroups])
-        self.services = [f"soak-{i}" for i in range(args.services)]
+        self.services = [f"soak-{i}" for i in range(args.services)] + list(SLOTTED)
         self.counts = Counter()
         self.acked_acquires = {}  # lease id -> service
         self.acked_releases = set()
@@ -96,11 +109,16 @@ class Soak:
     def define(self):
         for name in self.services:
             sock = os.path.join(self.state_dir, f"{name}.svc.sock")
-            status, body = self.daemon.call("PUT", f"/v1/services/{name}", {
+            definition = {
                 "start": ["python3", TEST_SERVICE, sock], "health": {"unix": sock, "timeout_ms": 1000},
                 "ready_timeout_ms": 15000, "stop_timeout_ms": 3000,
                 "restart_backoff_ms": 50, "restart_backoff_max_ms": 500, "restart_limit": 1000, "restart_window_ms": 1000,
-            })
+            }
+            if name == "soak-lock":
+                definition = {}
+            if name in SLOTTED:
+                definition["slots"] = SLOTTED[name]
+            status, body = self.daemon.call("PUT", f"/v1/services/{name}", definition)
             if status != 201:
                 raise RuntimeError(f"define {name}: {status} {body}")
             self.semids[name] = body["semid"]
@@ -138,6 +156,8 @@ class Soak:
             request["client_pid"] = client.pid
         else:
             request["ttl_ms"] = rng.randint(300, 3000)
+        if service in SLOTTED and rng.random() < 0.7:
+            request["wait_ms"] = rng.randint(50, 2000)
         status, body = self.daemon.call("POST", f"/v1/services/{service}/leases", request)
         if status != 201:
             self.note(f"acquire_{status}")
@@ -205,6 +225,20 @@ class Soak:
         except ProcessLookupError:
             pass
 
+    def sample_loop(self):
+        """Reads the slotted services' kernel counts every 2 ms, for the whole run."""
+        while not self.stop.is_set():
+            for name, slots in SLOTTED.items():
+                count = kernel_count(self.semids[name])
+                if count is None:
+                    continue
+                with self.lock:
+                    self.counts["slot_samples"] += 1
+                    self.counts[f"max_count_{name}"] = max(self.counts[f"max_count_{name}"], count)
+                    if count > slots:
+                        self.violations.append(f"{name}: kernel count {count} above its {slots} slots")
+            time.sleep(0.002)
+
     # --- checks ------------------------------------------------------------------------
     def quiet_point(self):
         """Pauses everything, waits for the daemon to settle, then checks the invariant."""
@@ -233,9 +267,14 @@ class Soak:
             count, holders, leases = service.get("count"), len(holders_on(service["semid"])), len(listed["leases"])
             if not count == holders == leases:
                 problems.append(f"{name}: kernel count {count}, live holders {holders}, leases listed {leases}")
-            running = service.get("pid") is not None and alive(service["pid"]) and service["state"] == "ready"
+            if name == "soak-lock":
+                running = service.get("pid") is None and service["state"] == "ready"
+            else:
+                running = service.get("pid") is not None and alive(service["pid"]) and service["state"] == "ready"
             if running != (count > 0):
                 problems.append(f"{name}: state {service['state']} pid {service.get('pid')} with count {count}")
+            if name in SLOTTED and (count > SLOTTED[name] or service.get("queued") != 0):
+                problems.append(f"{name}: count {count} with {SLOTTED[name]} slots, {service.get('queued')} queued at rest")
         return problems
 
     def reap_clients(self):
@@ -308,6 +347,7 @@ class Soak:
         self.define()
         threads = [threading.Thread(target=self.client_loop, args=(i,), daemon=True) for i in range(self.args.clients)]
         threads.append(threading.Thread(target=self.chaos_loop, daemon=True))
+        threads.append(threading.Thread(target=self.sample_loop, daemon=True))
         self.running.set()
         for thread in threads:
             thread.start()

@@ -7,6 +7,8 @@ enum MetricsHelp {
         "procrefd_lease_ends_total": "Ended leases, by service and how (released, expired, client_exited, lost, revoked).",
         "procrefd_lease_refusals_total": "Refused acquires, by service and reason (limit, failed, busy, start_failed, ...).",
         "procrefd_leases_active": "Live leases procrefd tracks, by service.",
+        "procrefd_lease_queue_length": "Acquires waiting for a slot, by service (services with slots).",
+        "procrefd_lease_queue_wait_seconds": "How long granted acquires queued for a slot, by service.",
         "procrefd_holders": "Live lease holder processes.",
         "procrefd_kernel_refcount": "The service's kernel reference count (GETVAL of its semaphore 0); -1 when unreadable.",
         "procrefd_service_state": "1 for the state each service is in, 0 for the others.",

@@ -112,7 +112,7 @@ extension Coordinator {
         let answer = await service.ask { .startRequested($0, actor: EventActor.procrefd) }
         if case .refused(let refusal) = answer {
             context.logger.error("could not recover \(name): \(service.error(for: refusal))")
-        } else {
+        } else if !service.definition.isLock {  // a lock has nothing to recover: it is ready again
             report.servicesRecovered += 1
         }
     }

@@ -79,6 +79,7 @@ extension Coordinator {
         guard let lease = result.lease, case .ready(let started) = result.answer else {
             if let lease = result.lease { await undo(lease, of: service, actor: actor) }
             if case .refused(.busy) = result.answer { throw .timedOut("service \(name) busy for \(config.acquireTimeoutMs) ms") }
+            if case .refused(.leftQueue(.serviceStopped)) = result.answer, shuttingDown.load(ordering: .relaxed) { throw .shuttingDown }
             if case .refused(let refusal) = result.answer { throw service.error(for: refusal) }
             throw .holder("unexpected answer \(result.answer)")
         }
