@@ -63,7 +63,7 @@ let package = Package(
         // The TOML config file: daemon settings and [services.NAME] tables.
         .target(
             name: "Configuration",
-            dependencies: ["Lifecycle", "AuditStore", "Daemon", "Wire", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["Lifecycle", "AuditStore", "Daemon", "Posix", "Wire", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict),
 
         // REST routes, JSON bodies, errors as problem+json.

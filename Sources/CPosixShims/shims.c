@@ -94,7 +94,10 @@ int procref_waitpid(pid_t pid, int nohang, int *exited, int *by_signal, int *sta
 
 pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *o) {
-    if (o->cgroup_fd >= 0) return procref_spawn_in_cgroup(path, argv, envp, o);
+    if (o->failed_step != NULL) *o->failed_step = 0;
+    if (o->cgroup_fd >= 0 || o->join_count > 0 || o->rlimit_count > 0 || o->umask_value >= 0 || o->group_count >= 0 ||
+        o->gid >= 0 || o->uid >= 0)
+        return procref_spawn_in_cgroup(path, argv, envp, o);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);

@@ -6,7 +6,10 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,8 +40,9 @@ struct procref_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
-static void child_fail(int report_fd, int error) {
-    (void)!write(report_fd, &error, sizeof error);
+static void child_fail(int report_fd, int step, int error) {
+    int report[2] = {step, error};
+    (void)!write(report_fd, report, sizeof report);
     _exit(127);
 }
 
@@ -54,25 +58,46 @@ static void run_child(const char *path, char *const argv[], char *const envp[], 
         sigaction(signo, &action, NULL); /* glibc's reserved signals refuse: harmless */
     }
     if (o->new_session) {
-        if (setsid() < 0) child_fail(report_fd, errno);
+        if (setsid() < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
     } else if (o->new_process_group) {
-        if (setpgid(0, 0) < 0) child_fail(report_fd, errno);
+        if (setpgid(0, 0) < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
     }
     int std_fds[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
     for (int target = 0; target < 3; target++) {
         int fd = std_fds[target];
         if (fd < 0) fd = open("/dev/null", target == 0 ? O_RDONLY : O_WRONLY);
-        if (fd < 0 || (fd != target && dup2(fd, target) < 0)) child_fail(report_fd, errno);
+        if (fd < 0 || (fd != target && dup2(fd, target) < 0)) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
     }
-    if (o->cwd != NULL && chdir(o->cwd) < 0) child_fail(report_fd, errno);
+    /* Joins the v1 hierarchies (memory, pids, cpu caps) as root, before anything runs. */
+    for (int i = 0; i < o->join_count; i++) {
+        if (write(o->join_fds[i], "0", 1) != 1) child_fail(report_fd, PROCREF_STEP_CGROUP, errno);
+    }
+    for (int i = 0; i < o->rlimit_count; i++) {
+        struct rlimit limit = {o->rlimits[i].soft, o->rlimits[i].hard};
+        if (setrlimit(o->rlimits[i].resource, &limit) < 0) child_fail(report_fd, PROCREF_STEP_RLIMIT, errno);
+    }
+    if (o->umask_value >= 0) umask((mode_t)o->umask_value);
+    /* setgroups, then setgid, then setuid: each needs the privileges the next one drops. */
+    if (o->group_count >= 0 && setgroups((size_t)o->group_count, (const gid_t *)o->groups) < 0)
+        child_fail(report_fd, PROCREF_STEP_SETGROUPS, errno);
+    if (o->gid >= 0 && setresgid((gid_t)o->gid, (gid_t)o->gid, (gid_t)o->gid) < 0) child_fail(report_fd, PROCREF_STEP_SETGID, errno);
+    if (o->uid >= 0 && setresuid((uid_t)o->uid, (uid_t)o->uid, (uid_t)o->uid) < 0) child_fail(report_fd, PROCREF_STEP_SETUID, errno);
+    /* A drop that silently did not happen must abort the start. */
+    if (o->gid >= 0 && (getgid() != (gid_t)o->gid || getegid() != (gid_t)o->gid))
+        child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
+    if (o->uid >= 0 && (getuid() != (uid_t)o->uid || geteuid() != (uid_t)o->uid))
+        child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
+    if (o->uid > 0 && setuid(0) == 0) child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
+    /* As the service's user: a cwd it cannot enter is its error, not a mystery exit. */
+    if (o->cwd != NULL && chdir(o->cwd) < 0) child_fail(report_fd, PROCREF_STEP_CWD, errno);
     /* Keep only 0-2 and the report pipe (close-on-exec) open. */
-    if (report_fd > 3 && syscall(SYS_close_range, 3U, (unsigned)report_fd - 1, 0U) < 0) child_fail(report_fd, errno);
-    if (syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0U) < 0) child_fail(report_fd, errno);
+    if (report_fd > 3 && syscall(SYS_close_range, 3U, (unsigned)report_fd - 1, 0U) < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
+    if (syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0U) < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
     sigset_t empty;
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     execve(path, argv, envp);
-    child_fail(report_fd, errno);
+    child_fail(report_fd, PROCREF_STEP_EXEC, errno);
 }
 
 struct child_start {
@@ -121,14 +146,17 @@ static long clone3_on_stack(struct procref_clone_args *args, int (*entry)(void *
 
 pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const envp[],
                               const procref_spawn_options *options) {
-    if (options->pass_fd >= 0 || options->cgroup_fd < 0) { errno = EINVAL; return -1; }
+    if (options->pass_fd >= 0) { errno = EINVAL; return -1; }
     int report[2];
     if (pipe2(report, O_CLOEXEC) < 0) return -1;
     struct procref_clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_VFORK | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP;
+    args.flags = CLONE_VFORK | CLONE_CLEAR_SIGHAND;
+    if (options->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)options->cgroup_fd;
+    }
     args.exit_signal = SIGCHLD;
-    args.cgroup = (uint64_t)options->cgroup_fd;
     struct child_start start = {path, argv, envp, options, report[1]};
     sigset_t all, previous;
     sigfillset(&all);
@@ -158,14 +186,15 @@ pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const 
         errno = saved;
         return -1;
     }
-    int error = 0;
+    int failure[2] = {0, 0};
     ssize_t n;
-    do { n = read(report[0], &error, sizeof error); } while (n < 0 && errno == EINTR);
+    do { n = read(report[0], failure, sizeof failure); } while (n < 0 && errno == EINTR);
     close(report[0]);
-    if (n == (ssize_t)sizeof error) {
+    if (n == (ssize_t)sizeof failure) {
         int status;
         while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
-        errno = error;
+        if (options->failed_step != NULL) *options->failed_step = failure[0];
+        errno = failure[1];
         return -1;
     }
     return (pid_t)pid;

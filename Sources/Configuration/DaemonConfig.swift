@@ -2,6 +2,7 @@ import AuditStore
 import Daemon
 import Foundation
 import Lifecycle
+import Posix
 import TOMLKit
 import Wire
 
@@ -29,6 +30,9 @@ public struct DaemonConfig: Sendable, Equatable {
         /// When set, API-defined services (and their exec health checks) may only run these
         /// programs (absolute paths after PATH lookup). Config-file services are not limited.
         public var apiPrograms: [String]?
+        /// The users API-defined services may run as (`user`); none when empty. Config-file
+        /// services may name any.
+        public var apiUsers: [String] = []
         public init() {}
     }
 
@@ -188,6 +192,10 @@ private struct ConfigFile: Decodable {
                 guard programs.allSatisfy({ $0.hasPrefix("/") }) else { throw fail("security.api_programs: absolute paths only") }
                 config.security.apiPrograms = programs
             }
+            for user in security.apiUsers ?? [] where Accounts.user(user) == nil {
+                throw fail("security.api_users: no such user: \(user)")
+            }
+            config.security.apiUsers = security.apiUsers ?? []
         }
         config.services = services ?? [:]
         for (name, definition) in config.services.sorted(by: { $0.key < $1.key }) {
@@ -299,10 +307,12 @@ private struct AuditFile: Decodable {
 private struct SecurityFile: Decodable {
     var tcpReadsNeedToken: Bool?
     var apiPrograms: [String]?
+    var apiUsers: [String]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case tcpReadsNeedToken = "tcp_reads_need_token"
         case apiPrograms = "api_programs"
+        case apiUsers = "api_users"
     }
 
     init(from decoder: Decoder) throws {
@@ -310,5 +320,6 @@ private struct SecurityFile: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         tcpReadsNeedToken = try c.decodeIfPresent(Bool.self, forKey: .tcpReadsNeedToken)
         apiPrograms = try c.decodeIfPresent([String].self, forKey: .apiPrograms)
+        apiUsers = try c.decodeIfPresent([String].self, forKey: .apiUsers)
     }
 }

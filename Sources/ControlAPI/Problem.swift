@@ -48,6 +48,7 @@ extension Problem {
         case .serviceFailed(let service, _):
             self.init(status: 503, slug: "service-failed", title: "Service Failed",
                       detail: detail + " (POST /v1/services/\(service)/reset, or procrefd service reset \(service))")
+        case .userNotAllowed: self.init(status: 403, slug: "user-not-allowed", title: "Forbidden", detail: detail)
         case .processNotManaged: self.init(status: 403, slug: "process-not-managed", title: "Forbidden", detail: detail)
         case .programNotAllowed: self.init(status: 403, slug: "program-not-allowed", title: "Forbidden", detail: detail)
         case .noSuchProcess: self.init(status: 404, slug: "no-such-process", title: "No Such Process", detail: detail)

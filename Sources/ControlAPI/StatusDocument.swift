@@ -66,13 +66,15 @@ final class StatusDocument: Sendable {
         var text = "["
         for (index, service) in summaries.enumerated() {
             if index > 0 { text += "," }
-            text += #"{"count":\#(service.count.map(String.init) ?? "null"),"failure_reason":"#
-                + (service.failureReason.map(JSONText.quoted) ?? "null")
+            let runAs = service.runAs
+            text += #"{"caps":{"cpu_max":\#(runAs.cpuMax.map { "\($0)" } ?? "null"),"memory_max":\#(runAs.memoryMax.map(String.init) ?? "null")"#
+                + #","pids_max":\#(runAs.pidsMax.map(String.init) ?? "null")},"count":\#(service.count.map(String.init) ?? "null"),"failure_reason":"#
+                + (service.failureReason.map(JSONText.quoted) ?? "null") + #","group":"# + (runAs.group.map(JSONText.quoted) ?? "null")
                 + #","last_health":"# + (service.lastHealth.map(JSONText.quoted) ?? "null")
                 + #","leases":\#(service.leases),"name":\#(JSONText.quoted(service.name)),"pid":"#
                 + (service.pid.map(String.init) ?? "null") + #","queued":\#(service.queued),"restarts":\#(service.restarts),"slots":"#
                 + (service.slots.map(String.init) ?? "null") + #","state":"\#(service.state.rawValue)""#
-                + #","state_since":"\#(Timestamp.format(service.stateSince))"}"#
+                + #","state_since":"\#(Timestamp.format(service.stateSince))","user":"# + (runAs.user.map(JSONText.quoted) ?? "null") + "}"
         }
         let servicesJSON = Array((text + "]").utf8)
         let tag = "W/\"" + ETag.of(head + servicesJSON + middle + tail) + "\""

@@ -26,7 +26,7 @@ public final class Coordinator: Sendable {
         let cgroupRoot = config.serviceCgroups ? Self.cgroupRoot(scope: config.scope, logger: logger) : nil
         context = LifecycleContext(
             store: store, loop: loop, spawner: spawner, logsDirectory: config.logsDirectory, logger: logger, scope: config.scope,
-            cgroupRoot: cgroupRoot)
+            cgroupRoot: cgroupRoot, controllers: CgroupControllers.discover())
         registry = ServiceRegistry(config: config, context: context)
         leases = LeaseBook(maxLeases: config.maxLeases, maxPerService: config.maxLeasesPerService)
         releaseReports = try ReleaseReports(loop: loop)
@@ -66,12 +66,14 @@ public final class Coordinator: Sendable {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
         try check(definition)
         try checkAllowedPrograms(definition)
+        try checkAPIUser(definition.runAs)
         return try await registry.define(name, definition, actor: actor)
     }
 
     /// Validates a definition, and its `slots` against the per-service lease limit.
     func check(_ definition: ServiceDefinition) throws(LifecycleError) {
         do { try definition.validate() } catch { throw .invalidField(error) }
+        try checkOwnUser(definition.runAs)
         if let slots = definition.slots, slots > config.maxLeasesPerService {
             throw .invalidField(DefinitionError(field: "slots", message: "must be within 1...\(config.maxLeasesPerService) (limits.max_leases_per_service)"))
         }
@@ -121,7 +123,8 @@ public final class Coordinator: Sendable {
             return ServiceSummary(
                 name: service.name, state: snapshot.state, pid: snapshot.pid, count: try? service.kernelCount(),
                 leases: counts[service.name] ?? 0, failureReason: snapshot.failureReason, stateSince: snapshot.stateSince,
-                restarts: snapshot.restarts, lastHealth: snapshot.lastHealth, slots: snapshot.definition.slots, queued: snapshot.queued)
+                restarts: snapshot.restarts, lastHealth: snapshot.lastHealth, slots: snapshot.definition.slots, queued: snapshot.queued,
+                runAs: snapshot.definition.runAs)
         }
     }
 

@@ -26,6 +26,8 @@ public struct CoordinatorConfig: Sendable {
     /// When set, services defined over the API may only run these programs (absolute paths,
     /// after PATH lookup), for `start` and for exec health checks.
     public var apiPrograms: [String]?
+    /// The users services defined over the API may name in `user` (names or numbers).
+    public var apiUsers: [String] = []
     public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
     public init(holderExecutable: String, logsDirectory: String, scope: String) {
@@ -125,4 +127,6 @@ public struct ServiceSummary: Sendable, Equatable {
     /// The service's slots (nil: no limit of its own) and the acquires queued for one.
     public var slots: Int? = nil
     public var queued = 0
+    /// Its user, groups and caps, as defined.
+    public var runAs = RunAs()
 }

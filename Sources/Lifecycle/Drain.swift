@@ -26,6 +26,7 @@ extension Coordinator {
             }
             _ = await service.ask { .stopRequested(reason: "shutdown", actor: actor, $0) }
             service.processes.removeCgroup()
+            service.caps.removeV1Groups()
             do { try service.semaphores.remove() } catch {
                 context.logger.error("cannot remove semaphore set of \(service.name): \(error)")
             }

@@ -15,6 +15,8 @@ struct LifecycleContext: Sendable {
     /// `<procrefd's cgroup>/procrefd-<scope>`, where each service gets a cgroup; nil where
     /// cgroup v2 is not writable (services are then found by their environment marker).
     let cgroupRoot: Cgroup?
+    /// Where the memory, pids and cpu controllers are, for services' caps.
+    let controllers: CgroupControllers
 
     /// Queues state and event as one transaction, in order behind earlier writes; await
     /// `committed(_:)` for it (see `AuditStore.submit`). Queue first, await later: the next

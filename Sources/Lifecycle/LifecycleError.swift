@@ -19,6 +19,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case definedInConfig(String)
     case processNotManaged(Int32)
     case programNotAllowed(String)
+    /// A `user` or group the definition may not name (api_users, or procrefd is not root).
+    case userNotAllowed(String)
     case noSuchProcess(Int32)
     case timedOut(String)
     case leaseNotRenewable(String)
@@ -54,6 +56,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .definedInConfig(let name): return "service \(name) is defined in the config file; change it there"
         case .processNotManaged(let pid): return "process \(pid) is not managed by procrefd"
         case .programNotAllowed(let program): return "program \(program) is not in security.api_programs"
+        case .userNotAllowed(let why): return why
         case .noSuchProcess(let pid): return "no process \(pid)"
         case .timedOut(let what): return "timed out: \(what)"
         case .leaseNotRenewable(let id): return "lease \(id) has no ttl_ms; it ends with its client or on release"

@@ -28,6 +28,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// Restarts allowed within restart_window_ms before the service is marked failed.
     public var restartLimit: Int
     public var restartWindowMs: Int
+    /// Who the service runs as, within which limits (`ServiceDefinition+Identity.swift`).
+    public var runAs = RunAs()
 
     public static let timeoutRange = 1...600_000
 
@@ -65,8 +67,27 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case restartWindowMs = "restart_window_ms"
     }
 
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(start, forKey: .start)
+        try c.encodeIfPresent(slots, forKey: .slots)
+        try c.encode(env, forKey: .env)
+        try c.encodeIfPresent(cwd, forKey: .cwd)
+        try c.encodeIfPresent(health, forKey: .health)
+        try c.encodeIfPresent(pidFile, forKey: .pidFile)
+        try c.encode(readyTimeoutMs, forKey: .readyTimeoutMs)
+        try c.encode(stopSignal, forKey: .stopSignal)
+        try c.encode(stopTimeoutMs, forKey: .stopTimeoutMs)
+        try c.encode(lingerMs, forKey: .lingerMs)
+        try c.encode(restartBackoffMs, forKey: .restartBackoffMs)
+        try c.encode(restartBackoffMaxMs, forKey: .restartBackoffMaxMs)
+        try c.encode(restartLimit, forKey: .restartLimit)
+        try c.encode(restartWindowMs, forKey: .restartWindowMs)
+        try runAs.encode(to: encoder)
+    }
+
     public init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: nil)
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue) + RunAs.Keys.allCases.map(\.rawValue), at: nil)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = ServiceDefinition(start: [])
         start = try c.decodeIfPresent([String].self, forKey: .start) ?? []
@@ -83,6 +104,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         restartBackoffMaxMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMaxMs) ?? defaults.restartBackoffMaxMs
         restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
         restartWindowMs = try c.decodeIfPresent(Int.self, forKey: .restartWindowMs) ?? defaults.restartWindowMs
+        runAs = try RunAs(from: decoder)
     }
 
     /// The signal number of `stop_signal`.
@@ -104,7 +126,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
             guard slots != nil else {
                 throw DefinitionError(field: "start", message: "must be a non-empty argv array (or give slots for a lock with no process)")
             }
-            for (field, set) in [("health", health != nil), ("pid_file", pidFile != nil), ("cwd", cwd != nil), ("env", !env.isEmpty)] where set {
+            for (field, set) in [("health", health != nil), ("pid_file", pidFile != nil), ("cwd", cwd != nil), ("env", !env.isEmpty),
+                                 (runAs.firstField ?? "", runAs.firstField != nil)] where set {
                 throw DefinitionError(field: field, message: "needs a start command (a service with no start is a lock)")
             }
         } else if start[0].isEmpty {
@@ -116,6 +139,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         for (key, value) in env where key.isEmpty || key.contains("=") || key.utf8.contains(0) || value.utf8.contains(0) {
             throw DefinitionError(field: "env", message: "invalid variable \(key)")
         }
+        try runAs.validate()
         if let cwd {
             var isDirectory: ObjCBool = false
             guard cwd.hasPrefix("/"), FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory),

@@ -83,7 +83,7 @@ public struct Cgroup: Sendable, Equatable {
 
     /// SIGKILL to everything in it, at once (`cgroup.kill`, Linux 5.14+), else one by one.
     public func killAll() {
-        if writeSmall("\(path)/cgroup.kill", "1") { return }
+        if Files.writeSmall("\(path)/cgroup.kill", "1") { return }
         for pid in processes() { kill(pid, SIGKILL) }
     }
 
@@ -91,12 +91,5 @@ public struct Cgroup: Sendable, Equatable {
     public func remove() throws(SystemCallError) {
         if rmdir(path) == 0 || errno == ENOENT { return }
         throw .current("rmdir(\(path))")
-    }
-
-    private func writeSmall(_ file: String, _ text: String) -> Bool {
-        let fd = open(file, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return text.withCString { write(fd, $0, strlen($0)) } == text.utf8.count
     }
 }

@@ -21,7 +21,39 @@ public struct Spawner: Sendable {
         /// A cgroup v2 directory, open: the child starts in that cgroup, before it runs
         /// anything (clone3 with CLONE_INTO_CGROUP; see `procref_spawn_in_cgroup`).
         public var cgroup: Int32 = -1
+        /// Who the child runs as: set in the child before exec (setgroups, setgid, setuid),
+        /// and checked to have taken.
+        public var credentials: Credentials?
+        public var umask: mode_t?
+        public var resourceLimits: [ResourceLimit] = []
+        /// Open `cgroup.procs` files of cgroup v1 groups the child joins before it runs
+        /// anything (caps whose controller is only in a v1 hierarchy).
+        public var joinCgroups: [Int32] = []
         public init() {}
+    }
+
+    /// A user, its group and its supplementary groups, as numbers.
+    public struct Credentials: Sendable, Equatable {
+        public var uid: uid_t
+        public var gid: gid_t
+        public var groups: [gid_t]
+        public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+            self.uid = uid
+            self.gid = gid
+            self.groups = groups
+        }
+    }
+
+    /// One setrlimit, soft and hard.
+    public struct ResourceLimit: Sendable, Equatable {
+        public var resource: Int32
+        public var soft: UInt64
+        public var hard: UInt64
+        public init(resource: Int32, soft: UInt64, hard: UInt64) {
+            self.resource = resource
+            self.soft = soft
+            self.hard = hard
+        }
     }
 
     public init() {}
@@ -42,25 +74,51 @@ public struct Spawner: Sendable {
             argv.free()
             envp.free()
         }
-        var raw = procref_spawn_options(
-            new_session: options.newSession ? 1 : 0,
-            new_process_group: options.newProcessGroup ? 1 : 0,
-            stdin_fd: options.standardInput, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
-            pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: nil,
-            cgroup_fd: options.cgroup)
+        var failedStep: Int32 = 0
+        let limits = options.resourceLimits.map { procref_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
+        let groups = options.credentials?.groups.map { UInt32($0) } ?? []
         let pid: pid_t = path.withCString { cPath in
-            if let cwd = options.workingDirectory {
-                return cwd.withCString { cCwd in
-                    raw.cwd = cCwd
-                    return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
+            options.joinCgroups.withUnsafeBufferPointer { joins in
+                limits.withUnsafeBufferPointer { rlimits in
+                    groups.withUnsafeBufferPointer { groupList in
+                        withOptionalCString(options.workingDirectory) { cwd in
+                            var raw = procref_spawn_options(
+                                new_session: options.newSession ? 1 : 0,
+                                new_process_group: options.newProcessGroup ? 1 : 0,
+                                stdin_fd: options.standardInput, stdout_fd: options.standardOutput, stderr_fd: options.standardError,
+                                pass_fd: options.passedDescriptor, pass_fd2: options.secondPassedDescriptor, cwd: cwd,
+                                cgroup_fd: options.cgroup, join_fds: joins.baseAddress, join_count: Int32(joins.count),
+                                rlimits: rlimits.baseAddress, rlimit_count: Int32(rlimits.count),
+                                umask_value: options.umask.map { Int32($0) } ?? -1,
+                                groups: groupList.baseAddress, group_count: options.credentials == nil ? -1 : Int32(groupList.count),
+                                gid: options.credentials.map { Int64($0.gid) } ?? -1,
+                                uid: options.credentials.map { Int64($0.uid) } ?? -1,
+                                failed_step: &failedStep)
+                            return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
+                        }
+                    }
                 }
             }
-            return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
         }
-        guard pid > 0 else { throw SystemCallError.current("posix_spawn") }
+        guard pid > 0 else { throw SystemCallError.current(Self.stepName(failedStep, cwd: options.workingDirectory)) }
         // Start time read right away: the child cannot have been reaped yet (we have not waited).
         let start = ProcessStat.read(pid: pid)?.startTime ?? 0
         return ProcessIdentity(pid: pid, startTime: start)
+    }
+
+    /// The call a failed set-up step of the child names in its error.
+    static func stepName(_ step: Int32, cwd: String?) -> String {
+        switch step {
+        case Int32(PROCREF_STEP_CGROUP): return "joining the cgroup v1 groups"
+        case Int32(PROCREF_STEP_RLIMIT): return "setrlimit"
+        case Int32(PROCREF_STEP_SETGROUPS): return "setgroups"
+        case Int32(PROCREF_STEP_SETGID): return "setgid"
+        case Int32(PROCREF_STEP_SETUID): return "setuid"
+        case Int32(PROCREF_STEP_PRIVILEGES_KEPT): return "dropping privileges (still privileged after setuid)"
+        case Int32(PROCREF_STEP_CWD): return "chdir(\(cwd ?? "")) as the service's user"
+        case Int32(PROCREF_STEP_EXEC): return "execve"
+        default: return "posix_spawn"
+        }
     }
 
     public static let defaultSearchPath = "/usr/local/bin:/usr/bin:/bin"
@@ -74,6 +132,11 @@ public struct Spawner: Sendable {
         }
         return nil
     }
+}
+
+private func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let string else { return body(nil) }
+    return string.withCString { body($0) }
 }
 
 /// A NULL-terminated `char *[]` for exec-style calls; free() when done.

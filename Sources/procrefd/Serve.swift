@@ -118,6 +118,7 @@ struct Serve: AsyncParsableCommand {
         config.maxLeasesPerService = file.limits.maxLeasesPerService ?? config.maxLeasesPerService
         config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? config.acquireTimeoutMs
         config.apiPrograms = file.security.apiPrograms
+        config.apiUsers = file.security.apiUsers
         config.maxServices = file.limits.maxServices ?? config.maxServices
         config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? config.idempotencyWindowMs
         // Each live lease holds two descriptors here (its holder's pidfd and socket), plus

@@ -58,7 +58,30 @@ typedef struct procref_spawn_options {
     int pass_fd2;         /* dup'ed to descriptor 4 (only with pass_fd), or -1 */
     const char *cwd;      /* NULL: inherit */
     int cgroup_fd;        /* a cgroup v2 directory (O_PATH or O_DIRECTORY): the child starts in it; or -1 */
+    /* Set up in the child before exec, in this order (each step checked; a failure names
+     * its step in *failed_step): join_fds, rlimits, umask, groups, gid, uid, cwd. */
+    const int *join_fds;  /* open cgroup.procs files (v1 hierarchies) the child writes "0" to */
+    int join_count;
+    const struct procref_rlimit *rlimits;
+    int rlimit_count;
+    int umask_value;      /* -1: inherit */
+    const unsigned *groups; /* supplementary groups (setgroups), with group_count >= 0; -1: keep */
+    int group_count;
+    long long gid;        /* -1: keep */
+    long long uid;        /* -1: keep; after setuid(uid != 0), setuid(0) must fail */
+    int *failed_step;     /* out: PROCREF_STEP_* of a failed set-up step, or 0 */
 } procref_spawn_options;
+
+struct procref_rlimit {
+    int resource;
+    unsigned long long soft;
+    unsigned long long hard;
+};
+
+enum {
+    PROCREF_STEP_EXEC = 1, PROCREF_STEP_CGROUP, PROCREF_STEP_RLIMIT, PROCREF_STEP_SETGROUPS,
+    PROCREF_STEP_SETGID, PROCREF_STEP_SETUID, PROCREF_STEP_PRIVILEGES_KEPT, PROCREF_STEP_CWD, PROCREF_STEP_SETUP
+};
 
 /**
  * posix_spawn with every descriptor above 2 (or 3 with pass_fd) closed in the child.
@@ -67,8 +90,9 @@ typedef struct procref_spawn_options {
 pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *options);
 /**
- * The same with options->cgroup_fd >= 0: clone3(CLONE_INTO_CGROUP), so the child starts in
- * that cgroup and nothing it forks can start outside it. No pass_fd.
+ * The same through clone3, for a child that needs set-up posix_spawn cannot do (a cgroup,
+ * users and groups, rlimits, umask). With options->cgroup_fd >= 0: CLONE_INTO_CGROUP, so
+ * the child starts in that cgroup and nothing it forks can start outside it. No pass_fd.
  */
 pid_t procref_spawn_in_cgroup(const char *path, char *const argv[], char *const envp[],
                               const procref_spawn_options *options);

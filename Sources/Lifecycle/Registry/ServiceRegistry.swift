@@ -72,6 +72,7 @@ final class ServiceRegistry: Sendable {
     func remove(_ service: ServiceExecutor, actor: String) async throws(LifecycleError) {
         _ = await service.ask { .stopRequested(reason: "removed", actor: actor, $0) }
         service.processes.removeCgroup()
+        service.caps.removeV1Groups()
         let name = service.name
         try await context.write { tx in
             try tx.deleteService(name: name)

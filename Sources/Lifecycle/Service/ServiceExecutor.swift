@@ -16,6 +16,8 @@ final class ServiceExecutor: Sendable {
     let context: LifecycleContext
     /// Every process of the service, the main one's descendants and strays included.
     let processes: ServiceProcesses
+    /// Its memory, CPU and process caps.
+    let caps: ServiceCaps
 
     /// What the event loop owns. Only the loop task changes `machine`.
     struct Owned {
@@ -41,6 +43,8 @@ final class ServiceExecutor: Sendable {
         var logOffset: Int64 = 0
         /// The last failed start's message for clients, with the service's own last words.
         var startFailure: String?
+        /// OOM kills in the service's memory group when its main process started.
+        var oomKillsAtStart = 0
         /// When the health check last proved (through procfs) that the listener is the
         /// service's own; within a second, a successful connect is enough.
         var ownershipProvenAt: Int64?
@@ -85,6 +89,7 @@ final class ServiceExecutor: Sendable {
         self.semaphores = semaphores
         self.context = context
         processes = ServiceProcesses(scope: context.scope, service: name, cgroupRoot: context.cgroupRoot)
+        caps = ServiceCaps(scope: context.scope, service: name, v2Parent: context.cgroupRoot, controllers: context.controllers)
         var owned = Owned(machine: ServiceMachine(policy: ServicePolicy(definition)), definition: definition)
         owned.published = ServiceSnapshot(definition: definition)
         self.owned = Mutex(owned)

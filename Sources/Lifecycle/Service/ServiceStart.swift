@@ -31,6 +31,8 @@ extension ServiceExecutor {
             owned.withLock { $0.startFailure = "spawn \(definition.start[0]): \(error)" }
             return send(.spawnFailed("\(error)"))
         }
+        let oomKills = caps.oomKills() ?? 0
+        owned.withLock { $0.oomKillsAtStart = oomKills }
         setMain(launcher)
         FaultPoint.hit(.afterServiceSpawn)
         let count = (try? kernelCount()) ?? 0
@@ -45,7 +47,9 @@ extension ServiceExecutor {
         send(.spawned)
     }
 
-    private func spawnMain(_ definition: ServiceDefinition) throws(SystemCallError) -> PidFD {
+    /// Spawns the main process: in its cgroups (with their caps), as its user, within its
+    /// limits. A cap or user the host cannot give fails the start with the reason.
+    private func spawnMain(_ definition: ServiceDefinition) throws -> PidFD {
         var options = Spawner.Options()
         options.newProcessGroup = true
         options.workingDirectory = definition.cwd
@@ -56,6 +60,12 @@ extension ServiceExecutor {
         let cgroup = try processes.spawnDescriptor()
         defer { if let cgroup { Descriptor.close(cgroup) } }
         options.cgroup = cgroup ?? -1
+        let runAs = definition.runAs
+        options.joinCgroups = try caps.prepare(runAs)
+        defer { for fd in options.joinCgroups { Descriptor.close(fd) } }
+        options.credentials = try runAs.credentials()
+        options.resourceLimits = runAs.resourceLimits
+        options.umask = runAs.umaskValue
         let identity = try context.spawner.spawn(arguments: definition.start, environment: environment(definition), options: options)
         return try PidFD(child: identity)
     }
@@ -106,10 +116,14 @@ extension ServiceExecutor {
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// The service's environment: PATH, HOME, LANG, TZ from procrefd, then its own `env`,
-    /// then its marker (which the service cannot override).
+    /// The service's environment: PATH, HOME, LANG, TZ from procrefd (HOME, USER and LOGNAME
+    /// of its `user` when it names one), then its own `env`, then its marker (which the
+    /// service cannot override).
     func environment(_ definition: ServiceDefinition) -> [String: String] {
         var environment = Self.inheritedEnvironment
+        if let user = definition.runAs.user, let account = Accounts.user(user) {
+            (environment["HOME"], environment["USER"], environment["LOGNAME"]) = (account.home, account.name, account.name)
+        }
         environment.merge(definition.env) { $1 }
         let marker = processes.marker.split(separator: "=", maxSplits: 1)
         environment[String(marker[0])] = String(marker[1])

@@ -117,8 +117,14 @@ extension ServiceExecutor {
             }
             await context.recordLogged(NewEvent(.serviceStartFailed, service: name, pid: pid, actor: actor, detail: detail))
         case .exited(let status):
-            await context.recordLogged(NewEvent(.serviceExited, service: name, pid: owned.withLock { $0.main?.pid },
-                                                detail: ["exit": .string(ExitStatus.describe(status))]))
+            var detail: [String: DetailValue] = ["exit": .string(ExitStatus.describe(status))]
+            // Killed by the kernel for going past memory_max: said so, and it counts as a crash.
+            let (pid, oomKillsAtStart) = owned.withLock { ($0.main?.pid, $0.oomKillsAtStart) }
+            if let oomKills = caps.oomKills(), oomKills > oomKillsAtStart {
+                detail["reason"] = .string("oom_kill")
+                detail["oom_kills"] = .int(Int64(oomKills - oomKillsAtStart))
+            }
+            await context.recordLogged(NewEvent(.serviceExited, service: name, pid: pid, detail: detail))
         case let .unhealthy(reason, probes):
             await context.recordLogged(NewEvent(.serviceUnhealthy, service: name, pid: pid, actor: actor, detail: [
                 "reason": .string(reason), "failed_probes": .int(Int64(probes)),

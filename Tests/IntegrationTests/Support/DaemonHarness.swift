@@ -177,8 +177,20 @@ final class DaemonHarness: @unchecked Sendable {
     /// procrefd's cgroup for this state dir's services (it runs in the test's own cgroup).
     var cgroupRoot: Cgroup? { Cgroup.own()?.child("procrefd-\(scope)") }
 
-    /// Kills what is left in this daemon's service cgroups and removes them.
+    /// Kills what is left in this daemon's service cgroups and removes them (v1 groups of
+    /// caps included).
     private func removeCgroups() {
+        for own in CgroupControllers.discover().v1.values {
+            let root = Cgroup(path: "\(own)/procrefd-\(scope)")
+            let services = (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.filter { $0.hasPrefix("svc-") } ?? []
+            for name in services {
+                let group = root.child(name)
+                for pid in group.processes() { kill(pid, SIGKILL) }
+                _ = eventually(timeout: 5) { group.processes().isEmpty }
+                try? group.remove()
+            }
+            try? root.remove()
+        }
         guard let root = cgroupRoot, root.exists else { return }
         let services = (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.filter { $0.hasPrefix("svc-") } ?? []
         for name in services {
