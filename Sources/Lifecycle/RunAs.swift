@@ -112,7 +112,9 @@ public struct RunAs: Sendable, Equatable {
         for name in supplementaryGroups ?? [] where Accounts.group(name) == nil {
             throw DefinitionError(field: "supplementary_groups", message: "no such group: \(name)")
         }
-        if let umask, umask.isEmpty || UInt16(umask, radix: 8).map({ $0 > 0o777 }) ?? true {
+        if let umask, umask.isEmpty || umask.count > 4 || !umask.allSatisfy({ ("0"..."7").contains($0) })
+            || UInt16(umask, radix: 8).map({ $0 > 0o777 }) ?? true
+        {
             throw DefinitionError(field: "umask", message: "an octal string within 000...777 (e.g. \"027\")")
         }
         for name in rlimits.keys.sorted() where Self.resources[name] == nil {
