@@ -101,7 +101,7 @@ let package = Package(
             dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", "Daemon", "Wire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The lifecycle's pure parts (service machine, lease book, refusal folding) without processes.
-        .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Posix", "AuditStore"], swiftSettings: strict),
+        .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Posix", "AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),
