@@ -3,7 +3,8 @@ SWIFT        ?= swift
 DEB_PACKAGES := libmicrohttpd-dev libsqlite3-dev pkg-config
 VENV         := .venv
 # hypothesis is pinned below 6.150: later versions crash inside schemathesis' coverage phase here.
-PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3 schemathesis==4.32.5 hypothesis==6.140.0
+# selenium is pinned at 4.46: later ones need a newer certifi than the package mirror has.
+PY_PACKAGES  := openapi-spec-validator==0.9.0 PyYAML==6.0.3 schemathesis==4.32.5 hypothesis==6.140.0 selenium==4.46.0
 BIN_DIR       = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
 PREFIX       ?= /usr/local
@@ -56,13 +57,15 @@ install: release
 run: release
 	$(RELEASE_DIR)/procrefd serve
 
-## Also for the tests: promtool (Debian's prometheus) lints /metrics.
-TEST_DEB_PACKAGES := prometheus
+## Also for the tests: promtool (Debian's prometheus) lints /metrics; the dashboard is tested
+## in Debian's headless Chromium through its chromedriver (selenium, in the venv).
+TEST_DEB_PACKAGES := prometheus chromium chromium-driver
 
 test: deps venv
 	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
 	$(SWIFT) build --build-tests
 	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
+	$(VENV)/bin/python Tests/ui/dashboard_test.py --bin "$(BIN_DIR)" --artifacts .build/ui-artifacts
 	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100
 	python3 bench/flood.py --bin "$(BIN_DIR)"
 	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 60

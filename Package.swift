@@ -37,8 +37,10 @@ let package = Package(
         .target(name: "Wire", swiftSettings: strict),
 
         // SQLite audit log and lease/service tables; migrations are embedded at build time from ../../migrations.
-        .executableTarget(name: "MigrationEmbedder", swiftSettings: strict),
-        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["MigrationEmbedder"]),
+        .executableTarget(name: "FileEmbedder", swiftSettings: strict),
+        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["FileEmbedder"]),
+        // The dashboard's HTML, CSS and JS (Sources/ControlAPI/Dashboard/), embedded in the binary.
+        .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["FileEmbedder"]),
         .target(
             name: "AuditStore",
             dependencies: ["Wire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
@@ -70,7 +72,9 @@ let package = Package(
         .target(
             name: "ControlAPI",
             dependencies: ["Lifecycle", "MicroHTTPD", "AuditStore", "Daemon", "Posix", "Wire", .product(name: "Metrics", package: "swift-metrics")],
-            swiftSettings: strict),
+            exclude: ["Dashboard"],
+            swiftSettings: strict,
+            plugins: ["EmbedDashboard"]),
 
         .executableTarget(
             name: "procrefd",

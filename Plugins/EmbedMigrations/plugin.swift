@@ -14,8 +14,8 @@ struct EmbedMigrations: BuildToolPlugin {
         return [
             .buildCommand(
                 displayName: "Embedding \(names.count) SQL migrations",
-                executable: try context.tool(named: "MigrationEmbedder").url,
-                arguments: [output.path] + inputs.map(\.path),
+                executable: try context.tool(named: "FileEmbedder").url,
+                arguments: [output.path, "embeddedMigrations"] + inputs.map(\.path),
                 inputFiles: inputs,
                 outputFiles: [output])
         ]

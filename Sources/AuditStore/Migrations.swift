@@ -9,7 +9,7 @@ public struct Migration: Sendable, Equatable {
 
     /// The files of `migrations/`, embedded at build time, in order.
     public static let embedded: [Migration] = embeddedMigrations
-        .map { Migration(name: $0.name, sql: $0.sql) }
+        .map { Migration(name: ($0.name as NSString).deletingPathExtension, sql: $0.text) }
         .sorted { $0.name < $1.name }
 }
 

@@ -2,7 +2,7 @@ import MicroHTTPD
 
 /// Who may do what. Over the Unix socket: everything (its file mode is the guard). Over TCP:
 /// changes need `Authorization: Bearer <token>`; reads need nothing, or — when a read token
-/// is configured — either token (`GET /v1/health` always answers).
+/// is configured — either token (`GET /v1/health` and the dashboard's files always answer).
 public struct AccessPolicy: Sendable {
     public let token: String
     public let readToken: String?
@@ -16,7 +16,9 @@ public struct AccessPolicy: Sendable {
         if request.transport == .unix { return true }
         let presented = Self.bearer(request)
         if request.method == "GET" || request.method == "HEAD" {
-            guard let readToken, request.path != "/v1/health" else { return true }
+            // The health check and the dashboard's static files answer anyone; the dashboard
+            // then reads the API with a token like any client.
+            guard let readToken, request.path != "/v1/health", !Dashboard.serves(request.path) else { return true }
             return presented.map { Self.constantTimeEqual($0, Array(token.utf8)) || Self.constantTimeEqual($0, Array(readToken.utf8)) } ?? false
         }
         return presented.map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false

@@ -63,8 +63,11 @@ struct DaemonPayload: Encodable {
     let adopted: Adopted
     let serviceCgroup: String?
     let acquireTimeoutMs: Int
+    /// Whether the request that asked is the admin's (the Unix socket, or the admin token).
+    let admin: Bool
 
-    init(_ info: DaemonInfo, version: String) {
+    init(_ info: DaemonInfo, version: String, admin: Bool) {
+        self.admin = admin
         pid = info.pid
         self.version = version
         startedAt = info.startedAt
@@ -91,6 +94,7 @@ struct DaemonPayload: Encodable {
         case onExit = "on_exit"
         case serviceCgroup = "service_cgroup"
         case acquireTimeoutMs = "acquire_timeout_ms"
+        case admin
     }
 
     func encode(to encoder: Encoder) throws {
@@ -106,6 +110,7 @@ struct DaemonPayload: Encodable {
         try c.encode(adopted, forKey: .adopted)
         try c.encode(serviceCgroup, forKey: .serviceCgroup)  // null: tracked by environment marker
         try c.encode(acquireTimeoutMs, forKey: .acquireTimeoutMs)
+        try c.encode(admin, forKey: .admin)
     }
 }
 

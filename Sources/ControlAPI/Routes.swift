@@ -24,7 +24,12 @@ extension ControlAPI {
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: MetricsHelp.add(to: metrics()))
             }),
 
-            Route("GET", "/v1/daemon", .immediate { _, _ in json(DaemonPayload(daemon, version: version)) }),
+            Route("GET", "/", .immediate { request, _ in Dashboard.response(file: "index.html", to: request) }),
+            Route("GET", "/ui/{file}", .immediate { request, p in Dashboard.response(file: p["file", default: ""], to: request) }),
+
+            Route("GET", "/v1/daemon", .immediate { request, _ in
+                json(DaemonPayload(daemon, version: version, admin: access.isAdmin(request)))
+            }),
 
             Route("POST", "/v1/daemon/stop", .immediate { request, _ in
                 answer {

@@ -4,6 +4,14 @@ import Posix
 
 /// How procrefd leaves: hand-off (everything stays for the next procrefd) or drain.
 extension Coordinator {
+    /// The first step of any shutdown: new acquires are refused, and queued ones answered
+    /// (503 shutting-down, `lease.queue_left` reason shutdown) instead of holding the
+    /// HTTP server's wait for requests in flight.
+    public func closeQueues() {
+        shuttingDown.store(true, ordering: .relaxed)
+        for service in registry.all { service.send(.queueClosed) }
+    }
+
     /// Hand-off: refuse new acquires and leave holders and services running for the next
     /// procrefd to re-adopt (their rows stay live in SQLite).
     public func handOff() async {

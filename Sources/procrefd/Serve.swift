@@ -187,6 +187,7 @@ struct Serve: AsyncParsableCommand {
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         ServiceManagerNotify.send("STOPPING=1\nSTATUS=stopping (\(mode.rawValue))")
         for server in servers { server.stopAccepting() }
+        coordinator.closeQueues()
         store.signal.close()  // ends long-polls and event streams
         for server in servers where !(await server.waitIdle(timeoutMs: 30_000)) {
             logger.warning("\(server.inFlight) requests still in flight after 30 s")

@@ -231,6 +231,24 @@ struct SlotsTests {
         #expect(try daemon.kernelCount(name) == 1)
     }
 
+    @Test("a stopping procrefd answers its queued acquires (503 shutting-down) instead of waiting for them")
+    func queueAtShutdown() throws {
+        let daemon = try DaemonHarness()
+        defer { daemon.shutdown() }
+        let name = daemon.uniqueName("lockstop")
+        try Self.defineLock(daemon, name, slots: 1)
+        #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+        let waiter = PendingAcquire(daemon, name, body: ["wait_ms": 60_000])
+        #expect(eventually { Self.queued(daemon, name) == 1 })
+        kill(daemon.process.processIdentifier, SIGTERM)
+        // Well before the HTTP server's 30 s wait for requests in flight would have ended.
+        let answer = try #require(waiter.result(timeout: 10))
+        #expect(answer.status == 503)
+        #expect(answer.json["type"] as? String == "urn:procrefd:problem:shutting-down")
+        #expect(eventually { !daemon.process.isRunning })
+        #expect(daemon.semaphoreSetGone(name))
+    }
+
     @Test("bad slot input: 422 naming the field, nothing defined or queued")
     func badInput() throws {
         try withDaemon { daemon in

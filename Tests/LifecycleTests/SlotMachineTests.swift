@@ -73,6 +73,19 @@ struct SlotMachineTests {
         #expect(driver.machine.slotQueue.isEmpty)
     }
 
+    @Test("at shutdown the queue is closed: everyone queued is refused, in order")
+    func queueClosed() {
+        var driver = Self.lock(slots: 1)
+        driver.count = 1
+        driver.send(.slotWanted(1, waitMs: 1_000))
+        driver.send(.slotWanted(2, waitMs: 1_000))
+        #expect(driver.send(.queueClosed) == [
+            .leftQueue(1, position: 1, .shutdown), .answer(1, .refused(.leftQueue(.shutdown))),
+            .leftQueue(2, position: 1, .shutdown), .answer(2, .refused(.leftQueue(.shutdown))),
+        ])
+        #expect(driver.machine.slotQueue.isEmpty)
+    }
+
     @Test("more slots in a new definition go to the queue at once")
     func redefined() {
         var driver = Self.lock(slots: 1)

@@ -100,6 +100,7 @@ struct ServiceMachine: Sendable {
         case let .slotWanted(waiter, waitMs): slotWanted(waiter, waitMs: waitMs, &step)
         case .slotFreed: grantSlots(&step)
         case let .queueLeft(waiter, reason): leaveQueue(waiter, reason, &step)
+        case .queueClosed: while let waiter = slotQueue.first { leaveQueue(waiter, .shutdown, &step) }
         case .spawned: spawned(&step)
         case .spawnFailed(let reason):
             guard case .starting(let start) = phase else { return }

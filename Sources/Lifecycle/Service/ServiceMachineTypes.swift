@@ -150,6 +150,8 @@ enum ServiceEvent: Equatable, Sendable {
     case slotFreed
     /// A queued acquire stops waiting.
     case queueLeft(Waiter, QueueExit)
+    /// procrefd is stopping: everyone queued is refused, and nobody queues any more.
+    case queueClosed
 
     // Reported by the executor
     case spawned
@@ -195,6 +197,8 @@ enum QueueExit: String, Sendable {
     case clientExit = "client_exit"
     /// The service was stopped for good (drain, removal).
     case serviceStopped = "service_stopped"
+    /// procrefd is stopping.
+    case shutdown
 }
 
 /// The machine's answer to a waiter.

@@ -158,6 +158,7 @@ extension ServiceExecutor {
         case .stopped: return .serviceRemoving(name)
         case .slotsExhausted(let position): return .slotsExhausted(service: name, slots: definition.slots ?? 0, position: position)
         case .leftQueue(.serviceStopped): return .serviceRemoving(name)
+        case .leftQueue(.shutdown): return .shuttingDown
         case .leftQueue(let reason): return .queueLeft(service: name, reason: reason.rawValue)
         }
     }

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""The dashboard in a real browser: Debian's headless Chromium and chromium-driver, driven by
+selenium, against a real procrefd on a temporary state dir and an ephemeral loopback port.
+
+Checks: the page loads with no console error and with its security headers; a lease taken
+with the API shows its count on the page within 1 s, without a reload, and its release shows
+`stopped`; the audit filter `lease.*` shows only lease events and is kept in the URL; the
+actions appear only with the admin token, and Restart and Release from the page act.
+Saves a screenshot (ARTIFACTS/dashboard.png). Everything it starts is stopped and removed.
+Usage: dashboard_test.py --bin BIN_DIR --artifacts DIR
+"""
+import argparse, http.client, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback, uuid
+
+os.environ.setdefault("SE_OFFLINE", "true")  # never let selenium fetch a browser or driver
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
+class Check:
+    def __init__(self):
+        self.passed, self.failed = 0, []
+
+    def __call__(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed.append(f"{name} {detail}".strip())
+            print(f"ui: FAILED: {name} {detail}", flush=True)
+        return ok
+
+
+def wait_for(condition, timeout):
+    """Polls `condition` until it is true or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except Exception:  # the page may be re-rendering the element
+            value = None
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.02)
+
+
+class Daemon:
+    def __init__(self, bin_dir):
+        self.state = tempfile.mkdtemp(prefix="prd-ui-", dir="/tmp")
+        os.chmod(self.state, 0o700)
+        self.process = subprocess.Popen(
+            [os.path.join(bin_dir, "procrefd"), "serve", "--state-dir", self.state, "--port", "0", "--log-level", "warning"],
+            stdout=subprocess.PIPE)
+        ready = json.loads(self.process.stdout.readline())
+        self.port = int(ready["tcp"].rsplit(":", 1)[1])
+        self.token = open(os.path.join(self.state, "token")).read().strip()
+
+    def call(self, method, path, body=None):
+        connection = UnixConnection(os.path.join(self.state, "procrefd.sock"))
+        try:
+            connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                               headers={"Content-Type": "application/json"} if body is not None else {})
+            response = connection.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data and response.getheader("Content-Type", "").endswith("json") else data
+        finally:
+            connection.close()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # drain: leases revoked, services stopped, sets removed
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100"]:
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def service_cells(driver, name):
+    row = driver.find_element(By.CSS_SELECTOR, f'#services tr[data-service="{name}"]')
+    return [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+
+
+def run(args, check):
+    daemon = Daemon(args.bin)
+    driver = None
+    try:
+        name = "ui-" + uuid.uuid4().hex[:8]
+        status, _ = daemon.call("PUT", f"/v1/services/{name}", {"start": ["sleep", "600"], "stop_timeout_ms": 2000})
+        check("service defined", status == 201, str(status))
+
+        # Headers of the page itself: no inline script or eval, no frames, no CORS.
+        connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+        connection.request("GET", "/")
+        page = connection.getresponse()
+        page.read()
+        policy = page.getheader("Content-Security-Policy", "")
+        check("page served", page.status == 200 and page.getheader("Content-Type", "").startswith("text/html"))
+        check("CSP: scripts only from the daemon, never framed",
+              "script-src 'self'" in policy and "unsafe" not in policy and "frame-ancestors 'none'" in policy, policy)
+        check("nosniff", page.getheader("X-Content-Type-Options") == "nosniff")
+        check("no CORS", page.getheader("Access-Control-Allow-Origin") is None)
+        connection.close()
+
+        driver = browser()
+        driver.get(f"http://127.0.0.1:{daemon.port}/")
+        check("the service is listed", wait_for(lambda: service_cells(driver, name)[1] == "stopped", 10), "")
+        check("live updates on", wait_for(lambda: driver.find_element(By.ID, "live").text == "live", 10))
+        check("no actions without the admin token", not driver.find_element(By.ID, "service-actions").is_displayed())
+
+        # A lease taken elsewhere shows on the page within 1 s, with no reload.
+        marker = driver.execute_script("window.notReloaded = true; return window.notReloaded")
+        status, lease = daemon.call("POST", f"/v1/services/{name}/leases", {"ttl_ms": 600000, "holder": "from-curl"})
+        check("lease acquired", status == 201, str(lease))
+        shown = wait_for(lambda: service_cells(driver, name)[2] == "1" and service_cells(driver, name)[1] == "ready", 1.0)
+        check("the new count shows within 1 s", shown, str(wait_for(lambda: service_cells(driver, name), 0)))
+        check("no reload", marker and driver.execute_script("return window.notReloaded === true"))
+
+        status, _ = daemon.call("DELETE", f"/v1/leases/{lease['id']}")
+        check("lease released", status == 200)
+        check("release shows stopped", wait_for(lambda: service_cells(driver, name)[1:3] == ["stopped", "0"], 5),
+              str(wait_for(lambda: service_cells(driver, name), 0)))
+
+        # The audit filter: lease.* only, kept in the URL.
+        Select(driver.find_element(By.ID, "filter-kind")).select_by_value("lease.*")
+        def only_leases():
+            kinds = [row.get_attribute("data-kind") for row in driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")]
+            return kinds if len(kinds) >= 2 and all(kind.startswith("lease.") for kind in kinds) else None
+        check("lease.* shows only lease events", wait_for(only_leases, 5), "")
+        check("the filter is in the URL", "kind=lease.*" in driver.current_url.replace("%2A", "*"), driver.current_url)
+
+        # The admin token shows the actions; Restart and Release from the page act.
+        driver.find_element(By.ID, "token").send_keys(daemon.token)
+        driver.find_element(By.ID, "use-token").click()
+        check("admin role", wait_for(lambda: driver.find_element(By.ID, "role").text == "admin", 5))
+        check("token kept in sessionStorage, not in the URL",
+              driver.execute_script("return sessionStorage.getItem('procrefd.token')") == daemon.token and daemon.token not in driver.current_url)
+        status, lease = daemon.call("POST", f"/v1/services/{name}/leases", {"ttl_ms": 600000, "holder": "for-restart"})
+        check("second lease", status == 201, str(lease))
+        pid_before = daemon.call("GET", f"/v1/services/{name}")[1]["pid"]
+        def open_detail():
+            driver.find_element(By.CSS_SELECTOR, f'#services tr[data-service="{name}"]').click()
+            return True
+        check("service row clicked", wait_for(open_detail, 5))
+        check("detail shows the lease", wait_for(lambda: "for-restart" in driver.find_element(By.ID, "leases").text, 5))
+        check("actions shown", wait_for(lambda: driver.find_element(By.ID, "restart").is_displayed(), 5))
+        check("Restart clicked", wait_for(lambda: driver.find_element(By.ID, "restart").click() or True, 5))
+        def restarted():
+            _, events = daemon.call("GET", f"/v1/events?service={name}&kind=service.starting&order=desc&limit=1")
+            _, service = daemon.call("GET", f"/v1/services/{name}")
+            started = events["events"] and events["events"][0]["detail"].get("reason") == "admin_restart"
+            return started and service["state"] == "ready" and service["pid"] not in (None, pid_before)
+        check("Restart from the page restarts the service", wait_for(restarted, 15))
+        check("the page shows it ready again", wait_for(lambda: service_cells(driver, name)[1] == "ready", 5))
+        check("timeline drawn", wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#timeline path").get_attribute("d").count("V") >= 2, 5))
+        os.makedirs(args.artifacts, exist_ok=True)
+        shot = os.path.join(args.artifacts, "dashboard.png")
+        driver.save_screenshot(shot)
+        check("screenshot saved", os.path.getsize(shot) > 10_000, shot)
+
+        def click_release():  # the table is re-rendered as events come: retry a stale button
+            driver.find_element(By.CSS_SELECTOR, "#leases button.release").click()
+            return True
+        check("Release button clicked", wait_for(click_release, 5))
+        check("Release from the page ends the lease", wait_for(lambda: daemon.call("GET", f"/v1/leases?service={name}")[1]["leases"] == [], 10))
+        check("and the page shows stopped", wait_for(lambda: service_cells(driver, name)[1] == "stopped", 10))
+
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        check("no console errors", not errors, str(errors))
+    finally:
+        if driver:
+            driver.quit()
+        daemon.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--artifacts", required=True)
+    args = parser.parse_args()
+    check = Check()
+    try:
+        run(args, check)
+    except Exception:
+        traceback.print_exc()
+        check.failed.append("exception")
+    print(f"ui: {check.passed} passed, {len(check.failed)} failed")
+    sys.exit(1 if check.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
