@@ -77,17 +77,21 @@ static void run_child(const char *path, char *const argv[], char *const envp[], 
         if (setrlimit(o->rlimits[i].resource, &limit) < 0) child_fail(report_fd, PROCREF_STEP_RLIMIT, errno);
     }
     if (o->umask_value >= 0) umask((mode_t)o->umask_value);
-    /* setgroups, then setgid, then setuid: each needs the privileges the next one drops. */
-    if (o->group_count >= 0 && setgroups((size_t)o->group_count, (const gid_t *)o->groups) < 0)
+    /* setgroups, then setgid, then setuid: each needs the privileges the next one drops.
+     * Raw system calls: glibc's wrappers would apply them to every thread of the process
+     * (its setxid broadcast), and this child shares the parent's memory and thread list. */
+    if (o->group_count >= 0 && syscall(SYS_setgroups, (size_t)o->group_count, (const gid_t *)o->groups) < 0)
         child_fail(report_fd, PROCREF_STEP_SETGROUPS, errno);
-    if (o->gid >= 0 && setresgid((gid_t)o->gid, (gid_t)o->gid, (gid_t)o->gid) < 0) child_fail(report_fd, PROCREF_STEP_SETGID, errno);
-    if (o->uid >= 0 && setresuid((uid_t)o->uid, (uid_t)o->uid, (uid_t)o->uid) < 0) child_fail(report_fd, PROCREF_STEP_SETUID, errno);
+    if (o->gid >= 0 && syscall(SYS_setresgid, (gid_t)o->gid, (gid_t)o->gid, (gid_t)o->gid) < 0)
+        child_fail(report_fd, PROCREF_STEP_SETGID, errno);
+    if (o->uid >= 0 && syscall(SYS_setresuid, (uid_t)o->uid, (uid_t)o->uid, (uid_t)o->uid) < 0)
+        child_fail(report_fd, PROCREF_STEP_SETUID, errno);
     /* A drop that silently did not happen must abort the start. */
     if (o->gid >= 0 && (getgid() != (gid_t)o->gid || getegid() != (gid_t)o->gid))
         child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
     if (o->uid >= 0 && (getuid() != (uid_t)o->uid || geteuid() != (uid_t)o->uid))
         child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
-    if (o->uid > 0 && setuid(0) == 0) child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
+    if (o->uid > 0 && syscall(SYS_setresuid, 0, 0, 0) == 0) child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
     /* As the service's user: a cwd it cannot enter is its error, not a mystery exit. */
     if (o->cwd != NULL && chdir(o->cwd) < 0) child_fail(report_fd, PROCREF_STEP_CWD, errno);
     /* Keep only 0-2 and the report pipe (close-on-exec) open. */

@@ -2,8 +2,8 @@ import AuditStore
 import Foundation
 import Logging
 import Posix
-import Wire
 import Synchronization
+import Wire
 
 /// procrefd's lifecycle core, as the API sees it: a facade over the service registry (one
 /// executor and state machine per service), the lease book and the holders. Acquire and

@@ -25,7 +25,8 @@ struct SlotWait: Sendable {
 /// its client), launching the holder of one that got a slot, and recording one that left.
 extension ServiceExecutor {
     func launchQueued(_ waiter: Waiter) async {
-        guard let wait = owned.withLock({ $0.slotWaits.removeValue(forKey: waiter) }) else { return }
+        // The slot the machine gave it goes to the next one when it is gone.
+        guard let wait = owned.withLock({ $0.slotWaits.removeValue(forKey: waiter) }) else { return slotFreed() }
         wait.stopWatching(on: context.loop)
         let waited = wait.waitedMs(at: monotonicMilliseconds())
         if let waited { Telemetry.queueWaited(service: name, milliseconds: waited) }
@@ -67,7 +68,8 @@ extension ServiceExecutor {
         await context.recordLogged(NewEvent(.leaseQueueLeft, service: name, actor: wait.order.actor, detail: detail))
     }
 
-    /// A lease of this service ended: with slots, the head of the queue may take its place.
+    /// A lease of this service ended (or a slot went unused): with slots, the head of the
+    /// queue may take its place.
     func slotFreed() {
         if owned.withLock({ $0.machine.policy.slots != nil }) { send(.slotFreed) }
     }

@@ -155,7 +155,7 @@ final class ServiceExecutor: Sendable {
     /// Launches the waiter's holder and hands the machine its acquire. A launch that fails
     /// took no slot: the next in the queue gets it.
     func launch(_ waiter: Waiter, _ order: AcquireOrder, waitedMs: Int?) async {
-        guard owned.withLock({ $0.answers[waiter] != nil }) else { return }  // it stopped waiting
+        guard owned.withLock({ $0.answers[waiter] != nil }) else { return slotFreed() }  // it stopped waiting
         let lease: Lease
         do { lease = try await order.launch() } catch {
             let waiting = owned.withLock { owned in
@@ -163,8 +163,7 @@ final class ServiceExecutor: Sendable {
                 return owned.answers.removeValue(forKey: waiter)
             }
             waiting?.resume(returning: .refused(.notRunning))
-            if owned.withLock({ $0.machine.policy.slots != nil }) { send(.slotFreed) }
-            return
+            return slotFreed()
         }
         let count = (try? kernelCount()) ?? 0
         let waiting = owned.withLock { owned -> Bool in
