@@ -76,9 +76,10 @@ soak: build
 	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 600 $(if $(SEED),--seed $(SEED))
 
 ## Release build, then the benchmarks against etcd (numbers printed and written to
-## bench/RESULTS.md, never asserted). Needs wrk and etcd-server, installed when missing.
+## bench/RESULTS.md, never asserted). Needs wrk, etcd-server and supervisor (the cold-cycle
+## comparison), installed when missing.
 bench: deps
-	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc"
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc supervisor"
 	$(SWIFT) build -c release
 	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit
 

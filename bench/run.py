@@ -5,7 +5,7 @@ memory per held lease, and the audit log. Prints a table and writes bench/RESULT
 Everything runs on loopback with temporary state/data dirs and is stopped and removed at
 the end. Numbers are printed, never asserted. The machine is noisy: compare medians.
 """
-import argparse, asyncio, datetime, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, asyncio, datetime, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, xmlrpc.client
 
 SERVICE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unix_service.py")
 LOADGEN_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.c")
@@ -211,21 +211,76 @@ def wrk(port, path, headers=""):
 
 async def bench_cold(p, rounds=20):
     """Cold cycles of a trivial service: the acquire that starts it, the release that stops
-    it (SIGTERM to every process of the service, wait until all are gone)."""
+    it (SIGTERM to every process of the service, wait until all are gone). Returns the p50
+    and p99 of each half, and of the whole cycle, and cycles/s."""
     await p.define("cold", start=["sleep", "3600"])
     c = await p.conn()
-    acquire, release = [], []
+    acquire, release, cycle = [], [], []
+    began = time.perf_counter()
     for _ in range(rounds):
         t = time.perf_counter()
         status, data = await c.call("POST", "/v1/services/cold/leases", {"ttl_ms": 60000})
         acquire.append((time.perf_counter() - t) * 1000)
         assert status == 201 and json.loads(data)["started"], data
-        t = time.perf_counter()
+        t2 = time.perf_counter()
         status, data = await c.call("DELETE", f"/v1/leases/{json.loads(data)['id']}")
-        release.append((time.perf_counter() - t) * 1000)
+        release.append((time.perf_counter() - t2) * 1000)
+        cycle.append((time.perf_counter() - t) * 1000)
         assert status == 200 and json.loads(data)["service_stopped"], data
     c.close()
-    return pct(acquire, 50), pct(acquire, 99), pct(release, 50), pct(release, 99)
+    rate = rounds / (time.perf_counter() - began)
+    return pct(acquire, 50), pct(acquire, 99), pct(release, 50), pct(release, 99), pct(cycle, 50), pct(cycle, 99), rate
+
+
+def bench_supervisord_cold(rounds=20):
+    """The same cold cycle with supervisord (Debian's `supervisor`): startProcess then
+    stopProcess of one program over XML-RPC, each waiting until done. Its stop waits up to
+    stopwaitsecs (2 s here) when the SIGTERM goes unanswered."""
+    directory = tempfile.mkdtemp(prefix="supd-", dir="/tmp")
+    port = free_port()
+    config = os.path.join(directory, "supervisord.conf")
+    with open(config, "w") as f:
+        f.write(f"""[supervisord]
+nodaemon=true
+logfile={directory}/supervisord.log
+pidfile={directory}/supervisord.pid
+childlogdir={directory}
+[inet_http_server]
+port=127.0.0.1:{port}
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[program:cold]
+command=sleep 3600
+autostart=false
+autorestart=false
+startsecs=0
+stopwaitsecs=2
+""")
+    proc = subprocess.Popen(["supervisord", "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        server = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
+        for _ in range(200):
+            try:
+                server.supervisor.getState()
+                break
+            except (OSError, xmlrpc.client.Fault):
+                time.sleep(0.05)
+        cycle = []
+        began = time.perf_counter()
+        for _ in range(rounds):
+            t = time.perf_counter()
+            server.supervisor.startProcess("cold", True)
+            server.supervisor.stopProcess("cold", True)
+            cycle.append((time.perf_counter() - t) * 1000)
+        rate = rounds / (time.perf_counter() - began)
+        return pct(cycle, 50), pct(cycle, 99), rate
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(directory, ignore_errors=True)
 
 def pss_kib(pid):
     for line in open(f"/proc/{pid}/smaps_rollup"):
@@ -296,6 +351,7 @@ def main():
         commits = asyncio.run(metrics_summary(p))
     finally:
         p.stop()
+    supervisord = bench_supervisord_cold() if shutil.which("supervisord") else None
     p = Procrefd(args.bin, "full")
     try:
         results["procrefd full"] = asyncio.run(bench_procrefd_cycles(p, conc, args.seconds))
@@ -338,6 +394,10 @@ def main():
     say()
     say(f"- cold acquire (service start included, trivial service): p50 {cold[0]:.2f} ms, p99 {cold[1]:.2f} ms")
     say(f"- cold release (service stop included): p50 {cold[2]:.2f} ms, p99 {cold[3]:.2f} ms")
+    say(f"- cold cycle (acquire that starts + release that stops, 1 client): p50 {cold[4]:.2f} ms, p99 {cold[5]:.2f} ms, {cold[6]:,.0f} cycles/s")
+    if supervisord:
+        say(f"- the same with supervisord 4 (startProcess + stopProcess over XML-RPC, waiting): p50 {supervisord[0]:.2f} ms, "
+            f"p99 {supervisord[1]:.2f} ms, {supervisord[2]:,.1f} cycles/s")
     say(f"- `GET /v1/health`, wrk -t2 -c32 -d5s: {health:,.0f} req/s")
     say(f"- `GET /v1/status` with 100+ services, wrk -t2 -c32 -d5s: {status:,.0f} req/s")
     for n, (pss, rss, p50) in held.items():
