@@ -94,9 +94,12 @@ extension ServiceExecutor {
         let now = monotonicMilliseconds()
         let proven = owned.withLock { $0.ownershipProvenAt.map { now - $0 < 1_000 } ?? false }
         let checker = HealthChecker(loop: context.loop, spawner: context.spawner)
+        // Only an exec check runs anything: the environment is not built for the others.
+        var environment: [String: String] = [:]
+        if case .exec = health.kind { environment = self.environment(definition) }
         let failure = await checker.failure(
             of: health, main: main, members: { [processes] in processes.members(main: main) },
-            environment: environment(definition), verifyOwnership: !proven)
+            environment: environment, verifyOwnership: !proven)
         guard let failure else {
             if !proven { owned.withLock { $0.ownershipProvenAt = now } }
             return send(.probePassed(token: token))
