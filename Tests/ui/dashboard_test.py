@@ -5,7 +5,8 @@ selenium, against a real procrefd on a temporary state dir and an ephemeral loop
 Checks: the page loads with no console error and with its security headers; a lease taken
 with the API shows its count on the page within 1 s, without a reload, and its release shows
 `stopped`; the audit filter `lease.*` shows only lease events and is kept in the URL; the
-actions appear only with the admin token, and Restart and Release from the page act.
+actions appear only with the admin token, and Restart and Release from the page act; with
+`tcp_reads_need_token` the page asks for a token and works read-only with the read token.
 Saves a screenshot (ARTIFACTS/dashboard.png). Everything it starts is stopped and removed.
 Usage: dashboard_test.py --bin BIN_DIR --artifacts DIR
 """
@@ -56,11 +57,16 @@ def wait_for(condition, timeout):
 
 
 class Daemon:
-    def __init__(self, bin_dir):
+    def __init__(self, bin_dir, config=""):
         self.state = tempfile.mkdtemp(prefix="prd-ui-", dir="/tmp")
         os.chmod(self.state, 0o700)
+        extra = []
+        if config:
+            with open(os.path.join(self.state, "procrefd.toml"), "w") as f:
+                f.write(config)
+            extra = ["--config", os.path.join(self.state, "procrefd.toml")]
         self.process = subprocess.Popen(
-            [os.path.join(bin_dir, "procrefd"), "serve", "--state-dir", self.state, "--port", "0", "--log-level", "warning"],
+            [os.path.join(bin_dir, "procrefd"), "serve", "--state-dir", self.state, "--port", "0", "--log-level", "warning"] + extra,
             stdout=subprocess.PIPE)
         ready = json.loads(self.process.stdout.readline())
         self.port = int(ready["tcp"].rsplit(":", 1)[1])
@@ -194,6 +200,34 @@ def run(args, check):
         daemon.stop()
 
 
+def run_reads_need_token(args, check):
+    """With tcp_reads_need_token, the page itself loads, asks for a token, and works with the
+    read token: services listed, no actions."""
+    daemon = Daemon(args.bin, "[security]\ntcp_reads_need_token = true\n")
+    driver = None
+    try:
+        name = "ui-" + uuid.uuid4().hex[:8]
+        status, _ = daemon.call("PUT", f"/v1/services/{name}", {"start": ["sleep", "600"]})
+        check("service defined (reads need a token)", status == 201, str(status))
+        read_token = open(os.path.join(daemon.state, "read-token")).read().strip()
+        driver = browser()
+        driver.get(f"http://127.0.0.1:{daemon.port}/")
+        check("without a token the page says it needs one",
+              wait_for(lambda: "needs a token" in driver.find_element(By.ID, "message").text, 10),
+              str(wait_for(lambda: driver.find_element(By.ID, "message").text, 0)))
+        check("nothing listed without a token", not driver.find_elements(By.CSS_SELECTOR, "#services tbody tr"))
+        driver.find_element(By.ID, "token").send_keys(read_token)
+        driver.find_element(By.ID, "use-token").click()
+        check("with the read token the services are listed", wait_for(lambda: service_cells(driver, name)[1] == "stopped", 10))
+        check("read-only role", wait_for(lambda: driver.find_element(By.ID, "role").text == "read-only token", 5))
+        check("the message is gone", wait_for(lambda: not driver.find_element(By.ID, "message").is_displayed(), 5))
+        check("no actions with the read token", not driver.find_element(By.ID, "service-actions").is_displayed())
+    finally:
+        if driver:
+            driver.quit()
+        daemon.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", required=True)
@@ -202,6 +236,7 @@ def main():
     check = Check()
     try:
         run(args, check)
+        run_reads_need_token(args, check)
     except Exception:
         traceback.print_exc()
         check.failed.append("exception")

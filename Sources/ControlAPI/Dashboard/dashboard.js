@@ -138,8 +138,9 @@ async function refreshServices() {
   body.replaceChildren(...state.services.map((service) => {
     const slots = service.definition.slots;
     const note = service.failure_reason || (service.linger_until ? 'lingers until ' + new Date(service.linger_until).toLocaleTimeString() : null);
-    const since_ = element('span', since(service.state_since));
+    const since_ = element('span', since(service.state_since), 'since');
     since_.title = service.state_since;
+    since_.dataset.since = service.state_since;
     const tr = row([
       service.name, badge(service.state), service.count, service.leases,
       slots ? `${service.queued} queued · ${slots} slots` : '—', service.pid, since_, service.restarts, service.last_health, note,
@@ -195,10 +196,12 @@ function renderLeases() {
     }
     return row(cells);
   }));
-  tickTTLs();
+  tick();
 }
 
-function tickTTLs() {
+/** Every second: TTL countdowns and "since" times move on without a request. */
+function tick() {
+  for (const node of document.querySelectorAll('#services .since')) node.textContent = since(node.dataset.since);
   for (const node of document.querySelectorAll('#leases .ttl')) {
     if (!node.dataset.expires) { node.textContent = 'until its client exits'; continue; }
     const left = Math.max(0, Date.parse(node.dataset.expires) - Date.now());
@@ -356,7 +359,7 @@ function wire() {
     applyView();
     refreshAll();
   });
-  setInterval(tickTTLs, 1000);
+  setInterval(tick, 1000);
 }
 
 let following = false;
