@@ -13,11 +13,16 @@ extension ServiceExecutor {
         let running = main != nil && !ended
         if main != nil || processes.anyAlive(main: nil) {
             let name = self.name
-            await context.recordLogged(NewEvent(.serviceStopping, service: name, pid: main?.pid, actor: actor,
-                                                detail: ["reason": .string(reason)]))
+            // Committed while the processes stop (and before `service.stopped`, which is
+            // queued behind it): the stop need not wait for a commit to begin.
+            let stopping = NewEvent(.serviceStopping, service: name, pid: main?.pid, actor: actor, detail: ["reason": .string(reason)])
+            let stoppingWrite = context.submit { tx in try tx.append(stopping) }
             let outcome = await Teardown(loop: context.loop).stop(
                 service: processes, main: running ? main?.pid : nil, signal: definition.stopSignalNumber,
                 timeoutMs: definition.stopTimeoutMs)
+            do { try await context.committed(stoppingWrite) } catch {
+                context.logger.error("cannot record service.stopping of \(name): \(error)")
+            }
             // The exit watcher reaps the main process just after it goes: its status is for the record.
             if let main { await waitForExitReport(of: main, timeoutMs: 1_000) }
             let exit = owned.withLock { $0.mainExit }
