@@ -79,6 +79,13 @@ final class GroupCommitter: @unchecked Sendable {
             return try outcome()
         }
 
+        /// Commits on the calling thread when no commit is in progress (the job's batch, and
+        /// whatever else is queued); nil when another thread leads: then await `value()`.
+        func valueIfIdle() throws -> T? {
+            guard committer.leadIfIdle(self) else { return nil }
+            return try outcome()
+        }
+
         /// Waits for the commit, blocking the calling thread.
         func wait() throws -> T {
             if committer.leadIfIdle(self) == false {

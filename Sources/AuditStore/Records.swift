@@ -71,9 +71,9 @@ extension StoreTransaction {
 
     /// Records the state and process of a service (a hint for re-adoption; the kernel decides).
     public func updateServiceProcess(name: String, state: String, pid: Int32?, startTime: UInt64?) throws {
-        try db.execute(
-            sql: "UPDATE services SET state = ?, pid = ?, pid_start_time = ? WHERE name = ?",
-            arguments: [state, pid, startTime.map { Int64(bitPattern: $0) }, name])
+        // Cached: every start and stop writes it.
+        try db.cachedStatement(sql: "UPDATE services SET state = ?, pid = ?, pid_start_time = ? WHERE name = ?")
+            .execute(arguments: [state, pid, startTime.map { Int64(bitPattern: $0) }, name])
     }
 
     public func insertLease(_ lease: LeaseRecord) throws {
@@ -87,7 +87,7 @@ extension StoreTransaction {
     }
 
     public func updateLeaseExpiry(id: String, expiresAt: String) throws {
-        try db.execute(sql: "UPDATE leases SET expires_at = ? WHERE id = ?", arguments: [expiresAt, id])
+        try db.cachedStatement(sql: "UPDATE leases SET expires_at = ? WHERE id = ?").execute(arguments: [expiresAt, id])
     }
 
     public func endLease(id: String, reason: String) throws {

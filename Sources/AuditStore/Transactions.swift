@@ -18,6 +18,19 @@ public struct PendingWrite<T: Sendable>: Sendable {
             throw AuditStore.storeError(error)
         }
     }
+
+    /// Commits the write on the calling thread when no other thread is committing (its batch
+    /// takes whatever else is queued); nil when one is: then await `committed()`. Never waits
+    /// for another thread's commit, so an HTTP thread is not held by others' work.
+    public func committedIfIdle() throws -> T? {
+        do {
+            guard let (value, lastEventID) = try pending.valueIfIdle() else { return nil }
+            if lastEventID > 0 { store.signal.published(lastID: lastEventID) }
+            return value
+        } catch {
+            throw AuditStore.storeError(error)
+        }
+    }
 }
 
 /// Write access inside a transaction.

@@ -37,32 +37,31 @@ public final class ControlAPI: HTTPResponder {
     /// The route templates by path, with their methods (lower case), for contract tests.
     public var routeTemplates: [String: Set<String>] { router.templates }
 
-    public func respondImmediately(to request: HTTPRequest) -> HTTPResponse? {
+    public func firstAnswer(to request: HTTPRequest) -> FirstAnswer {
         let (route, resolution) = resolve(request)
+        let method = request.method
         switch resolution {
-        case .answer(let response): return counted(response, route: route, method: request.method)
+        case .answer(let response): return .now(counted(response, route: route, method: method))
         case .run(.immediate(let handler), let parameters):
-            return counted(handler(request, parameters), route: route, method: request.method)
-        case .run(.suspending, _): return nil
+            return .now(counted(handler(request, parameters), route: route, method: method))
+        case .run(.suspending(let handler), let parameters):
+            return .later { [self] in counted(await handler(request, parameters), route: route, method: method) }
+        case .run(.firstTry(let handler), let parameters):
+            switch handler(request, parameters) {
+            case .now(let response): return .now(counted(response, route: route, method: method))
+            case .later(let later): return .later { [self] in counted(await later(), route: route, method: method) }
+            }
         }
-    }
-
-    public func respond(to request: HTTPRequest) async -> HTTPResponse {
-        let (route, resolution) = resolve(request)
-        let response: HTTPResponse
-        switch resolution {
-        case .answer(let answer): response = answer
-        case .run(.immediate(let handler), let parameters): response = handler(request, parameters)
-        case .run(.suspending(let handler), let parameters): response = await handler(request, parameters)
-        }
-        return counted(response, route: route, method: request.method)
     }
 
     /// Counts the request by route template, method and status.
     private func counted(_ response: HTTPResponse, route: String, method: String) -> HTTPResponse {
-        Counter(label: "procrefd_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(response.status))])
-            .increment()
+        requests(route, method, String(response.status)).increment()
         return response
+    }
+
+    private let requests = MetricCache {
+        Counter(label: "procrefd_http_requests_total", dimensions: [("route", $0[0]), ("method", $0[1]), ("status", $0[2])])
     }
 
     private enum Resolution {

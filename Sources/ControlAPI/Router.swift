@@ -10,6 +10,8 @@ struct Route: Sendable {
         case immediate(@Sendable (HTTPRequest, PathParameters) -> HTTPResponse)
         /// May wait (service start, holder exit): runs while the connection is suspended.
         case suspending(@Sendable (HTTPRequest, PathParameters) async -> HTTPResponse)
+        /// Tries on the HTTP thread first (the lease fast path), and says when the rest waits.
+        case firstTry(@Sendable (HTTPRequest, PathParameters) -> FirstAnswer)
     }
 
     enum Segment: Sendable {

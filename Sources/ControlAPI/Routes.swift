@@ -80,23 +80,33 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/services/{name}/leases", .suspending { request, p in
-                await answerAsync {
-                    let name = p["name", default: ""]
+            Route("POST", "/v1/services/{name}/leases", .firstTry { request, p in
+                let name = p["name", default: ""]
+                let body: AcquireRequest
+                var idempotency: IdempotencyKey?
+                do {
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
-                    let body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody()).request
-                    var idempotency: IdempotencyKey?
+                    body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody()).request
                     if let key = request.header("idempotency-key") {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
                         idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))
                     }
-                    let (actor, key) = (actor(of: request), idempotency)
-                    let acquire = { @Sendable () async throws(LifecycleError) -> LeaseGrant in
-                        try await coordinator.acquire(service: name, request: body, actor: actor, idempotency: key)
+                } catch {
+                    return .now(problem(for: error).response)
+                }
+                let (actor, key) = (actor(of: request), idempotency)
+                let granted = { @Sendable (grant: LeaseGrant) in json(GrantPayload(grant: grant), status: grant.replayed ? 200 : 201) }
+                if key == nil, let first = answerNow(coordinator.acquireNow(service: name, request: body, actor: actor), granted) {
+                    return first
+                }
+                return .later {
+                    await answerAsync {
+                        let acquire = { @Sendable () async throws(LifecycleError) -> LeaseGrant in
+                            try await coordinator.acquire(service: name, request: body, actor: actor, idempotency: key)
+                        }
+                        // An acquire that may queue leaves the queue when its client hangs up.
+                        return granted(body.waitMs > 0 ? try await untilHangup(of: request, on: hangups, acquire) : try await acquire())
                     }
-                    // An acquire that may queue leaves the queue when its client hangs up.
-                    let grant = body.waitMs > 0 ? try await untilHangup(of: request, on: hangups, acquire) : try await acquire()
-                    return json(GrantPayload(grant: grant), status: grant.replayed ? 200 : 201)
                 }
             }),
 
@@ -157,11 +167,13 @@ extension ControlAPI {
                 }
             }),
 
-            Route("DELETE", "/v1/leases/{id}", .suspending { request, p in
-                await answerAsync {
-                    let result = try await coordinator.release(id: p["id", default: ""], actor: actor(of: request))
-                    return json(ReleasePayload(id: result.lease, count: result.count, serviceStopped: result.stoppedService))
+            Route("DELETE", "/v1/leases/{id}", .firstTry { request, p in
+                let (id, actor) = (p["id", default: ""], actor(of: request))
+                let released = { @Sendable (result: ReleaseResult) in
+                    json(ReleasePayload(id: result.lease, count: result.count, serviceStopped: result.stoppedService))
                 }
+                if let first = answerNow(coordinator.releaseNow(id: id, actor: actor), released) { return first }
+                return .later { await answerAsync { released(try await coordinator.release(id: id, actor: actor)) } }
             }),
 
             Route("GET", "/v1/events", query: EventQuery.parameters, .suspending { request, _ in
@@ -188,6 +200,16 @@ func answer(_ body: () throws -> HTTPResponse) -> HTTPResponse {
 
 func answerAsync(_ body: () async throws -> HTTPResponse) async -> HTTPResponse {
     do { return try await body() } catch { return problem(for: error).response }
+}
+
+/// The first answer of a call the core tried on this thread; nil when it did not try.
+func answerNow<T: Sendable>(_ attempt: Attempt<T>, _ respond: @escaping @Sendable (T) -> HTTPResponse) -> FirstAnswer? {
+    switch attempt {
+    case .notAttempted: return nil
+    case .done(let value): return .now(respond(value))
+    case .failed(let error): return .now(Problem(error).response)
+    case .continuing(let rest): return .later { await answerAsync { respond(try await rest()) } }
+    }
 }
 
 func problem(for error: Error) -> Problem {

@@ -29,6 +29,12 @@ struct LifecycleContext: Sendable {
         do { try await write.committed() } catch { throw .storage(String(describing: error)) }
     }
 
+    /// Commits `write` on the calling thread unless another thread is committing (then
+    /// false: await `committed`). See `PendingWrite.committedIfIdle`.
+    func committedIfIdle(_ write: PendingWrite<Void>) throws(LifecycleError) -> Bool {
+        do { return try write.committedIfIdle() != nil } catch { throw .storage(String(describing: error)) }
+    }
+
     /// Writes state and events as one transaction and waits for the commit.
     func write(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) async throws(LifecycleError) {
         try await committed(submit(body))

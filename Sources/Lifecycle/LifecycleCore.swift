@@ -15,6 +15,10 @@ public protocol LifecycleCore: Sendable {
     func acquire(service name: String, request: AcquireRequest, actor: String, idempotency key: IdempotencyKey?) async throws(LifecycleError)
         -> LeaseGrant
     func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult
+    /// `acquire` (without an idempotency key) tried on the calling thread: see `Attempt`.
+    func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant>
+    /// `release` tried on the calling thread: see `Attempt`.
+    func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult>
     func keepalive(id: String, actor: String) async throws(LifecycleError) -> LeaseInfo
     func leaseInfos(service: String?) -> [LeaseInfo]
     func leaseInfo(id: String) throws(LifecycleError) -> LeaseInfo
@@ -22,6 +26,12 @@ public protocol LifecycleCore: Sendable {
     func managedProcess(_ pid: Int32) throws(LifecycleError) -> ManagedProcess
     func signalProcess(_ pid: Int32, signalName: String, actor: String) async throws(LifecycleError) -> ManagedProcess
     func stopProcess(_ pid: Int32, timeoutMs: Int, actor: String) async throws(LifecycleError) -> StopOutcome
+}
+
+extension LifecycleCore {
+    /// A core without a fast path makes every call the usual way.
+    public func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant> { .notAttempted }
+    public func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult> { .notAttempted }
 }
 
 extension Coordinator: LifecycleCore {}

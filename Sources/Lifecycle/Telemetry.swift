@@ -5,14 +5,23 @@ import Metrics
 public enum Telemetry {
     /// Granted acquires, by service and whether the acquire started the service.
     static func acquired(service: String, started: Bool, nanoseconds: UInt64) {
-        Counter(label: "procrefd_lease_acquires_total", dimensions: [("service", service)]).increment()
-        Timer(label: "procrefd_lease_acquire_duration_seconds", dimensions: [("started", started ? "true" : "false")])
-            .recordNanoseconds(Int64(clamping: nanoseconds))
+        acquires(service).increment()
+        acquireDuration(started ? "true" : "false").recordNanoseconds(Int64(clamping: nanoseconds))
     }
 
     /// Ended leases, by service and how (released, expired, client_exited, lost, revoked).
     static func ended(service: String, reason: LeaseEnd) {
-        Counter(label: "procrefd_lease_ends_total", dimensions: [("service", service), ("reason", reason.rawValue)]).increment()
+        ends(service, reason.rawValue).increment()
+    }
+
+    // Made once per label set: these count every lease. (A removed service's few entries stay,
+    // as the backend's own do.)
+    private static let acquires = MetricCache { Counter(label: "procrefd_lease_acquires_total", dimensions: [("service", $0[0])]) }
+    private static let acquireDuration = MetricCache {
+        Timer(label: "procrefd_lease_acquire_duration_seconds", dimensions: [("started", $0[0])])
+    }
+    private static let ends = MetricCache {
+        Counter(label: "procrefd_lease_ends_total", dimensions: [("service", $0[0]), ("reason", $0[1])])
     }
 
     /// Refused acquires, by reason (limit, failed, busy, shutting_down, start_failed, ...).

@@ -88,9 +88,17 @@ public protocol HTTPBodyStream: Sendable {
     func close()
 }
 
-/// Answers requests. `respondImmediately` runs on an HTTP thread and must not block; return
-/// nil to have `respond` run asynchronously while the connection is suspended.
+/// A responder's first answer to a request, given on the HTTP thread.
+public enum FirstAnswer: Sendable {
+    /// The response, sent at once.
+    case now(HTTPResponse)
+    /// The connection is suspended while a task awaits the response.
+    case later(@Sendable () async -> HTTPResponse)
+}
+
+/// Answers requests. `firstAnswer` runs on an HTTP thread: it may block for what takes
+/// microseconds (a helper's answer on a socket, a group commit), never for a slow wait,
+/// which it returns as `.later`.
 public protocol HTTPResponder: Sendable {
-    func respondImmediately(to request: HTTPRequest) -> HTTPResponse?
-    func respond(to request: HTTPRequest) async -> HTTPResponse
+    func firstAnswer(to request: HTTPRequest) -> FirstAnswer
 }

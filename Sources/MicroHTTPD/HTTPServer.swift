@@ -4,7 +4,9 @@ import Synchronization
 
 /// Limits of one listener.
 public struct HTTPServerLimits: Sendable {
-    public var threadPoolSize: UInt32 = 2
+    /// Threads per listener. An acquire or release on the fast path holds its thread for a
+    /// holder's answer and a commit: four keep both cores busy (two served one at a time).
+    public var threadPoolSize: UInt32 = 4
     public var connectionLimit: UInt32 = 512
     public var connectionTimeoutSeconds: UInt32 = 30
     public var perIPConnectionLimit: UInt32 = 0

@@ -60,15 +60,16 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
             connection: connection, url: String(cString: url), method: String(cString: method),
             body: state.body, transport: server.transport)
         state.body = []
-        if let response = server.responder.respondImmediately(to: request) {
-            return queue(response, on: connection)
+        let work: @Sendable () async -> HTTPResponse
+        switch server.responder.firstAnswer(to: request) {
+        case .now(let response): return queue(response, on: connection)
+        case .later(let later): work = later
         }
         state.phase = .waiting
         MHD_suspend_connection(connection)
         let handle = ConnectionPointer(pointer: connection)
-        let responder = server.responder
         Task {
-            let response = await responder.respond(to: request)
+            let response = await work()
             state.phase = .answered(response)
             MHD_resume_connection(handle.pointer)
         }

@@ -53,6 +53,40 @@ public enum Descriptor {
         return n > 0 ? Array(buffer[0..<n]) : []
     }
 
+    /// What a blocking line read got.
+    public enum LineRead: Sendable, Equatable {
+        case line(String)
+        case timedOut
+        /// End of file (or an error) before a newline.
+        case closed
+    }
+
+    /// Reads a one-line message (without its newline), blocking the calling thread at most
+    /// `timeoutMs`: for a peer that answers within microseconds, where a wait on the I/O
+    /// loop would cost two thread wake-ups. The peer must send nothing after its line.
+    public static func readLine(_ fd: Int32, timeoutMs: Int, limit: Int = 256) -> LineRead {
+        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64)
+        while bytes.count < limit {
+            // The answer is seldom there yet: poll first, then read.
+            let left = deadline - monotonicMilliseconds()
+            var ready: Int32 = 0, unused: Int32 = 0
+            guard left > 0, procref_poll2(fd, -1, Int32(left), &ready, &unused) != 0 else {
+                if left > 0 { continue }  // woke a little before the deadline
+                return .timedOut
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 {
+                bytes += chunk[0..<n]
+                if let newline = bytes.firstIndex(of: 10) { return .line(String(decoding: bytes[..<newline], as: UTF8.self)) }
+            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                return .closed
+            }
+        }
+        return .closed
+    }
+
     /// Opens (creating, appending) a log file for a child's output.
     public static func openLog(_ path: String) throws(SystemCallError) -> Int32 {
         try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600))
@@ -88,3 +122,4 @@ public final class HangupWatch: Sendable {
         close(copy)
     }
 }
+

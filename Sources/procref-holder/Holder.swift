@@ -10,12 +10,12 @@ import CPosixShims
 /// then waits. Whatever way it exits, the kernel undoes the +1.
 ///
 /// On a release it gives its reference back itself (`-1 | SEM_UNDO`, which also clears its
-/// undo entry) and, when descriptor 4 is procrefd's datagram socket, sends its pid there, so
-/// procrefd can answer the release without waiting for an exit. A release is the line
-/// `release` on its socket: a pooled holder then shows `--pool` again and waits for its next
-/// lease (it holds nothing meanwhile); procrefd retires it by closing the socket. A release
-/// by signal (SIGTERM/SIGINT/SIGHUP, from anyone) ends the process, so whoever sent it sees
-/// the lease end with the exit. The socket closing while a lease is held (procrefd gone)
+/// undo entry), so procrefd can answer the release without waiting for an exit. A release is
+/// the line `release` on its socket, answered `released` there: a pooled holder then shows
+/// `--pool` again and waits for its next lease (it holds nothing meanwhile); procrefd
+/// retires it by closing the socket. A release by signal (SIGTERM/SIGINT/SIGHUP, from anyone)
+/// ends the process, so whoever sent it sees the lease end with the exit; when descriptor 4
+/// is procrefd's datagram socket, the holder first sends its pid there. The socket closing while a lease is held (procrefd gone)
 /// changes nothing: the lease stays held.
 ///
 /// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP) or
@@ -86,8 +86,9 @@ struct Holder {
                 if n <= 0 {
                     commandFD = -1  // procrefd is gone: hold on, for the next one to re-adopt
                 } else if line[0] == 114 /* "r"elease */ {
-                    showIdle()  // before the report: once procrefd hears it, the holder is idle
-                    release(semid: Int32(semid))
+                    showIdle()  // before the answer: once procrefd hears it, the holder is idle
+                    giveBack(semid: Int32(semid))
+                    report("released\n")  // on the socket procrefd asked on: it reads the answer there
                     if clientFD >= 0 { _ = procref_close(clientFD) }
                     return
                 }
@@ -95,11 +96,17 @@ struct Holder {
         }
     }
 
-    /// Gives the reference back and tells procrefd (best effort: an exit would give it back
-    /// anyway, and procrefd also watches for exits). A count someone else zeroed must not
-    /// block (IPC_NOWAIT, 2048); then the holder exits, since its undo entry is not clean.
-    static func release(semid: Int32) {
+    /// Gives the reference back. A count someone else zeroed must not block (IPC_NOWAIT,
+    /// 2048); then the holder exits, since its undo entry is not clean.
+    static func giveBack(semid: Int32) {
         guard procref_semop2(semid, 0, -1, Int16(procref_sem_undo_flag()) | 2048, 1, 0, 0, 0) == 0 else { procref_exit(0) }
+    }
+
+    /// A release by signal: gives the reference back and tells procrefd on its datagram
+    /// socket (best effort: the exit that follows gives it back anyway, and procrefd also
+    /// watches for exits).
+    static func release(semid: Int32) {
+        giveBack(semid: semid)
         var message = decimal(Int64(procref_getpid()))
         message.append(10)
         message.withUnsafeBufferPointer { _ = procref_send_datagram(releaseReportFD, $0.baseAddress, $0.count) }

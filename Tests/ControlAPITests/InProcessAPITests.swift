@@ -29,14 +29,17 @@ struct InProcessAPITests {
 
         deinit { try? FileManager.default.removeItem(atPath: directory) }
 
-        /// Sends a request the way the HTTP layer does: the immediate path first, else the
-        /// suspending one.
+        /// Sends a request the way the HTTP layer does: the first answer, awaited when it
+        /// comes later.
         func send(_ method: String, _ path: String, body: String = "", headers: [String: String] = [:],
                   query: [(String, String)] = [], transport: Transport = .unix) async -> (status: Int, json: [String: Any], type: String?) {
             let request = HTTPRequest(method: method, path: path, queryItems: query.map { (name: $0.0, value: $0.1) }, headers: headers,
                                       body: Array(body.utf8), transport: transport)
             let response: HTTPResponse
-            if let immediate = api.respondImmediately(to: request) { response = immediate } else { response = await api.respond(to: request) }
+            switch api.firstAnswer(to: request) {
+            case .now(let immediate): response = immediate
+            case .later(let later): response = await later()
+            }
             let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
             return (response.status, json, response.headers.first { $0.0.lowercased() == "content-type" }?.1)
         }

@@ -102,6 +102,26 @@ struct LeaseLifecycleTests {
         }
     }
 
+    @Test("a holder that does not answer a release is killed after 5 s; the release still ends its lease and its count")
+    func stoppedHolderRelease() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("stuck")
+            _ = try daemon.defineSocketService(name, extra: ["linger_ms": 60_000])
+            let lease = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            let holder = Int32(try #require(lease.json["holder_pid"] as? Int))
+            // Stopped, it cannot answer on its socket: the release waits past the HTTP thread's
+            // short blocking wait, on the I/O loop, and kills it at the deadline.
+            #expect(kill(holder, SIGSTOP) == 0)
+            let begun = Date()
+            let released = try daemon.unix.send("DELETE", "/v1/leases/\(lease.json["id"] as? String ?? "")")
+            #expect(released.status == 200, "\(released.json)")
+            #expect(Date().timeIntervalSince(begun) >= 4.5)
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(eventually { kill(holder, 0) != 0 })
+            #expect(try daemon.eventKinds(service: name).last == "lease.released")
+        }
+    }
+
     /// A process's argv, as /proc shows it now.
     func arguments(of pid: Int32) -> [String] {
         let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()

@@ -227,6 +227,44 @@ struct ServiceMachineTests {
         #expect(driver.fire(.linger, after: 2_000).teardownReason == "linger_expired")
     }
 
+    @Test("grantsAtOnce is true exactly when an acquire would be answered ready with nothing else to do")
+    func grantsAtOnce() {
+        var scenarios: [(String, MachineDriver)] = []
+        scenarios.append(("stopped", MachineDriver()))
+        var starting = MachineDriver()
+        starting.send(.acquire(1, actor: "a"))
+        scenarios.append(("starting", starting))
+        var fresh = MachineDriver()
+        fresh.startReady()
+        scenarios.append(("ready, health fresh", fresh))
+        var stale = fresh
+        stale.now += 1_000
+        scenarios.append(("ready, health stale", stale))
+        var unchecked = MachineDriver { $0.health = nil }
+        unchecked.startReady()
+        scenarios.append(("ready, no health check", unchecked))
+        var lingering = MachineDriver { $0.lingerMs = 2_000 }
+        lingering.startReady()
+        lingering.count = 0
+        lingering.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        lingering.count = 1
+        scenarios.append(("lingering", lingering))
+        var stopping = fresh
+        stopping.count = 0
+        stopping.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        scenarios.append(("stopping", stopping))
+        for (name, driver) in scenarios {
+            var probe = driver
+            let answeredAtOnce = probe.send(.acquire(99, actor: "x")) == [.answer(99, .ready(started: false))]
+            #expect(driver.machine.grantsAtOnce(now: driver.now) == answeredAtOnce, "\(name)")
+        }
+        #expect(scenarios.filter { $0.1.machine.grantsAtOnce(now: $0.1.now) }.map(\.0) == ["ready, health fresh", "ready, no health check"])
+        // With slots the queue decides first (slotWanted), never the fast path.
+        var slotted = MachineDriver { $0.slots = 2 }
+        slotted.startReady()
+        #expect(slotted.machine.state == .ready && !slotted.machine.grantsAtOnce(now: slotted.now))
+    }
+
     @Test("an acquire during a stop waits, and starts the service again")
     func acquireWhileStopping() {
         var driver = MachineDriver()

@@ -94,51 +94,72 @@ extension Coordinator {
             await undo(lease, of: service, actor: actor)
             throw error
         }
-        lease.setPhase(.active)
-        // An exit that happened before the lease became active was not handled: handle it now.
-        if lease.exitedAlready { handleUnexpectedExit(lease) }
+        activate(lease)
         var grant = LeaseGrant(lease: lease.info, count: count, started: started)
         grant.waitedMs = result.waitedMs
         return grant
     }
 
+    /// A granted lease goes active. An exit that happened before was not handled: it is now.
+    func activate(_ lease: Lease) {
+        lease.setPhase(.active)
+        if lease.exitedAlready { handleUnexpectedExit(lease) }
+    }
+
     /// Reserves a place in the lease book, or records (folded) and throws the refusal.
     private func reserve(_ name: String, actor: String) async throws(LifecycleError) {
         do { try leases.reserve(name, now: monotonicMilliseconds()) } catch {
-            if let folded = error.folded {
-                await context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
-                    "reason": .string(error.overTotal ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(error.limit)),
-                    "suppressed_since_last": .int(Int64(folded)),
-                ]))
-            }
-            throw .tooManyLeases(limit: error.limit)
+            throw await refused(error, service: name, actor: actor)
         }
+    }
+
+    /// Records a refusal by the lease limits (folded: see `LeaseBook.Refusal`); the error to throw.
+    func refused(_ refusal: LeaseBook.Refusal, service name: String, actor: String) async -> LifecycleError {
+        if let folded = refusal.folded {
+            await context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
+                "reason": .string(refusal.overTotal ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(refusal.limit)),
+                "suppressed_since_last": .int(Int64(folded)),
+            ]))
+        }
+        return .tooManyLeases(limit: refusal.limit)
     }
 
     /// A holder holding its reference, watched, as a lease still `managed`.
     private func launchHolder(for service: ServiceExecutor, request: AcquireRequest, ttlMs: Int64?) async throws(LifecycleError) -> Lease {
         let pooled: HolderProcess
-        do {
-            pooled = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+        do throws(HolderPool.Failure) {
+            // An idle holder answers within microseconds: asked on this thread, without a hop
+            // to the I/O loop and back.
+            switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID) {
+            case .launched(let holder): pooled = holder
+            case .answerPending(let answer): pooled = try await answer()
+            case .failed(let failure): throw failure
+            case .noIdleHolder:
+                pooled = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+            }
         } catch {
             switch error {
             case .clientGone: throw .clientNotRunning(request.clientPID ?? 0)
             case .other(let message): throw .holder(message)
             }
         }
-        let holder = pooled.process
+        return newLease(on: pooled, of: service, request: request, ttlMs: ttlMs)
+    }
+
+    /// The lease a launched holder holds (still `managed`).
+    func newLease(on pooled: HolderProcess, of service: ServiceExecutor, request: AcquireRequest, ttlMs: Int64?) -> Lease {
         let now = Date()
         let info = LeaseInfo(
-            id: Self.newLeaseID(), service: service.name, holder: request.holder, holderPID: holder.pid,
+            id: Self.newLeaseID(), service: service.name, holder: request.holder, holderPID: pooled.process.pid,
             clientPID: request.clientPID, ttlMs: ttlMs, acquiredAt: Timestamp.format(now),
             expiresAt: ttlMs.map { Timestamp.format(now.addingTimeInterval(Double($0) / 1000)) })
-        let lease = Lease(info: info, holder: holder, pooled: pooled)
+        let lease = Lease(info: info, holder: pooled.process, pooled: pooled)
         pooled.attach(lease)
         return lease
     }
 
     /// Queues the lease's row, `lease.acquired` and the idempotency record as one write.
-    private func submitGrant(
+    func submitGrant(
         _ info: LeaseInfo, holder: PidFD, count: Int, started: Bool, waitedMs: Int?, actor: String, idempotency: IdempotencyKey?
     ) -> PendingWrite<Void> {
         let idempotencyWindowMs = config.idempotencyWindowMs
@@ -165,7 +186,7 @@ extension Coordinator {
 
     /// Ends the holder of a lease that was not granted; a service nobody counts any more is
     /// stopped (or lingers).
-    private func undo(_ lease: Lease, of service: ServiceExecutor, actor: String) async {
+    func undo(_ lease: Lease, of service: ServiceExecutor, actor: String) async {
         await end(lease)
         service.slotFreed()
         if (try? service.kernelCount()) == 0 { service.send(.lastReferenceGone(reason: "acquire_failed", actor: actor, nil)) }

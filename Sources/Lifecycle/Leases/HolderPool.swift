@@ -55,7 +55,7 @@ final class HolderPool: Sendable {
     /// On failure nothing is left running.
     func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) async throws(Failure) -> HolderProcess {
         defer { refillInBackground() }
-        let command = Array("\(semaphoreID) \(ttlMs ?? 0) \(clientPID ?? 0)\n".utf8)
+        let command = Self.command(semaphoreID, ttlMs, clientPID)
         // An idle holder may have died meanwhile: then try a fresh one.
         for attempt in 0..<2 {
             let holder: HolderProcess
@@ -78,6 +78,55 @@ final class HolderPool: Sendable {
             }
         }
         throw .other("no holder could be started")
+    }
+
+    /// What `launchNow` did.
+    enum LaunchNow {
+        /// No idle holder (nothing was done): launch the usual way.
+        case noIdleHolder
+        case launched(HolderProcess)
+        /// The holder has not answered yet: await the rest.
+        case answerPending(@Sendable () async throws(Failure) -> HolderProcess)
+        case failed(Failure)
+    }
+
+    /// How long `launchNow` blocks its thread for an idle holder's answer (normally tens of
+    /// µs) before leaving the rest to the I/O loop.
+    static let blockingWaitMs = 20
+
+    /// `launch` on the calling thread, for an idle holder only: one socket round trip, no
+    /// thread hop. An idle holder found dead is discarded, and nothing else was done.
+    func launchNow(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) -> LaunchNow {
+        guard let holder = state.withLock({ $0.idle.popLast() }) else { return .noIdleHolder }
+        refillInBackground()
+        guard !holder.hasExited, holder.send(Self.command(semaphoreID, ttlMs, clientPID)), let socket = holder.socket else {
+            Task { await discard(holder) }
+            return .noIdleHolder
+        }
+        switch Descriptor.readLine(socket, timeoutMs: Self.blockingWaitMs) {
+        case .line("acquired"): return .launched(holder)
+        case .line(let report):
+            do { return .launched(try conclude(holder, report: report)) } catch { return .failed(error) }
+        case .closed:
+            do { return .launched(try conclude(holder, report: nil)) } catch { return .failed(error) }
+        case .timedOut:
+            return .answerPending { [self] () async throws(Failure) -> HolderProcess in
+                let report = await loop.readLine(socket, timeoutMs: reportTimeoutMs - Self.blockingWaitMs)
+                return try conclude(holder, report: report)
+            }
+        }
+    }
+
+    private static func command(_ semaphoreID: Int32, _ ttlMs: Int64?, _ clientPID: Int32?) -> [UInt8] {
+        Array("\(semaphoreID) \(ttlMs ?? 0) \(clientPID ?? 0)\n".utf8)
+    }
+
+    /// The holder's answer to its lease: `acquired`, or it is discarded and the failure said.
+    private func conclude(_ holder: HolderProcess, report: String?) throws(Failure) -> HolderProcess {
+        if report == "acquired" { return holder }
+        Task { await discard(holder) }
+        if let report, report.hasPrefix("error client") { throw .clientGone }
+        throw .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
     }
 
     /// Takes back a holder whose lease was released (it reported giving its reference back):
@@ -162,7 +211,7 @@ final class HolderPool: Sendable {
             state.idle.remove(at: index)
             return true
         }
-        if wasIdle || lease != nil { holder.retire() }
+        if wasIdle || lease != nil { holder.retireAfterExit() }
         if let lease, let handler = leaseHolderExited.withLock({ $0 }) { handler(lease, status) }
     }
 

@@ -12,6 +12,8 @@ final class HolderProcess: Sendable {
         /// Set once the process exited (the inner nil: not our child).
         var exit: ExitStatus??
         var served = 0
+        /// A release is reading the socket: an exit must not close it under the reader.
+        var exchanging = false
     }
     private let state: Mutex<State>
 
@@ -30,6 +32,31 @@ final class HolderProcess: Sendable {
     }
 
     static let release = Array("release\n".utf8)
+    /// Its answer once it gave its reference back.
+    static let released = "released"
+
+    /// Writes `bytes` and returns the socket to read the answer on, which stays open (even
+    /// if the process exits) until `endExchange`. nil when the socket is closed.
+    func beginExchange(_ bytes: [UInt8]) -> Int32? {
+        state.withLock { state in
+            guard state.socket >= 0, Descriptor.writeAll(state.socket, bytes) else { return nil }
+            state.exchanging = true
+            return state.socket
+        }
+    }
+
+    /// The answer is read: a holder that exited meanwhile has its socket closed now.
+    func endExchange() {
+        state.withLock { state in
+            state.exchanging = false
+            if state.exit != nil { Self.close(&state) }
+        }
+    }
+
+    /// Closes the socket of a holder that exited, unless an exchange still reads it.
+    func retireAfterExit() {
+        state.withLock { state in if !state.exchanging { Self.close(&state) } }
+    }
 
     var hasExited: Bool { state.withLock { $0.exit != nil } }
 

@@ -120,10 +120,6 @@ final class Lease: Sendable {
     /// True once the watcher has seen the holder exit.
     var exitedAlready: Bool { state.withLock { $0.exitStatus != nil } }
 
-    /// The holder gave its reference back and said so, and is still running: it may serve
-    /// another lease.
-    var releasedByReport: Bool { state.withLock { $0.reportedRelease && $0.exitStatus == nil } }
-
     /// The holder's exit status as the watcher saw it (nil inside: not our child).
     var recordedExit: ExitStatus? { state.withLock { $0.exitStatus ?? nil } }
 
@@ -137,7 +133,8 @@ final class Lease: Sendable {
     }
 
     /// Called when the holder reports that it gave its reference back: waiters go on at
-    /// once (as if it had exited 0, which it does next); the watcher still reaps it.
+    /// once, as if it had exited 0 (a holder released by signal exits next; a pooled one
+    /// waits for its next lease).
     func holderReportedRelease() {
         wakeWaiters(with: .exited(code: 0)) { $0.reportedRelease = true }
     }

@@ -13,9 +13,23 @@ extension Coordinator {
         let service = try registry.service(named: lease.service)
         let endedByItself = lease.exitedAlready
         let status = await end(lease)
-        let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
-        let count = (try? service.kernelCount()) ?? 0
-        let write = submitEnd(lease, reason: reason, count: count, status: status, actor: actor)
+        return try await recordRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
+    }
+
+    /// After the holder gave its reference back (or ended): the lease's end is committed, and
+    /// on 1 → 0 the service's machine stops the service (or lets it linger) first.
+    func recordRelease(
+        _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: String
+    ) async throws(LifecycleError) -> ReleaseResult {
+        let (reason, count, write) = submitRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
+        return try await finishRelease(lease, of: service, reason: reason, count: count, write: write, actor: actor)
+    }
+
+    /// Tells the machine of a 1 → 0 (it stops the service, or lets it linger) and waits for
+    /// the release's commit.
+    func finishRelease(
+        _ lease: Lease, of service: ServiceExecutor, reason: LeaseEnd, count: Int, write: PendingWrite<Void>, actor: String
+    ) async throws(LifecycleError) -> ReleaseResult {
         var stopped = false
         if count == 0 {
             let answer = await service.ask { .lastReferenceGone(reason: "last_release", actor: actor, $0) }
@@ -23,10 +37,23 @@ extension Coordinator {
             await registry.removeIfPending(service)
         }
         try await context.committed(write)
-        // The holder's own deadline or its client's exit came first: that is how the lease
-        // ended, and what the log says; the client must not hear "released".
-        guard reason == .released else { throw .leaseEnded(id, reason.rawValue) }
-        return ReleaseResult(lease: id, count: count, stoppedService: stopped)
+        return try releaseResult(lease, reason: reason, count: count, stopped: stopped)
+    }
+
+    /// Reads the kernel count after a release and queues the lease's end.
+    func submitRelease(
+        _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: String
+    ) -> (LeaseEnd, count: Int, PendingWrite<Void>) {
+        let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
+        let count = (try? service.kernelCount()) ?? 0
+        return (reason, count, submitEnd(lease, reason: reason, count: count, status: status, actor: actor))
+    }
+
+    /// The release's answer. The holder's own deadline or its client's exit came first: that
+    /// is how the lease ended, and what the log says; the client must not hear "released".
+    func releaseResult(_ lease: Lease, reason: LeaseEnd, count: Int, stopped: Bool) throws(LifecycleError) -> ReleaseResult {
+        guard reason == .released else { throw .leaseEnded(lease.id, reason.rawValue) }
+        return ReleaseResult(lease: lease.id, count: count, stoppedService: stopped)
     }
 
     /// Queues the end of a lease (its row and its event), marks it ended and takes it out of
@@ -90,16 +117,45 @@ extension Coordinator {
         }
     }
 
-    /// Asks the holder to give its reference back and waits until it has (its report) or
-    /// exited; one that does neither within 5 s is killed (see `ReleaseReports`). A pooled
-    /// holder is asked on its socket and then goes back to the pool; any other gets SIGTERM.
+    /// Asks the holder to give its reference back and waits until it has (its answer) or
+    /// exited; one that does neither within 5 s is killed. A pooled holder is asked on its
+    /// socket and then goes back to the pool; any other gets SIGTERM (see `ReleaseReports`).
     @discardableResult
     func end(_ lease: Lease) async -> ExitStatus? {
-        releaseReports.expect(lease, timeoutMs: 5_000)
-        if lease.pooled?.send(HolderProcess.release) != true { try? lease.holder.signal(SIGTERM) }
+        guard let pooled = lease.pooled, let socket = pooled.beginExchange(HolderProcess.release) else {
+            return await endBySignal(lease)
+        }
+        let answer = await context.loop.readLine(socket, timeoutMs: Self.releaseTimeoutMs)
+        return await concludeEnd(lease, pooled, answer: answer)
+    }
+
+    /// How long a holder may take to give its reference back before it is killed.
+    static let releaseTimeoutMs = 5_000
+
+    /// The holder's answer to `release`: `released` sends it back to the pool; anything else
+    /// (it ended, or said nothing in time) ends it, and its exit is awaited.
+    func concludeEnd(_ lease: Lease, _ pooled: HolderProcess, answer: String?) async -> ExitStatus? {
+        if answer == HolderProcess.released { return returnToPool(lease, pooled) }
+        pooled.endExchange()
+        if !lease.exitedAlready { await Teardown(loop: context.loop).kill(lease.holder.identity) }
+        return await lease.waitForHolderEnd()
+    }
+
+    /// A holder that answered `released` holds nothing: the lease's waiters go on, as after
+    /// an exit 0, and the holder goes back to the pool.
+    func returnToPool(_ lease: Lease, _ pooled: HolderProcess) -> ExitStatus {
+        pooled.endExchange()
+        lease.holderReportedRelease()
+        holders.recycle(pooled)
+        return .exited(code: 0)
+    }
+
+    /// Ends a holder with SIGTERM: it reports on the shared datagram socket, or exits.
+    private func endBySignal(_ lease: Lease) async -> ExitStatus? {
+        releaseReports.expect(lease, timeoutMs: Self.releaseTimeoutMs)
+        try? lease.holder.signal(SIGTERM)
         let status = await lease.waitForHolderEnd()
         releaseReports.forget(lease)
-        if let pooled = lease.pooled, lease.releasedByReport { holders.recycle(pooled) }
         return status
     }
 

@@ -3,12 +3,12 @@ import Glibc
 import Posix
 import Synchronization
 
-/// Ends leases quickly and surely. A holder asked to release (the line `release` on its
-/// socket, or SIGTERM) gives its reference back itself and sends its pid on one datagram
-/// socket shared by all holders (their descriptor 4), so a release is answered right after
-/// that semop, without waiting for an exit (a pooled holder does not exit; it serves another
-/// lease). The socket is read on the I/O loop; a holder that neither reports nor exits in
-/// time is killed by the one `Teardown`.
+/// Ends leases released by signal quickly and surely. A holder sent SIGTERM gives its
+/// reference back itself and sends its pid on one datagram socket shared by all holders
+/// (their descriptor 4), so the release is answered right after that semop, without waiting
+/// for its exit. (A pooled holder is asked on its own socket and answers there: see
+/// `Coordinator.end`.) The socket is read on the I/O loop; a holder that neither reports nor
+/// exits in time is killed by the one `Teardown`.
 final class ReleaseReports: Sendable {
     /// Passed to pooled holders as their descriptor 4; never read here.
     let holderEnd: Int32

@@ -196,6 +196,15 @@ final class ServiceExecutor: Sendable {
         }
     }
 
+    /// Whether an acquire may be granted at once, without the loop (see
+    /// `ServiceMachine.grantsAtOnce`). Asked before a holder takes its reference and again
+    /// after, so an event the loop handles in between (a last release that began a stop)
+    /// is never missed.
+    var grantsAtOnce: Bool {
+        guard !membership.withLock({ $0.pendingRemoval }) else { return false }
+        return owned.withLock { $0.machine.grantsAtOnce(now: monotonicMilliseconds()) }
+    }
+
     /// What status shows; published after each event, once its records are committed.
     var snapshot: ServiceSnapshot { owned.withLock { $0.published } }
 
@@ -218,8 +227,10 @@ final class ServiceExecutor: Sendable {
     // MARK: The event loop
 
     private func handle(_ event: ServiceEvent) async {
-        let count = (try? kernelCount()) ?? 0
-        let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: count) }
+        // The count is read under the lock `grantsAtOnce` checks with: an acquire granted
+        // without the loop took its reference either before this read, or after this event
+        // (and then it sees the machine's new phase).
+        let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: (try? kernelCount()) ?? 0) }
         for action in actions {
             // A waiter that hears the answer may read status at once: show it first (the
             // machine asks for an answer only after the records that go with it).

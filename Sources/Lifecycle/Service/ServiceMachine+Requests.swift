@@ -28,6 +28,15 @@ extension ServiceMachine {
         }
     }
 
+    /// Whether an acquire at `now` would be answered `ready` with no other action: the
+    /// service is ready, without slots, not lingering, and its health is fresh (or it has no
+    /// check). Such an acquire may be granted without an event (see `Coordinator.acquireNow`).
+    func grantsAtOnce(now: Int64) -> Bool {
+        guard policy.slots == nil, case .ready = phase, lingerUntil == nil else { return false }
+        guard let health = policy.health else { return true }
+        return isFresh(health, now)
+    }
+
     func isFresh(_ health: ServicePolicy.Health, _ now: Int64) -> Bool {
         lastPassedAt.map { now - $0 < Int64(health.freshMs) } ?? false
     }

@@ -14,13 +14,16 @@ extension ServiceExecutor {
         if main != nil || processes.anyAlive(main: nil) {
             let name = self.name
             // Committed while the processes stop (and before `service.stopped`, which is
-            // queued behind it): the stop need not wait for a commit to begin.
+            // queued behind it): the stop need not wait for a commit to begin, nor the
+            // commit for the stop.
             let stopping = NewEvent(.serviceStopping, service: name, pid: main?.pid, actor: actor, detail: ["reason": .string(reason)])
             let stoppingWrite = context.submit { tx in try tx.append(stopping) }
+            // A commit runs only when someone awaits it: a child task does, during the stop.
+            async let stoppingCommitted: Void = context.committed(stoppingWrite)
             let outcome = await Teardown(loop: context.loop).stop(
                 service: processes, main: running ? main?.pid : nil, signal: definition.stopSignalNumber,
                 timeoutMs: definition.stopTimeoutMs)
-            do { try await context.committed(stoppingWrite) } catch {
+            do { try await stoppingCommitted } catch {
                 context.logger.error("cannot record service.stopping of \(name): \(error)")
             }
             // The exit watcher reaps the main process just after it goes: its status is for the record.

@@ -1,0 +1,174 @@
+import AuditStore
+import Foundation
+import Posix
+
+/// A call tried on the calling thread (the HTTP thread that parsed the request), so the
+/// common case costs no thread hop: see `Coordinator.acquireNow` and `releaseNow`.
+public enum Attempt<T: Sendable>: Sendable {
+    /// Nothing was done: make the call the usual way.
+    case notAttempted
+    case done(T)
+    case failed(LifecycleError)
+    /// Begun here; the rest must be awaited (it waits on something slow).
+    case continuing(@Sendable () async throws(LifecycleError) -> T)
+}
+
+/// The lease fast path: an acquire on a ready service and a release that leaves it counted,
+/// each run to its commit on the calling thread. It blocks that thread for a holder's
+/// answer (a socket round trip) and the group commit, never for a start, a stop or a
+/// probe: anything else takes the machine's way, through the service's loop.
+extension Coordinator {
+    /// `acquire` without the service's loop, when its machine would answer `ready` with no
+    /// other action (see `ServiceMachine.grantsAtOnce`) and an idle holder is at hand.
+    public func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant> {
+        guard !shuttingDown.load(ordering: .relaxed), let service = registry.existing(name), service.grantsAtOnce else {
+            return .notAttempted
+        }
+        let ttlMs: Int64?
+        do { ttlMs = try validate(request) } catch { return .failed(error) }
+        do { try leases.reserve(name, now: monotonicMilliseconds()) } catch {
+            return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
+                Telemetry.refused(service: name, reason: "limit")
+                throw await refused(error, service: name, actor: actor)
+            }
+        }
+        let begun = DispatchTime.now().uptimeNanoseconds
+        let slowly = { @Sendable [self] () async throws(LifecycleError) -> LeaseGrant in
+            try await acquire(service: name, request: request, actor: actor, idempotency: nil)
+        }
+        switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID) {
+        case .noIdleHolder:
+            leases.cancelReservation(name)
+            return .notAttempted
+        case .failed:
+            // A holder that failed took no reference: the usual way tries again and says why.
+            leases.cancelReservation(name)
+            return .continuing(slowly)
+        case .answerPending(let answer):
+            return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
+                let pooled: HolderProcess
+                do { pooled = try await answer() } catch {
+                    leases.cancelReservation(name)
+                    return try await slowly()
+                }
+                let lease = newLease(on: pooled, of: service, request: request, ttlMs: ttlMs)
+                guard service.grantsAtOnce else {
+                    await undoNow(lease, of: service, actor: actor, reservation: name)
+                    return try await slowly()
+                }
+                let (grant, write) = submitNow(lease, of: service, actor: actor)
+                return try await committedGrant(grant, lease: lease, of: service, actor: actor, write: write, begun: begun)
+            }
+        case .launched(let pooled):
+            let lease = newLease(on: pooled, of: service, request: request, ttlMs: ttlMs)
+            // A stop may have begun before the reference was taken: then the machine decides.
+            guard service.grantsAtOnce else {
+                return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
+                    await undoNow(lease, of: service, actor: actor, reservation: name)
+                    return try await slowly()
+                }
+            }
+            let (grant, write) = submitNow(lease, of: service, actor: actor)
+            let committed: Bool
+            do { committed = try context.committedIfIdle(write) } catch {
+                grantFailed(lease, of: service, actor: actor)
+                return .failed(error)
+            }
+            guard committed else {
+                // Another thread is committing: this write is in its next batch.
+                return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
+                    try await committedGrant(grant, lease: lease, of: service, actor: actor, write: write, begun: begun)
+                }
+            }
+            granted(lease, of: service, begun: begun)
+            return .done(grant)
+        }
+    }
+
+    /// Awaits the grant's commit, then settles the lease.
+    private func committedGrant(
+        _ grant: LeaseGrant, lease: Lease, of service: ServiceExecutor, actor: String, write: PendingWrite<Void>, begun: UInt64
+    ) async throws(LifecycleError) -> LeaseGrant {
+        do { try await context.committed(write) } catch {
+            grantFailed(lease, of: service, actor: actor)
+            throw error
+        }
+        granted(lease, of: service, begun: begun)
+        return grant
+    }
+
+    /// The lease of a launched holder, in the book (the reservation turns into it) with its
+    /// row and `lease.acquired` queued.
+    private func submitNow(_ lease: Lease, of service: ServiceExecutor, actor: String) -> (LeaseGrant, PendingWrite<Void>) {
+        let count = (try? service.kernelCount()) ?? 0
+        let write = submitGrant(lease.info, holder: lease.holder, count: count, started: false, waitedMs: nil, actor: actor, idempotency: nil)
+        leases.insert(lease)
+        return (LeaseGrant(lease: lease.info, count: count, started: false), write)
+    }
+
+    /// After the grant's commit: the lease goes active.
+    private func granted(_ lease: Lease, of service: ServiceExecutor, begun: UInt64) {
+        activate(lease)
+        Telemetry.acquired(service: service.name, started: false, nanoseconds: DispatchTime.now().uptimeNanoseconds - begun)
+    }
+
+    /// The grant's commit failed: the lease leaves the book and its holder is given back.
+    private func grantFailed(_ lease: Lease, of service: ServiceExecutor, actor: String) {
+        leases.remove(lease.id)
+        Task { await undo(lease, of: service, actor: actor) }
+    }
+
+    /// Gives back the holder of a lease the fast path could not grant, with its reservation.
+    private func undoNow(_ lease: Lease, of service: ServiceExecutor, actor: String, reservation name: String) async {
+        await undo(lease, of: service, actor: actor)
+        leases.cancelReservation(name)
+    }
+
+    /// `release` without the service's loop: the holder is asked on its socket on this
+    /// thread, and when the service is still counted afterwards, the end is committed here.
+    /// On 1 → 0 (the machine stops the service) or a holder that does not answer at once,
+    /// the rest is awaited.
+    public func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult> {
+        guard let lease = leases[id], let pooled = lease.pooled, let service = registry.existing(lease.service),
+            lease.beginManaging()
+        else { return .notAttempted }
+        let endedByItself = lease.exitedAlready
+        let finish = { @Sendable [self] (status: ExitStatus?) async throws(LifecycleError) -> ReleaseResult in
+            try await recordRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
+        }
+        guard let socket = pooled.beginExchange(HolderProcess.release) else {
+            return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in try await finish(await end(lease)) }
+        }
+        let answer = Descriptor.readLine(socket, timeoutMs: HolderPool.blockingWaitMs)
+        guard answer == .line(HolderProcess.released) else {
+            return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in
+                var line: String?
+                switch answer {
+                case .line(let text): line = text
+                case .closed: line = nil
+                case .timedOut: line = await context.loop.readLine(socket, timeoutMs: Self.releaseTimeoutMs - HolderPool.blockingWaitMs)
+                }
+                return try await finish(await concludeEnd(lease, pooled, answer: line))
+            }
+        }
+        let status = returnToPool(lease, pooled)
+        let (reason, count, write) = submitRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
+        guard count > 0 else {
+            return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in
+                try await finishRelease(lease, of: service, reason: reason, count: count, write: write, actor: actor)
+            }
+        }
+        do {
+            guard try context.committedIfIdle(write) else {
+                // Another thread is committing: this write is in its next batch.
+                return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in
+                    try await context.committed(write)
+                    return try releaseResult(lease, reason: reason, count: count, stopped: false)
+                }
+            }
+            return .done(try releaseResult(lease, reason: reason, count: count, stopped: false))
+        } catch {
+            return .failed(error)
+        }
+    }
+}
