@@ -123,7 +123,12 @@ func json(_ value: some HandWrittenJSON, status: Int = 200) -> HTTPResponse {
 }
 
 /// Decodes a JSON object body, turning decoder errors into 400/422 problems naming the field.
-func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs empty: T? = nil) throws(Problem) -> T {
+/// `plain` may read the value straight from the strict check's members (a body that is
+/// exactly what the schema wants); when it returns nil, the decoder reads the body and says
+/// what is wrong.
+func decodeBody<T: Decodable>(
+    _ type: T.Type, from request: HTTPRequest, emptyAs empty: T? = nil, plain: ((StrictJSON) -> T?)? = nil
+) throws(Problem) -> T {
     if request.body.isEmpty, let empty { return empty }
     // A cheap look at the first byte; the strict check and the decoder look at the rest.
     guard request.body.first(where: { ![9, 10, 13, 32].contains($0) }) == UInt8(ascii: "{") else {
@@ -136,6 +141,7 @@ func decodeBody<T: Decodable>(_ type: T.Type, from request: HTTPRequest, emptyAs
         case .null(let path): throw .invalidField(path, "must not be null; leave the field out instead")
         }
     }
+    if let plain, let value = plain(strict) { return value }
     do {
         return try JSONDecoder().decode(T.self, from: Data(request.body))
     } catch let error as DefinitionError {

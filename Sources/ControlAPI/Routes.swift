@@ -86,7 +86,7 @@ extension ControlAPI {
                 var idempotency: IdempotencyKey?
                 do {
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
-                    body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody()).request
+                    body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody(), plain: AcquireBody.plain).request
                     if let key = request.header("idempotency-key") {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
                         idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))

@@ -15,6 +15,19 @@ struct StrictJSON {
     /// Paths of numbers that are not integers (`1.5`, `1e3`).
     private(set) var fractionalNumbers: [String] = []
 
+    /// A member of the top-level object, as far as it is plain enough to take as it stands.
+    enum Member: Equatable {
+        /// An ASCII string without escapes: its bytes are its value.
+        case string(String)
+        /// An integer that fits 64 bits.
+        case integer(Int64)
+        /// Anything else (the decoder reads it, and names what is wrong).
+        case other
+    }
+
+    /// The members of the top-level object (nil for any other value).
+    private(set) var members: [String: Member]?
+
     private let bytes: [UInt8]
     private var index = 0
     private static let maxDepth = 32
@@ -61,6 +74,7 @@ struct StrictJSON {
     }
 
     private mutating func object(path: String, depth: Int) throws(Failure) {
+        if depth == 0 { members = [:] }
         index += 1
         skipSpace()
         if current == UInt8(ascii: "}") { index += 1; return }
@@ -74,7 +88,9 @@ struct StrictJSON {
             skipSpace()
             try expect(":")
             skipSpace()
+            let start = index
             try value(path: path.isEmpty ? key : "\(path).\(key)", depth: depth + 1)
+            if depth == 0 { members?[key] = Self.member(bytes[start..<index]) }
             skipSpace()
             if current == UInt8(ascii: "}") { index += 1; return }
             try expect(",")
@@ -137,6 +153,19 @@ struct StrictJSON {
             integral = false
         }
         if !integral { fractionalNumbers.append(path.isEmpty ? "body" : path) }
+    }
+
+    /// What a checked value's bytes hold, when it is plain.
+    private static func member(_ value: ArraySlice<UInt8>) -> Member {
+        if value.first == UInt8(ascii: "\"") {
+            let inner = value.dropFirst().dropLast()
+            guard inner.allSatisfy({ $0 < 0x80 && $0 != UInt8(ascii: "\\") }) else { return .other }
+            return .string(String(decoding: inner, as: UTF8.self))
+        }
+        guard value.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "-") }),
+            let number = Int64(String(decoding: value, as: UTF8.self))
+        else { return .other }
+        return .integer(number)
     }
 
     @discardableResult
