@@ -39,6 +39,11 @@ final class ServiceExecutor: Sendable {
         var launched: [Waiter: (lease: Lease, count: Int, waitedMs: Int?)] = [:]
         var launchFailures: [Waiter: LifecycleError] = [:]
         var nextWaiter: Waiter = 0
+        /// Events an action reports that are handled in the same step, before publishing.
+        var followUps: [ServiceEvent] = []
+        /// Records queued by this step's actions and not awaited yet; committed before the
+        /// step publishes.
+        var queuedRecords: [PendingWrite<Void>] = []
         /// Where the log stood when the last start began, for its output on failure.
         var logOffset: Int64 = 0
         /// The last failed start's message for clients, with the service's own last words.
@@ -227,20 +232,38 @@ final class ServiceExecutor: Sendable {
     // MARK: The event loop
 
     private func handle(_ event: ServiceEvent) async {
-        // The count is read under the lock `grantsAtOnce` checks with: an acquire granted
-        // without the loop took its reference either before this read, or after this event
-        // (and then it sees the machine's new phase).
-        let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: (try? kernelCount()) ?? 0) }
-        for action in actions {
-            // A waiter that hears the answer may read status at once: show it first (the
-            // machine asks for an answer only after the records that go with it).
-            if case .answer = action { publish() }
-            await run(action)
+        var next: ServiceEvent? = event
+        while let event = next {
+            // The count is read under the lock `grantsAtOnce` checks with: an acquire granted
+            // without the loop took its reference either before this read, or after this
+            // event (and then it sees the machine's new phase).
+            let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: (try? kernelCount()) ?? 0) }
+            for action in actions {
+                // A waiter that hears the answer may read status at once: show it first (the
+                // machine asks for an answer only after the records that go with it).
+                if case .answer = action { await publish() }
+                await run(action)
+            }
+            next = owned.withLock { $0.followUps.isEmpty ? nil : $0.followUps.removeFirst() }
         }
-        publish()
+        await publish()
     }
 
-    private func publish() {
+    /// Handles `event` in the current step, after this action, with `record` queued (and
+    /// committed before the step publishes, or with a later record of the step).
+    func followUp(_ event: ServiceEvent, after record: PendingWrite<Void>) {
+        owned.withLock {
+            $0.queuedRecords.append(record)
+            $0.followUps.append(event)
+        }
+    }
+
+    /// Shows the machine's state, once every record of the step is committed: status never
+    /// reports a state whose record is not.
+    private func publish() async {
+        for record in owned.withLock({ owned in defer { owned.queuedRecords = [] }; return owned.queuedRecords }) {
+            do { try await context.committed(record) } catch { context.logger.error("cannot record for \(name): \(error)") }
+        }
         owned.withLock { owned in owned.published = owned.published.updated(from: owned) }
     }
 

@@ -37,14 +37,17 @@ extension ServiceExecutor {
         FaultPoint.hit(.afterServiceSpawn)
         let count = (try? kernelCount()) ?? 0
         let (name, tracking) = (self.name, processes.cgroup == nil ? "marker" : "cgroup")
-        await context.writeLogged { tx in
+        let starting = context.submit { tx in
             try tx.updateServiceProcess(name: name, state: "starting", pid: launcher.pid, startTime: launcher.identity.startTime)
             try tx.append(NewEvent(.serviceStarting, service: name, pid: launcher.pid, actor: actor, detail: [
                 "count": .int(Int64(count)), "argv0": .string(definition.start[0]), "reason": .string(reason.rawValue),
                 "tracking": .string(tracking),
             ]))
         }
-        send(.spawned)
+        // Handled in this same step, before anything is published: a service with no health
+        // check is ready at once, and its `service.ready` then commits with this record, in
+        // one transaction.
+        followUp(.spawned, after: starting)
     }
 
     /// Spawns the main process: in its cgroups (with their caps), as its user, within its
