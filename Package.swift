@@ -25,6 +25,8 @@ let package = Package(
         // Function sections let the static holder link only the shims it calls.
         .target(name: "CPosixShims", cSettings: [.unsafeFlags(["-ffunction-sections", "-fdata-sections"])]),
         .target(name: "CMicroHTTPD", linkerSettings: [.linkedLibrary("microhttpd")]),
+        // A SQLite VFS shim: each WAL frame (header and page) is written with one call, not two.
+        .target(name: "CWALFrames", linkerSettings: [.linkedLibrary("sqlite3")]),
 
         // Typed syscall wrappers: semaphore sets, spawning, pidfds, signals, files.
         .target(
@@ -43,7 +45,7 @@ let package = Package(
         .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["FileEmbedder"]),
         .target(
             name: "AuditStore",
-            dependencies: ["Wire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["Wire", "CWALFrames", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict,
             plugins: ["EmbedMigrations"]),
 

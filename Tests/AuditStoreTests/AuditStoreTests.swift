@@ -46,6 +46,34 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("WAL frames are written with one call each; readers see every commit, and plain SQLite reads the file as sound")
+    func walFrames() throws {
+        try withStore { store, dir in
+            let combinedBefore = AuditStore.combinedWALFrames
+            let reader = try AuditStore(path: "\(dir)/procrefd.db", readOnly: true)
+            for index in 1...300 {
+                try store.append(NewEvent(.leaseAcquired, service: "s\(index % 7)", lease: "l\(index)", pid: Int32(index)))
+                // Another connection sees each commit at once: no frame is left half written.
+                if index % 50 == 0 { #expect(try reader.read { try $0.events(EventFilter(limit: 1000)) }.count == index) }
+            }
+            #expect(AuditStore.combinedWALFrames - combinedBefore >= 300)
+            // SQLite without the shim (Python's) reads the same file, WAL included.
+            let check = Process()
+            check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            check.arguments = ["python3", "-c", """
+                import sqlite3, sys
+                db = sqlite3.connect(sys.argv[1])
+                print(db.execute('PRAGMA integrity_check').fetchone()[0], db.execute('SELECT COUNT(*) FROM events').fetchone()[0])
+                """, "\(dir)/procrefd.db"]
+            let out = Pipe()
+            check.standardOutput = out
+            try check.run()
+            check.waitUntilExit()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(text.trimmingCharacters(in: .whitespacesAndNewlines) == "ok 300")
+        }
+    }
+
     @Test("a transaction that throws records nothing")
     func rollback() throws {
         struct Boom: Error {}
