@@ -10,6 +10,8 @@ import argparse, asyncio, datetime, json, os, platform, re, shutil, signal, sock
 SERVICE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unix_service.py")
 LOADGEN_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.c")
 LOADGEN = None  # path of the compiled load generator (see build_loadgen)
+FLOOR_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.c")
+FLOOR = None  # path of the compiled kernel-floor model (see build_loadgen)
 
 def build_loadgen():
     """Compiles bench/loadgen.c (the lease-cycle load generator) into a temp dir."""
@@ -20,6 +22,15 @@ def build_loadgen():
     out = os.path.join(tempfile.mkdtemp(prefix="loadgen-", dir="/tmp"), "loadgen")
     subprocess.run([compiler, "-O2", "-pthread", "-o", out, LOADGEN_SOURCE], check=True)
     LOADGEN = out
+    global FLOOR
+    FLOOR = os.path.join(os.path.dirname(out), "floor")
+    subprocess.run([compiler, "-O2", "-pthread", "-o", FLOOR, FLOOR_SOURCE], check=True)
+
+def kernel_floor(clients, seconds):
+    """bench/floor.c: the server CPU per lease cycle of the fast path's kernel work alone
+    (TCP request and answer, a helper round trip), with no HTTP parsing, SQLite or Swift."""
+    out = subprocess.run([FLOOR, str(clients), str(seconds)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
@@ -379,6 +390,7 @@ def main():
         results["procrefd full"] = asyncio.run(bench_procrefd_cycles(p, conc, args.seconds))
     finally:
         p.stop()
+    floor = {n: kernel_floor(n, args.seconds) for n in (1, 8)}
     for fsync in (True, False):
         e = Etcd(fsync)
         try:
@@ -404,6 +416,10 @@ def main():
     for name, rows in results.items():
         for n, (rate, p50, p99, server, machine) in rows.items():
             say(f"| {name} | {n} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {server:,.0f} | {machine:,.0f} |")
+    say()
+    say("Kernel floor (bench/floor.c: one thread per connection reads a request, makes a round trip with its own")
+    say("helper process over a socket pair, writes a fixed answer; no HTTP parsing, SQLite or Swift): "
+        + "; ".join(f"{n} client(s) {floor[n]['server_cpu_us_per_cycle']:.0f} µs of server CPU per cycle" for n in floor) + ".")
     say()
     say("Ratios (procrefd cycles/s ÷ etcd cycles/s, equal durability):")
     say()
@@ -438,7 +454,7 @@ def main():
         for line in out.strip().splitlines():
             say(line)
         say("```")
-    shutil.rmtree(os.path.dirname(LOADGEN), ignore_errors=True)
+    shutil.rmtree(os.path.dirname(LOADGEN), ignore_errors=True)  # floor is built beside it
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")
