@@ -77,7 +77,9 @@ public struct Spawner: Sendable {
         var failedStep: Int32 = 0
         let limits = options.resourceLimits.map { procref_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         let groups = options.credentials?.groups.map { UInt32($0) } ?? []
-        let pid: pid_t = path.withCString { cPath in
+        // The child reports a failed set-up step through this pointer: it must outlive the
+        // options struct that holds it, up to the spawn's return.
+        let pid: pid_t = withUnsafeMutablePointer(to: &failedStep) { failedStepPointer in path.withCString { cPath in
             options.joinCgroups.withUnsafeBufferPointer { joins in
                 limits.withUnsafeBufferPointer { rlimits in
                     groups.withUnsafeBufferPointer { groupList in
@@ -93,13 +95,13 @@ public struct Spawner: Sendable {
                                 groups: groupList.baseAddress, group_count: options.credentials == nil ? -1 : Int32(groupList.count),
                                 gid: options.credentials.map { Int64($0.gid) } ?? -1,
                                 uid: options.credentials.map { Int64($0.uid) } ?? -1,
-                                failed_step: &failedStep)
+                                failed_step: failedStepPointer)
                             return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
                         }
                     }
                 }
             }
-        }
+        } }
         guard pid > 0 else { throw SystemCallError.current(Self.stepName(failedStep, cwd: options.workingDirectory)) }
         // Start time read right away: the child cannot have been reaped yet (we have not waited).
         let start = ProcessStat.read(pid: pid)?.startTime ?? 0

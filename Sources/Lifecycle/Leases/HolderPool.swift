@@ -82,7 +82,8 @@ final class HolderPool: Sendable {
 
     /// What `launchNow` did.
     enum LaunchNow {
-        /// No idle holder (nothing was done): launch the usual way.
+        /// No idle holder took the lease (none was idle, or the one taken had died, and holds
+        /// nothing): launch the usual way, which spawns one.
         case noIdleHolder
         case launched(HolderProcess)
         /// The holder has not answered yet: await the rest.
@@ -95,7 +96,7 @@ final class HolderPool: Sendable {
     static let blockingWaitMs = 20
 
     /// `launch` on the calling thread, for an idle holder only: one socket round trip, no
-    /// thread hop. An idle holder found dead is discarded, and nothing else was done.
+    /// thread hop. An idle holder found dead is discarded.
     func launchNow(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) -> LaunchNow {
         guard let holder = state.withLock({ $0.idle.popLast() }) else { return .noIdleHolder }
         refillInBackground()
@@ -108,7 +109,8 @@ final class HolderPool: Sendable {
         case .line(let report):
             do { return .launched(try conclude(holder, report: report)) } catch { return .failed(error) }
         case .closed:
-            do { return .launched(try conclude(holder, report: nil)) } catch { return .failed(error) }
+            Task { await discard(holder) }
+            return .noIdleHolder
         case .timedOut:
             return .answerPending { [self] () async throws(Failure) -> HolderProcess in
                 let report = await loop.readLine(socket, timeoutMs: reportTimeoutMs - Self.blockingWaitMs)
