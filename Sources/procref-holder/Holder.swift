@@ -15,8 +15,8 @@ import CPosixShims
 /// `--pool` again and waits for its next lease (it holds nothing meanwhile); procrefd
 /// retires it by closing the socket. A release by signal (SIGTERM/SIGINT/SIGHUP, from anyone)
 /// ends the process, so whoever sent it sees the lease end with the exit; when descriptor 4
-/// is procrefd's datagram socket, the holder first sends its pid there. The socket closing while a lease is held (procrefd gone)
-/// changes nothing: the lease stays held.
+/// is procrefd's datagram socket, the holder first sends its pid there. The socket closing
+/// while a lease is held (procrefd gone) changes nothing: the lease stays held.
 ///
 /// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP) or
 /// retired, 3 TTL expired, 4 the watched client exited, 2 usage, 10 client pid unusable,
