@@ -153,19 +153,14 @@ extension Coordinator {
         }
         let status = returnToPool(lease, pooled)
         let (reason, count, write) = submitRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
-        guard count > 0 else {
-            return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in
-                try await finishRelease(lease, of: service, reason: reason, count: count, write: write, actor: actor)
-            }
+        let rest = { @Sendable [self] () async throws(LifecycleError) -> ReleaseResult in
+            try await finishRelease(lease, of: service, reason: reason, count: count, write: write, actor: actor)
         }
+        // On 1 → 0 the machine stops the service: that is awaited.
+        guard count > 0 else { return .continuing(rest) }
         do {
-            guard try context.committedIfIdle(write) else {
-                // Another thread is committing: this write is in its next batch.
-                return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in
-                    try await context.committed(write)
-                    return try releaseResult(lease, reason: reason, count: count, stopped: false)
-                }
-            }
+            // Another thread committing: this write is in its next batch, awaited.
+            guard try context.committedIfIdle(write) else { return .continuing(rest) }
             return .done(try releaseResult(lease, reason: reason, count: count, stopped: false))
         } catch {
             return .failed(error)

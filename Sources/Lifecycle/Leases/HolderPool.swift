@@ -51,33 +51,28 @@ final class HolderPool: Sendable {
         self.releaseReports = releaseReports
     }
 
-    /// A holder holding one reference on `semaphoreID`, with the kernel count including it.
-    /// On failure nothing is left running.
+    /// A fresh holder holding one reference on `semaphoreID`, with the kernel count
+    /// including it: for when no idle holder could take the lease (see `launchNow`). On
+    /// failure nothing is left running.
     func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) async throws(Failure) -> HolderProcess {
         defer { refillInBackground() }
-        let command = Self.command(semaphoreID, ttlMs, clientPID)
-        // An idle holder may have died meanwhile: then try a fresh one.
-        for attempt in 0..<2 {
-            let holder: HolderProcess
-            if attempt == 0, let pooled = state.withLock({ $0.idle.popLast() }) {
-                holder = pooled
-            } else {
-                do { holder = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
-            }
-            // A line into an idle socket's empty buffer: the write cannot block.
-            guard !holder.hasExited, holder.send(command), let socket = holder.socket else {
-                await discard(holder)
-                continue
-            }
-            let report = await loop.readLine(socket, timeoutMs: reportTimeoutMs)
-            if report == "acquired" { return holder }
+        let holder: HolderProcess
+        do { holder = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
+        // A line into a new socket's empty buffer: the write cannot block.
+        guard holder.send(Self.command(semaphoreID, ttlMs, clientPID)), let socket = holder.socket else {
             await discard(holder)
-            if let report, report.hasPrefix("error client") { throw .clientGone }
-            if report != nil || attempt == 1 {
-                throw .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
-            }
+            throw .other("holder \(holder.process.pid) ended before its lease")
         }
-        throw .other("no holder could be started")
+        let report = await loop.readLine(socket, timeoutMs: reportTimeoutMs)
+        if report == "acquired" { return holder }
+        await discard(holder)
+        throw Self.failure(report: report)
+    }
+
+    /// What a holder's answer other than `acquired` (nil: none) means.
+    private static func failure(report: String?) -> Failure {
+        if let report, report.hasPrefix("error client") { return .clientGone }
+        return .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
     }
 
     /// What `launchNow` did.
@@ -127,8 +122,7 @@ final class HolderPool: Sendable {
     private func conclude(_ holder: HolderProcess, report: String?) throws(Failure) -> HolderProcess {
         if report == "acquired" { return holder }
         Task { await discard(holder) }
-        if let report, report.hasPrefix("error client") { throw .clientGone }
-        throw .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
+        throw Self.failure(report: report)
     }
 
     /// Takes back a holder whose lease was released (it reported giving its reference back):
