@@ -72,10 +72,11 @@ extension DetailValue {
     /// The detail object as JSON with sorted keys, written by hand (on every commit).
     static func json(_ detail: [String: DetailValue]) -> String {
         var out = "{"
-        for (index, key) in detail.keys.sorted().enumerated() {
+        for (index, (key, value)) in detail.sorted(by: { $0.key < $1.key }).enumerated() {
             if index > 0 { out += "," }
-            out += JSONText.quoted(key) + ":"
-            switch detail[key]! {
+            out += JSONText.quoted(key)
+            out += ":"
+            switch value {
             case .string(let value): out += JSONText.quoted(value)
             case .int(let value): out += String(value)
             case .bool(let value): out += value ? "true" : "false"

@@ -8,13 +8,22 @@ public struct JSONObjectText {
     public init() {}
 
     public mutating func add(_ key: String, _ value: String?) { fields.append((key, value.map(JSONText.quoted) ?? "null")) }
-    public mutating func add(_ key: String, _ value: Int64?) { fields.append((key, value.map { "\($0)" } ?? "null")) }
-    public mutating func add(_ key: String, _ value: Int) { fields.append((key, "\(value)")) }
+    public mutating func add(_ key: String, _ value: Int64?) { fields.append((key, value.map { String($0) } ?? "null")) }
+    public mutating func add(_ key: String, _ value: Int) { fields.append((key, String(value))) }
     public mutating func add(_ key: String, _ value: Bool) { fields.append((key, value ? "true" : "false")) }
     /// `value` must be valid JSON text.
     public mutating func add(_ key: String, json value: String) { fields.append((key, value)) }
 
     public var text: String {
-        "{" + fields.sorted { $0.key < $1.key }.map { JSONText.quoted($0.key) + ":" + $0.value }.joined(separator: ",") + "}"
+        var out = "{"
+        out.reserveCapacity(fields.reduce(2) { $0 + $1.key.utf8.count + $1.value.utf8.count + 4 })
+        for (index, field) in fields.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { out += "," }
+            out += JSONText.quoted(field.key)
+            out += ":"
+            out += field.value
+        }
+        out += "}"
+        return out
     }
 }

@@ -4,6 +4,8 @@ import Foundation
 public enum JSONText {
     /// `text` as a JSON string literal, quotes included.
     public static func quoted(_ text: String) -> String {
+        // Ids, names, timestamps: nothing to escape, so the text is copied whole.
+        if !text.utf8.contains(where: needsEscape) { return "\"" + text + "\"" }
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
@@ -18,4 +20,8 @@ public enum JSONText {
         }
         return out + "\""
     }
+
+    /// A UTF-8 byte a JSON string literal cannot hold as is (bytes of multi-byte
+    /// characters are all ≥ 0x80, so they never match).
+    private static func needsEscape(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x22 || byte == 0x5C }
 }
