@@ -110,13 +110,13 @@ private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MH
 private func makeRequest(
     connection: OpaquePointer, url: String, method: String, body: [UInt8], transport: Transport
 ) -> HTTPRequest {
-    let headers = KeyValueCollector(lowercaseKeys: true)
-    let query = KeyValueCollector(lowercaseKeys: false)
+    let headers = KeyValueCollector(isHeaders: true)
+    let query = KeyValueCollector(isHeaders: false)
     MHD_get_connection_values(connection, .HEADER_KIND, collectKeyValue, Unmanaged.passUnretained(headers).toOpaque())
     MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, collectKeyValue, Unmanaged.passUnretained(query).toOpaque())
     var addressBytes = [CChar](repeating: 0, count: 64)
     procref_mhd_client_address(connection, &addressBytes, addressBytes.count)
-    let address = String(decoding: addressBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let address = addressBytes.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     var request = HTTPRequest(
         method: method, path: url, queryItems: query.items, headers: headers.values, body: body,
         transport: transport, remoteAddress: address)
@@ -124,27 +124,31 @@ private func makeRequest(
     return request
 }
 
+/// Headers (names lowercased, into `values`) or query parameters (in order, into `items`).
 private final class KeyValueCollector {
-    let lowercaseKeys: Bool
+    let isHeaders: Bool
     var values: [String: String] = [:]
     var items: [(name: String, value: String)] = []
-    init(lowercaseKeys: Bool) { self.lowercaseKeys = lowercaseKeys }
+    init(isHeaders: Bool) { self.isHeaders = isHeaders }
 }
 
 private let collectKeyValue: MHD_KeyValueIterator = { cls, _, key, value in
     guard let cls, let key else { return MHD_Result.YES }
     let collector = Unmanaged<KeyValueCollector>.fromOpaque(cls).takeUnretainedValue()
     let name = String(cString: key)
-    // The first value of a repeated name wins.
-    let finalName = collector.lowercaseKeys ? name.lowercased() : name
     let text = value.map { String(cString: $0) } ?? ""
-    collector.items.append((finalName, text))
-    // Repeated headers combine as one comma-separated value (RFC 9110 §5.3); for query
-    // parameters the first value wins in `query` and all are kept in `queryItems`.
-    if let existing = collector.values[finalName] {
-        if collector.lowercaseKeys { collector.values[finalName] = existing + ", " + text }
+    guard collector.isHeaders else {
+        // Query parameters: all kept in order; the first value of a repeated name wins in `query`.
+        collector.items.append((name, text))
+        return MHD_Result.YES
+    }
+    // Header names: most clients send them capitalized; lowercasing allocates, so only then.
+    let lowercase = name.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? name.lowercased() : name
+    // Repeated headers combine as one comma-separated value (RFC 9110 §5.3).
+    if let existing = collector.values[lowercase] {
+        collector.values[lowercase] = existing + ", " + text
     } else {
-        collector.values[finalName] = text
+        collector.values[lowercase] = text
     }
     return MHD_Result.YES
 }

@@ -65,3 +65,27 @@ final class Log: Sendable {
     func append(_ value: Int) { state.withLock { $0.append(value) } }
     var entries: [Int] { state.withLock { $0 } }
 }
+
+@Suite("Lease ids")
+struct LeaseIDTests {
+    @Test("l_ + 24 lowercase hex digits; the first 16 (the stamp) grow strictly, even from many threads")
+    func growing() {
+        let ids = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            let made = (0..<500).map { _ in Coordinator.newLeaseID() }
+            ids.withLock { $0 += made }
+        }
+        let all = ids.withLock { $0 }
+        let hex = Set("0123456789abcdef")
+        for id in all {
+            #expect(id.count == 26 && id.hasPrefix("l_") && id.dropFirst(2).allSatisfy(hex.contains), "\(id)")
+        }
+        let stamps = all.map { $0.dropFirst(2).prefix(16) }
+        #expect(Set(stamps).count == all.count)
+        let before = Coordinator.newLeaseID()
+        let after = Coordinator.newLeaseID()
+        #expect(before.prefix(18) < after.prefix(18))
+        let micros = UInt64(before.dropFirst(2).prefix(16), radix: 16) ?? 0
+        #expect(abs(Double(micros) / 1e6 - Date().timeIntervalSince1970) < 60)
+    }
+}

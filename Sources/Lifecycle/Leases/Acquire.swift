@@ -225,13 +225,17 @@ extension Coordinator {
         } while true
         var generator = SystemRandomNumberGenerator()
         let low = generator.next() as UInt32
-        return "l_" + String(stamp, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(8)
+        return String(unsafeUninitializedCapacity: 26) { buffer in
+            buffer[0] = UInt8(ascii: "l")
+            buffer[1] = UInt8(ascii: "_")
+            for index in 0..<16 { buffer[2 + index] = hexDigits[Int((stamp >> UInt64(60 - 4 * index)) & 0xf)] }
+            for index in 0..<8 { buffer[18 + index] = hexDigits[Int((low >> UInt32(28 - 4 * index)) & 0xf)] }
+            return 26
+        }
     }
 }
 
 /// The stamp of the newest lease id (see `Coordinator.newLeaseID`).
 private let lastLeaseStamp = Atomic<UInt64>(0)
 
-extension String {
-    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
-}
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
