@@ -72,6 +72,9 @@ extension Coordinator {
         let order = ServiceExecutor.AcquireOrder(
             actor: actor, waitMs: request.waitMs, clientPID: request.clientPID,
             launch: { [self] () async throws(LifecycleError) -> Lease in try await launchHolder(for: service, request: request, ttlMs: ttlMs) },
+            recordGrant: { [self] lease, count, started, waitedMs in
+                submitGrant(lease.info, holder: lease.holder, count: count, started: started, waitedMs: waitedMs, actor: actor, idempotency: idempotency)
+            },
             undo: { [self] lease in await undo(lease, of: service, actor: actor) })
         // A queued acquire has its own deadline (wait_ms); the start that may follow, the usual one.
         let result = await service.acquire(order, timeoutMs: request.waitMs + config.acquireTimeoutMs)
@@ -84,7 +87,8 @@ extension Coordinator {
             throw .holder("unexpected answer \(result.answer)")
         }
         let count = result.count
-        let write = submitGrant(
+        // Queued by the service's loop as it answered, with its step's records (one commit).
+        let write = result.grantWrite ?? submitGrant(
             lease.info, holder: lease.holder, count: count, started: started, waitedMs: result.waitedMs, actor: actor, idempotency: idempotency)
         // In the book before the commit is awaited, so the next acquire's limit check counts it.
         leases.insert(lease)

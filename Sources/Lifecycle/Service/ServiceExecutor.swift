@@ -34,9 +34,8 @@ final class ServiceExecutor: Sendable {
         var answers: [Waiter: CheckedContinuation<ServiceAnswer, Never>] = [:]
         /// Acquires of a slotted service until they take a slot or give up.
         var slotWaits: [Waiter: SlotWait] = [:]
-        /// Acquires whose holder the loop launched: the lease, the kernel count right after,
-        /// and how long it waited in the slot queue.
-        var launched: [Waiter: (lease: Lease, count: Int, waitedMs: Int?)] = [:]
+        /// Acquires whose holder the loop launched, until they are answered.
+        var launched: [Waiter: Launched] = [:]
         var launchFailures: [Waiter: LifecycleError] = [:]
         var nextWaiter: Waiter = 0
         /// Events an action reports that are handled in the same step, before publishing.
@@ -66,14 +65,28 @@ final class ServiceExecutor: Sendable {
         case acquire(Waiter, AcquireOrder)
     }
 
-    /// An acquire for the loop: how to launch its holder, how to give it back when the
-    /// acquire is not granted, and (for a slotted service) how long it may queue.
+    /// An acquire for the loop: how to launch its holder, how to record its grant, how to
+    /// give the holder back when the acquire is not granted, and (for a slotted service) how
+    /// long it may queue.
     struct AcquireOrder: Sendable {
         let actor: String
         let waitMs: Int
         let clientPID: Int32?
         let launch: @Sendable () async throws(LifecycleError) -> Lease
+        /// Queues the grant's records (lease, kernel count, started, waited ms): called by
+        /// the loop as it answers `ready`, so they commit with the step's own records.
+        let recordGrant: @Sendable (Lease, Int, Bool, Int?) -> PendingWrite<Void>
         let undo: @Sendable (Lease) async -> Void
+    }
+
+    /// An acquire whose holder the loop launched: the lease, the kernel count right after,
+    /// how long it waited in the slot queue, and its grant's write once answered `ready`.
+    struct Launched {
+        let lease: Lease
+        let count: Int
+        let waitedMs: Int?
+        let recordGrant: @Sendable (Lease, Int, Bool, Int?) -> PendingWrite<Void>
+        var grantWrite: PendingWrite<Void>?
     }
 
     /// What the machine answered an acquire, and what the loop did for it.
@@ -84,6 +97,8 @@ final class ServiceExecutor: Sendable {
         let count: Int
         /// How long it queued for a slot (nil: it did not queue).
         let waitedMs: Int?
+        /// The grant's records, queued with the step that answered `ready` (awaited by the caller).
+        let grantWrite: PendingWrite<Void>?
         let failure: LifecycleError?
     }
 
@@ -141,7 +156,7 @@ final class ServiceExecutor: Sendable {
             let launched = owned.launched.removeValue(forKey: waiter)
             return AcquireOutcome(
                 answer: answer, lease: launched?.lease, count: launched?.count ?? 0, waitedMs: launched?.waitedMs,
-                failure: owned.launchFailures.removeValue(forKey: waiter))
+                grantWrite: launched?.grantWrite, failure: owned.launchFailures.removeValue(forKey: waiter))
         }
     }
 
@@ -173,7 +188,7 @@ final class ServiceExecutor: Sendable {
         let count = (try? kernelCount()) ?? 0
         let waiting = owned.withLock { owned -> Bool in
             guard owned.answers[waiter] != nil else { return false }
-            owned.launched[waiter] = (lease, count, waitedMs)
+            owned.launched[waiter] = Launched(lease: lease, count: count, waitedMs: waitedMs, recordGrant: order.recordGrant)
             return true
         }
         guard waiting else { return await order.undo(lease) }
@@ -238,12 +253,7 @@ final class ServiceExecutor: Sendable {
             // without the loop took its reference either before this read, or after this
             // event (and then it sees the machine's new phase).
             let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: (try? kernelCount()) ?? 0) }
-            for action in actions {
-                // A waiter that hears the answer may read status at once: show it first (the
-                // machine asks for an answer only after the records that go with it).
-                if case .answer = action { await publish() }
-                await run(action)
-            }
+            for action in actions { await run(action) }
             next = owned.withLock { $0.followUps.isEmpty ? nil : $0.followUps.removeFirst() }
         }
         await publish()
@@ -279,7 +289,19 @@ final class ServiceExecutor: Sendable {
         case .cancel(let timer):
             if let id = owned.withLock({ $0.timers.removeValue(forKey: timer) }) { context.loop.cancel(id) }
         case let .answer(waiter, answer):
-            let (waiting, slotWait) = owned.withLock { ($0.answers.removeValue(forKey: waiter), $0.slotWaits.removeValue(forKey: waiter)) }
+            // Taken before the commit below, so a timeout cannot answer the waiter `busy`
+            // while its grant is being recorded.
+            let (waiting, slotWait, launched) = owned.withLock {
+                ($0.answers.removeValue(forKey: waiter), $0.slotWaits.removeValue(forKey: waiter), $0.launched[waiter])
+            }
+            // A granted acquire's records join this step's: one commit, not two.
+            if waiting != nil, case .ready(let started) = answer, let launched {
+                let write = launched.recordGrant(launched.lease, launched.count, started, launched.waitedMs)
+                owned.withLock { $0.launched[waiter]?.grantWrite = write }
+            }
+            // The grant's write is queued behind the step's records, so it commits with them
+            // here (or, in a step with none, when its acquire awaits it).
+            await publish()
             slotWait?.stopWatching(on: context.loop)
             waiting?.resume(returning: answer)
         case let .record(note, actor): await record(note, actor: actor)
