@@ -26,6 +26,8 @@ final class GroupCommitter: @unchecked Sendable {
         var commitError: Error?
         var continuation: CheckedContinuation<Void, Never>?
         var semaphore: DispatchSemaphore?
+        /// Called by the leader once the job is committed (see `Pending.whenDone`).
+        var onDone: (() -> Void)?
 
         /// Runs the writer's body; `alone` means without a savepoint. Returns false if it threw.
         func run(_ db: Database, alone: Bool) -> Bool { true }
@@ -57,18 +59,32 @@ final class GroupCommitter: @unchecked Sendable {
                 if alone {
                     result = .success(try body(db))
                 } else {
-                    var value: T?
-                    try db.inSavepoint {
-                        value = try body(db)
-                        return .commit
-                    }
-                    result = value.map { .success($0) }
+                    result = .success(try Self.inSavepoint(db) { try body(db) })
                 }
                 return true
             } catch {
                 result = .failure(error)
                 return false
             }
+        }
+
+        /// `body` in a savepoint that rolls back alone when it throws. GRDB's `inSavepoint`
+        /// compiles its three statements anew on every call: these are prepared once.
+        private static func inSavepoint<Value>(_ db: Database, _ body: () throws -> Value) throws -> Value {
+            try db.cachedStatement(sql: "SAVEPOINT item").execute()
+            let value: Value
+            do {
+                value = try body()
+            } catch {
+                // Rollback alone leaves the savepoint on SQLite's stack: release it too. The
+                // body's error is the one to report (as GRDB does): if SQLite already rolled
+                // the whole transaction back, these fail too, and so will the commit.
+                try? db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT item").execute()
+                try? db.cachedStatement(sql: "RELEASE SAVEPOINT item").execute()
+                throw error
+            }
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT item").execute()
+            return value
         }
 
         /// Waits for the commit without blocking a thread (unless this writer leads it).
@@ -84,6 +100,15 @@ final class GroupCommitter: @unchecked Sendable {
         func valueIfIdle() throws -> T? {
             guard committer.leadIfIdle(self) else { return nil }
             return try outcome()
+        }
+
+        /// Calls `body` with the outcome once the job's commit is over: on this thread when
+        /// it already is, else on the leader's thread right after its commit. For a job a
+        /// leader is at work on (`valueIfIdle` returned nil): no thread waits, and no task
+        /// runs. `body` must be quick; it runs before the leader's next batch.
+        func whenDone(_ body: @escaping (Result<T, Error>) -> Void) {
+            let report = { [self] in body(Result { try outcome() }) }
+            if !committer.notify(self, report) { report() }
         }
 
         /// Waits for the commit, blocking the calling thread.
@@ -145,6 +170,15 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
+    /// Returns false when the job finished meanwhile (call `report` now).
+    private func notify(_ job: Job, _ report: @escaping () -> Void) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if job.done { return false }
+        job.onDone = report
+        return true
+    }
+
     /// Returns false when the job finished meanwhile (nothing to wait for).
     private func park(_ job: Job, semaphore: DispatchSemaphore) -> Bool {
         lock.lock()
@@ -169,16 +203,22 @@ final class GroupCommitter: @unchecked Sendable {
             lock.lock()
             var continuations: [CheckedContinuation<Void, Never>] = []
             var semaphores: [DispatchSemaphore] = []
+            var reports: [() -> Void] = []
             for job in batch {
                 job.dropBody()
                 job.commitError = commitError
                 job.done = true
                 if let continuation = job.continuation { continuations.append(continuation) }
                 if let semaphore = job.semaphore { semaphores.append(semaphore) }
+                if let report = job.onDone {
+                    reports.append(report)
+                    job.onDone = nil
+                }
             }
             lock.unlock()
             for continuation in continuations { continuation.resume() }
             for semaphore in semaphores { semaphore.signal() }
+            for report in reports { report() }
         }
     }
 

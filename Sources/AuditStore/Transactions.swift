@@ -19,6 +19,19 @@ public struct PendingWrite<T: Sendable>: Sendable {
         }
     }
 
+    /// Calls `body` with the outcome once the write's commit is over, without a waiting
+    /// thread or a task: at once when it already is, else on the thread that commits it
+    /// (right after that commit). For a write `committedIfIdle` left to another thread.
+    public func whenCommitted(_ body: @escaping @Sendable (Result<T, Error>) -> Void) {
+        let store = self.store
+        pending.whenDone { outcome in
+            body(outcome.map { value, lastEventID in
+                if lastEventID > 0 { store.signal.published(lastID: lastEventID) }
+                return value
+            }.mapError { AuditStore.storeError($0) as any Error })
+        }
+    }
+
     /// Commits the write on the calling thread when no other thread is committing (its batch
     /// takes whatever else is queued); nil when one is: then await `committed()`. Never waits
     /// for another thread's commit, so an HTTP thread is not held by others' work.

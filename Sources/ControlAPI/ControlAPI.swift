@@ -50,6 +50,8 @@ public final class ControlAPI: HTTPResponder {
             switch handler(request, parameters) {
             case .now(let response): return .now(counted(response, route: route, method: method))
             case .later(let later): return .later { [self] in counted(await later(), route: route, method: method) }
+            case .whenReady(let register):
+                return .whenReady { [self] respond in register { [self] in respond(counted($0, route: route, method: method)) } }
             }
         }
     }

@@ -209,6 +209,15 @@ func answerNow<T: Sendable>(_ attempt: Attempt<T>, _ respond: @escaping @Sendabl
     case .done(let value): return .now(respond(value))
     case .failed(let error): return .now(Problem(error).response)
     case .continuing(let rest): return .later { await answerAsync { respond(try await rest()) } }
+    case .whenCommitted(let register):
+        return .whenReady { deliver in
+            register { outcome in
+                switch outcome {
+                case .success(let value): deliver(respond(value))
+                case .failure(let error): deliver(Problem(error).response)
+                }
+            }
+        }
     }
 }
 

@@ -35,6 +35,17 @@ struct LifecycleContext: Sendable {
         do { return try write.committedIfIdle() != nil } catch { throw .storage(String(describing: error)) }
     }
 
+    /// Calls `body` once `write`'s commit is over (nil: committed), on the committing thread:
+    /// for a write `committedIfIdle` left to another thread, when no task should wait.
+    func whenCommitted(_ write: PendingWrite<Void>, _ body: @escaping @Sendable (LifecycleError?) -> Void) {
+        write.whenCommitted { outcome in
+            switch outcome {
+            case .success: body(nil)
+            case .failure(let error): body(.storage(String(describing: error)))
+            }
+        }
+    }
+
     /// Writes state and events as one transaction and waits for the commit.
     func write(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) async throws(LifecycleError) {
         try await committed(submit(body))

@@ -94,6 +94,9 @@ public enum FirstAnswer: Sendable {
     case now(HTTPResponse)
     /// The connection is suspended while a task awaits the response.
     case later(@Sendable () async -> HTTPResponse)
+    /// The connection is suspended until the function's callback is handed the response
+    /// (exactly once, from any thread): an answer some other thread completes, with no task.
+    case whenReady(@Sendable (@escaping @Sendable (HTTPResponse) -> Void) -> Void)
 }
 
 /// Answers requests. `firstAnswer` runs on an HTTP thread: it may block for what takes

@@ -60,18 +60,21 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
             connection: connection, url: String(cString: url), method: String(cString: method),
             body: state.body, transport: server.transport)
         state.body = []
-        let work: @Sendable () async -> HTTPResponse
-        switch server.responder.firstAnswer(to: request) {
-        case .now(let response): return queue(response, on: connection)
-        case .later(let later): work = later
-        }
+        let answer = server.responder.firstAnswer(to: request)
+        if case .now(let response) = answer { return queue(response, on: connection) }
+        // Suspended before the answer can arrive (it may come at once, from another thread);
+        // resumed once it is stored, so the next call here finds it.
         state.phase = .waiting
         MHD_suspend_connection(connection)
         let handle = ConnectionPointer(pointer: connection)
-        Task {
-            let response = await work()
+        let deliver = { @Sendable (response: HTTPResponse) in
             state.phase = .answered(response)
             MHD_resume_connection(handle.pointer)
+        }
+        switch answer {
+        case .now: break
+        case .later(let work): Task { deliver(await work()) }
+        case .whenReady(let register): register(deliver)
         }
         return MHD_Result.YES
     case .waiting:

@@ -1,5 +1,6 @@
 import AuditStore
 import Foundation
+import Synchronization
 import Testing
 import Wire
 
@@ -111,6 +112,55 @@ struct EventQueryTests {
         }
         let mixed = try store.read { try $0.events(EventFilter(service: "m", limit: 100)) }
         #expect(Set(mixed.compactMap(\.lease)) == Set((0..<64).map { "m\($0)" }))
+    }
+
+    @Test("whenCommitted: a write left to another thread's commit is reported by that thread, failure included; a committed one at once")
+    func whenCommittedReports() throws {
+        struct Refused: Error {}
+        let dir = NSTemporaryDirectory() + "procrefd-notify-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AuditStore(path: "\(dir)/db")
+        // The leader's first write waits inside its commit until the others are queued.
+        let (entered, gate) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        defer { gate.signal() }  // never leave the leader waiting, even when an expectation fails
+        let leaderThread = Mutex<pthread_t?>(nil)
+        let first = store.submit { tx in
+            entered.signal()
+            gate.wait()
+            try tx.append(NewEvent(.leaseAcquired, service: "n", lease: "first"))
+        }
+        let leaderDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            leaderThread.withLock { $0 = pthread_self() }
+            _ = try? first.committedIfIdle()
+            leaderDone.signal()
+        }
+        #expect(entered.wait(timeout: .now() + 10) == .success)
+        let good = store.submit { tx in try tx.append(NewEvent(.leaseReleased, service: "n", lease: "good")) }
+        let bad = store.submit { _ in throw Refused() }
+        // The leader is inside its commit: these two are left to its next batch.
+        #expect(try good.committedIfIdle() == nil)
+        #expect(try bad.committedIfIdle() == nil)
+        let reports = Mutex<[(String, Bool, pthread_t)]>([])
+        good.whenCommitted { outcome in reports.withLock { $0.append(("good", (try? outcome.get()) != nil, pthread_self())) } }
+        bad.whenCommitted { outcome in reports.withLock { $0.append(("bad", (try? outcome.get()) != nil, pthread_self())) } }
+        #expect(reports.withLock { $0.isEmpty })
+        gate.signal()
+        #expect(leaderDone.wait(timeout: .now() + 10) == .success)
+        let reported = reports.withLock { $0 }
+        let leader = try #require(leaderThread.withLock { $0 })
+        #expect(reported.map(\.0) == ["good", "bad"])
+        #expect(reported.map(\.1) == [true, false])
+        #expect(reported.allSatisfy { pthread_equal($0.2, leader) != 0 })
+        let events = try store.read { try $0.events(EventFilter(service: "n", limit: 10)) }
+        #expect(events.compactMap(\.lease) == ["first", "good"])
+        #expect(store.signal.lastID == events.last?.id)
+        // Already committed: reported at once, on the calling thread.
+        let me = pthread_self()
+        let now = Mutex<Bool>(false)
+        good.whenCommitted { outcome in now.withLock { $0 = (try? outcome.get()) != nil && pthread_equal(pthread_self(), me) != 0 } }
+        #expect(now.withLock { $0 })
     }
 
     @Test("the signal wakes a waiter on commit and times out otherwise")

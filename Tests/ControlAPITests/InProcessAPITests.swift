@@ -39,6 +39,8 @@ struct InProcessAPITests {
             switch api.firstAnswer(to: request) {
             case .now(let immediate): response = immediate
             case .later(let later): response = await later()
+            case .whenReady(let register):
+                response = await withCheckedContinuation { continuation in register { continuation.resume(returning: $0) } }
             }
             let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
             return (response.status, json, response.headers.first { $0.0.lowercased() == "content-type" }?.1)

@@ -11,6 +11,9 @@ public enum Attempt<T: Sendable>: Sendable {
     case failed(LifecycleError)
     /// Begun here; the rest must be awaited (it waits on something slow).
     case continuing(@Sendable () async throws(LifecycleError) -> T)
+    /// Done here but for a commit another thread is making: that thread calls the given
+    /// completion with the outcome right after it (no task waits).
+    case whenCommitted(@Sendable (@escaping @Sendable (Result<T, LifecycleError>) -> Void) -> Void)
 }
 
 /// The lease fast path: an acquire on a ready service and a release that leaves it counted,
@@ -75,9 +78,17 @@ extension Coordinator {
                 return .failed(error)
             }
             guard committed else {
-                // Another thread is committing: this write is in its next batch.
-                return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
-                    try await committedGrant(grant, lease: lease, of: service, actor: actor, write: write, begun: begun)
+                // Another thread is committing: this write is in its next batch, and that
+                // thread settles the lease and answers right after it.
+                return .whenCommitted { [self] answer in
+                    context.whenCommitted(write) { [self] error in
+                        if let error {
+                            grantFailed(lease, of: service, actor: actor)
+                            return answer(.failure(error))
+                        }
+                        granted(lease, of: service, begun: begun)
+                        answer(.success(grant))
+                    }
                 }
             }
             granted(lease, of: service, begun: begun)
@@ -159,8 +170,15 @@ extension Coordinator {
         // On 1 → 0 the machine stops the service: that is awaited.
         guard count > 0 else { return .continuing(rest) }
         do {
-            // Another thread committing: this write is in its next batch, awaited.
-            guard try context.committedIfIdle(write) else { return .continuing(rest) }
+            // Another thread committing: this write is in its next batch; that thread answers.
+            guard try context.committedIfIdle(write) else {
+                return .whenCommitted { [self] answer in
+                    context.whenCommitted(write) { [self] error in
+                        if let error { return answer(.failure(error)) }
+                        answer(Result { () throws(LifecycleError) in try releaseResult(lease, reason: reason, count: count, stopped: false) })
+                    }
+                }
+            }
             return .done(try releaseResult(lease, reason: reason, count: count, stopped: false))
         } catch {
             return .failed(error)
