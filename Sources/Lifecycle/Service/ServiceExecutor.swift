@@ -262,10 +262,14 @@ final class ServiceExecutor: Sendable {
     /// Handles `event` in the current step, after this action, with `record` queued (and
     /// committed before the step publishes, or with a later record of the step).
     func followUp(_ event: ServiceEvent, after record: PendingWrite<Void>) {
-        owned.withLock {
-            $0.queuedRecords.append(record)
-            $0.followUps.append(event)
-        }
+        queue(record)
+        owned.withLock { $0.followUps.append(event) }
+    }
+
+    /// Queues `record` with the step: committed before the step publishes (a storage
+    /// failure is logged there, as for every record of a step).
+    func queue(_ record: PendingWrite<Void>) {
+        owned.withLock { $0.queuedRecords.append(record) }
     }
 
     /// Shows the machine's state, once every record of the step is committed: status never

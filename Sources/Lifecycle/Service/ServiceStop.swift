@@ -104,14 +104,16 @@ extension ServiceExecutor {
         switch note {
         case let .ready(startupMs, reason):
             let main = owned.withLock { $0.main }
-            await context.writeLogged { tx in
+            // Queued with the step (committed before it publishes): the answer to an acquire
+            // that follows commits with it, in one transaction.
+            queue(context.submit { tx in
                 if let main {
                     try tx.updateServiceProcess(name: name, state: "ready", pid: main.pid, startTime: main.identity.startTime)
                 }
                 try tx.append(NewEvent(.serviceReady, service: name, pid: pid, actor: actor, detail: ["startup_ms": .int(startupMs)]))
                 if reason == .recover { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, actor: actor)) }
                 if reason == .restart { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"])) }
-            }
+            })
         case .startFailed(let reason):
             let output = outputOfLastStart()
             let spawnFailure = owned.withLock { $0.startFailure }
