@@ -96,6 +96,27 @@ extension StoreTransaction {
     }
 }
 
+extension AuditStore {
+    /// Deletes the rows of leases that ended before `cutoff`, `batchSize` rows per
+    /// transaction (so the writer is never held long); returns how many. Live leases stay.
+    @discardableResult
+    public func pruneEndedLeases(endedBefore cutoff: Date, batchSize: Int = 1_000) throws -> Int {
+        let before = Timestamp.format(cutoff)
+        var total = 0
+        while true {
+            let deleted = try write { tx in
+                // Oldest first: rows are in acquisition order, and most old ones have ended.
+                try tx.db.execute(
+                    sql: "DELETE FROM leases WHERE rowid IN (SELECT rowid FROM leases WHERE ended_at < ? LIMIT ?)",
+                    arguments: [before, batchSize])
+                return tx.db.changesCount
+            }
+            total += deleted
+            if deleted < batchSize { return total }
+        }
+    }
+}
+
 extension StoreReader {
     public func services() throws -> [ServiceRecord] {
         try Row.fetchAll(db, sql: "SELECT name, definition, sem_key, sem_id, source FROM services ORDER BY name").map {

@@ -178,11 +178,10 @@ struct Serve: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data(line.utf8))
         ServiceManagerNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=listening on \(address)")
 
-        let pruner = file.audit.retention.isEnabled
-            ? Self.startPruner(store: store, audit: file.audit, logger: logger) : nil
+        let pruner = Self.startPruner(store: store, coordinator: coordinator, audit: file.audit, logger: logger)
         let trigger = await shutdown.next()
         reloader.cancel()
-        pruner?.cancel()
+        pruner.cancel()
         let mode = trigger.mode ?? onExit
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         ServiceManagerNotify.send("STOPPING=1\nSTATUS=stopping (\(mode.rawValue))")
@@ -233,11 +232,16 @@ struct Serve: AsyncParsableCommand {
         return factory
     }
 
-    /// Prunes the audit log now and then, in small batches (`audit.pruned` records each pass).
-    static func startPruner(store: AuditStore, audit: DaemonConfig.Audit, logger: Logger) -> Task<Void, Never> {
+    /// Every `audit.prune_interval_ms`: the audit log's retention, when set, in small
+    /// batches (`audit.pruned` records each pass); and always the rows of leases that ended
+    /// before the idempotency window.
+    static func startPruner(store: AuditStore, coordinator: Coordinator, audit: DaemonConfig.Audit, logger: Logger) -> Task<Void, Never> {
         Task.detached {
             while !Task.isCancelled {
-                do { try store.prune(audit.retention) } catch { logger.error("audit pruning: \(error)") }
+                if audit.retention.isEnabled {
+                    do { try store.prune(audit.retention) } catch { logger.error("audit pruning: \(error)") }
+                }
+                do { try coordinator.pruneEndedLeases() } catch { logger.error("pruning ended leases: \(error)") }
                 try? await Task.sleep(for: .milliseconds(audit.pruneIntervalMs))
             }
         }

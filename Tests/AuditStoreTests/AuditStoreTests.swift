@@ -102,4 +102,25 @@ struct AuditStoreTests {
             #expect(try store.read { try $0.lease(id: "l1") }?.endReason == "released")
         }
     }
+
+    @Test("ended lease rows are pruned by their end time, in batches; live ones stay")
+    func pruneEndedLeases() throws {
+        try withStore { store, _ in
+            let now = Timestamp.format(Date())
+            for index in 0..<7 {
+                try store.write { try $0.insertLease(LeaseRecord(
+                    id: "p\(index)", service: "a", holder: "", holderPID: 5, holderStartTime: 99,
+                    clientPID: nil, ttlMs: nil, acquiredAt: now, expiresAt: nil)) }
+            }
+            for index in 0..<5 { try store.write { try $0.endLease(id: "p\(index)", reason: "released") } }
+            // Ended just now: a cutoff in the past keeps them.
+            #expect(try store.pruneEndedLeases(endedBefore: Date().addingTimeInterval(-60), batchSize: 2) == 0)
+            #expect(try store.read { try $0.lease(id: "p0") } != nil)
+            // A cutoff after their end: all five go, two per transaction; the live two stay.
+            #expect(try store.pruneEndedLeases(endedBefore: Date().addingTimeInterval(60), batchSize: 2) == 5)
+            #expect(try (0..<5).allSatisfy { index in try store.read { try $0.lease(id: "p\(index)") } == nil })
+            #expect(try store.read { try $0.liveLeases() }.map(\.id).sorted() == ["p5", "p6"])
+            #expect(try store.pruneEndedLeases(endedBefore: Date().addingTimeInterval(60)) == 0)
+        }
+    }
 }

@@ -199,6 +199,34 @@ struct AuditLogTests {
         #expect(events.first?["id"] as? Int ?? 0 > (detail(pruned)["to_id"] as? Int ?? 0) || events.first?["kind"] as? String == "audit.pruned")
     }
 
+    @Test("rows of leases ended before the idempotency window are pruned in the background; live ones and all events stay")
+    func endedLeaseRowsPruned() throws {
+        let dir = try makeTemporaryDirectory()
+        try "[limits]\nidempotency_window_ms = 1000\n[audit]\nprune_interval_ms = 200\n"
+            .write(toFile: "\(dir)/p.toml", atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", "\(dir)/p.toml"])
+        defer {
+            daemon.shutdown()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let name = daemon.uniqueName("rows")
+        try daemon.defineSocketService(name)
+        let live = try #require(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 600_000]).json["id"] as? String)
+        var ended: [String] = []
+        for _ in 0..<3 {
+            let id = try #require(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 600_000]).json["id"] as? String)
+            #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
+            ended.append(id)
+        }
+        let database = "\(dir)/procrefd.db"
+        let rows = { () -> String in sqliteAnswer(database, "SELECT group_concat(id) FROM leases") }
+        // The window is 1 s and a pass runs every 200 ms: the ended rows go, the live one stays.
+        #expect(eventually(timeout: 10) { rows() == live })
+        let released = try daemon.events(service: name).filter { $0["kind"] as? String == "lease.released" }.compactMap { $0["lease"] as? String }
+        #expect(Set(released) == Set(ended))
+        #expect(try daemon.unix.get("/v1/leases/\(live)").status == 200)
+    }
+
     @Test("kill -9 under load loses no acknowledged event; the database stays sound")
     func durability() throws {
         let daemon = try DaemonHarness()
@@ -324,4 +352,21 @@ final class StreamReader {
     private(set) var received = ""
 
     func close() { Glibc.close(fd) }
+}
+
+/// The first column of the first row `sql` yields in the SQLite file at `path` (read-only,
+/// through Python's sqlite3: another library than procrefd's), as text; "" when none.
+func sqliteAnswer(_ path: String, _ sql: String) -> String {
+    let query = Process()
+    query.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    query.arguments = ["python3", "-c", """
+        import sqlite3, sys
+        row = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True).execute(sys.argv[2]).fetchone()
+        print("" if row is None or row[0] is None else row[0])
+        """, path, sql]
+    let out = Pipe()
+    query.standardOutput = out
+    guard (try? query.run()) != nil else { return "" }
+    query.waitUntilExit()
+    return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
