@@ -100,6 +100,10 @@ let package = Package(
             ],
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static", "-Xclang-linker", "-Wno-unused-command-line-argument", "-Xlinker", "--gc-sections"])]),
 
+        // bench/: the hand-written text formats timed against the Foundation calls they
+        // replace (run by `make bench`; a stand-in stays only while it wins there).
+        .executableTarget(name: "wire-bench", dependencies: ["ControlAPI", "Wire"], path: "bench/WireBench", swiftSettings: strict),
+
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
         .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(

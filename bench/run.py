@@ -445,6 +445,17 @@ def main():
     count, total, batches, rows = commits
     if count == count and count > 0:
         say(f"- SQLite commits during the run: {count:,.0f}, mean {total / count * 1e6:.0f} µs, mean batch {rows / batches:.2f} transactions per commit")
+    wire_bench = os.path.join(args.bin, "wire-bench")
+    if os.path.exists(wire_bench):
+        # bench/WireBench: each hand-written text format beside the Foundation call it replaces.
+        out = subprocess.run([wire_bench], capture_output=True, text=True, check=True).stdout
+        say()
+        say("## Hand-written text formats vs Foundation (bench/WireBench, median of 5 x 50,000 calls)")
+        say()
+        say("```")
+        for line in out.strip().splitlines():
+            say(line)
+        say("```")
     if args.audit:
         out = subprocess.run([sys.executable, "bench/audit_query.py", "--bin", args.bin], capture_output=True, text=True).stdout
         say()
