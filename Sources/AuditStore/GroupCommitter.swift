@@ -5,7 +5,8 @@ import Metrics
 /// Leader/follower group commit. Writers queue their work in call order; whoever waits
 /// while no commit is in progress becomes the leader and commits every queued item, batch
 /// after batch, until the queue is empty; the others wait (asynchronously, or blocking for
-/// synchronous callers). Several items share one transaction, each in a savepoint (a lone
+/// synchronous callers), or are called back by the leader right after the commit
+/// (`Pending.whenDone`). Several items share one transaction, each in a savepoint (a lone
 /// item rolls back the whole transaction instead, which saves two statements), so under
 /// `synchronous=FULL` N fsyncs become one and pages several rows share are written once.
 /// Nobody returns before the commit that holds their change.
