@@ -114,7 +114,7 @@ struct EventQueryTests {
         #expect(Set(mixed.compactMap(\.lease)) == Set((0..<64).map { "m\($0)" }))
     }
 
-    @Test("whenCommitted: a write left to another thread's commit is reported by that thread, failure included; a committed one at once")
+    @Test("whenCommitted: a write left to another thread's commit is reported by the committing thread, failure included; a committed one at once")
     func whenCommittedReports() throws {
         struct Refused: Error {}
         let dir = NSTemporaryDirectory() + "procrefd-notify-\(UUID().uuidString)"
@@ -124,7 +124,6 @@ struct EventQueryTests {
         // The leader's first write waits inside its commit until the others are queued.
         let (entered, gate) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
         defer { gate.signal() }  // never leave the leader waiting, even when an expectation fails
-        let leaderThread = Mutex<pthread_t?>(nil)
         let first = store.submit { tx in
             entered.signal()
             gate.wait()
@@ -132,7 +131,6 @@ struct EventQueryTests {
         }
         let leaderDone = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            leaderThread.withLock { $0 = pthread_self() }
             _ = try? first.committedIfIdle()
             leaderDone.signal()
         }
@@ -143,24 +141,88 @@ struct EventQueryTests {
         #expect(try good.committedIfIdle() == nil)
         #expect(try bad.committedIfIdle() == nil)
         let reports = Mutex<[(String, Bool, pthread_t)]>([])
-        good.whenCommitted { outcome in reports.withLock { $0.append(("good", (try? outcome.get()) != nil, pthread_self())) } }
-        bad.whenCommitted { outcome in reports.withLock { $0.append(("bad", (try? outcome.get()) != nil, pthread_self())) } }
+        let bothReported = DispatchSemaphore(value: 0)
+        let report = { @Sendable (name: String, committed: Bool) in
+            let count = reports.withLock { reports in
+                reports.append((name, committed, pthread_self()))
+                return reports.count
+            }
+            if count == 2 { bothReported.signal() }
+        }
+        good.whenCommitted { report("good", (try? $0.get()) != nil) }
+        bad.whenCommitted { report("bad", (try? $0.get()) != nil) }
         #expect(reports.withLock { $0.isEmpty })
         gate.signal()
         #expect(leaderDone.wait(timeout: .now() + 10) == .success)
+        #expect(bothReported.wait(timeout: .now() + 10) == .success)
         let reported = reports.withLock { $0 }
-        let leader = try #require(leaderThread.withLock { $0 })
         #expect(reported.map(\.0) == ["good", "bad"])
         #expect(reported.map(\.1) == [true, false])
-        #expect(reported.allSatisfy { pthread_equal($0.2, leader) != 0 })
+        // By the thread that committed them (the leader, or the committer thread it handed
+        // off to), in one go: not on this thread, where they were registered.
+        let me = pthread_self()
+        #expect(reported.count == 2 && pthread_equal(reported[0].2, reported[1].2) != 0)
+        #expect(reported.allSatisfy { pthread_equal($0.2, me) == 0 })
         let events = try store.read { try $0.events(EventFilter(service: "n", limit: 10)) }
         #expect(events.compactMap(\.lease) == ["first", "good"])
         #expect(store.signal.lastID == events.last?.id)
         // Already committed: reported at once, on the calling thread.
-        let me = pthread_self()
         let now = Mutex<Bool>(false)
         good.whenCommitted { outcome in now.withLock { $0 = (try? outcome.get()) != nil && pthread_equal(pthread_self(), me) != 0 } }
         #expect(now.withLock { $0 })
+    }
+
+    @Test("a writer that led past its budget returns once its own write commits; the committer thread commits the rest")
+    func leaderHandsOff() throws {
+        let dir = NSTemporaryDirectory() + "procrefd-handoff-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AuditStore(path: "\(dir)/db")
+        let (entered, gate) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        defer { gate.signal() }
+        // The leader's own write takes longer than the budget, so the writes queued meanwhile
+        // are handed off rather than committed by the leader.
+        let own = store.submit { tx in
+            entered.signal()
+            gate.wait()
+            usleep(3_000)
+            try tx.append(NewEvent(.leaseAcquired, service: "h", lease: "own"))
+        }
+        let leaderThread = Mutex<pthread_t?>(nil)
+        let leaderDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            leaderThread.withLock { $0 = pthread_self() }
+            _ = try? own.committedIfIdle()
+            leaderDone.signal()
+        }
+        #expect(entered.wait(timeout: .now() + 10) == .success)
+        let others = (0..<3).map { index in store.submit { tx in try tx.append(NewEvent(.leaseReleased, service: "h", lease: "o\(index)")) } }
+        let reports = Mutex<[pthread_t]>([])
+        let allReported = DispatchSemaphore(value: 0)
+        for write in others {
+            #expect(try write.committedIfIdle() == nil)
+            write.whenCommitted { _ in
+                let count = reports.withLock { reports in
+                    reports.append(pthread_self())
+                    return reports.count
+                }
+                if count == others.count { allReported.signal() }
+            }
+        }
+        gate.signal()
+        #expect(leaderDone.wait(timeout: .now() + 10) == .success)
+        #expect(allReported.wait(timeout: .now() + 10) == .success)
+        let leader = try #require(leaderThread.withLock { $0 })
+        #expect(reports.withLock { $0 }.allSatisfy { pthread_equal($0, leader) == 0 })
+        let events = try store.read { try $0.events(EventFilter(service: "h", limit: 10)) }
+        #expect(events.compactMap(\.lease) == ["own", "o0", "o1", "o2"])
+        // The committer thread lets go of the lead once the queue is empty: later writes commit.
+        let later = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? store.append(NewEvent(.leaseReleased, service: "h", lease: "later"))
+            later.signal()
+        }
+        #expect(later.wait(timeout: .now() + 10) == .success)
     }
 
     @Test("the signal wakes a waiter on commit and times out otherwise")
