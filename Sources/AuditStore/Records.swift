@@ -99,20 +99,33 @@ extension StoreTransaction {
 extension AuditStore {
     /// Deletes the rows of leases that ended before `cutoff`, `batchSize` rows per
     /// transaction (so the writer is never held long); returns how many. Live leases stay.
+    /// Rows are read in insertion order, which is acquisition order, and the walk stops at
+    /// the first lease acquired after `cutoff` (none after it can have ended before it): the
+    /// work is the rows deleted plus the live ones among them, never a scan of a day's leases.
     @discardableResult
     public func pruneEndedLeases(endedBefore cutoff: Date, batchSize: Int = 1_000) throws -> Int {
         let before = Timestamp.format(cutoff)
         var total = 0
+        var after: Int64 = 0
         while true {
-            let deleted = try write { tx in
-                // Oldest first: rows are in acquisition order, and most old ones have ended.
-                try tx.db.execute(
-                    sql: "DELETE FROM leases WHERE rowid IN (SELECT rowid FROM leases WHERE ended_at < ? LIMIT ?)",
-                    arguments: [before, batchSize])
-                return tx.db.changesCount
+            let rows = try read { reader in
+                try Row.fetchAll(
+                    reader.db, sql: "SELECT rowid, acquired_at, ended_at FROM leases WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    arguments: [after, batchSize])
             }
-            total += deleted
-            if deleted < batchSize { return total }
+            guard let last = rows.last else { return total }
+            after = last[0]
+            let reachedNewer = rows.contains { (($0[1] as String?) ?? "") >= before }
+            let first: Int64 = rows[0][0]
+            if rows.contains(where: { (($0[2] as String?) ?? before) < before }) {
+                // The batch's range: its rows that ended before the cutoff (live ones stay).
+                total += try write { tx in
+                    try tx.db.execute(
+                        sql: "DELETE FROM leases WHERE rowid BETWEEN ? AND ? AND ended_at < ?", arguments: [first, after, before])
+                    return tx.db.changesCount
+                }
+            }
+            if reachedNewer || rows.count < batchSize { return total }
         }
     }
 }

@@ -121,6 +121,20 @@ struct AuditStoreTests {
             #expect(try (0..<5).allSatisfy { index in try store.read { try $0.lease(id: "p\(index)") } == nil })
             #expect(try store.read { try $0.liveLeases() }.map(\.id).sorted() == ["p5", "p6"])
             #expect(try store.pruneEndedLeases(endedBefore: Date().addingTimeInterval(60)) == 0)
+            // The walk stops at the batch holding the first lease acquired after the cutoff:
+            // a row past it is not looked at, even one whose (impossible) end is before the
+            // cutoff. (q1 ended "before" it was acquired; it goes with its batch.)
+            let old = Timestamp.format(Date().addingTimeInterval(-3_600))
+            let later = Timestamp.format(Date().addingTimeInterval(3_600))
+            for (id, acquired) in [("q0", old), ("q1", later), ("q2", old)] {
+                try store.write { try $0.insertLease(LeaseRecord(
+                    id: id, service: "a", holder: "", holderPID: 5, holderStartTime: 99,
+                    clientPID: nil, ttlMs: nil, acquiredAt: acquired, expiresAt: nil)) }
+                try store.write { try $0.endLease(id: id, reason: "released") }
+            }
+            #expect(try store.pruneEndedLeases(endedBefore: Date().addingTimeInterval(60), batchSize: 1) == 2)
+            #expect(try store.read { try $0.lease(id: "q0") } == nil)
+            #expect(try store.read { try $0.lease(id: "q2") } != nil)
         }
     }
 }
