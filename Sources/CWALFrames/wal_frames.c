@@ -11,7 +11,7 @@
  * on that very call and SQLite abandons the commit before it publishes anything; and before
  * the shim forwards any other call on any file from the same thread (a read, a sync, a size,
  * a lock, a write elsewhere, the shared-memory barrier SQLite passes before it publishes new
- * frames), when the file closes, and when it would pass 1 MiB. SQLite calls its VFS on the
+ * frames), when the file closes, and when it would pass 64 KiB. SQLite calls its VFS on the
  * thread that runs the statement, so the buffer is per thread. Readers never see a frame
  * that is not in the file, and a commit is in the file (the page cache) before the
  * committing call returns, as without the shim. Every other file and write passes through.
@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUFFER_LIMIT (1 << 20)
+/* SQLite's unix VFS writes at most 0x1ffff bytes per call: its seekAndWrite masks the
+   length with it, so a longer buffer would be cut and the commit reported as SQLITE_FULL.
+   A lease commit appends 10-30 KiB; a larger transaction is written in 64 KiB calls. */
+#define BUFFER_LIMIT (64 * 1024)
 #define FRAME_HEADER 24
 
 typedef struct ShimFile {

@@ -74,6 +74,20 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("a transaction whose WAL frames outgrow one write call commits whole (the shim writes them in parts)")
+    func largeTransaction() throws {
+        try withStore { store, _ in
+            // About 1.4 MiB of WAL in one commit: SQLite's unix VFS writes at most 128 KiB per call.
+            try store.write { tx in
+                for index in 1...2_000 {
+                    try tx.append(NewEvent(.leaseAcquired, service: "s\(index % 7)", lease: "l\(index)", pid: Int32(index)))
+                }
+            }
+            #expect(try store.read { try $0.events(EventFilter(limit: 1000)) }.count == 1000)
+            #expect(try store.read { try $0.events(EventFilter(lease: "l2000")) }.map(\.pid) == [2000])
+        }
+    }
+
     @Test("a transaction that throws records nothing")
     func rollback() throws {
         struct Boom: Error {}

@@ -261,4 +261,21 @@ struct EventQueryTests {
             #expect(try store.prune(RetentionPolicy(maxAgeDays: 1), now: Date().addingTimeInterval(3 * 86_400))?.count == 11)
         }
     }
+
+    @Test("retention at its default batch size prunes full batches (each over one write call of WAL)")
+    func retentionFullBatches() throws {
+        try withStore { store in
+            for first in stride(from: 0, to: 2_500, by: 50) {
+                try store.write { tx in
+                    for index in first..<first + 50 {
+                        try tx.append(NewEvent(.leaseAcquired, service: "r\(index % 5)", lease: "l\(index)", pid: Int32(index),
+                                               detail: ["count": .int(Int64(index)), "ttl_ms": 60_000]))
+                    }
+                }
+            }
+            let result = try #require(try store.prune(RetentionPolicy(maxEvents: 100)))
+            #expect(result.count == 2_400)
+            #expect(try store.read { try $0.events(EventFilter(limit: 1_000)) }.count == 101)
+        }
+    }
 }
