@@ -10,7 +10,9 @@ public struct HTTPServerLimits: Sendable {
     public var connectionLimit: UInt32 = 512
     public var connectionTimeoutSeconds: UInt32 = 30
     public var perIPConnectionLimit: UInt32 = 0
-    public var connectionMemoryLimit: Int = 64 * 1024
+    /// libmicrohttpd's pool per connection (headers and read buffer; bodies arrive in chunks).
+    /// It zeroes the pool after every request, so a larger one costs CPU on each.
+    public var connectionMemoryLimit: Int = 16 * 1024
     public var maxBodyBytes: Int = 64 * 1024
     public init() {}
 }
