@@ -45,7 +45,11 @@ let package = Package(
         .plugin(name: "EmbedDashboard", capability: .buildTool(), dependencies: ["FileEmbedder"]),
         .target(
             name: "AuditStore",
-            dependencies: ["Wire", "CWALFrames", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: [
+                "Wire", "CWALFrames", .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API for the statements every lease commit runs (see DirectStatement).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: strict,
             plugins: ["EmbedMigrations"]),
 
@@ -100,9 +104,9 @@ let package = Package(
             ],
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static", "-Xclang-linker", "-Wno-unused-command-line-argument", "-Xlinker", "--gc-sections"])]),
 
-        // bench/: the hand-written text formats timed against the Foundation calls they
-        // replace (run by `make bench`; a stand-in stays only while it wins there).
-        .executableTarget(name: "wire-bench", dependencies: ["ControlAPI", "Wire"], path: "bench/WireBench", swiftSettings: strict),
+        // bench/: the hand-written stand-ins timed against the library calls they replace
+        // (run by `make bench`; a stand-in stays only while it wins there).
+        .executableTarget(name: "wire-bench", dependencies: ["AuditStore", "ControlAPI", "Wire"], path: "bench/WireBench", swiftSettings: strict),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
         .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "Wire"], swiftSettings: strict),

@@ -154,8 +154,15 @@ extension StoreTransaction {
         let time = Timestamp.format(Date())
         let detail = DetailValue.json(event.detail)
         // Cached statement: prepared once per connection, not on every event.
-        try db.cachedStatement(sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .execute(arguments: [time, event.kind.rawValue, event.service, event.lease, event.pid, event.actor, detail])
+        var insert = DirectStatement(try db.cachedStatement(sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        insert.bind(time)
+        insert.bind(event.kind.rawValue)
+        insert.bind(event.service)
+        insert.bind(event.lease)
+        insert.bind(event.pid)
+        insert.bind(event.actor)
+        insert.bind(detail)
+        try insert.run(in: db)
         appended.lastID = max(appended.lastID, db.lastInsertedRowID)
         return Event(
             id: db.lastInsertedRowID, time: time, kind: event.kind.rawValue, service: event.service,

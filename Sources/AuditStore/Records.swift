@@ -77,13 +77,20 @@ extension StoreTransaction {
     }
 
     public func insertLease(_ lease: LeaseRecord) throws {
-        try db.cachedStatement(sql: """
+        var insert = DirectStatement(try db.cachedStatement(sql: """
                 INSERT INTO leases (id, service, holder, holder_pid, holder_start_time, client_pid, ttl_ms,
                     acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [
-                lease.id, lease.service, lease.holder, lease.holderPID, Int64(bitPattern: lease.holderStartTime),
-                lease.clientPID, lease.ttlMs, lease.acquiredAt, lease.expiresAt,
-            ])
+                """))
+        insert.bind(lease.id)
+        insert.bind(lease.service)
+        insert.bind(lease.holder)
+        insert.bind(Int64(lease.holderPID))
+        insert.bind(Int64(bitPattern: lease.holderStartTime))
+        insert.bind(lease.clientPID)
+        insert.bind(lease.ttlMs)
+        insert.bind(lease.acquiredAt)
+        insert.bind(lease.expiresAt)
+        try insert.run(in: db)
     }
 
     public func updateLeaseExpiry(id: String, expiresAt: String) throws {
@@ -91,8 +98,11 @@ extension StoreTransaction {
     }
 
     public func endLease(id: String, reason: String) throws {
-        try db.cachedStatement(sql: "UPDATE leases SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL")
-            .execute(arguments: [Timestamp.format(Date()), reason, id])
+        var update = DirectStatement(try db.cachedStatement(sql: "UPDATE leases SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL"))
+        update.bind(Timestamp.format(Date()))
+        update.bind(reason)
+        update.bind(id)
+        try update.run(in: db)
     }
 }
 

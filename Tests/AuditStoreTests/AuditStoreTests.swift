@@ -117,6 +117,35 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("lease and event rows bound with SQLite's C API read back field for field; a failed insert throws and the next one works")
+    func directBinding() throws {
+        try withStore { store, _ in
+            let full = LeaseRecord(id: "l1", service: "svc", holder: "ci job é", holderPID: 41, holderStartTime: UInt64.max - 7,
+                                   clientPID: 1_234, ttlMs: 60_000, acquiredAt: "2026-11-26T00:30:29.512Z",
+                                   expiresAt: "2026-11-26T00:31:29.512Z")
+            let bare = LeaseRecord(id: "l2", service: "svc", holder: "", holderPID: 42, holderStartTime: 7,
+                                   clientPID: nil, ttlMs: nil, acquiredAt: "2026-11-26T00:30:29.600Z", expiresAt: nil)
+            try store.write { tx in
+                try tx.insertLease(full)
+                try tx.insertLease(bare)
+            }
+            #expect(try store.read { try $0.lease(id: "l1") } == full)
+            #expect(try store.read { try $0.lease(id: "l2") } == bare)
+            // The same id again: SQLite refuses it, the transaction records nothing, and the
+            // statement serves the next write.
+            #expect(throws: (any Error).self) { try store.write { tx in try tx.insertLease(full) } }
+            var third = bare
+            third.id = "l3"
+            try store.write { try $0.insertLease(third) }
+            #expect(try store.read { try $0.liveLeases() }.map(\.id).sorted() == ["l1", "l2", "l3"])
+            let event = try store.append(NewEvent(.leaseAcquired, service: nil, lease: "l1", pid: nil, actor: "tcp:127.0.0.1:1",
+                                                  detail: ["count": 2, "note": "a \"quoted\" word"]))
+            let stored = try #require(try store.read { try $0.events(EventFilter(lease: "l1")) }.first)
+            #expect(stored == event)
+            #expect(stored.service == nil && stored.pid == nil)
+        }
+    }
+
     @Test("ended lease rows are pruned by their end time, in batches; live ones stay")
     func pruneEndedLeases() throws {
         try withStore { store, _ in

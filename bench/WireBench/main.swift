@@ -1,6 +1,8 @@
-// The hand-written text formats on the hot path beside the Foundation calls they stand in
-// for: time per call, printed (never asserted). `make bench` runs it (bench/run.py) and
+// The hand-written stand-ins on the hot path beside the library calls they replace (the
+// text formats against Foundation, the event row's binding against GRDB): time per call,
+// printed (never asserted). `make bench` runs it (bench/run.py) and
 // writes the table into bench/RESULTS.md; a stand-in stays only while it wins here.
+import AuditStore
 import ControlAPI
 import Foundation
 import Wire
@@ -51,6 +53,20 @@ func answer(_ index: Int) -> LeaseAnswer {
                 acquired_at: "2026-11-26T00:40:00.123Z", expires_at: "2026-11-26T00:41:00.123Z", count: 3, started: false, waited_ms: nil)
 }
 
+/// The event row's INSERT, 20,000 per transaction, on scratch databases removed afterwards.
+func eventInsert() -> (Double, Double) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wire-bench-\(getpid())").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    do {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let (direct, grdb) = try BindingBenchmark.nanosecondsPerInsert(rows: 20_000, rounds: 5, directory: directory)
+        return (direct, grdb)
+    } catch {
+        print("event insert: \(error)")
+        return (.nan, .nan)
+    }
+}
+
 let rows: [(String, Double, Double)] = [
     ("RFC 3339 timestamp (Timestamp.format vs ISO8601FormatStyle)",
      nanosecondsPerCall(iterations) { Timestamp.format(dates[$0 & 1_023]).utf8.count },
@@ -69,8 +85,9 @@ let rows: [(String, Double, Double)] = [
          return object.text.utf8.count
      },
      nanosecondsPerCall(iterations) { (try? encoder.encode(answer($0)))?.count ?? 0 }),
+    { let (direct, grdb) = eventInsert(); return ("event row INSERT (DirectStatement vs GRDB execute(arguments:))", direct, grdb) }(),
 ]
-print("text format                                                       by hand ns  Foundation ns   ratio")
+print("stand-in                                                          by hand ns    library ns   ratio")
 for (name, byHand, foundation) in rows {
     print(name.padding(toLength: 66, withPad: " ", startingAt: 0)
           + String(format: "%10.0f %14.0f %7.1fx", byHand, foundation, foundation / byHand))

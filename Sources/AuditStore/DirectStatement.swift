@@ -1,0 +1,75 @@
+import GRDB
+import GRDBSQLite
+
+/// One run of a GRDB cached statement, bound and stepped with SQLite's C API instead of
+/// `execute(arguments:)`, for the statements every lease commit runs (its row and its
+/// event). GRDB boxes each argument into a `DatabaseValue` array, then binds temporary
+/// copies through nested closures; here each value is bound where it is (SQLite copies
+/// it). `bench/WireBench` times both ways; this one stays only while it wins there.
+///
+/// Only for writes inside a transaction (the group committer's): like GRDB, a statement
+/// is refused once SQLite rolled that transaction back on its own (an I/O error, a full
+/// disk), so a batch never goes on in autocommit mode. The statement stays GRDB's: GRDB
+/// prepares, caches and finalizes it.
+struct DirectStatement: ~Copyable {
+    private let statement: Statement
+    private let handle: OpaquePointer
+    private var index: Int32 = 0
+
+    init(_ statement: Statement) {
+        self.statement = statement
+        handle = statement.sqliteStatement
+    }
+
+    /// Binds the next parameter.
+    mutating func bind(_ text: String) {
+        index += 1
+        // A native Swift string is stored NUL-terminated: no copy before SQLite's own.
+        _ = text.withCString { sqlite3_bind_text(handle, index, $0, -1, Self.transient) }
+    }
+
+    mutating func bind(_ text: String?) {
+        guard let text else { return bindNull() }
+        bind(text)
+    }
+
+    mutating func bind(_ value: Int64) {
+        index += 1
+        sqlite3_bind_int64(handle, index, value)
+    }
+
+    mutating func bind(_ value: Int64?) {
+        guard let value else { return bindNull() }
+        bind(value)
+    }
+
+    mutating func bind(_ value: Int32?) { bind(value.map(Int64.init)) }
+
+    private mutating func bindNull() {
+        index += 1
+        sqlite3_bind_null(handle, index)
+    }
+
+    /// Steps the statement to its end, then resets it and clears its bindings (a failed
+    /// step too). Throws GRDB's `DatabaseError`, as `execute` would.
+    consuming func run(in db: Database) throws {
+        defer {
+            sqlite3_reset(handle)
+            sqlite3_clear_bindings(handle)
+        }
+        guard let connection = db.sqliteConnection, sqlite3_get_autocommit(connection) == 0 else {
+            throw DatabaseError(resultCode: .SQLITE_ABORT, message: "Transaction was aborted", sql: statement.sql)
+        }
+        while true {
+            switch sqlite3_step(handle) {
+            case SQLITE_DONE: return
+            case SQLITE_ROW: continue
+            case let code:
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(connection)), sql: statement.sql)
+            }
+        }
+    }
+
+    /// SQLite copies the value before `bind` returns.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+}
