@@ -35,13 +35,17 @@ public final class AuditStore: Sendable {
     /// Wakes long-polls and streams when events are committed.
     public let signal: EventSignal
     private let committer: GroupCommitter
+    private let walBound: WALBound
+    /// Checkpoints a writer made to keep the WAL within its bound (for tests).
+    public var boundingCheckpoints: Int { walBound.checkpoints.load(ordering: .relaxed) }
     /// Page size of a new database file.
     static let pageSize = 1024
     /// WAL frames written with one call so far (for tests and benchmarks).
     public static var combinedWALFrames: Int64 { procref_wal_frames_combined() }
 
     /// Opens (creating) the database in WAL mode and applies pending migrations.
-    public init(path: String, durability: Durability = .normal, readOnly: Bool = false) throws {
+    /// `walLimitFrames`: see `WALBound` (32,768 frames of 1 KiB pages: about 34 MB).
+    public init(path: String, durability: Durability = .normal, readOnly: Bool = false, walLimitFrames: Int32 = 32_768) throws {
         // Before the first connection opens: each WAL frame is then written with one call.
         // (Should it fail, SQLite's own VFS writes the same bytes in twice as many calls.)
         _ = procref_wal_frames_register()
@@ -50,6 +54,7 @@ public final class AuditStore: Sendable {
         configuration.busyMode = .timeout(5)
         configuration.label = "procrefd"
         let synchronous = durability == .full ? "FULL" : "NORMAL"
+        let walBound = WALBound(limitFrames: walLimitFrames)
         configuration.prepareDatabase { db in
             if !db.configuration.readonly {
                 // Only takes effect when the file is created. Each commit changes about ten
@@ -60,6 +65,7 @@ public final class AuditStore: Sendable {
                 // Checkpoints run on a background connection (see `checkpointInBackground`),
                 // not inside whichever commit happens to fill the WAL.
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+                walBound.watch(db)
             }
         }
         do {
@@ -68,7 +74,8 @@ public final class AuditStore: Sendable {
             throw AuditStoreError.open(path: path, message: Self.message(error))
         }
         self.path = path
-        committer = GroupCommitter(pool: pool)
+        self.walBound = walBound
+        committer = GroupCommitter(pool: pool, walBound: walBound)
         if !readOnly { try MigrationRunner(migrations: Migration.embedded).apply(to: pool) }
         let last = (try? pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") }) ?? 0
         signal = EventSignal(lastID: last)
@@ -78,7 +85,7 @@ public final class AuditStore: Sendable {
     /// (PASSIVE: never waits for, nor blocks, writers), so commits do not pay for it.
     /// Returns the thread's stop flag holder; call `stop()` on shutdown.
     public func checkpointInBackground(intervalMs: Int = 500) throws -> BackgroundCheckpointer {
-        try BackgroundCheckpointer(path: path, intervalMs: intervalMs)
+        try BackgroundCheckpointer(path: path, intervalMs: intervalMs, walBound: walBound)
     }
 
     /// Runs `body` atomically and returns once it is committed. Concurrent writers are

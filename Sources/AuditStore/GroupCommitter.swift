@@ -13,6 +13,7 @@ import Metrics
 /// Nobody returns before the commit that holds their change.
 final class GroupCommitter: @unchecked Sendable {
     private let pool: DatabasePool
+    private let walBound: WALBound
     private let lock = NSLock()
     private var queue: [Job] = []
     private var leaderActive = false
@@ -23,7 +24,10 @@ final class GroupCommitter: @unchecked Sendable {
     private let commitDuration = Timer(label: "procrefd_sqlite_commit_duration_seconds")
     private let batchSize = Recorder(label: "procrefd_sqlite_commit_batch_size")
 
-    init(pool: DatabasePool) { self.pool = pool }
+    init(pool: DatabasePool, walBound: WALBound) {
+        self.pool = pool
+        self.walBound = walBound
+    }
 
     /// How a writer waits. Fields are guarded by the committer's lock.
     class Job: @unchecked Sendable {
@@ -275,6 +279,7 @@ final class GroupCommitter: @unchecked Sendable {
         }
         do {
             try pool.writeWithoutTransaction { db in
+                walBound.finishIfDue(db)
                 // Cached BEGIN/COMMIT statements: GRDB's inTransaction compiles both anew
                 // for every commit.
                 try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()

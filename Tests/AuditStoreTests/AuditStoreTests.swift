@@ -88,6 +88,28 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("under a steady stream of commits the WAL stays within its bound (it grew by every commit before)",
+          arguments: [false, true])
+    func walBound(withCheckpointer: Bool) throws {
+        let dir = NSTemporaryDirectory() + "procrefd-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 300 frames of 1 KiB pages; each commit below appends about eight.
+        let store = try AuditStore(path: "\(dir)/procrefd.db", walLimitFrames: 300)
+        let checkpointer = withCheckpointer ? try store.checkpointInBackground(intervalMs: 100) : nil
+        defer { checkpointer?.stop() }
+        for index in 1...3_000 {
+            try store.append(NewEvent(.leaseAcquired, service: "s\(index % 7)", lease: "l\(index)", pid: Int32(index)))
+        }
+        // Unbounded, 3,000 commits leave about 25 MB; bounded, at most four times the bound
+        // (the writer's own fallback) and a commit: about 1.3 MB.
+        let wal = try FileManager.default.attributesOfItem(atPath: "\(dir)/procrefd.db-wal")[.size] as? Int ?? 0
+        #expect(wal < 2_000_000)
+        #expect(store.boundingCheckpoints > 0)
+        #expect(try store.read { try $0.events(EventFilter(lease: "l3000")) }.count == 1)
+        #expect(try store.read { try $0.events(EventFilter(after: 2_000, limit: 1_000)) }.count == 1_000)
+    }
+
     @Test("a transaction that throws records nothing")
     func rollback() throws {
         struct Boom: Error {}
