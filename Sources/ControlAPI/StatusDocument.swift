@@ -9,12 +9,15 @@ import Wire
 ///
 /// This is the scrape path, so the JSON is written by hand (keys sorted, as everywhere)
 /// and the services part of the last full answer is kept with its entity tag: while the
-/// summaries (kernel counts included, re-read every time) compare equal, a scrape copies
-/// bytes instead of writing them again. The weak ETag covers everything but the uptime,
-/// so a scraper polling with If-None-Match gets 304 until something changes.
+/// services' stamps (the versions of their published state, their kernel counts re-read
+/// every time, their lease counts) compare equal, a scrape copies bytes instead of
+/// building 100 summaries and writing them again. The weak ETag covers everything but
+/// the uptime, so a scraper polling with If-None-Match gets 304 until something changes.
 final class StatusDocument: Sendable {
     private struct Rendered {
-        let summaries: [ServiceSummary]
+        /// What it was rendered from (taken before the summaries: a change in between only
+        /// costs a render more).
+        var stamps: [ServiceStamp]?
         let servicesJSON: [UInt8]
         let tag: String
     }
@@ -36,17 +39,21 @@ final class StatusDocument: Sendable {
     }
 
     func response(to request: HTTPRequest) throws -> HTTPResponse {
-        var summaries = coordinator.serviceSummaries()
         let rendered: Rendered
         if let only = request.query["service"] {
-            summaries = summaries.filter { $0.name == only }
+            let summaries = coordinator.serviceSummaries().filter { $0.name == only }
             if summaries.isEmpty { throw Problem(LifecycleError.unknownService(only)) }
             rendered = render(summaries)
-        } else if let cached = lastFullAnswer.withLock({ $0 }), cached.summaries == summaries {
-            rendered = cached
         } else {
-            rendered = render(summaries)
-            lastFullAnswer.withLock { $0 = rendered }
+            let stamps = coordinator.serviceStamps()
+            if let stamps, let cached = lastFullAnswer.withLock({ $0 }), cached.stamps == stamps {
+                rendered = cached
+            } else {
+                var fresh = render(coordinator.serviceSummaries())
+                fresh.stamps = stamps
+                rendered = fresh
+                lastFullAnswer.withLock { $0 = fresh }
+            }
         }
         if let match = request.header("if-none-match"), ETag.matchesWeakly(match, rendered.tag) {
             return HTTPResponse(status: 304, headers: [("ETag", rendered.tag)])
@@ -78,6 +85,6 @@ final class StatusDocument: Sendable {
         }
         let servicesJSON = Array((text + "]").utf8)
         let tag = "W/\"" + ETag.of(head + servicesJSON + middle + tail) + "\""
-        return Rendered(summaries: summaries, servicesJSON: servicesJSON, tag: tag)
+        return Rendered(stamps: nil, servicesJSON: servicesJSON, tag: tag)
     }
 }

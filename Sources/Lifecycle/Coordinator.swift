@@ -114,6 +114,14 @@ public final class Coordinator: Sendable {
         return registry.all.map { status($0, leases: counts[$0.name] ?? 0) }
     }
 
+    /// Every service's stamp, sorted by name: while they compare equal, so do the summaries.
+    public func serviceStamps() -> [ServiceStamp]? {
+        let counts = leases.countsByService
+        return registry.all.map { service in
+            ServiceStamp(name: service.name, version: service.publishedVersion, count: try? service.kernelCount(), leases: counts[service.name] ?? 0)
+        }
+    }
+
     /// Every service's summary, sorted by name: the status scrape path, which copies only
     /// the fields it shows.
     public func serviceSummaries() -> [ServiceSummary] {

@@ -113,6 +113,22 @@ public struct ServiceStatus: Sendable, Equatable {
 
 /// What `GET /v1/status` shows of one service. Cheap to read on every scrape, and
 /// comparable, so an unchanged set of services can reuse the JSON already written.
+/// What a service's summary depends on, cheap to read: the version of its published
+/// snapshot, and its counts (the kernel's, re-read every time, and procrefd's leases).
+public struct ServiceStamp: Sendable, Equatable {
+    public let name: String
+    public let version: UInt64
+    public let count: Int?
+    public let leases: Int
+
+    public init(name: String, version: UInt64, count: Int?, leases: Int) {
+        self.name = name
+        self.version = version
+        self.count = count
+        self.leases = leases
+    }
+}
+
 public struct ServiceSummary: Sendable, Equatable {
     public let name: String
     public let state: ServiceState

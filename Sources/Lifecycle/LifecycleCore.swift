@@ -5,6 +5,8 @@ import Foundation
 public protocol LifecycleCore: Sendable {
     func serviceStatuses() -> [ServiceStatus]
     func serviceSummaries() -> [ServiceSummary]
+    /// What the summaries depend on (see `ServiceStamp`); nil: no such shortcut.
+    func serviceStamps() -> [ServiceStamp]?
     func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus
     func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool
     func removeService(_ name: String, actor: String) async throws(LifecycleError)
@@ -32,6 +34,7 @@ extension LifecycleCore {
     /// A core without a fast path makes every call the usual way.
     public func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant> { .notAttempted }
     public func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult> { .notAttempted }
+    public func serviceStamps() -> [ServiceStamp]? { nil }
 }
 
 extension Coordinator: LifecycleCore {}

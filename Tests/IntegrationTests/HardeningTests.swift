@@ -228,6 +228,18 @@ struct HardeningTests {
             let id = try #require(lease.json["id"] as? String)
             #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
             #expect(entry(try daemon.anonymous.get("/v1/status"))?["count"] as? Int == 0)
+            // A lingering service stops later, with no count changing, only its state: the
+            // scrape shows it all the same (the cached answer is keyed on the published state).
+            let lingering = daemon.uniqueName("linger")
+            try daemon.defineSocketService(lingering, extra: ["linger_ms": 1_000])
+            let held = try daemon.unix.send("POST", "/v1/services/\(lingering)/leases", json: ["ttl_ms": 60_000])
+            #expect(try daemon.unix.send("DELETE", "/v1/leases/\(try #require(held.json["id"] as? String))").status == 200)
+            func state(of service: String) throws -> String? {
+                (try daemon.anonymous.get("/v1/status").json["services"] as? [[String: Any]])?
+                    .first { $0["name"] as? String == service }?["state"] as? String
+            }
+            #expect(try state(of: lingering) == "ready")
+            #expect(try eventually { try state(of: lingering) == "stopped" })
             let only = try daemon.anonymous.get("/v1/status?service=\(name)").json["services"] as? [[String: Any]]
             #expect(only?.count == 1)
             #expect(only?.first?["count"] as? Int == 0)

@@ -227,6 +227,8 @@ final class ServiceExecutor: Sendable {
 
     /// What status shows; published after each event, once its records are committed.
     var snapshot: ServiceSnapshot { owned.withLock { $0.published } }
+    /// The published snapshot's version, without copying it.
+    var publishedVersion: UInt64 { owned.withLock { $0.published.version } }
 
     var definition: ServiceDefinition { owned.withLock { $0.definition } }
 

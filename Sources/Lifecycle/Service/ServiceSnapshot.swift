@@ -15,6 +15,9 @@ struct ServiceSnapshot: Sendable {
     /// Acquires waiting for a slot.
     var queued = 0
     var definition = ServiceDefinition(start: [])
+    /// Grows with every publication: a status answer rendered from an equal version (and
+    /// the same counts) is still true.
+    var version: UInt64 = 0
 
     init() {}
 
@@ -33,6 +36,7 @@ struct ServiceSnapshot: Sendable {
         next.restarts = machine.restarts(at: now)
         next.queued = machine.slotQueue.count
         next.definition = owned.definition
+        next.version = version &+ 1
         return next
     }
 }
