@@ -264,10 +264,14 @@ long long procref_parse_int(const char *text, int *ok) {
 /* glibc passes (argc, argv, envp) to ELF constructors: Embedded Swift has no CommandLine. */
 static int saved_argc;
 static char **saved_argv;
+/* Bytes argv[1...] took at start: `procref_set_arguments` may rewrite that much. Measured
+   once, before any rewrite: the last argument's length is gone after the first one. */
+static size_t saved_room;
 __attribute__((constructor)) static void procref_capture_arguments(int argc, char **argv, char **envp) {
     (void)envp;
     saved_argc = argc;
     saved_argv = argv;
+    if (argc >= 2) saved_room = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[1]);
 }
 int procref_argc(void) { return saved_argc; }
 const char *procref_argv(int index) { return (index >= 0 && index < saved_argc) ? saved_argv[index] : NULL; }
@@ -549,8 +553,7 @@ int procref_read_three_ints(int fd, long long *a, long long *b, long long *c) {
 void procref_set_arguments(const char *text) {
     if (saved_argc < 2) return;
     char *start = saved_argv[1];
-    char *last = saved_argv[saved_argc - 1];
-    size_t room = (size_t)(last + strlen(last) - start);
+    size_t room = saved_room;
     size_t i = 0;
     for (; i < room && text[i] != '\0'; i++) start[i] = text[i] == ' ' ? '\0' : text[i];
     for (; i < room; i++) start[i] = '\0';

@@ -84,7 +84,10 @@ struct LeaseLifecycleTests {
             _ = try daemon.defineSocketService(name, extra: ["linger_ms": 60_000])
             let first = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
             let holder = Int32(try #require(first.json["holder_pid"] as? Int))
-            #expect(arguments(of: holder).dropFirst().first == daemon.semaphoreSet(name).map { String($0.id) })
+            // Its command line names the lease in full (re-adoption after a restart reads it),
+            // semaphore ids of eight digits and more included.
+            let semid = try #require(daemon.semaphoreSet(name).map { String($0.id) })
+            #expect(Array(arguments(of: holder).dropFirst()) == [semid, "60000", "0"])
             #expect(try daemon.unix.send("DELETE", "/v1/leases/\(first.json["id"] as? String ?? "")").status == 200)
             #expect(try daemon.kernelCount(name) == 0)
             #expect(eventually { arguments(of: holder).dropFirst().first == "--pool" }, "\(arguments(of: holder))")
@@ -92,6 +95,7 @@ struct LeaseLifecycleTests {
             let second = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
             #expect(second.json["holder_pid"] as? Int == Int(holder))
             #expect(second.json["count"] as? Int == 1)
+            #expect(Array(arguments(of: holder).dropFirst()) == [semid, "60000", "0"], "\(arguments(of: holder))")
             let third = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
             #expect(third.json["holder_pid"] as? Int != Int(holder))
             kill(holder, SIGKILL)
