@@ -17,7 +17,7 @@ final class StatusDocument: Sendable {
     private struct Rendered {
         /// What it was rendered from (taken before the summaries: a change in between only
         /// costs a render more).
-        var stamps: [ServiceStamp]?
+        let stamps: [ServiceStamp]?
         let servicesJSON: [UInt8]
         let tag: String
     }
@@ -43,16 +43,14 @@ final class StatusDocument: Sendable {
         if let only = request.query["service"] {
             let summaries = coordinator.serviceSummaries().filter { $0.name == only }
             if summaries.isEmpty { throw Problem(LifecycleError.unknownService(only)) }
-            rendered = render(summaries)
+            rendered = render(summaries, stamps: nil)
         } else {
             let stamps = coordinator.serviceStamps()
             if let stamps, let cached = lastFullAnswer.withLock({ $0 }), cached.stamps == stamps {
                 rendered = cached
             } else {
-                var fresh = render(coordinator.serviceSummaries())
-                fresh.stamps = stamps
-                rendered = fresh
-                lastFullAnswer.withLock { $0 = fresh }
+                rendered = render(coordinator.serviceSummaries(), stamps: stamps)
+                lastFullAnswer.withLock { $0 = rendered }
             }
         }
         if let match = request.header("if-none-match"), ETag.matchesWeakly(match, rendered.tag) {
@@ -69,7 +67,7 @@ final class StatusDocument: Sendable {
         return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("ETag", rendered.tag)], body: body)
     }
 
-    private func render(_ summaries: [ServiceSummary]) -> Rendered {
+    private func render(_ summaries: [ServiceSummary], stamps: [ServiceStamp]?) -> Rendered {
         var text = "["
         for (index, service) in summaries.enumerated() {
             if index > 0 { text += "," }
@@ -85,6 +83,6 @@ final class StatusDocument: Sendable {
         }
         let servicesJSON = Array((text + "]").utf8)
         let tag = "W/\"" + ETag.of(head + servicesJSON + middle + tail) + "\""
-        return Rendered(stamps: nil, servicesJSON: servicesJSON, tag: tag)
+        return Rendered(stamps: stamps, servicesJSON: servicesJSON, tag: tag)
     }
 }

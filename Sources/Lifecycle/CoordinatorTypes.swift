@@ -111,8 +111,6 @@ public struct ServiceStatus: Sendable, Equatable {
     public var queued = 0
 }
 
-/// What `GET /v1/status` shows of one service. Cheap to read on every scrape, and
-/// comparable, so an unchanged set of services can reuse the JSON already written.
 /// What a service's summary depends on, cheap to read: the version of its published
 /// snapshot, and its counts (the kernel's, re-read every time, and procrefd's leases).
 public struct ServiceStamp: Sendable, Equatable {
@@ -129,6 +127,7 @@ public struct ServiceStamp: Sendable, Equatable {
     }
 }
 
+/// What `GET /v1/status` shows of one service, built only when a `ServiceStamp` changed.
 public struct ServiceSummary: Sendable, Equatable {
     public let name: String
     public let state: ServiceState

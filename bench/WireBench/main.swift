@@ -59,8 +59,7 @@ func eventInsert() -> (Double, Double) {
     defer { try? FileManager.default.removeItem(atPath: directory) }
     do {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let (direct, grdb) = try BindingBenchmark.nanosecondsPerInsert(rows: 20_000, rounds: 5, directory: directory)
-        return (direct, grdb)
+        return try BindingBenchmark.nanosecondsPerInsert(rows: 20_000, rounds: 5, directory: directory)
     } catch {
         print("event insert: \(error)")
         return (.nan, .nan)
