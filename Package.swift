@@ -116,7 +116,7 @@ let package = Package(
             swiftSettings: strict),
         // The lifecycle's pure parts (service machine, lease book, refusal folding) without processes.
         .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Posix", "AuditStore", "Wire"], swiftSettings: strict),
-        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle"], swiftSettings: strict),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle", "ControlAPI"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),
     ]

@@ -27,6 +27,11 @@ public struct DaemonConfig: Sendable, Equatable {
     public struct Security: Sendable, Equatable {
         /// GETs over TCP (but /v1/health) need a token: the admin one, or STATE/read-token.
         public var tcpReadsNeedToken = false
+        /// The reads that answer over TCP without a token (names of `readScopes`); nil: the
+        /// defaults (status, metrics, services), or none with `tcpReadsNeedToken`.
+        public var tcpOpenReads: [String]?
+        /// Host names besides the loopback ones that requests may name in `Host`.
+        public var allowedHosts: [String] = []
         /// When set, API-defined services (and their exec health checks) may only run these
         /// programs (absolute paths after PATH lookup). Config-file services are not limited.
         public var apiPrograms: [String]?
@@ -58,6 +63,9 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public init() {}
+
+    /// What `[security] tcp_open_reads` may name (ControlAPI's `ReadScope.openable`).
+    public static let openableReads = ["status", "metrics", "services", "events", "logs"]
 
     /// Reads and checks a config file. Errors name the file, and the line or the key.
     public static func load(path: String) throws(ConfigError) -> DaemonConfig {
@@ -188,6 +196,21 @@ private struct ConfigFile: Decodable {
         if let audit { config.audit = try audit.resolved(fail) }
         if let security {
             config.security.tcpReadsNeedToken = security.tcpReadsNeedToken ?? false
+            if let open = security.tcpOpenReads {
+                guard security.tcpReadsNeedToken != true else {
+                    throw fail("security.tcp_open_reads: not with tcp_reads_need_token = true, which closes every read")
+                }
+                if let unknown = open.first(where: { !DaemonConfig.openableReads.contains($0) }) {
+                    throw fail("security.tcp_open_reads: unknown read \"\(unknown)\" (one of \(DaemonConfig.openableReads.joined(separator: ", ")))")
+                }
+                config.security.tcpOpenReads = open
+            }
+            for host in security.allowedHosts ?? [] {
+                guard !host.isEmpty, host.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "@") }) else {
+                    throw fail("security.allowed_hosts: \(host.debugDescription) is not a host name (no scheme, path or spaces)")
+                }
+            }
+            config.security.allowedHosts = security.allowedHosts ?? []
             if let programs = security.apiPrograms {
                 guard programs.allSatisfy({ $0.hasPrefix("/") }) else { throw fail("security.api_programs: absolute paths only") }
                 config.security.apiPrograms = programs
@@ -306,11 +329,15 @@ private struct AuditFile: Decodable {
 
 private struct SecurityFile: Decodable {
     var tcpReadsNeedToken: Bool?
+    var tcpOpenReads: [String]?
+    var allowedHosts: [String]?
     var apiPrograms: [String]?
     var apiUsers: [String]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case tcpReadsNeedToken = "tcp_reads_need_token"
+        case tcpOpenReads = "tcp_open_reads"
+        case allowedHosts = "allowed_hosts"
         case apiPrograms = "api_programs"
         case apiUsers = "api_users"
     }
@@ -319,6 +346,8 @@ private struct SecurityFile: Decodable {
         try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "security")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         tcpReadsNeedToken = try c.decodeIfPresent(Bool.self, forKey: .tcpReadsNeedToken)
+        tcpOpenReads = try c.decodeIfPresent([String].self, forKey: .tcpOpenReads)
+        allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts)
         apiPrograms = try c.decodeIfPresent([String].self, forKey: .apiPrograms)
         apiUsers = try c.decodeIfPresent([String].self, forKey: .apiUsers)
     }

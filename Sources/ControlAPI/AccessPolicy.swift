@@ -1,35 +1,66 @@
 import MicroHTTPD
 
-/// Who may do what. Over the Unix socket: everything (its file mode is the guard). Over TCP:
-/// changes need `Authorization: Bearer <token>`; reads need nothing, or — when a read token
-/// is configured — either token (`GET /v1/health` and the dashboard's files always answer).
-public struct AccessPolicy: Sendable {
-    public let token: String
-    public let readToken: String?
+/// What a GET reads, for deciding which reads answer over TCP without a token.
+public enum ReadScope: String, CaseIterable, Sendable {
+    /// `/v1/status`, `/v1/daemon`, `/v1/leases`.
+    case status
+    /// `/metrics`.
+    case metrics
+    /// `/v1/services` and `/v1/services/{name}` (env values only to the admin).
+    case services
+    /// `/v1/events`: the audit log, its streams and long-polls.
+    case events
+    /// `/v1/services/{name}/logs`: a service's output.
+    case logs
+    /// `/v1/processes/{pid}`: which pids exist and who runs them. Never open.
+    case processes
 
-    public init(token: String, readToken: String? = nil) {
+    /// Open over TCP by default: what scrapers and `curl` read.
+    public static let openByDefault: Set<ReadScope> = [.status, .metrics, .services]
+    /// What `[security] tcp_open_reads` may name.
+    public static let openable: Set<ReadScope> = [.status, .metrics, .services, .events, .logs]
+}
+
+/// Who may do what. Over the Unix socket: everything (its file mode is the guard). Over TCP:
+/// changes need `Authorization: Bearer <token>` (the admin token); reads in `openReads` need
+/// nothing, other reads the read token or the admin one. `GET /v1/health` and the
+/// dashboard's files always answer.
+public struct AccessPolicy: Sendable {
+    public var token: String
+    public var readToken: String?
+    /// Reads that answer over TCP without a token.
+    public var openReads: Set<ReadScope>
+    /// Host and Origin checks, on every listener.
+    public var browsers: BrowserGuard
+
+    public init(
+        token: String, readToken: String? = nil, openReads: Set<ReadScope> = ReadScope.openByDefault,
+        browsers: BrowserGuard = BrowserGuard()
+    ) {
         self.token = token
         self.readToken = readToken
+        self.openReads = openReads
+        self.browsers = browsers
     }
 
-    func allows(_ request: HTTPRequest) -> Bool {
+    /// Whether `request` may use a route that needs `need`.
+    func allows(_ request: HTTPRequest, _ need: RouteAccess) -> Bool {
         if request.transport == .unix { return true }
-        let presented = Self.bearer(request)
-        if request.method == "GET" || request.method == "HEAD" {
-            // The health check and the dashboard's static files answer anyone; the dashboard
-            // then reads the API with a token like any client.
-            guard let readToken, request.path != "/v1/health", !Dashboard.serves(request.path) else { return true }
-            return presented.map { Self.constantTimeEqual($0, Array(token.utf8)) || Self.constantTimeEqual($0, Array(readToken.utf8)) } ?? false
+        switch need {
+        case .open: return true
+        case .read(let scope):
+            if openReads.contains(scope) { return true }
+            guard let presented = Self.bearer(request) else { return false }
+            return Self.constantTimeEqual(presented, Array(token.utf8))
+                || readToken.map { Self.constantTimeEqual(presented, Array($0.utf8)) } == true
+        case .change:
+            return Self.bearer(request).map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false
         }
-        return presented.map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false
     }
 
     /// The admin: the Unix socket, or TCP with the admin token. Only the admin sees
     /// secrets (service `env` values).
-    func isAdmin(_ request: HTTPRequest) -> Bool {
-        if request.transport == .unix { return true }
-        return Self.bearer(request).map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false
-    }
+    func isAdmin(_ request: HTTPRequest) -> Bool { allows(request, .change) }
 
     private static func bearer(_ request: HTTPRequest) -> [UInt8]? {
         guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return nil }
@@ -44,4 +75,14 @@ public struct AccessPolicy: Sendable {
         }
         return difference == 0
     }
+}
+
+/// What a route needs over TCP.
+enum RouteAccess: Sendable, Equatable {
+    /// Anyone: `GET /v1/health` and the dashboard's files.
+    case open
+    /// A read of `scope`.
+    case read(ReadScope)
+    /// A change: the admin token.
+    case change
 }

@@ -4,15 +4,21 @@ import Lifecycle
 import Metrics
 import MicroHTTPD
 import Posix
+import Synchronization
 import Wire
 
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
 public final class ControlAPI: HTTPResponder {
     public static let version = "0.1.0"
 
+    /// On every answer that does not set its own: no answer is sniffed into another type,
+    /// and none is kept in a browser's or a proxy's cache.
+    public static let defaultHeaders: [(String, String)] = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
+
     let coordinator: any LifecycleCore
     let store: AuditStore
-    let access: AccessPolicy
+    /// Swapped whole by a config reload; each request reads it once.
+    let access: SharedAccessPolicy
     let startedAt = Date()
     private let router: Router
 
@@ -28,14 +34,21 @@ public final class ControlAPI: HTTPResponder {
     ) {
         self.coordinator = coordinator
         self.store = store
-        self.access = access
+        let shared = SharedAccessPolicy(access)
+        self.access = shared
         router = Router(routes: Self.makeRoutes(
-            coordinator: coordinator, store: store, access: access, startedAt: startedAt, daemon: daemon, metrics: metrics,
+            coordinator: coordinator, store: store, access: shared, startedAt: startedAt, daemon: daemon, metrics: metrics,
             longPollLimitMs: longPollLimitMs, hangups: hangups, requestStop: requestStop))
     }
 
+    /// Applies a reloaded `[security]` to requests that start after it.
+    public func update(access policy: AccessPolicy) { access.set(policy) }
+
     /// The route templates by path, with their methods (lower case), for contract tests.
     public var routeTemplates: [String: Set<String>] { router.templates }
+
+    /// Every route, for contract tests.
+    var routes: [Route] { router.routes }
 
     public func firstAnswer(to request: HTTPRequest) -> FirstAnswer {
         let (route, resolution) = resolve(request)
@@ -73,6 +86,8 @@ public final class ControlAPI: HTTPResponder {
 
     /// The matched route template ("unmatched" when none) and what to do.
     private func resolve(_ request: HTTPRequest) -> (String, Resolution) {
+        let policy = access.current
+        if let refusal = policy.browsers.refusal(for: request) { return ("refused", .answer(refusal.response)) }
         switch router.match(method: request.method, path: request.path) {
         case .notFound:
             return ("unmatched", .answer(Problem(status: 404, slug: "not-found", title: "Not Found", detail: "no route for \(request.path)").response))
@@ -82,9 +97,10 @@ public final class ControlAPI: HTTPResponder {
             problem.headers = [("Allow", allowed.joined(separator: ", "))]
             return ("unmatched", .answer(problem.response))
         case .found(let route, let parameters):
-            guard access.allows(request) else {
+            guard policy.allows(request, route.access) else {
+                let which = route.access == .change ? "the admin token (STATE/token)" : "the read token (STATE/read-token) or the admin one"
                 var problem = Problem(status: 401, slug: "unauthorized", title: "Unauthorized",
-                                      detail: "this call over TCP needs Authorization: Bearer <token> (see STATE/token)")
+                                      detail: "this call over TCP needs Authorization: Bearer <token>: \(which)")
                 problem.headers = [("WWW-Authenticate", "Bearer")]
                 return (route.template, .answer(problem.response))
             }
@@ -96,6 +112,15 @@ public final class ControlAPI: HTTPResponder {
             return (route.template, .run(route.handler, parameters))
         }
     }
+}
+
+/// The access policy of the running config, read once per request and replaced whole.
+final class SharedAccessPolicy: Sendable {
+    private let policy: Mutex<AccessPolicy>
+    init(_ policy: AccessPolicy) { self.policy = Mutex(policy) }
+    var current: AccessPolicy { policy.withLock { $0 } }
+    func set(_ new: AccessPolicy) { policy.withLock { $0 = new } }
+    func isAdmin(_ request: HTTPRequest) -> Bool { current.isAdmin(request) }
 }
 
 /// Who a request acts as, for the audit log.

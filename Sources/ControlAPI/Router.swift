@@ -25,13 +25,16 @@ struct Route: Sendable {
     /// The query parameters the route takes; any other is refused (422), so a typo such
     /// as `servce=web` never silently widens an answer.
     let query: Set<String>
+    /// What it needs over TCP: every GET names what it reads; other methods are changes.
+    let access: RouteAccess
     /// The template parsed once: matching runs on every request.
     let segments: [Segment]
 
-    init(_ method: String, _ template: String, query: Set<String> = [], _ handler: Handler) {
+    init(_ method: String, _ template: String, query: Set<String> = [], access: RouteAccess = .change, _ handler: Handler) {
         self.method = method
         self.template = template
         self.query = query
+        self.access = access
         self.handler = handler
         self.segments = template.split(separator: "/", omittingEmptySubsequences: true).map { part in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part)

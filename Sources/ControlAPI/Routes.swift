@@ -7,27 +7,27 @@ import Posix
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
-        coordinator: any LifecycleCore, store: AuditStore, access: AccessPolicy, startedAt: Date, daemon: DaemonInfo,
+        coordinator: any LifecycleCore, store: AuditStore, access: SharedAccessPolicy, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
         let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
         return [
-            Route("GET", "/v1/health", .immediate { _, _ in healthResponse }),
+            Route("GET", "/v1/health", access: .open, .immediate { _, _ in healthResponse }),
 
-            Route("GET", "/v1/status", query: ["service"], .immediate { request, _ in
+            Route("GET", "/v1/status", query: ["service"], access: .read(.status), .immediate { request, _ in
                 answer { try statusDocument.response(to: request) }
             }),
 
-            Route("GET", "/metrics", .immediate { _, _ in
+            Route("GET", "/metrics", access: .read(.metrics), .immediate { _, _ in
                 Telemetry.recordState(of: coordinator)
                 return HTTPResponse(
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: MetricsHelp.add(to: metrics()))
             }),
 
-            Route("GET", "/", .immediate { request, _ in Dashboard.response(file: "index.html", to: request) }),
-            Route("GET", "/ui/{file}", .immediate { request, p in Dashboard.response(file: p["file", default: ""], to: request) }),
+            Route("GET", "/", access: .open, .immediate { request, _ in Dashboard.response(file: "index.html", to: request) }),
+            Route("GET", "/ui/{file}", access: .open, .immediate { request, p in Dashboard.response(file: p["file", default: ""], to: request) }),
 
-            Route("GET", "/v1/daemon", .immediate { request, _ in
+            Route("GET", "/v1/daemon", access: .read(.status), .immediate { request, _ in
                 json(DaemonPayload(daemon, version: version, admin: access.isAdmin(request)))
             }),
 
@@ -39,12 +39,12 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/services", .immediate { request, _ in
+            Route("GET", "/v1/services", access: .read(.services), .immediate { request, _ in
                 let admin = access.isAdmin(request)
                 return json(ServiceListPayload(services: coordinator.serviceStatuses().map { ServicePayload($0, revealing: admin) }))
             }),
 
-            Route("GET", "/v1/services/{name}", .immediate { request, p in
+            Route("GET", "/v1/services/{name}", access: .read(.services), .immediate { request, p in
                 answer {
                     json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: access.isAdmin(request)))
                 }
@@ -61,7 +61,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/services/{name}/logs", query: ["tail", "follow"], .immediate { request, p in
+            Route("GET", "/v1/services/{name}/logs", query: ["tail", "follow"], access: .read(.logs), .immediate { request, p in
                 answer {
                     let path = try coordinator.logPath(of: p["name", default: ""])
                     let lines = try request.integer("tail", in: 0...ServiceLogs.maxTail) ?? 100
@@ -126,8 +126,15 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/processes/{pid}", .immediate { _, p in
-                answer { json(ProcessPayload(process: try coordinator.managedProcess(try pid(p)))) }
+            Route("GET", "/v1/processes/{pid}", access: .read(.processes), .immediate { _, p in
+                answer {
+                    let pid = try pid(p)
+                    // One answer for "no such process" and "not one of ours": which pids exist,
+                    // and whose they are, is not told to readers (/proc may be mounted hidepid).
+                    do { return json(ProcessPayload(process: try coordinator.managedProcess(pid))) } catch LifecycleError.noSuchProcess, LifecycleError.processNotManaged {
+                        throw Problem(status: 404, slug: "not-managed", title: "Not Managed", detail: "pid \(pid) is not a process procrefd manages")
+                    }
+                }
             }),
 
             Route("POST", "/v1/processes/{pid}/signal", .suspending { request, p in
@@ -148,11 +155,11 @@ extension ControlAPI {
                 }
             }),
 
-            Route("GET", "/v1/leases", query: ["service"], .immediate { request, _ in
+            Route("GET", "/v1/leases", query: ["service"], access: .read(.status), .immediate { request, _ in
                 json(LeaseListPayload(leases: coordinator.leaseInfos(service: request.query["service"]).map(LeasePayload.init)))
             }),
 
-            Route("GET", "/v1/leases/{id}", .immediate { _, p in
+            Route("GET", "/v1/leases/{id}", access: .read(.status), .immediate { _, p in
                 answer {
                     json(LeasePayload(try coordinator.leaseInfo(id: p["id", default: ""])))
                 }
@@ -176,7 +183,7 @@ extension ControlAPI {
                 return .later { await answerAsync { released(try await coordinator.release(id: id, actor: actor)) } }
             }),
 
-            Route("GET", "/v1/events", query: EventQuery.parameters, .suspending { request, _ in
+            Route("GET", "/v1/events", query: EventQuery.parameters, access: .read(.events), .suspending { request, _ in
                 await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs) }
             }),
         ]

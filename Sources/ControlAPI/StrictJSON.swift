@@ -114,10 +114,13 @@ struct StrictJSON {
         }
     }
 
+    /// A string's value, escapes decoded: keys are compared as the decoder will see them,
+    /// so `"\u0074tl_ms"` is a duplicate of `"ttl_ms"`.
     private mutating func string() throws(Failure) -> String {
         let start = index
         index += 1
         var escaped = false
+        var sawEscape = false
         while let byte = current {
             index += 1
             if escaped {
@@ -125,13 +128,62 @@ struct StrictJSON {
                 escaped = false
             } else if byte == UInt8(ascii: "\\") {
                 escaped = true
+                sawEscape = true
             } else if byte == UInt8(ascii: "\"") {
-                return String(decoding: bytes[(start + 1)..<(index - 1)], as: UTF8.self)
+                let raw = bytes[(start + 1)..<(index - 1)]
+                return sawEscape ? try Self.unescape(raw, at: start + 1) : String(decoding: raw, as: UTF8.self)
             } else if byte < 0x20 {
                 throw .syntax("control character in a string", at: index - 1)
             }
         }
         throw .syntax("unterminated string", at: start)
+    }
+
+    /// Decodes the escapes of a string's bytes (already checked to be valid escape letters).
+    private static func unescape(_ raw: ArraySlice<UInt8>, at offset: Int) throws(Failure) -> String {
+        var scalars = String.UnicodeScalarView()
+        var utf8: [UInt8] = []
+        func flush() {
+            scalars.append(contentsOf: String(decoding: utf8, as: UTF8.self).unicodeScalars)
+            utf8.removeAll()
+        }
+        var position = raw.startIndex
+        func hex4() throws(Failure) -> UInt32 {
+            guard position + 4 <= raw.endIndex, let value = UInt32(String(decoding: raw[position..<(position + 4)], as: UTF8.self), radix: 16) else {
+                throw .syntax("invalid \\u escape", at: offset + position - raw.startIndex)
+            }
+            position += 4
+            return value
+        }
+        while position < raw.endIndex {
+            let byte = raw[position]
+            position += 1
+            guard byte == UInt8(ascii: "\\") else { utf8.append(byte); continue }
+            let letter = raw[position]
+            position += 1
+            flush()
+            switch letter {
+            case UInt8(ascii: "b"): scalars.append("\u{08}")
+            case UInt8(ascii: "f"): scalars.append("\u{0C}")
+            case UInt8(ascii: "n"): scalars.append("\n")
+            case UInt8(ascii: "r"): scalars.append("\r")
+            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "u"):
+                var code = try hex4()
+                // A surrogate pair: \uD83D\uDE00.
+                if (0xD800...0xDBFF).contains(code), position + 6 <= raw.endIndex, raw[position] == UInt8(ascii: "\\"),
+                    raw[position + 1] == UInt8(ascii: "u")
+                {
+                    position += 2
+                    let low = try hex4()
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low &- 0xDC00)
+                }
+                scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+            default: scalars.append(Unicode.Scalar(letter))  // " \ /
+            }
+        }
+        flush()
+        return String(scalars)
     }
 
     private mutating func number(path: String) throws(Failure) {

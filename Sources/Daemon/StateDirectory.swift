@@ -33,9 +33,12 @@ public struct StateDirectory: Sendable {
         guard access(path, R_OK | W_OK | X_OK) == 0 else {
             throw .io("state directory \(path) is not readable and writable by uid \(geteuid())")
         }
-        // Anyone who can write the state dir can replace the socket, token or database.
-        if let kind = Files.kind(path), kind.mode & 0o022 != 0 {
-            throw .io("state directory \(path) is writable by group or others (mode \(String(kind.mode, radix: 8))); chmod go-w it")
+        // Anyone who can write the state dir, or replace it, can replace the socket, token
+        // or database, or make procrefd (often root) write through a link of theirs.
+        for directory in [path, logs] {
+            if let reason = Files.unsafeStateDirectoryReason(directory, owner: geteuid()) {
+                throw .io("state directory refused: \(reason)")
+            }
         }
     }
 

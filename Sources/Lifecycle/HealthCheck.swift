@@ -22,7 +22,9 @@ public struct HTTPTarget: Sendable, Equatable {
 
     /// Parses a plain-HTTP URL; nil for anything else.
     public init?(_ url: String) {
-        guard url.hasPrefix("http://") else { return nil }
+        // Control characters and spaces would let the URL write its own request lines
+        // (header injection into the health request).
+        guard url.hasPrefix("http://"), url.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return nil }
         let rest = url.dropFirst("http://".count)
         let authority = rest.prefix { $0 != "/" && $0 != "?" }
         let path = rest.dropFirst(authority.count)

@@ -36,8 +36,12 @@ public final class HTTPServer: Sendable {
     private let daemon: DaemonPointer
 
     /// Starts serving `listenFD` (already bound and listening). The server owns the descriptor.
-    public init(listenFD: Int32, transport: Transport, limits: HTTPServerLimits, responder: HTTPResponder) throws {
-        context = ServerContext(transport: transport, maxBodyBytes: limits.maxBodyBytes, responder: responder)
+    /// `defaultHeaders` go on every answer that does not set the same header itself.
+    public init(
+        listenFD: Int32, transport: Transport, limits: HTTPServerLimits, defaultHeaders: [(String, String)] = [],
+        responder: HTTPResponder
+    ) throws {
+        context = ServerContext(transport: transport, maxBodyBytes: limits.maxBodyBytes, defaultHeaders: defaultHeaders, responder: responder)
         var config = procref_mhd_config(
             listen_fd: listenFD, thread_pool_size: limits.threadPoolSize, connection_limit: limits.connectionLimit,
             connection_timeout_seconds: limits.connectionTimeoutSeconds,
@@ -85,11 +89,13 @@ final class ServerContext: Sendable {
     let transport: Transport
     let inFlight = Atomic<Int>(0)
     let maxBodyBytes: Int
+    let defaultHeaders: [(String, String)]
     let responder: HTTPResponder
 
-    init(transport: Transport, maxBodyBytes: Int, responder: HTTPResponder) {
+    init(transport: Transport, maxBodyBytes: Int, defaultHeaders: [(String, String)], responder: HTTPResponder) {
         self.transport = transport
         self.maxBodyBytes = maxBodyBytes
+        self.defaultHeaders = defaultHeaders
         self.responder = responder
     }
 }

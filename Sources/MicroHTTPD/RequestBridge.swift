@@ -16,7 +16,6 @@ final class RequestState: @unchecked Sendable {
 
     var phase: Phase = .receiving
     var body: [UInt8] = []
-    var bodyTooLarge = false
 }
 
 /// An MHD connection handle, passed to the task that resumes it.
@@ -32,6 +31,13 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
     guard let raw = requestCls.pointee else {
         requestCls.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
         server.inFlight.add(1, ordering: .relaxed)
+        // A body announced too large is refused before a byte of it is read; answering on
+        // the first call also makes MHD close the connection instead of reading the rest.
+        if let length = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length"),
+            let announced = Int(String(cString: length)), announced > server.maxBodyBytes
+        {
+            return queue(tooLarge(server), on: connection, server: server)
+        }
         return MHD_Result.YES
     }
     let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
@@ -42,7 +48,8 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
             // The data pointer is valid only during this call: copy, then mark consumed.
             let size = uploadSize.pointee
             if state.body.count + size > server.maxBodyBytes {
-                state.bodyTooLarge = true
+                // A chunked body past the bound: the connection is dropped, not drained.
+                return MHD_Result.NO
             } else if let uploadData {
                 uploadData.withMemoryRebound(to: UInt8.self, capacity: size) {
                     state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size))
@@ -51,17 +58,12 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
             uploadSize.pointee = 0
             return MHD_Result.YES
         }
-        if state.bodyTooLarge {
-            return queue(
-                .problem(status: 413, title: "Content Too Large",
-                         detail: "request body exceeds \(server.maxBodyBytes) bytes"), on: connection)
-        }
         let request = makeRequest(
             connection: connection, url: String(cString: url), method: String(cString: method),
             body: state.body, transport: server.transport)
         state.body = []
         let answer = server.responder.firstAnswer(to: request)
-        if case .now(let response) = answer { return queue(response, on: connection) }
+        if case .now(let response) = answer { return queue(response, on: connection, server: server) }
         // Suspended before the answer can arrive (it may come at once, from another thread);
         // resumed once it is stored, so the next call here finds it.
         state.phase = .waiting
@@ -80,7 +82,7 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
     case .waiting:
         return MHD_Result.YES
     case .answered(let response):
-        return queue(response, on: connection)
+        return queue(response, on: connection, server: server)
     }
 }
 
@@ -92,7 +94,15 @@ let mhdCompletedHandler: MHD_RequestCompletedCallback = { cls, _, requestCls, _ 
     Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue().inFlight.subtract(1, ordering: .relaxed)
 }
 
-private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
+/// 413, and the connection closes after it.
+private func tooLarge(_ server: ServerContext) -> HTTPResponse {
+    var response = HTTPResponse.problem(
+        status: 413, title: "Content Too Large", detail: "request body exceeds \(server.maxBodyBytes) bytes")
+    response.headers.append(("Connection", "close"))
+    return response
+}
+
+private func queue(_ response: HTTPResponse, on connection: OpaquePointer, server: ServerContext) -> MHD_Result {
     let made: OpaquePointer?
     if let stream = response.stream {
         let context = StreamContext(stream: stream, connection: ConnectionPointer(pointer: connection))
@@ -107,6 +117,9 @@ private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MH
     guard let made else { return MHD_Result.NO }
     defer { MHD_destroy_response(made) }
     for (name, value) in response.headers { MHD_add_response_header(made, name, value) }
+    for (name, value) in server.defaultHeaders where !response.headers.contains(where: { $0.0.caseInsensitiveEquals(name) }) {
+        MHD_add_response_header(made, name, value)
+    }
     return MHD_queue_response(connection, UInt32(response.status), made)
 }
 
@@ -196,4 +209,20 @@ let streamFreed: MHD_ContentReaderFreeCallback = { cls in
     guard let cls else { return }
     let context = Unmanaged<StreamContext>.fromOpaque(cls).takeRetainedValue()
     context.stream.close()
+}
+
+extension String {
+    /// ASCII header names compared without allocating (letters, digits and `-` only differ
+    /// in bit 0x20 by case).
+    fileprivate func caseInsensitiveEquals(_ other: String) -> Bool {
+        var mine = utf8.makeIterator()
+        var theirs = other.utf8.makeIterator()
+        while true {
+            switch (mine.next(), theirs.next()) {
+            case (nil, nil): return true
+            case let (a?, b?) where a | 0x20 == b | 0x20: continue
+            default: return false
+            }
+        }
+    }
 }

@@ -89,7 +89,7 @@ public enum Descriptor {
 
     /// Opens (creating, appending) a log file for a child's output.
     public static func openLog(_ path: String) throws(SystemCallError) -> Int32 {
-        try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600))
+        try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600))
     }
 }
 

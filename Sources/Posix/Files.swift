@@ -14,22 +14,74 @@ public enum Files {
         if mkdir(path, mode) != 0 && errno != EEXIST { throw .current("mkdir(\(path))") }
     }
 
-    /// Writes `contents` atomically: a temporary file in the same directory, fsync, rename.
+    /// Writes `contents` atomically: a temporary file of a random name in the same directory
+    /// (created with `O_EXCL|O_NOFOLLOW` on the directory's descriptor, so nothing planted
+    /// there is followed or reused), fsync, rename over `path`.
     public static func writeAtomically(_ path: String, contents: String, mode: mode_t) throws(SystemCallError) {
-        let temporary = "\(path).tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw .current("open(\(temporary))") }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dirFD >= 0 else { throw .current("open(\(directory))") }
+        defer { close(dirFD) }
+        let temporary = ".\(name).\(randomHex(byteCount: 8)).tmp"
+        let fd = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .current("open(\(directory)/\(temporary))") }
         var failure: SystemCallError?
         let bytes = Array(contents.utf8)
         if bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) != bytes.count { failure = .current("write(\(temporary))") }
         if failure == nil && fchmod(fd, mode) != 0 { failure = .current("fchmod(\(temporary))") }
         if failure == nil && fsync(fd) != 0 { failure = .current("fsync(\(temporary))") }
         close(fd)
-        if failure == nil && rename(temporary, path) != 0 { failure = .current("rename(\(path))") }
+        if failure == nil && renameat(dirFD, temporary, dirFD, name) != 0 { failure = .current("rename(\(path))") }
         if let failure {
-            unlink(temporary)
+            unlinkat(dirFD, temporary, 0)
             throw failure
         }
+    }
+
+    /// Why a directory may not hold the daemon's state, or nil when it may: it must be
+    /// owned by `owner` and writable by nobody else, and no directory above it (nor a link
+    /// on the way) may let anyone else replace it, unless that directory is root's and
+    /// sticky, as /tmp is (sshd's StrictModes rule). Checked on the path as given and on
+    /// the path it resolves to.
+    public static func unsafeStateDirectoryReason(_ path: String, owner: uid_t) -> String? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return "\(path): cannot stat it" }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { return "\(path) is not a directory (a link is not accepted)" }
+        guard info.st_uid == owner else { return "\(path) is owned by uid \(info.st_uid), not by procrefd's uid \(owner)" }
+        guard info.st_mode & 0o022 == 0 else {
+            return "\(path) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))); chmod go-w it"
+        }
+        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard realpath(path, &resolved) != nil else { return "\(path): cannot resolve it" }
+        let real = String(cString: resolved)
+        for chain in Set([path, real]) {
+            for ancestor in ancestors(of: chain) {
+                guard lstat(ancestor, &info) == 0 else { return "\(ancestor): cannot stat it" }
+                guard info.st_uid == 0 || info.st_uid == owner else {
+                    return "\(ancestor), above the state directory, is owned by uid \(info.st_uid) (only root or procrefd's user may own it)"
+                }
+                let isLink = (info.st_mode & S_IFMT) == S_IFLNK
+                let rootSticky = info.st_uid == 0 && info.st_mode & S_ISVTX != 0
+                if !isLink && info.st_mode & 0o022 != 0 && !rootSticky {
+                    return "\(ancestor), above the state directory, is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))): anyone who may write it can replace the state directory"
+                }
+            }
+        }
+        return nil
+    }
+
+    /// `/a/b/c` → `/a/b`, `/a`, `/` (relative paths from the working directory's view).
+    private static func ancestors(of path: String) -> [String] {
+        let absolute = path.hasPrefix("/") ? path : (currentDirectory() + "/" + path)
+        var parts = absolute.split(separator: "/").map(String.init)
+        var result: [String] = []
+        while !parts.isEmpty {
+            parts.removeLast()
+            result.append("/" + parts.joined(separator: "/"))
+        }
+        return result
     }
 
     /// Gives `path` to the group named `group` (the owner stays).
@@ -112,7 +164,7 @@ public final class FileLock: Sendable {
 
     /// Takes the lock without waiting; nil when another process holds it.
     public static func tryLock(_ path: String) throws(SystemCallError) -> FileLock? {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .current("open(\(path))") }
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { return FileLock(fd: fd) }
         let error = SystemCallError.current("flock(\(path))")
@@ -124,4 +176,10 @@ public final class FileLock: Sendable {
     private init(fd: Int32) { self.fd = fd }
 
     deinit { close(fd) }
+}
+
+/// The working directory, for resolving a relative path's ancestors.
+private func currentDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    return getcwd(&buffer, buffer.count) != nil ? String(cString: buffer) : "."
 }

@@ -141,7 +141,7 @@ struct EventPrinter {
 
     private func row(_ cells: [String], kind: String?) -> String {
         var line = ""
-        for (index, cell) in cells.enumerated() {
+        for (index, cell) in cells.map(terminalSafe).enumerated() {
             if index < Self.widths.count {
                 var padded = cell.padding(toLength: max(Self.widths[index], cell.count), withPad: " ", startingAt: 0)
                 if index == 2, let kind, colour { padded = Self.colourise(padded, kind: kind) }

@@ -108,7 +108,8 @@ struct Serve: AsyncParsableCommand {
         let previousRun = try store.read { try $0.lastRun() }
         let runID = try store.write { try $0.beginRun(pid: getpid(), bootID: bootID) }
         let token = try directory.loadOrCreateToken()
-        let readToken = file.security.tcpReadsNeedToken ? try directory.loadOrCreateToken(file: directory.readTokenFile) : nil
+        // Always there, so reads that need a token can be given one that changes nothing.
+        let readToken = try directory.loadOrCreateToken(file: directory.readTokenFile)
         var config = CoordinatorConfig(
             holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs,
             scope: try directory.scope())
@@ -144,7 +145,7 @@ struct Serve: AsyncParsableCommand {
             serviceCgroup: coordinator.cgroupRoot)
         info.acquireTimeoutMs = config.acquireTimeoutMs
         let api = ControlAPI(
-            coordinator: coordinator, store: store, access: AccessPolicy(token: token, readToken: readToken), daemon: info,
+            coordinator: coordinator, store: store, access: Self.accessPolicy(file.security, token: token, readToken: readToken, listen: listen), daemon: info,
             metrics: { registry.emitToBuffer() }, longPollLimitMs: file.limits.maxWaitMs ?? EventQuery.maxWaitMs,
             hangups: coordinator.loop, requestStop: { shutdown.request(mode: $0) })
 
@@ -156,8 +157,8 @@ struct Serve: AsyncParsableCommand {
         limits.connectionLimit = file.limits.connectionLimit.map(UInt32.init) ?? limits.connectionLimit
         limits.perIPConnectionLimit = file.limits.perIPConnectionLimit.map(UInt32.init) ?? limits.perIPConnectionLimit
         let servers = [
-            try HTTPServer(listenFD: tcp.fd, transport: .tcp, limits: limits, responder: api),
-            try HTTPServer(listenFD: unixFD, transport: .unix, limits: limits, responder: api),
+            try HTTPServer(listenFD: tcp.fd, transport: .tcp, limits: limits, defaultHeaders: ControlAPI.defaultHeaders, responder: api),
+            try HTTPServer(listenFD: unixFD, transport: .unix, limits: limits, defaultHeaders: ControlAPI.defaultHeaders, responder: api),
         ]
         let address = listen.contains(":") ? "[\(listen)]:\(tcp.port)" : "\(listen):\(tcp.port)"
         try store.write { tx in
@@ -200,6 +201,16 @@ struct Serve: AsyncParsableCommand {
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
             try tx.endRun(id: runID, mode: mode.rawValue)
         }
+    }
+
+    /// The API's access policy from `[security]`: which reads answer over TCP without a
+    /// token, and which host names requests may use.
+    static func accessPolicy(_ security: DaemonConfig.Security, token: String, readToken: String, listen: String) -> AccessPolicy {
+        let openReads: Set<ReadScope> =
+            security.tcpReadsNeedToken ? [] : security.tcpOpenReads.map { Set($0.compactMap(ReadScope.init(rawValue:))) } ?? ReadScope.openByDefault
+        return AccessPolicy(
+            token: token, readToken: readToken, openReads: openReads,
+            browsers: BrowserGuard(allowedHosts: security.allowedHosts, listenHost: listen))
     }
 
     /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; nil when malformed.

@@ -1,4 +1,5 @@
 import Configuration
+import ControlAPI
 import Lifecycle
 import Testing
 
@@ -52,6 +53,9 @@ struct DaemonConfigTests {
         ("[services.web]\nstart = []", "services.web.start"),
         ("[services.web]\nstart = [\"x\"]\nlinger = 5", "linger"),
         ("[services.web]\nstart = [\"x\"]\nstop_signal = \"NOPE\"", "stop_signal"),
+        ("[security]\ntcp_open_reads = [\"processes\"]", "security.tcp_open_reads"),
+        ("[security]\ntcp_reads_need_token = true\ntcp_open_reads = [\"logs\"]", "security.tcp_open_reads"),
+        ("[security]\nallowed_hosts = [\"http://evil.example/\"]", "security.allowed_hosts"),
     ])
     func rejected(text: String, named: String) {
         do {
@@ -60,5 +64,13 @@ struct DaemonConfigTests {
         } catch {
             #expect(error.description.contains(named), "\(error.description)")
         }
+    }
+
+    @Test("[security] tcp_open_reads names exactly the reads the API can open")
+    func openReads() throws {
+        #expect(Set(ReadScope.openable.map(\.rawValue)) == Set(DaemonConfig.openableReads))
+        let config = try DaemonConfig.parse("[security]\ntcp_open_reads = [\"events\", \"logs\"]\nallowed_hosts = [\"box.example\"]")
+        #expect(config.security.tcpOpenReads == ["events", "logs"])
+        #expect(config.security.allowedHosts == ["box.example"])
     }
 }

@@ -11,7 +11,10 @@ struct ContractTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Routes of a real ControlAPI (over a throwaway database).
-    func routeTemplates() throws -> [String: Set<String>] {
+    func routeTemplates() throws -> [String: Set<String>] { try makeAPI().routeTemplates }
+
+    /// A real ControlAPI over a throwaway database.
+    func makeAPI() throws -> ControlAPI {
         let dir = NSTemporaryDirectory() + "procrefd-contract-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -23,7 +26,7 @@ struct ContractTests {
             pid: 1, startedAt: "", stateDirectory: dir, singleton: .available, bootID: "b", onExit: .drain,
             reconciled: ReconcileReport(), serviceCgroup: nil)
         return ControlAPI(coordinator: coordinator, store: store, access: AccessPolicy(token: "t"), daemon: info,
-                          requestStop: { _ in }).routeTemplates
+                          requestStop: { _ in })
     }
 
     @Test("openapi.yaml is valid OpenAPI 3 and lists exactly the router's paths and methods")
@@ -82,18 +85,67 @@ struct RouterTests {
         }
     }
 
-    @Test("bearer tokens compare by content only, over TCP only")
+    @Test("bearer tokens compare by content only, over TCP only; reads follow the open scopes")
     func access() {
-        let policy = AccessPolicy(token: "secret")
+        let policy = AccessPolicy(token: "secret", readToken: "reader")
         func request(_ method: String, _ transport: Transport, _ auth: String?) -> HTTPRequest {
             HTTPRequest(method: method, path: "/", headers: auth.map { ["authorization": $0] } ?? [:], transport: transport)
         }
-        #expect(policy.allows(request("POST", .tcp, "Bearer secret")))
-        #expect(!policy.allows(request("POST", .tcp, "Bearer secreT")))
-        #expect(!policy.allows(request("POST", .tcp, "Bearer secret2")))
-        #expect(!policy.allows(request("POST", .tcp, nil)))
-        #expect(policy.allows(request("POST", .unix, nil)))
-        #expect(policy.allows(request("GET", .tcp, nil)))
+        #expect(policy.allows(request("POST", .tcp, "Bearer secret"), .change))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer secreT"), .change))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer secret2"), .change))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer reader"), .change))
+        #expect(!policy.allows(request("POST", .tcp, nil), .change))
+        #expect(policy.allows(request("POST", .unix, nil), .change))
+        for open in ReadScope.openByDefault { #expect(policy.allows(request("GET", .tcp, nil), .read(open))) }
+        for closed: ReadScope in [.events, .logs, .processes] {
+            #expect(!policy.allows(request("GET", .tcp, nil), .read(closed)), "\(closed)")
+            #expect(policy.allows(request("GET", .tcp, "Bearer reader"), .read(closed)), "\(closed)")
+            #expect(policy.allows(request("GET", .tcp, "Bearer secret"), .read(closed)), "\(closed)")
+            #expect(!policy.allows(request("GET", .tcp, "Bearer other"), .read(closed)), "\(closed)")
+            #expect(policy.allows(request("GET", .unix, nil), .read(closed)), "\(closed)")
+        }
+        let closedAll = AccessPolicy(token: "secret", readToken: "reader", openReads: [])
+        #expect(!closedAll.allows(request("GET", .tcp, nil), .read(.status)))
+        #expect(closedAll.allows(request("GET", .tcp, nil), .open))
+    }
+
+    @Test("every GET names what it reads; /v1/processes is never open")
+    func routeAccess() throws {
+        let api = try ContractTests().makeAPI()
+        for route in api.routes where route.method == "GET" {
+            #expect(route.access != .change, "\(route.template)")
+        }
+        #expect(api.routes.first { $0.template == "/v1/processes/{pid}" }?.access == .read(.processes))
+        #expect(!ReadScope.openable.contains(.processes))
+    }
+
+    @Test("Host must be loopback, the listen address or an allowed host; browsers stay off the Unix socket")
+    func browserGuard() {
+        let guardian = BrowserGuard(allowedHosts: ["procrefd.example:8443", "Box.Internal"], listenHost: "10.1.2.3")
+        func request(_ method: String, _ transport: Transport, _ headers: [String: String]) -> HTTPRequest {
+            HTTPRequest(method: method, path: "/v1/status", headers: headers, transport: transport)
+        }
+        for host in ["localhost", "localhost:7683", "LOCALHOST:1", "127.0.0.1", "127.0.0.1:7683", "127.3.4.5:9", "[::1]", "[::1]:7683",
+                     "10.1.2.3:7683", "procrefd.example", "box.internal:80"] {
+            #expect(guardian.refusal(for: request("GET", .tcp, ["host": host])) == nil, "\(host)")
+        }
+        for host in ["attacker.example", "attacker.example:7683", "127.0.0.1.nip.io", "localhost.attacker.example", "128.0.0.1",
+                     "127.0.0.256", "[::2]:7683", "", "0.0.0.0"] {
+            #expect(guardian.refusal(for: request("GET", .tcp, ["host": host]))?.status == 421, "\(host)")
+        }
+        #expect(guardian.refusal(for: request("GET", .tcp, [:]))?.status == 421)
+        // The Unix socket: anything a browser sends is refused.
+        #expect(guardian.refusal(for: request("POST", .unix, ["host": "localhost"])) == nil)
+        #expect(guardian.refusal(for: request("POST", .unix, ["host": "localhost", "origin": "http://localhost"]))?.status == 403)
+        #expect(guardian.refusal(for: request("GET", .unix, ["host": "localhost", "sec-fetch-site": "cross-site"]))?.status == 403)
+        // TCP: a change from another origin is refused; the same origin and reads pass.
+        #expect(guardian.refusal(for: request("POST", .tcp, ["host": "127.0.0.1:7683", "origin": "http://evil.example"]))?.status == 403)
+        #expect(guardian.refusal(for: request("POST", .tcp, ["host": "127.0.0.1:7683", "origin": "null"]))?.status == 403)
+        #expect(guardian.refusal(for: request("POST", .tcp, ["host": "127.0.0.1:7683", "origin": "http://127.0.0.1:7684"]))?.status == 403)
+        #expect(guardian.refusal(for: request("POST", .tcp, ["host": "127.0.0.1:7683", "origin": "http://127.0.0.1:7683"])) == nil)
+        #expect(guardian.refusal(for: request("POST", .tcp, ["host": "localhost", "origin": "http://localhost:80"])) == nil)
+        #expect(guardian.refusal(for: request("GET", .tcp, ["host": "127.0.0.1:7683", "origin": "http://evil.example"])) == nil)
     }
 
     @Test("service names follow ^[a-z0-9][a-z0-9._-]{0,62}$")

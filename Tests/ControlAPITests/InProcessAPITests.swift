@@ -33,7 +33,7 @@ struct InProcessAPITests {
         /// comes later.
         func send(_ method: String, _ path: String, body: String = "", headers: [String: String] = [:],
                   query: [(String, String)] = [], transport: Transport = .unix) async -> (status: Int, json: [String: Any], type: String?) {
-            let request = HTTPRequest(method: method, path: path, queryItems: query.map { (name: $0.0, value: $0.1) }, headers: headers,
+            let request = HTTPRequest(method: method, path: path, queryItems: query.map { (name: $0.0, value: $0.1) }, headers: ["host": "localhost"].merging(headers) { $1 },
                                       body: Array(body.utf8), transport: transport)
             let response: HTTPResponse
             switch api.firstAnswer(to: request) {

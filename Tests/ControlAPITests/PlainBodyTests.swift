@@ -45,4 +45,17 @@ struct PlainBodyTests {
     func leftToDecoder(_ text: String) throws {
         #expect(try Self.plain(text) == nil)
     }
+
+    @Test("keys are compared after their escapes are decoded", arguments: [
+        #"{"ttl_ms":1,"\u0074tl_ms":2}"#, #"{"a\"b":1,"a\u0022b":2}"#, #"{"\ud83d\ude00":1,"😀":2}"#, #"{"a\/b":1,"a/b":2}"#,
+    ])
+    func escapedDuplicates(_ text: String) {
+        #expect(throws: StrictJSON.Failure.self) { try StrictJSON.check(Array(text.utf8)) }
+    }
+
+    @Test("escaped keys that differ are distinct, and a bad \\u escape is refused")
+    func escapedDistinct() throws {
+        #expect(try StrictJSON.check(Array(#"{"a\u0062":1,"ab2":2,"\n":3,"n":4}"#.utf8)).members?.keys.sorted() == ["\n", "ab", "ab2", "n"])
+        #expect(throws: StrictJSON.Failure.self) { try StrictJSON.check(Array(#"{"\u00zz":1}"#.utf8)) }
+    }
 }

@@ -122,6 +122,35 @@ struct ClientTests {
             let granted = try runProcrefd(["lease", "acquire", name, "--token", daemon.token] + url)
             #expect(granted.code == 0, "\(granted.stderr)")
             #expect(try daemon.kernelCount(name) == 1)
+            // --token-file keeps the secret out of `ps`.
+            let fromFile = try runProcrefd(["lease", "acquire", name, "--token-file", "\(daemon.stateDir)/token"] + url)
+            #expect(fromFile.code == 0, "\(fromFile.stderr)")
+            #expect(try daemon.kernelCount(name) == 2)
+            let readOnly = try runProcrefd(["lease", "acquire", name, "--token-file", "\(daemon.stateDir)/read-token"] + url)
+            #expect(readOnly.code == 5, "\(readOnly.stderr)")
+            #expect(try runProcrefd(["lease", "acquire", name, "--token-file", "\(daemon.stateDir)/missing"] + url).code != 0)
+            #expect(try daemon.kernelCount(name) == 2)
+        }
+    }
+
+    @Test("a huge --ttl is a usage error, not a crash; holder labels with terminal escapes are printed escaped")
+    func hostileInput() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("esc")
+            try daemon.defineSocketService(name)
+            let dir = ["--state-dir", daemon.stateDir]
+            for ttl in ["1e300s", "inf", "nan", "99999999999999999999h"] {
+                let huge = try runProcrefd(["lease", "acquire", name, "--ttl", ttl] + dir)
+                #expect(huge.code == 64, "\(ttl): \(huge.code) \(huge.stderr)")
+                #expect(huge.stderr.contains("ttl"), "\(huge.stderr)")
+            }
+            #expect(try daemon.kernelCount(name) == 0)
+            let label = "job\u{1B}]0;owned\u{07}\u{1B}[2J"
+            #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000, "holder": label]).status == 201)
+            let listed = try runProcrefd(["leases", "--service", name] + dir)
+            #expect(listed.code == 0)
+            #expect(!listed.stdout.contains("\u{1B}") && !listed.stdout.contains("\u{07}"), "\(listed.stdout.debugDescription)")
+            #expect(listed.stdout.contains("job\\u{1B}]0;owned\\u{7}\\u{1B}[2J"), "\(listed.stdout)")
         }
     }
 

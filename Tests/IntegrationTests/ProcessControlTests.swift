@@ -33,7 +33,8 @@ struct ProcessControlTests {
             try bystander.run()
             daemon.adopt(pid: bystander.processIdentifier)
             let pid = bystander.processIdentifier
-            #expect(try daemon.unix.get("/v1/processes/\(pid)").status == 403)
+            // A lookup answers as for a pid that does not exist: readers learn nothing of others' pids.
+            #expect(try daemon.unix.get("/v1/processes/\(pid)").status == 404)
             let refused = try daemon.unix.send("POST", "/v1/processes/\(pid)/signal", json: ["signal": "KILL"])
             #expect(refused.status == 403)
             #expect(refused.contentType == "application/problem+json")

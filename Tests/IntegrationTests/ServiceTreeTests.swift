@@ -60,6 +60,45 @@ struct ServiceTreeTests {
         #expect(pids.allSatisfy { !isAlive($0) }, "left: \(pids.filter(isAlive))")
     }
 
+    @Test("a pid_file that is a FIFO, a link or another user's file fails the start at once; an old file is neither read nor deleted")
+    func hostilePidFile() throws {
+        let daemon = try DaemonHarness()
+        defer { daemon.shutdown() }
+        let victim = "\(daemon.stateDir)/victim"
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let nobody = try #require(Accounts.user("nobody"))
+        let foreign = "\(daemon.stateDir)/foreign.pid"
+        try "1\n".write(toFile: foreign, atomically: false, encoding: .utf8)
+        #expect(chown(foreign, nobody.uid, nobody.gid) == 0)
+        let fifo = "\(daemon.stateDir)/fifo.pid"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let link = "\(daemon.stateDir)/link.pid"
+        #expect(symlink(victim, link) == 0)
+        // An old file naming a live process (pid 1) and never rewritten: stale, so not adopted.
+        let stale = "\(daemon.stateDir)/stale.pid"
+        try "1\n".write(toFile: stale, atomically: false, encoding: .utf8)
+        var old = [timespec(tv_sec: 1_000_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, stale, &old, 0) == 0)
+
+        for (file, reason) in [(fifo, "a FIFO"), (link, "a symbolic link"), (foreign, "owned by uid \(nobody.uid)"), (stale, "names no live process")] {
+            let name = daemon.uniqueName("pidf")
+            let socket = "\(daemon.stateDir)/\(name).svc.sock", pids = "\(daemon.stateDir)/\(name).pids"
+            let body: [String: Any] = [
+                "start": ["python3", forkingServiceScript, socket, pids], "pid_file": file,
+                "health": ["unix": socket, "timeout_ms": 500], "ready_timeout_ms": 3_000, "stop_timeout_ms": 2_000,
+            ]
+            #expect(try daemon.unix.send("PUT", "/v1/services/\(name)", json: body).status == 201)
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(grant.status == 503, "\(file): \(grant.text)")
+            #expect(grant.text.contains(reason), "\(file): \(grant.text)")
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(eventually { recordedPIDs(pids).allSatisfy { !isAlive($0) } }, "left: \(recordedPIDs(pids).filter(isAlive))")
+        }
+        #expect(try daemon.unix.get("/v1/health").status == 200)  // no loop stalled on the FIFO
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        for file in [fifo, link, foreign, stale] { #expect(Files.kind(file) != nil, "\(file) was deleted") }
+    }
+
     @Test("a service that daemonizes without pid_file fails to start and leaves nothing", arguments: modes)
     func daemonizingWithoutPidFile(mode: String) throws {
         let daemon = try daemon(cgroups: mode)

@@ -172,7 +172,7 @@ struct SlotsTests {
             }
             #expect(connected == 0)
             let body = #"{"wait_ms":30000}"#
-            let request = "POST /v1/services/\(name)/leases HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            let request = "POST /v1/services/\(name)/leases HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
             #expect(request.withCString { write(fd, $0, strlen($0)) } == request.utf8.count)
             #expect(eventually { Self.queued(daemon, name) == 1 })
             close(fd)

@@ -118,9 +118,9 @@ struct ServiceMachineTests {
         driver.send(.acquire(1, actor: "a"))
         #expect(driver.send(.spawned).isEmpty)
         #expect(driver.send(.mainExited(.exited(code: 0))) == [.readPidFile])
-        #expect(driver.send(.pidFileRead(namesLiveProcess: false)).schedules(.pidFileRetry) == ServicePolicy.pidFileRetryMs)
+        #expect(driver.send(.pidFileRead(.notYet)).schedules(.pidFileRetry) == ServicePolicy.pidFileRetryMs)
         #expect(driver.fire(.pidFileRetry, after: 10) == [.readPidFile])
-        #expect(driver.send(.pidFileRead(namesLiveProcess: true)).contains { if case .probe(_, true) = $0 { return true } else { return false } })
+        #expect(driver.send(.pidFileRead(.adopted)).contains { if case .probe(_, true) = $0 { return true } else { return false } })
 
         var failing = MachineDriver { $0.pidFile = "/run/x.pid" }
         failing.send(.acquire(1, actor: "a"))

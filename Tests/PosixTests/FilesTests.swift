@@ -23,6 +23,47 @@ struct FilesTests {
         try Files.remove("\(dir)/pid")
     }
 
+    @Test("an atomic write uses a fresh random temporary name and never follows a planted link")
+    func atomicWriteNoFollow() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "keep\n".write(toFile: "\(dir)/victim", atomically: false, encoding: .utf8)
+        // The old predictable temporary name, planted as a link: not used.
+        #expect(symlink("\(dir)/victim", "\(dir)/token.tmp.\(getpid())") == 0)
+        #expect(symlink("\(dir)/victim", "\(dir)/token") == 0)
+        try Files.writeAtomically("\(dir)/token", contents: "secret\n", mode: 0o600)
+        #expect(readSmallFile("\(dir)/victim") == "keep\n")
+        #expect(Files.kind("\(dir)/token")?.isRegular == true)
+        #expect(readSmallFile("\(dir)/token") == "secret\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["token", "token.tmp.\(getpid())", "victim"])
+        // The lock file is not opened through a link either.
+        #expect(symlink("\(dir)/victim", "\(dir)/lock") == 0)
+        #expect(throws: SystemCallError.self) { try FileLock.tryLock("\(dir)/lock") }
+    }
+
+    @Test("a state directory must be its owner's alone, and so must every directory above it (sticky root dirs aside)")
+    func stateDirectoryOwnership() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = "\(dir)/a/state"
+        try Files.ensureDirectory(state, mode: 0o700)
+        chmod("\(dir)/a", 0o755)
+        #expect(Files.unsafeStateDirectoryReason(state, owner: geteuid()) == nil)
+        // A group-writable parent: anyone in the group could rename the state dir away.
+        chmod("\(dir)/a", 0o775)
+        #expect(Files.unsafeStateDirectoryReason(state, owner: geteuid())?.contains("\(dir)/a,") == true)
+        // Sticky and root's, as /tmp: accepted (tests run as root).
+        chmod("\(dir)/a", 0o1777)
+        #expect(Files.unsafeStateDirectoryReason(state, owner: geteuid()) == (geteuid() == 0 ? nil : Files.unsafeStateDirectoryReason(state, owner: geteuid())))
+        chmod("\(dir)/a", 0o755)
+        // Another user's state dir, or a state dir reached through a link, is refused.
+        #expect(Files.unsafeStateDirectoryReason(state, owner: geteuid() &+ 1)?.contains("owned by uid") == true)
+        #expect(symlink(state, "\(dir)/link") == 0)
+        #expect(Files.unsafeStateDirectoryReason("\(dir)/link", owner: geteuid())?.contains("not a directory") == true)
+        chmod(state, 0o770)
+        #expect(Files.unsafeStateDirectoryReason(state, owner: geteuid())?.contains("writable by group") == true)
+    }
+
     @Test("the lock file admits one holder at a time")
     func fileLock() throws {
         let dir = try temporaryDirectory()

@@ -2,7 +2,8 @@
 """The dashboard in a real browser: Debian's headless Chromium and chromium-driver, driven by
 selenium, against a real procrefd on a temporary state dir and an ephemeral loopback port.
 
-Checks: the page loads with no console error and with its security headers; a lease taken
+Checks: the page loads with no console error and with its security headers; without a token
+it lists services and says the audit log needs one; with the read token, a lease taken
 with the API shows its count on the page within 1 s, without a reload, and its release shows
 `stopped`; the audit filter `lease.*` shows only lease events and is kept in the URL; the
 actions appear only with the admin token, and Restart and Release from the page act; with
@@ -132,7 +133,16 @@ def run(args, check):
         driver = browser()
         driver.get(f"http://127.0.0.1:{daemon.port}/")
         check("the service is listed", wait_for(lambda: service_cells(driver, name)[1] == "stopped", 10), "")
-        check("live updates on", wait_for(lambda: driver.find_element(By.ID, "live").text == "live", 10))
+        # Without a token: services, but not the audit log; the page says why and polls.
+        check("without a token the page says the audit log needs one",
+              wait_for(lambda: "audit log and service output need a token" in driver.find_element(By.ID, "message").text, 10),
+              str(wait_for(lambda: driver.find_element(By.ID, "message").text, 0)))
+        check("no audit rows without a token", not driver.find_elements(By.CSS_SELECTOR, "#events tbody tr"))
+        check("polling without a token", wait_for(lambda: driver.find_element(By.ID, "live").text == "polling", 10))
+        read_token = open(os.path.join(daemon.state, "read-token")).read().strip()
+        driver.find_element(By.ID, "token").send_keys(read_token)
+        driver.find_element(By.ID, "use-token").click()
+        check("live updates on with the read token", wait_for(lambda: driver.find_element(By.ID, "live").text == "live", 10))
         check("no actions without the admin token", not driver.find_element(By.ID, "service-actions").is_displayed())
 
         # A lease taken elsewhere shows on the page within 1 s, with no reload.

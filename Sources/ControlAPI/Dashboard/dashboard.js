@@ -14,6 +14,9 @@ const state = {
   statusTag: '',
   olderCursor: null,
   onNewestPage: true,
+  // Over TCP the audit log and service output need a token (read or admin) unless the
+  // operator opened them: without one the page shows services and polls /v1/status.
+  auditReadable: true,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -83,9 +86,11 @@ function say(text) {
   $('message').textContent = text || '';
 }
 
+const AUDIT_NEEDS_TOKEN = 'The audit log and service output need a token: enter the read token or the admin token.';
+
 function report(error) {
   if (error instanceof APIError && error.status === 401) {
-    say('This daemon needs a token for reads over TCP: enter the read token or the admin token.');
+    say(state.auditReadable ? 'This daemon needs a token for reads over TCP: enter the read token or the admin token.' : AUDIT_NEEDS_TOKEN);
   } else {
     say(String(error.message || error));
   }
@@ -171,14 +176,14 @@ async function refreshDetail() {
   const hourAgo = new Date(Date.now() - 3600e3).toISOString();
   const [leases, log, events] = await Promise.all([
     api('/v1/leases?service=' + enc(name)),
-    api(`/v1/services/${enc(name)}/logs?tail=30`),
-    api(`/v1/events?service=${enc(name)}&since=${enc(hourAgo)}&order=asc&limit=1000`),
+    state.auditReadable ? api(`/v1/services/${enc(name)}/logs?tail=30`) : null,
+    state.auditReadable ? api(`/v1/events?service=${enc(name)}&since=${enc(hourAgo)}&order=asc&limit=1000`) : null,
   ]);
   if (name !== state.selected) return;
   state.leases = leases.leases;
   renderLeases();
-  $('log').textContent = log || '(no output yet)';
-  drawTimeline(events.events, state.services.find((service) => service.name === name));
+  $('log').textContent = state.auditReadable ? log || '(no output yet)' : '(the service output needs a token)';
+  drawTimeline(events ? events.events : [], state.services.find((service) => service.name === name));
 }
 
 function renderLeases() {
@@ -286,8 +291,8 @@ async function refreshAll() {
   try {
     await refreshServices();
     // An older page of the audit log stays as it is; the newest one follows.
-    await Promise.all([refreshDetail(), state.onNewestPage ? refreshAudit() : null]);
-    say('');
+    await Promise.all([refreshDetail(), state.onNewestPage && state.auditReadable ? refreshAudit() : null]);
+    say(state.auditReadable ? '' : AUDIT_NEEDS_TOKEN);
   } catch (error) {
     report(error);
   }
@@ -296,6 +301,11 @@ async function refreshAll() {
 /** Long-polls the audit log for what happens next; each batch refreshes what it touches. */
 async function follow() {
   for (;;) {
+    if (!state.auditReadable) {
+      setLive(false, 'polling');
+      await poll();
+      continue;
+    }
     try {
       setLive(true, 'live');  // a long-poll is waiting for what happens next
       const page = await api(`/v1/events?after=${state.lastEventId}&order=asc&limit=500&wait_ms=20000`);
@@ -367,7 +377,14 @@ let following = false;
 async function start() {
   try {
     await refreshRole();
-    state.lastEventId = (await api('/v1/events?order=desc&limit=1')).next_after;
+    try {
+      state.lastEventId = (await api('/v1/events?order=desc&limit=1')).next_after;
+      state.auditReadable = true;
+    } catch (error) {
+      if (!(error instanceof APIError && error.status === 401)) throw error;
+      state.auditReadable = false;
+      $('events').tBodies[0].replaceChildren();
+    }
   } catch (error) {
     report(error);
     setLive(false, 'no access');

@@ -47,6 +47,9 @@ final class ServiceExecutor: Sendable {
         var logOffset: Int64 = 0
         /// The last failed start's message for clients, with the service's own last words.
         var startFailure: String?
+        /// When the current start began (coarse real time): a pid file older than this is
+        /// left from an earlier run.
+        var startedAtWallClock = timespec()
         /// OOM kills in the service's memory group when its main process started.
         var oomKillsAtStart = 0
         /// When the health check last proved (through procfs) that the listener is the
@@ -286,7 +289,7 @@ final class ServiceExecutor: Sendable {
     private func run(_ action: ServiceAction) async {
         switch action {
         case let .spawn(reason, actor): await spawn(reason: reason, actor: actor)
-        case .readPidFile: send(.pidFileRead(namesLiveProcess: adoptFromPidFile()))
+        case .readPidFile: send(.pidFileRead(adoptFromPidFile()))
         case let .probe(token, readiness): Task { await self.probe(token: token, readiness: readiness) }
         case let .teardown(reason, actor): Task { await self.teardown(reason: reason, actor: actor) }
         case let .schedule(timer, afterMs, token):

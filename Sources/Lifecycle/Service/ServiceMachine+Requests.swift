@@ -126,11 +126,15 @@ extension ServiceMachine {
         mainRuns(start, &step)
     }
 
-    mutating func pidFileRead(_ found: Bool, _ step: inout Step) {
+    mutating func pidFileRead(_ reading: PidFileReading, _ step: inout Step) {
         guard case .starting(let start) = phase, start.step == .awaitingPidFile else { return }
-        guard found else { return arm(.pidFileRetry, afterMs: ServicePolicy.pidFileRetryMs, &step) }
-        running = true
-        mainRuns(start, &step)
+        switch reading {
+        case .notYet: arm(.pidFileRetry, afterMs: ServicePolicy.pidFileRetryMs, &step)
+        case .refused(let reason): failStart(reason, &step)
+        case .adopted:
+            running = true
+            mainRuns(start, &step)
+        }
     }
 
     mutating func mainRuns(_ start: Start, _ step: inout Step) {

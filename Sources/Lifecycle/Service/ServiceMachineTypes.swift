@@ -156,12 +156,22 @@ enum ServiceEvent: Equatable, Sendable {
     // Reported by the executor
     case spawned
     case spawnFailed(String)
-    case pidFileRead(namesLiveProcess: Bool)
+    case pidFileRead(PidFileReading)
     case mainExited(ExitStatus?)
     case probePassed(token: UInt64)
     case probeFailed(token: UInt64, reason: String)
     case teardownFinished
     case timerFired(ServiceTimer, token: UInt64)
+}
+
+/// What reading a forking service's pid file found.
+enum PidFileReading: Equatable, Sendable {
+    /// It names a live process of the service, now its main process.
+    case adopted
+    /// Not there yet, or not yet naming a live process of the service: read again.
+    case notYet
+    /// It can never be trusted (a link, a FIFO, another user's file): the start fails.
+    case refused(String)
 }
 
 /// What the executor does for the machine, in order.

@@ -11,8 +11,10 @@ extension ServiceExecutor {
     func spawn(reason: StartReason, actor: String) async {
         let definition = self.definition
         await stopStrays(actor: actor)
-        if let pidFile = definition.pidFile { try? Files.remove(pidFile) }  // a stale one must not name the new process
+        // A pid file left from an earlier run is told apart by its age, never unlinked:
+        // root does not delete by path in a directory a service user may control.
         owned.withLock {
+            $0.startedAtWallClock = UntrustedFile.now()
             $0.logOffset = Files.size(logPath)
             $0.ownershipProvenAt = nil
             $0.startFailure = nil
@@ -73,18 +75,33 @@ extension ServiceExecutor {
         return try PidFD(child: identity)
     }
 
-    /// pid_file mode (systemd's Type=forking), once the start command exited 0: true when
+    /// pid_file mode (systemd's Type=forking), once the start command exited 0: adopted when
     /// the file names a live process of the service, which becomes the main process.
-    func adoptFromPidFile() -> Bool {
-        guard let pidFile = definition.pidFile, let text = readSmallFile(pidFile, limit: 64),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
-            processes.members(main: nil).contains(pid), let identity = ProcessIdentity.of(pid: pid)
-        else { return false }
+    ///
+    /// The file is the service's, so root reads it as a stranger's: no link followed, no
+    /// FIFO waited on, only a regular file of root or the service's user, written during
+    /// this start. Those checks never block, so this runs on the executor's task.
+    func adoptFromPidFile() -> PidFileReading {
+        guard let pidFile = definition.pidFile else { return .refused("no pid_file") }
+        var owners: Set<uid_t> = [0, geteuid()]
+        if let user = definition.runAs.user, let account = Accounts.user(user) { owners.insert(account.uid) }
+        let bytes: [UInt8]
+        do {
+            bytes = try UntrustedFile.read(pidFile, owners: owners, notBefore: owned.withLock { $0.startedAtWallClock })
+        } catch {
+            switch error {
+            case .missing, .stale: return .notYet
+            default: return .refused("pid_file \(pidFile) \(error)")
+            }
+        }
+        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let pid = Int32(text), pid > 1, processes.members(main: nil).contains(pid), let identity = ProcessIdentity.of(pid: pid)
+        else { return .notYet }
         // Reparented to procrefd (a subreaper): its exit status is ours to read.
         Children.claim(pid)
-        guard let main = try? PidFD(identity: identity) else { return false }
+        guard let main = try? PidFD(identity: identity) else { return .notYet }
         setMain(main)
-        return true
+        return .adopted
     }
 
     /// Runs the health check once and reports the result. Start-up probes (`readiness`) are

@@ -32,7 +32,9 @@ struct TestHTTPClient: Sendable {
         var body = Data()
         if let rawBody { body = Data(rawBody.utf8) }
         if let json { body = try JSONSerialization.data(withJSONObject: json) }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: \(body.count)\r\n"
+        // `headers` may name another Host (a DNS-rebinding page's, say).
+        let host = headers.first { $0.key.lowercased() == "host" } == nil ? "Host: localhost\r\n" : ""
+        var head = "\(method) \(path) HTTP/1.1\r\n\(host)Connection: close\r\nContent-Length: \(body.count)\r\n"
         if !body.isEmpty { head += "Content-Type: application/json\r\n" }
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
@@ -41,6 +43,17 @@ struct TestHTTPClient: Sendable {
         defer { close(fd) }
         try writeAll(fd, Data((head + "\r\n").utf8) + body)
         return try parse(readAll(fd))
+    }
+
+    /// Sends `head` alone (a request whose body would follow) and reads until the server
+    /// closes the connection: the answer it gave before any body was sent. Throws when the
+    /// server keeps waiting for the body instead (the read times out).
+    func sendHeadOnly(_ head: String, timeoutSeconds: Int = 30) throws -> Response {
+        _ = ignoreBrokenPipes
+        let fd = try connect()
+        defer { close(fd) }
+        try writeAll(fd, Data(head.utf8))
+        return try parse(readAll(fd, timeoutSeconds: timeoutSeconds))
     }
 
     private func connect() throws -> Int32 {
@@ -81,8 +94,8 @@ struct TestHTTPClient: Sendable {
         }
     }
 
-    private func readAll(_ fd: Int32) throws -> [UInt8] {
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+    private func readAll(_ fd: Int32, timeoutSeconds: Int = 30) throws -> [UInt8] {
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)

@@ -1,0 +1,172 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// A shared host: web pages, other local users and their services are strangers.
+@Suite("Shared host")
+struct SharedHostTests {
+    /// A daemon with `config` as its config file.
+    func daemon(config: String) throws -> DaemonHarness {
+        let dir = try makeTemporaryDirectory()
+        try config.write(toFile: "\(dir)/h.toml", atomically: true, encoding: .utf8)
+        return try DaemonHarness(stateDir: dir, extraArguments: ["--config", "\(dir)/h.toml"])
+    }
+
+    func readToken(_ daemon: DaemonHarness) throws -> String {
+        try String(contentsOfFile: "\(daemon.stateDir)/read-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("DNS rebinding: a Host that is not this daemon gets 421 on every listener, and nothing happens")
+    func rebinding() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("dns")
+            try daemon.defineSocketService(name)
+            let eventsBefore = try daemon.events().count
+            let evil = ["Host": "attacker.example:\(daemon.port)"]
+            for (client, method, path) in [
+                (daemon.anonymous, "GET", "/v1/status"), (daemon.anonymous, "GET", "/v1/services"), (daemon.anonymous, "GET", "/metrics"),
+                (daemon.tcp, "GET", "/v1/events"), (daemon.tcp, "POST", "/v1/services/\(name)/leases"), (daemon.unix, "GET", "/v1/status"),
+                (daemon.unix, "POST", "/v1/services/\(name)/leases"), (daemon.anonymous, "GET", "/v1/nothing"),
+            ] {
+                let response = try client.send(method, path, json: method == "POST" ? ["ttl_ms": 60_000] : nil, headers: evil)
+                #expect(response.status == 421, "\(method) \(path): \(response.status)")
+                #expect(response.contentType == "application/problem+json")
+                #expect(response.headers["x-content-type-options"] == "nosniff")
+                #expect(response.text.contains("attacker.example") && !response.text.contains(name))
+            }
+            // Loopback names, with any port, still answer.
+            for host in ["localhost", "127.0.0.1:\(daemon.port)", "[::1]:\(daemon.port)"] {
+                #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": host]).status == 200, "\(host)")
+            }
+            #expect(try daemon.events().count == eventsBefore)
+            #expect(try daemon.kernelCount(name) == 0)
+        }
+    }
+
+    @Test("allowed_hosts and the listen address are accepted as Host")
+    func allowedHosts() throws {
+        let daemon = try daemon(config: "[security]\nallowed_hosts = [\"procrefd.box.example\"]\n")
+        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: daemon.stateDir) }
+        #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": "procrefd.box.example:\(daemon.port)"]).status == 200)
+        #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": "other.box.example"]).status == 421)
+    }
+
+    @Test("browsers are refused on the Unix socket, and cross-site changes over TCP even with the token")
+    func browsers() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("csrf")
+            try daemon.defineSocketService(name)
+            let eventsBefore = try daemon.events().count
+            // A cross-site form POST relayed to the socket, as a local proxy would.
+            let form = try daemon.unix.send(
+                "POST", "/v1/daemon/stop", rawBody: "mode=drain",
+                headers: ["Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"])
+            #expect(form.status == 403)
+            #expect(form.json["type"] as? String == "urn:procrefd:problem:browser-refused")
+            let fetchSite = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000], headers: ["Sec-Fetch-Site": "cross-site"])
+            #expect(fetchSite.status == 403)
+            #expect(try daemon.unix.send("GET", "/v1/status", headers: ["Sec-Fetch-Site": "same-origin"]).status == 403)
+
+            let crossSite = try daemon.tcp.send(
+                "POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000], headers: ["Origin": "http://evil.example"])
+            #expect(crossSite.status == 403)
+            #expect(crossSite.json["type"] as? String == "urn:procrefd:problem:cross-origin-refused")
+            #expect(try daemon.tcp.send("POST", "/v1/services/\(name)/restart", headers: ["Origin": "null"]).status == 403)
+            #expect(try daemon.events().count == eventsBefore)
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(try daemon.unix.get("/v1/health").status == 200)  // still running
+
+            // The dashboard's own origin may act with the token.
+            let sameOrigin = try daemon.tcp.send(
+                "POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000],
+                headers: ["Host": "127.0.0.1:\(daemon.port)", "Origin": "http://127.0.0.1:\(daemon.port)"])
+            #expect(sameOrigin.status == 201)
+        }
+    }
+
+    @Test("every API answer says nosniff and no-store")
+    func securityHeaders() throws {
+        try withDaemon { daemon in
+            for path in ["/v1/status", "/v1/health", "/v1/services", "/v1/nothing", "/metrics"] {
+                let response = try daemon.anonymous.get(path)
+                #expect(response.headers["x-content-type-options"] == "nosniff", "\(path)")
+                #expect(response.headers["cache-control"] == "no-store", "\(path)")
+            }
+            #expect(try daemon.unix.get("/v1/status").headers["cache-control"] == "no-store")
+        }
+    }
+
+    @Test("over TCP, logs, events and process lookups need a token; absent and unmanaged pids answer alike")
+    func protectedReads() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("reads")
+            try daemon.defineSocketService(name)
+            let reader = TestHTTPClient(endpoint: .tcp(port: daemon.port), token: try readToken(daemon))
+            for path in ["/v1/events", "/v1/events?wait_ms=100", "/v1/services/\(name)/logs", "/v1/processes/1"] {
+                let refused = try daemon.anonymous.get(path)
+                #expect(refused.status == 401, "\(path)")
+                #expect(refused.text.contains("read token"), "\(path)")
+            }
+            #expect(try reader.get("/v1/events").status == 200)
+            #expect(try reader.get("/v1/services/\(name)/logs").status == 200)
+            #expect(try daemon.tcp.get("/v1/events").status == 200)
+            for path in ["/v1/status", "/v1/services", "/v1/services/\(name)", "/metrics", "/v1/leases"] {
+                #expect(try daemon.anonymous.get(path).status == 200, "\(path)")
+            }
+            // pid 1 exists and is not managed; a pid past pid_max does not exist.
+            let unmanaged = try reader.get("/v1/processes/1")
+            let absent = try reader.get("/v1/processes/4194305")
+            #expect(unmanaged.status == 404)
+            #expect(unmanaged.status == absent.status)
+            #expect(unmanaged.json["type"] as? String == absent.json["type"] as? String)
+            #expect((unmanaged.json["detail"] as? String)?.replacingOccurrences(of: "1", with: "N")
+                    == (absent.json["detail"] as? String)?.replacingOccurrences(of: "4194305", with: "N"))
+            // The read token changes nothing.
+            #expect(try reader.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 1_000]).status == 401)
+        }
+    }
+
+    @Test("tcp_open_reads opens the named reads, and only those")
+    func openReads() throws {
+        let daemon = try daemon(config: "[security]\ntcp_open_reads = [\"status\", \"events\"]\n")
+        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: daemon.stateDir) }
+        #expect(try daemon.anonymous.get("/v1/events").status == 200)
+        #expect(try daemon.anonymous.get("/v1/status").status == 200)
+        #expect(try daemon.anonymous.get("/metrics").status == 401)
+        #expect(try daemon.anonymous.get("/v1/services").status == 401)
+        #expect(try daemon.anonymous.get("/v1/processes/1").status == 401)
+    }
+
+    @Test("a body announced too large gets 413 at once, and the connection is closed")
+    func oversizedBody() throws {
+        try withDaemon { daemon in
+            for client in [daemon.tcp, daemon.unix] {
+                let head = "POST /v1/services/x/leases HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    + (client.token.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "Content-Length: 100000000\r\n\r\n"
+                let response = try client.sendHeadOnly(head, timeoutSeconds: 10)
+                #expect(response.status == 413)
+                #expect(response.contentType == "application/problem+json")
+            }
+        }
+    }
+
+    @Test("a state dir another user owns, or one under a directory others may write, is refused at start, naming the path")
+    func stateDirectoryTrust() throws {
+        let base = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let nobody = try #require(Accounts.user("nobody"))
+        let theirs = "\(base)/theirs"
+        try FileManager.default.createDirectory(atPath: theirs, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        #expect(chown(theirs, nobody.uid, nobody.gid) == 0)
+        let shared = "\(base)/shared"
+        try FileManager.default.createDirectory(atPath: "\(shared)/state", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        #expect(chmod(shared, 0o777) == 0)
+        for (dir, named) in [(theirs, theirs), ("\(shared)/state", shared)] {
+            let run = try runProcrefd(["serve", "--state-dir", dir, "--port", "0"], timeout: 30)
+            #expect(run.code == 1, "\(dir): \(run.stderr)")
+            #expect(run.stderr.contains(named), "\(run.stderr)")
+            #expect(Files.kind("\(dir)/procrefd.db") == nil && Files.kind("\(dir)/token") == nil)
+        }
+    }
+}
