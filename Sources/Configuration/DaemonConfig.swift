@@ -38,7 +38,13 @@ public struct DaemonConfig: Sendable, Equatable {
         /// The users API-defined services may run as (`user`); none when empty. Config-file
         /// services may name any.
         public var apiUsers: [String] = []
+        /// Code-loading environment keys (`LD_LIBRARY_PATH`, …) API services may still set
+        /// when confined.
+        public var apiEnvAllow: [String] = []
         public init() {}
+
+        /// The rules for services defined over the API.
+        public var confinement: APIConfinement { APIConfinement(programs: apiPrograms, users: apiUsers, envAllow: apiEnvAllow) }
     }
 
     /// `[audit]`: how long events are kept, and how often pruning runs.
@@ -78,6 +84,21 @@ public struct DaemonConfig: Sendable, Equatable {
 
     public static func parse(_ text: String, path: String = "<config>") throws(ConfigError) -> DaemonConfig {
         try decode(ConfigFile.self, from: text, path: path).resolved(path: path)
+    }
+
+    /// The keys whose new value only a restart can apply (the listeners, durability, the
+    /// shutdown mode), that differ between `running` and this file; keys in `ignoring` (set
+    /// by command-line flags, which win over the file) are left out.
+    public func restartOnlyChanges(from running: DaemonConfig, ignoring: Set<String> = []) -> [String] {
+        let keys: [(String, Bool)] = [
+            ("listen", listen != running.listen), ("port", port != running.port),
+            ("socket_mode", socketMode != running.socketMode), ("socket_group", socketGroup != running.socketGroup),
+            ("durability", durability != running.durability), ("on_exit", onExit != running.onExit),
+            ("limits.max_body_bytes", limits.maxBodyBytes != running.limits.maxBodyBytes),
+            ("limits.connection_limit", limits.connectionLimit != running.limits.connectionLimit),
+            ("limits.per_ip_connection_limit", limits.perIPConnectionLimit != running.limits.perIPConnectionLimit),
+        ]
+        return keys.filter { $0.1 && !ignoring.contains($0.0) }.map(\.0)
     }
 
     /// Checks every `[services.NAME]` table as a reload would apply them: valid names and
@@ -219,6 +240,10 @@ private struct ConfigFile: Decodable {
                 throw fail("security.api_users: no such user: \(user)")
             }
             config.security.apiUsers = security.apiUsers ?? []
+            for key in security.apiEnvAllow ?? [] where !APIConfinement.loadsCode(key) {
+                throw fail("security.api_env_allow: \(key) is allowed anyway (list only keys that load code, such as LD_LIBRARY_PATH)")
+            }
+            config.security.apiEnvAllow = security.apiEnvAllow ?? []
         }
         config.services = services ?? [:]
         for (name, definition) in config.services.sorted(by: { $0.key < $1.key }) {
@@ -333,8 +358,10 @@ private struct SecurityFile: Decodable {
     var allowedHosts: [String]?
     var apiPrograms: [String]?
     var apiUsers: [String]?
+    var apiEnvAllow: [String]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case apiEnvAllow = "api_env_allow"
         case tcpReadsNeedToken = "tcp_reads_need_token"
         case tcpOpenReads = "tcp_open_reads"
         case allowedHosts = "allowed_hosts"
@@ -350,5 +377,6 @@ private struct SecurityFile: Decodable {
         allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts)
         apiPrograms = try c.decodeIfPresent([String].self, forKey: .apiPrograms)
         apiUsers = try c.decodeIfPresent([String].self, forKey: .apiUsers)
+        apiEnvAllow = try c.decodeIfPresent([String].self, forKey: .apiEnvAllow)
     }
 }

@@ -4,7 +4,6 @@ import Lifecycle
 import Metrics
 import MicroHTTPD
 import Posix
-import Synchronization
 import Wire
 
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
@@ -18,7 +17,9 @@ public final class ControlAPI: HTTPResponder {
     let coordinator: any LifecycleCore
     let store: AuditStore
     /// Swapped whole by a config reload; each request reads it once.
-    let access: SharedAccessPolicy
+    let access: SharedValue<AccessPolicy>
+    /// The longest a long-poll is held (`limits.max_wait_ms`); a reload may change it.
+    let longPollLimitMs: SharedValue<Int>
     let startedAt = Date()
     private let router: Router
 
@@ -34,15 +35,18 @@ public final class ControlAPI: HTTPResponder {
     ) {
         self.coordinator = coordinator
         self.store = store
-        let shared = SharedAccessPolicy(access)
-        self.access = shared
+        let (shared, longPoll) = (SharedValue(access), SharedValue(longPollLimitMs))
+        (self.access, self.longPollLimitMs) = (shared, longPoll)
         router = Router(routes: Self.makeRoutes(
             coordinator: coordinator, store: store, access: shared, startedAt: startedAt, daemon: daemon, metrics: metrics,
-            longPollLimitMs: longPollLimitMs, hangups: hangups, requestStop: requestStop))
+            longPollLimitMs: longPoll, hangups: hangups, requestStop: requestStop))
     }
 
-    /// Applies a reloaded `[security]` to requests that start after it.
-    public func update(access policy: AccessPolicy) { access.set(policy) }
+    /// Applies a reloaded `[security]` and `limits.max_wait_ms` to requests that start after it.
+    public func update(access policy: AccessPolicy, longPollLimitMs: Int) {
+        access.set(policy)
+        self.longPollLimitMs.set(longPollLimitMs)
+    }
 
     /// The route templates by path, with their methods (lower case), for contract tests.
     public var routeTemplates: [String: Set<String>] { router.templates }
@@ -112,15 +116,6 @@ public final class ControlAPI: HTTPResponder {
             return (route.template, .run(route.handler, parameters))
         }
     }
-}
-
-/// The access policy of the running config, read once per request and replaced whole.
-final class SharedAccessPolicy: Sendable {
-    private let policy: Mutex<AccessPolicy>
-    init(_ policy: AccessPolicy) { self.policy = Mutex(policy) }
-    var current: AccessPolicy { policy.withLock { $0 } }
-    func set(_ new: AccessPolicy) { policy.withLock { $0 = new } }
-    func isAdmin(_ request: HTTPRequest) -> Bool { current.isAdmin(request) }
 }
 
 /// Who a request acts as, for the audit log.

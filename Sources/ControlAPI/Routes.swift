@@ -7,8 +7,8 @@ import Posix
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
-        coordinator: any LifecycleCore, store: AuditStore, access: SharedAccessPolicy, startedAt: Date, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: Int, hangups: IOLoop?, requestStop: @escaping StopRequester
+        coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
+        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
         let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
         return [
@@ -28,7 +28,7 @@ extension ControlAPI {
             Route("GET", "/ui/{file}", access: .open, .immediate { request, p in Dashboard.response(file: p["file", default: ""], to: request) }),
 
             Route("GET", "/v1/daemon", access: .read(.status), .immediate { request, _ in
-                json(DaemonPayload(daemon, version: version, admin: access.isAdmin(request)))
+                json(DaemonPayload(daemon, version: version, admin: access.current.isAdmin(request)))
             }),
 
             Route("POST", "/v1/daemon/stop", .immediate { request, _ in
@@ -40,13 +40,13 @@ extension ControlAPI {
             }),
 
             Route("GET", "/v1/services", access: .read(.services), .immediate { request, _ in
-                let admin = access.isAdmin(request)
+                let admin = access.current.isAdmin(request)
                 return json(ServiceListPayload(services: coordinator.serviceStatuses().map { ServicePayload($0, revealing: admin) }))
             }),
 
             Route("GET", "/v1/services/{name}", access: .read(.services), .immediate { request, p in
                 answer {
-                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: access.isAdmin(request)))
+                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: access.current.isAdmin(request)))
                 }
             }),
 
@@ -184,7 +184,7 @@ extension ControlAPI {
             }),
 
             Route("GET", "/v1/events", query: EventQuery.parameters, access: .read(.events), .suspending { request, _ in
-                await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs) }
+                await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs.current) }
             }),
         ]
     }

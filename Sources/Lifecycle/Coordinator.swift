@@ -9,7 +9,8 @@ import Wire
 /// executor and state machine per service), the lease book and the holders. Acquire and
 /// release are in Leases/, start-up reconciliation, process control and drain beside them.
 public final class Coordinator: Sendable {
-    let config: CoordinatorConfig
+    /// The settings in force (a reload may change the limits and `[security]`).
+    var config: CoordinatorConfig { context.settings.current }
     let context: LifecycleContext
     let registry: ServiceRegistry
     let leases: LeaseBook
@@ -20,14 +21,13 @@ public final class Coordinator: Sendable {
 
     /// Loads the stored service definitions. Call `reconcile` before serving.
     public init(config: CoordinatorConfig, store: AuditStore, logger: Logger) throws {
-        self.config = config
         let spawner = Spawner()
         let loop = try IOLoop()
         let cgroupRoot = config.serviceCgroups ? Self.cgroupRoot(scope: config.scope, logger: logger) : nil
         context = LifecycleContext(
             store: store, loop: loop, spawner: spawner, logsDirectory: config.logsDirectory, logger: logger, scope: config.scope,
-            cgroupRoot: cgroupRoot, controllers: CgroupControllers.discover())
-        registry = ServiceRegistry(config: config, context: context)
+            cgroupRoot: cgroupRoot, controllers: CgroupControllers.discover(), settings: SharedValue(config))
+        registry = ServiceRegistry(context: context)
         leases = LeaseBook(maxLeases: config.maxLeases, maxPerService: config.maxLeasesPerService)
         releaseReports = try ReleaseReports(loop: loop)
         holders = HolderPool(
@@ -64,11 +64,35 @@ public final class Coordinator: Sendable {
     /// one the kernel still counts) cannot be replaced.
     public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
-        try check(definition)
-        try checkAllowedPrograms(definition)
-        try checkAPIUser(definition.runAs)
-        return try await registry.define(name, definition, actor: actor)
+        let resolved = try definition.resolvingPrograms(searchPath: Self.ownSearchPath)
+        try check(resolved)
+        try config.confinement.check(resolved)
+        return try await registry.define(name, resolved, actor: actor)
     }
+
+    /// Applies a reload's limits and `[security]` rules: to requests, definitions and starts
+    /// that begin after it. What is fixed for the daemon's life (holder, logs, scope, set
+    /// mode, cgroups, pool) stays as it started, whatever `change` does.
+    public func reconfigure(_ change: (inout CoordinatorConfig) -> Void) {
+        let running = config
+        var next = running
+        change(&next)
+        (next.holderExecutable, next.logsDirectory, next.scope, next.semaphoreMode, next.serviceCgroups, next.holderPoolSize) =
+            (running.holderExecutable, running.logsDirectory, running.scope, running.semaphoreMode, running.serviceCgroups, running.holderPoolSize)
+        context.settings.set(next)
+        leases.setLimits(maxLeases: next.maxLeases, maxPerService: next.maxLeasesPerService)
+        for service in registry.all where !service.membership.withLock({ $0.fromConfig }) {
+            if let rule = service.confinementViolation() {
+                context.logger.warning("service \(service.name) breaks the reloaded [security] rules and will not start: \(rule)")
+            }
+        }
+    }
+
+    /// `limits.max_leases` in force.
+    public var maxLeases: Int { config.maxLeases }
+
+    /// procrefd's own PATH, where a definition names none.
+    static let ownSearchPath = ProcessInfo.processInfo.environment["PATH"]
 
     /// Validates a definition, and its `slots` against the per-service lease limit.
     func check(_ definition: ServiceDefinition) throws(LifecycleError) {
@@ -79,29 +103,21 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// Enforces `apiPrograms` on an API definition.
-    func checkAllowedPrograms(_ definition: ServiceDefinition) throws(LifecycleError) {
-        guard let allowed = config.apiPrograms else { return }
-        var programs = Array(definition.start.prefix(1))
-        if case .exec(let argv) = definition.health?.kind, let first = argv.first { programs.append(first) }
-        let searchPath = definition.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"] ?? Spawner.defaultSearchPath
-        for program in programs {
-            let resolved = Spawner.resolve(program, searchPath: searchPath) ?? program
-            guard allowed.contains(resolved) else { throw .programNotAllowed(program) }
-        }
-    }
-
     /// Makes the config file's services the set of config services (see `ServiceRegistry.applyConfig`).
     public func applyConfigServices(_ definitions: [String: ServiceDefinition], actor: String) async throws(LifecycleError)
         -> ConfigServicesChange
     {
+        var resolved: [String: ServiceDefinition] = [:]
         for (name, definition) in definitions.sorted(by: { $0.key < $1.key }) {
-            do { try check(definition) } catch {
+            do {
+                resolved[name] = try definition.resolvingPrograms(searchPath: Self.ownSearchPath)
+                try check(resolved[name]!)
+            } catch {
                 guard case .invalidField(let problem) = error else { throw error }
                 throw .invalidField(DefinitionError(field: "services.\(name).\(problem.field)", message: problem.message))
             }
         }
-        return try await registry.applyConfig(definitions, actor: actor)
+        return try await registry.applyConfig(resolved, actor: actor)
     }
 
     /// Removes an API-defined service (`DELETE /v1/services/{name}`).

@@ -23,11 +23,8 @@ public struct CoordinatorConfig: Sendable {
     public var idempotencyWindowMs = 86_400_000
     /// Services that may be defined (API and config together).
     public var maxServices = 1000
-    /// When set, services defined over the API may only run these programs (absolute paths,
-    /// after PATH lookup), for `start` and for exec health checks.
-    public var apiPrograms: [String]?
-    /// The users services defined over the API may name in `user` (names or numbers).
-    public var apiUsers: [String] = []
+    /// What services defined over the API may run, as whom, with which environment.
+    public var confinement = APIConfinement()
     public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
     public init(holderExecutable: String, logsDirectory: String, scope: String) {

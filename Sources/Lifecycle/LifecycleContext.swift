@@ -17,6 +17,8 @@ struct LifecycleContext: Sendable {
     let cgroupRoot: Cgroup?
     /// Where the memory, pids and cpu controllers are, for services' caps.
     let controllers: CgroupControllers
+    /// The core's settings; a reload replaces the limits and the API services' rules.
+    let settings: SharedValue<CoordinatorConfig>
 
     /// Queues state and event as one transaction, in order behind earlier writes; await
     /// `committed(_:)` for it (see `AuditStore.submit`). Queue first, await later: the next

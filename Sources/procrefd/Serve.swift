@@ -113,26 +113,9 @@ struct Serve: AsyncParsableCommand {
         var config = CoordinatorConfig(
             holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs,
             scope: try directory.scope())
-        config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? config.defaultTTLMs
         config.serviceCgroups = serviceCgroups == .auto
-        config.maxLeases = file.limits.maxLeases ?? config.maxLeases
-        config.maxLeasesPerService = file.limits.maxLeasesPerService ?? config.maxLeasesPerService
-        config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? config.acquireTimeoutMs
-        config.apiPrograms = file.security.apiPrograms
-        config.apiUsers = file.security.apiUsers
-        config.maxServices = file.limits.maxServices ?? config.maxServices
-        config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? config.idempotencyWindowMs
-        // Each live lease holds two descriptors here (its holder's pidfd and socket), plus
-        // the HTTP connections and the daemon's own.
-        let wantedDescriptors = 2 * config.maxLeases + 2_048
-        do {
-            let soft = try DescriptorLimit.raise(toAtLeast: wantedDescriptors)
-            if soft < wantedDescriptors {
-                logger.warning("open-file limit \(soft) allows about \((soft - 2_048) / 2) leases, below limits.max_leases \(config.maxLeases)")
-            }
-        } catch {
-            logger.warning("cannot raise the open-file limit: \(error)")
-        }
+        applyLiveSettings(file, to: &config)
+        Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
         // The file is the truth about config services: without one, none remain.
         _ = try await coordinator.applyConfigServices(file.services, actor: "config")
@@ -172,14 +155,24 @@ struct Serve: AsyncParsableCommand {
                 "services_adopted": .int(Int64(report.servicesAdopted)), "on_exit": .string(onExit.rawValue),
             ]))
         }
-        let reloader = ConfigReloader(path: self.config, coordinator: coordinator, store: store, logger: logger)
+        let auditSettings = SharedValue(file.audit)
+        let reloader = ConfigReloader(path: self.config, running: file, setByFlags: flagKeys, store: store, logger: logger) { [self, logger] new in
+            let change = try await coordinator.applyConfigServices(new.services, actor: "config")
+            coordinator.reconfigure { applyLiveSettings(new, to: &$0) }
+            Self.raiseDescriptorLimit(for: coordinator.maxLeases, logger: logger)
+            api.update(
+                access: Self.accessPolicy(new.security, token: token, readToken: readToken, listen: listen),
+                longPollLimitMs: new.limits.maxWaitMs ?? EventQuery.maxWaitMs)
+            auditSettings.set(new.audit)
+            return change
+        }
         logger.info("procrefd \(ControlAPI.version) listening on http://\(address) and unix:\(directory.socket), state in \(directory.path)")
         // One machine-readable line for scripts and tests that start procrefd on port 0.
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
         FileHandle.standardOutput.write(Data(line.utf8))
         ServiceManagerNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=listening on \(address)")
 
-        let pruner = Self.startPruner(store: store, coordinator: coordinator, audit: file.audit, logger: logger)
+        let pruner = Self.startPruner(store: store, coordinator: coordinator, audit: auditSettings, logger: logger)
         let trigger = await shutdown.next()
         reloader.cancel()
         pruner.cancel()
@@ -200,6 +193,39 @@ struct Serve: AsyncParsableCommand {
         try store.write { tx in
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
             try tx.endRun(id: runID, mode: mode.rawValue)
+        }
+    }
+
+    /// The settings a reload may change, from the file (command-line flags win).
+    func applyLiveSettings(_ file: DaemonConfig, to config: inout CoordinatorConfig) {
+        let defaults = CoordinatorConfig(holderExecutable: "", logsDirectory: "", scope: "")
+        config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? defaults.defaultTTLMs
+        config.maxLeases = file.limits.maxLeases ?? defaults.maxLeases
+        config.maxLeasesPerService = file.limits.maxLeasesPerService ?? defaults.maxLeasesPerService
+        config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? defaults.acquireTimeoutMs
+        config.confinement = file.security.confinement
+        config.maxServices = file.limits.maxServices ?? defaults.maxServices
+        config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? defaults.idempotencyWindowMs
+    }
+
+    /// The file's keys that command-line flags override (a reload leaves them alone).
+    var flagKeys: Set<String> {
+        let given: [(String, Bool)] = [("listen", listen != nil), ("port", port != nil || listen.flatMap(Self.splitListen)?.port != nil),
+                                       ("durability", durability != nil), ("on_exit", onExit != nil)]
+        return Set(given.filter(\.1).map(\.0))
+    }
+
+    /// Each live lease holds two descriptors here (its holder's pidfd and socket), plus the
+    /// HTTP connections and the daemon's own.
+    static func raiseDescriptorLimit(for maxLeases: Int, logger: Logger) {
+        let wanted = 2 * maxLeases + 2_048
+        do {
+            let soft = try DescriptorLimit.raise(toAtLeast: wanted)
+            if soft < wanted {
+                logger.warning("open-file limit \(soft) allows about \((soft - 2_048) / 2) leases, below limits.max_leases \(maxLeases)")
+            }
+        } catch {
+            logger.warning("cannot raise the open-file limit: \(error)")
         }
     }
 
@@ -246,9 +272,10 @@ struct Serve: AsyncParsableCommand {
     /// Every `audit.prune_interval_ms`: the audit log's retention, when set, in small
     /// batches (`audit.pruned` records each pass); and always the rows of leases that ended
     /// before the idempotency window.
-    static func startPruner(store: AuditStore, coordinator: Coordinator, audit: DaemonConfig.Audit, logger: Logger) -> Task<Void, Never> {
+    static func startPruner(store: AuditStore, coordinator: Coordinator, audit settings: SharedValue<DaemonConfig.Audit>, logger: Logger) -> Task<Void, Never> {
         Task.detached {
             while !Task.isCancelled {
+                let audit = settings.current
                 if audit.retention.isEnabled {
                     do { try store.prune(audit.retention) } catch { logger.error("audit pruning: \(error)") }
                 }

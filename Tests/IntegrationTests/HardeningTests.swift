@@ -142,7 +142,7 @@ struct HardeningTests {
 
     @Test("only allowed programs can be defined over the API when an allowlist is set")
     func programAllowlist() throws {
-        let daemon = try daemon(config: "[security]\napi_programs = [\"/usr/bin/python3\"]\n")
+        let daemon = try daemon(config: "[security]\napi_programs = [\"/usr/bin/python3\"]\napi_users = [\"nobody\"]\n")
         defer { cleanup(daemon) }
         let refused = try daemon.unix.send("PUT", "/v1/services/allow-x", json: ["start": ["sh", "-c", "true"]])
         #expect(refused.status == 403)
@@ -151,7 +151,7 @@ struct HardeningTests {
             "start": ["/usr/bin/python3", "-c", "pass"], "health": ["exec": ["rm", "-rf", "/nonexistent"]],
         ])
         #expect(healthRefused.status == 403)
-        #expect(try daemon.unix.send("PUT", "/v1/services/allow-z", json: ["start": ["/usr/bin/python3", "-c", "pass"]]).status == 201)
+        #expect(try daemon.unix.send("PUT", "/v1/services/allow-z", json: ["start": ["/usr/bin/python3", "-c", "pass"], "user": "nobody"]).status == 201)
         daemon.adoptServiceName("allow-z")
     }
 

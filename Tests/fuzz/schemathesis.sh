@@ -24,6 +24,7 @@ chmod 700 "$state"
 cat > "$state/fuzz.toml" <<TOML
 [security]
 api_programs = ["/bin/true"]
+api_users = ["root"]
 [limits]
 max_leases = 64
 max_services = 200

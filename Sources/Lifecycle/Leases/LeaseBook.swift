@@ -4,10 +4,11 @@ import Synchronization
 /// its place before it spawns a holder, so concurrent acquires can never pass a limit
 /// together, and a refused one costs no process.
 final class LeaseBook: Sendable {
-    let maxLeases: Int
-    let maxPerService: Int
 
     private struct State {
+        /// The limits; a reload may change them.
+        var maxLeases: Int
+        var maxPerService: Int
         var table = LeaseTable()
         /// Acquires that reserved a place and have no lease in the table yet.
         var reserved = 0
@@ -15,11 +16,15 @@ final class LeaseBook: Sendable {
         var refusals = RefusalFolding()
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(maxLeases: Int, maxPerService: Int) {
-        self.maxLeases = maxLeases
-        self.maxPerService = maxPerService
+        state = Mutex(State(maxLeases: maxLeases, maxPerService: maxPerService))
+    }
+
+    /// New limits for reservations that start after this; leases above them stay.
+    func setLimits(maxLeases: Int, maxPerService: Int) {
+        state.withLock { ($0.maxLeases, $0.maxPerService) = (maxLeases, maxPerService) }
     }
 
     /// Why a reservation was refused, and whether to record it (see `RefusalFolding`).
@@ -33,6 +38,7 @@ final class LeaseBook: Sendable {
     /// Reserves a place for an acquire on `service`, or throws `Refusal` at a limit.
     func reserve(_ service: String, now: Int64) throws(Refusal) {
         let refusal = state.withLock { state -> Refusal? in
+            let (maxLeases, maxPerService) = (state.maxLeases, state.maxPerService)
             let overTotal = state.table.count + state.reserved >= maxLeases
             let onService = state.table.count(of: service) + (state.reservedPerService[service] ?? 0)
             guard overTotal || onService >= maxPerService else {

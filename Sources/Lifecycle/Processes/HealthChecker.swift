@@ -6,15 +6,18 @@ import Posix
 /// run, say) does not make the service healthy. Connects, exchanges and waits all go
 /// through the I/O loop: a probe never holds a thread.
 struct HealthChecker: Sendable {
+    /// Starts an exec check's command the way the service itself is started (its user,
+    /// groups, umask, limits and cgroup, its environment).
+    typealias ExecSpawner = @Sendable ([String]) throws -> ProcessIdentity
+
     let loop: IOLoop
-    let spawner: Spawner
 
     /// nil when healthy, otherwise why not. `main` is the service's main process and
     /// `members` lists all of its processes: a listener held by any of them is the
     /// service's. With `verifyOwnership` false a successful connection is enough (the
     /// caller proved the listener's owner moments ago).
     func failure(
-        of check: HealthCheck, main: Int32, members: @escaping @Sendable () -> Set<Int32>, environment: [String: String],
+        of check: HealthCheck, main: Int32, members: @escaping @Sendable () -> Set<Int32>, spawnExec: ExecSpawner,
         verifyOwnership: Bool = true
     ) async -> String? {
         guard ProcessIdentity.of(pid: main)?.isAlive == true else { return "main process \(main) is gone" }
@@ -36,7 +39,7 @@ struct HealthChecker: Sendable {
                 SocketOwnership.listeningInodes(tcpPort: target.port), owner: owner, what: "tcp port \(target.port)",
                 verify: verifyOwnership)
         case .exec(let argv):
-            return await runCommand(argv, environment: environment, timeoutMs: check.timeoutMs)
+            return await runCommand(argv, spawn: spawnExec, timeoutMs: check.timeoutMs)
         }
     }
 
@@ -84,10 +87,10 @@ struct HealthChecker: Sendable {
 
     /// Runs the command; exit code 0 is healthy. Past the timeout it is stopped (the one
     /// `Teardown`), and unhealthy.
-    private func runCommand(_ argv: [String], environment: [String: String], timeoutMs: Int) async -> String? {
+    private func runCommand(_ argv: [String], spawn: ExecSpawner, timeoutMs: Int) async -> String? {
         let process: PidFD
         do {
-            process = try PidFD(child: try spawner.spawn(arguments: argv, environment: environment, options: .init()))
+            process = try PidFD(child: try spawn(argv))
         } catch {
             return "exec \(argv[0]): \(error)"
         }

@@ -7,14 +7,13 @@ import Synchronization
 /// semaphore sets. Changes to the set (define, replace, remove, config reload) run one at a
 /// time under `lock`; lookups never wait for it.
 final class ServiceRegistry: Sendable {
-    let config: CoordinatorConfig
+    var config: CoordinatorConfig { context.settings.current }
     let context: LifecycleContext
     private let table = Mutex(ServiceTable())
     /// Serialises changes to the set of services.
     let lock = AsyncLock()
 
-    init(config: CoordinatorConfig, context: LifecycleContext) {
-        self.config = config
+    init(context: LifecycleContext) {
         self.context = context
     }
 
@@ -125,6 +124,9 @@ final class ServiceRegistry: Sendable {
             let service = ServiceExecutor(
                 name: record.name, definition: definition, semaphores: semaphores, context: context,
                 fromConfig: record.source == "config")
+            if let rule = service.confinementViolation() {
+                context.logger.warning("stored service \(record.name) breaks [security] and will not start: \(rule)")
+            }
             table.withLock { $0[record.name] = service }
         }
     }

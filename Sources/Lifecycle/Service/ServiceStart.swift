@@ -55,8 +55,17 @@ extension ServiceExecutor {
     /// Spawns the main process: in its cgroups (with their caps), as its user, within its
     /// limits. A cap or user the host cannot give fails the start with the reason.
     private func spawnMain(_ definition: ServiceDefinition) throws -> PidFD {
+        try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
+    }
+
+    /// Spawns `argv` as a process of the service: its cgroups, user, groups, umask, limits,
+    /// working directory and environment, its output appended to the service's log. The
+    /// main process and exec health checks both start here, so a check never runs with
+    /// more rights than the service.
+    func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool) throws -> ProcessIdentity {
+        try checkConfinement(definition)
         var options = Spawner.Options()
-        options.newProcessGroup = true
+        options.newProcessGroup = newProcessGroup
         options.workingDirectory = definition.cwd
         let log = try Descriptor.openLog(logPath)
         defer { Descriptor.close(log) }
@@ -71,8 +80,7 @@ extension ServiceExecutor {
         options.credentials = try runAs.credentials()
         options.resourceLimits = runAs.resourceLimits
         options.umask = runAs.umaskValue
-        let identity = try context.spawner.spawn(arguments: definition.start, environment: environment(definition), options: options)
-        return try PidFD(child: identity)
+        return try context.spawner.spawn(arguments: argv, environment: environment(definition), options: options)
     }
 
     /// pid_file mode (systemd's Type=forking), once the start command exited 0: adopted when
@@ -113,19 +121,32 @@ extension ServiceExecutor {
         }
         let now = monotonicMilliseconds()
         let proven = owned.withLock { $0.ownershipProvenAt.map { now - $0 < 1_000 } ?? false }
-        let checker = HealthChecker(loop: context.loop, spawner: context.spawner)
-        // Only an exec check runs anything: the environment is not built for the others.
-        var environment: [String: String] = [:]
-        if case .exec = health.kind { environment = self.environment(definition) }
+        let checker = HealthChecker(loop: context.loop)
         let failure = await checker.failure(
             of: health, main: main, members: { [processes] in processes.members(main: main) },
-            environment: environment, verifyOwnership: !proven)
+            spawnExec: { [self] argv in try spawnAsService(argv, definition, newProcessGroup: false) }, verifyOwnership: !proven)
         guard let failure else {
             if !proven { owned.withLock { $0.ownershipProvenAt = now } }
             return send(.probePassed(token: token))
         }
         if !readiness { Telemetry.healthCheckFailed(service: name) }
         send(.probeFailed(token: token, reason: failure))
+    }
+
+    /// Checked before every start of an API service, with the rules in force now (a reload
+    /// may have tightened them since the definition was accepted): an offender does not
+    /// start, and its start failure names the rule.
+    func checkConfinement(_ definition: ServiceDefinition) throws(LifecycleError) {
+        guard !membership.withLock({ $0.fromConfig }) else { return }
+        do { try context.settings.current.confinement.check(definition) } catch {
+            throw .startFailed(service: name, reason: "refused by [security]: \(error)")
+        }
+    }
+
+    /// The rule of `[security]` this API service breaks now, if any.
+    func confinementViolation() -> String? {
+        do { try checkConfinement(definition) } catch { return error.description }
+        return nil
     }
 
     /// The service's log file.
