@@ -65,9 +65,13 @@ struct DaemonPayload: Encodable {
     let acquireTimeoutMs: Int
     /// Whether the request that asked is the admin's (the Unix socket, or the admin token).
     let admin: Bool
+    /// The reads the request that asked may make (`ReadScope` names): the dashboard asks
+    /// for a token before it tries one it may not.
+    let canRead: [String]
 
-    init(_ info: DaemonInfo, version: String, admin: Bool) {
+    init(_ info: DaemonInfo, version: String, admin: Bool, canRead: [String]) {
         self.admin = admin
+        self.canRead = canRead
         pid = info.pid
         self.version = version
         startedAt = info.startedAt
@@ -95,6 +99,7 @@ struct DaemonPayload: Encodable {
         case serviceCgroup = "service_cgroup"
         case acquireTimeoutMs = "acquire_timeout_ms"
         case admin
+        case canRead = "can_read"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -111,6 +116,7 @@ struct DaemonPayload: Encodable {
         try c.encode(serviceCgroup, forKey: .serviceCgroup)  // null: tracked by environment marker
         try c.encode(acquireTimeoutMs, forKey: .acquireTimeoutMs)
         try c.encode(admin, forKey: .admin)
+        try c.encode(canRead, forKey: .canRead)
     }
 }
 

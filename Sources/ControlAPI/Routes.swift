@@ -28,7 +28,10 @@ extension ControlAPI {
             Route("GET", "/ui/{file}", access: .open, .immediate { request, p in Dashboard.response(file: p["file", default: ""], to: request) }),
 
             Route("GET", "/v1/daemon", access: .read(.status), .immediate { request, _ in
-                json(DaemonPayload(daemon, version: version, admin: access.current.isAdmin(request)))
+                let policy = access.current
+                return json(DaemonPayload(
+                    daemon, version: version, admin: policy.isAdmin(request),
+                    canRead: ReadScope.allCases.filter { policy.allows(request, .read($0)) }.map(\.rawValue)))
             }),
 
             Route("POST", "/v1/daemon/stop", .immediate { request, _ in

@@ -54,6 +54,20 @@ public struct ProcessScan: Sendable {
         Set(entries.values.filter { $0.stat.processGroup == group }.map(\.pid))
     }
 
+    /// For every live process whose environment sets `variable`, that entry
+    /// (`NAME=value`): each environment read once, for questions about many markers.
+    public func carriers(of variable: String) -> [String: Set<Int32>] {
+        let prefix = Array((variable + "=").utf8)
+        var found: [String: Set<Int32>] = [:]
+        for pid in entries.keys {
+            guard let environ = readSmallFileBytes("/proc/\(pid)/environ", limit: 256 * 1024) else { continue }
+            if let entry = environ.split(separator: 0).first(where: { $0.starts(with: prefix) }) {
+                found[String(decoding: entry, as: UTF8.self), default: []].insert(pid)
+            }
+        }
+        return found
+    }
+
     /// Live processes whose environment holds the entry `marker` (`NAME=value`), as set
     /// at their exec and inherited by what they started.
     public func carrying(_ marker: String) -> Set<Int32> {

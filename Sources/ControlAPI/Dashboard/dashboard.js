@@ -129,6 +129,7 @@ function ensureOption(select, value) {
 async function refreshRole() {
   const daemon = await api('/v1/daemon');
   state.admin = daemon.admin === true;
+  state.auditReadable = daemon.can_read.includes('events') && daemon.can_read.includes('logs');
   $('daemon').textContent = `pid ${daemon.pid} · ${daemon.version} · ${daemon.state_dir} · started ${since(daemon.started_at)}`;
   $('role').textContent = state.admin ? 'admin' : state.token ? 'read-only token' : 'read-only';
   $('forget-token').hidden = !state.token;
@@ -303,7 +304,7 @@ async function follow() {
   for (;;) {
     if (!state.auditReadable) {
       setLive(false, 'polling');
-      await poll();
+      await poll(1);  // one round at a time: a token entered meanwhile turns the stream on
       continue;
     }
     try {
@@ -323,9 +324,9 @@ async function follow() {
   }
 }
 
-/** The fallback: /v1/status with If-None-Match every 2 s, for 20 s, then the stream again. */
-async function poll() {
-  for (let round = 0; round < 10; round++) {
+/** The fallback: /v1/status with If-None-Match every 2 s, for `rounds` rounds, then the stream again. */
+async function poll(rounds = 10) {
+  for (let round = 0; round < rounds; round++) {
     await sleep(2000);
     try {
       const answer = await request('/v1/status', { headers: state.statusTag ? { 'If-None-Match': state.statusTag } : {} });
@@ -377,12 +378,9 @@ let following = false;
 async function start() {
   try {
     await refreshRole();
-    try {
+    if (state.auditReadable) {
       state.lastEventId = (await api('/v1/events?order=desc&limit=1')).next_after;
-      state.auditReadable = true;
-    } catch (error) {
-      if (!(error instanceof APIError && error.status === 401)) throw error;
-      state.auditReadable = false;
+    } else {
       $('events').tBodies[0].replaceChildren();
     }
   } catch (error) {

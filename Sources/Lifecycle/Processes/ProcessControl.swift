@@ -81,12 +81,19 @@ extension Coordinator {
         if let lease = leases.all.first(where: { $0.holder.identity == identity }) {
             return .holder(service: lease.service, lease: lease.id)
         }
+        // Without cgroups, /proc is read once for all services, not once per service.
+        var census: (scan: ProcessScan, carriers: [String: Set<Int32>])?
         for service in registry.all {
             guard let leader = service.mainProcess?.identity else { continue }
             if leader == identity { return .service(name: service.name, leader: true) }
-            if group == leader.pid || service.processes.members(main: leader.pid).contains(identity.pid) {
-                return .service(name: service.name, leader: false)
+            if group == leader.pid { return .service(name: service.name, leader: false) }
+            if census == nil && service.processes.cgroup == nil {
+                let scan = ProcessScan.now()
+                census = (scan, scan.carriers(of: ServiceProcesses.markerVariable))
             }
+            let members = census.map { service.processes.members(main: leader.pid, scan: $0.scan, carriers: $0.carriers) }
+                ?? service.processes.members(main: leader.pid)
+            if members.contains(identity.pid) { return .service(name: service.name, leader: false) }
         }
         return nil
     }

@@ -47,6 +47,15 @@ struct ServiceProcesses: Sendable {
         return found.union(scan.descendants(of: roots))
     }
 
+    /// Live processes of the service, found in a scan already made (one per request that
+    /// asks about every service), with `carriers` the scan's `carriers(of: markerVariable)`.
+    func members(main: Int32?, scan: ProcessScan, carriers: [String: Set<Int32>]) -> Set<Int32> {
+        if let cgroup { return Set(cgroup.processes()) }
+        var roots = carriers[marker] ?? []
+        if let main { roots.formUnion(scan.group(main).union([main])) }
+        return scan.descendants(of: roots)
+    }
+
     /// Whether anything of the service still runs; cheap with a cgroup.
     func anyAlive(main: Int32?) -> Bool {
         if let cgroup { return cgroup.isPopulated }
