@@ -65,6 +65,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var idempotencyWindowMs: Int?
         /// The longest a long-poll (`wait_ms`) is held; it then answers with what it has.
         public var maxWaitMs: Int?
+        /// Event streams, log follows and long-polls open at once.
+        public var maxStreams: Int?
         public init() {}
     }
 
@@ -264,8 +266,10 @@ private struct LimitsFile: Decodable {
     var maxServices: Int?
     var idempotencyWindowMs: Int?
     var maxWaitMs: Int?
+    var maxStreams: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxStreams = "max_streams"
         case maxLeases = "max_leases"
         case maxLeasesPerService = "max_leases_per_service"
         case maxBodyBytes = "max_body_bytes"
@@ -289,6 +293,7 @@ private struct LimitsFile: Decodable {
         maxServices = try c.decodeIfPresent(Int.self, forKey: .maxServices)
         idempotencyWindowMs = try c.decodeIfPresent(Int.self, forKey: .idempotencyWindowMs)
         maxWaitMs = try c.decodeIfPresent(Int.self, forKey: .maxWaitMs)
+        maxStreams = try c.decodeIfPresent(Int.self, forKey: .maxStreams)
     }
 
     func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Limits {
@@ -303,6 +308,7 @@ private struct LimitsFile: Decodable {
             ("max_services", maxServices, 1...30_000, \.maxServices),
             ("idempotency_window_ms", idempotencyWindowMs, 1_000...(30 * 86_400_000), \.idempotencyWindowMs),
             ("max_wait_ms", maxWaitMs, 0...60_000, \.maxWaitMs),
+            ("max_streams", maxStreams, 1...10_000, \.maxStreams),
         ]
         for (name, value, range, keyPath) in checks {
             guard let value else { continue }

@@ -9,6 +9,8 @@ import Wire
 /// procrefd's REST API: routes requests to the lifecycle core and the audit store.
 public final class ControlAPI: HTTPResponder {
     public static let version = "0.1.0"
+    /// `limits.max_streams` by default.
+    public static let defaultMaxStreams = 64
 
     /// On every answer that does not set its own: no answer is sniffed into another type,
     /// and none is kept in a browser's or a proxy's cache.
@@ -20,6 +22,8 @@ public final class ControlAPI: HTTPResponder {
     let access: SharedValue<AccessPolicy>
     /// The longest a long-poll is held (`limits.max_wait_ms`); a reload may change it.
     let longPollLimitMs: SharedValue<Int>
+    /// Streams, follows and long-polls open now, and their bound (`limits.max_streams`).
+    let streams: HeldConnections
     let startedAt = Date()
     private let router: Router
 
@@ -31,21 +35,23 @@ public final class ControlAPI: HTTPResponder {
     public init(
         coordinator: any LifecycleCore, store: AuditStore, access: AccessPolicy, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8] = { [] }, longPollLimitMs: Int = EventQuery.maxWaitMs,
-        hangups: IOLoop? = nil, requestStop: @escaping StopRequester
+        maxStreams: Int = 64, hangups: IOLoop? = nil, requestStop: @escaping StopRequester
     ) {
         self.coordinator = coordinator
         self.store = store
-        let (shared, longPoll) = (SharedValue(access), SharedValue(longPollLimitMs))
-        (self.access, self.longPollLimitMs) = (shared, longPoll)
+        let (shared, longPoll, streams) = (SharedValue(access), SharedValue(longPollLimitMs), HeldConnections(limit: maxStreams))
+        (self.access, self.longPollLimitMs, self.streams) = (shared, longPoll, streams)
         router = Router(routes: Self.makeRoutes(
             coordinator: coordinator, store: store, access: shared, startedAt: startedAt, daemon: daemon, metrics: metrics,
-            longPollLimitMs: longPoll, hangups: hangups, requestStop: requestStop))
+            longPollLimitMs: longPoll, streams: streams, hangups: hangups, requestStop: requestStop))
     }
 
-    /// Applies a reloaded `[security]` and `limits.max_wait_ms` to requests that start after it.
-    public func update(access policy: AccessPolicy, longPollLimitMs: Int) {
+    /// Applies a reloaded `[security]`, `limits.max_wait_ms` and `limits.max_streams` to
+    /// requests that start after it.
+    public func update(access policy: AccessPolicy, longPollLimitMs: Int, maxStreams: Int) {
         access.set(policy)
         self.longPollLimitMs.set(longPollLimitMs)
+        streams.setLimit(maxStreams)
     }
 
     /// The route templates by path, with their methods (lower case), for contract tests.

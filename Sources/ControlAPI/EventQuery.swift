@@ -9,16 +9,20 @@ public enum EventQuery {
     public static let maxWaitMs = 60_000
 
     /// - Parameter holdLimitMs: the longest a long-poll is held, whatever `wait_ms` asks.
-    static func respond(to request: HTTPRequest, store: AuditStore, holdLimitMs: Int) async throws -> HTTPResponse {
+    /// - Parameter streams: the places for streams and long-polls (503 when none is free).
+    static func respond(to request: HTTPRequest, store: AuditStore, holdLimitMs: Int, streams: HeldConnections) async throws -> HTTPResponse {
         let filter = try filter(request, now: store.signal.lastID)
         if (request.header("accept") ?? "").contains("application/x-ndjson") {
             guard filter.order == .asc else { throw Problem.invalidField("order", "a stream is in ascending order") }
-            return HTTPResponse(
-                status: 200, headers: [("Content-Type", "application/x-ndjson"), ("Cache-Control", "no-store")],
-                stream: EventStream(store: store, filter: filter))
+            guard let stream = streams.hold(EventStream(store: store, filter: filter)) else { throw Problem.tooManyStreams(streams.limit) }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-ndjson"), ("Cache-Control", "no-store")], stream: stream)
         }
         let waitMs = try request.integer("wait_ms", in: 0...maxWaitMs) ?? 0
         guard waitMs == 0 || filter.order == .asc else { throw Problem.invalidField("wait_ms", "only with order=asc") }
+        if waitMs > 0 {
+            guard streams.take() else { throw Problem.tooManyStreams(streams.limit) }
+        }
+        defer { if waitMs > 0 { streams.give() } }
         let deadline = ContinuousClock.now + .milliseconds(min(waitMs, holdLimitMs))
         var page = filter
         while true {

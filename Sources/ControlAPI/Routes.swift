@@ -8,7 +8,7 @@ extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
         coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, hangups: IOLoop?, requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
         let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
         return [
@@ -68,10 +68,14 @@ extension ControlAPI {
                 answer {
                     let path = try coordinator.logPath(of: p["name", default: ""])
                     let lines = try request.integer("tail", in: 0...ServiceLogs.maxTail) ?? 100
-                    let (tail, end) = ServiceLogs.tail(path, lines: lines)
+                    let (start, end) = ServiceLogs.tail(path, lines: lines)
                     let headers = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
-                    guard try request.boolean("follow") == true else { return HTTPResponse(status: 200, headers: headers, body: tail) }
-                    return HTTPResponse(status: 200, headers: headers, stream: LogFollower(path: path, tail: tail, offset: end) { [signal = store.signal] in signal.isClosed })
+                    let stopping = { @Sendable [signal = store.signal] in signal.isClosed }
+                    guard try request.boolean("follow") == true else {
+                        return HTTPResponse(status: 200, headers: headers, stream: LogFollower(path: path, from: start, until: end, stopping: stopping))
+                    }
+                    guard let held = streams.hold(LogFollower(path: path, from: start, until: nil, stopping: stopping)) else { throw Problem.tooManyStreams(streams.limit) }
+                    return HTTPResponse(status: 200, headers: headers, stream: held)
                 }
             }),
 
@@ -187,7 +191,7 @@ extension ControlAPI {
             }),
 
             Route("GET", "/v1/events", query: EventQuery.parameters, access: .read(.events), .suspending { request, _ in
-                await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs.current) }
+                await answerAsync { try await EventQuery.respond(to: request, store: store, holdLimitMs: longPollLimitMs.current, streams: streams) }
             }),
         ]
     }

@@ -133,6 +133,36 @@ public enum Files {
         return (bytes, start + Int64(n))
     }
 
+    /// Where the last `lines` lines of the file begin (looking back at most `window` bytes),
+    /// and where it ends, read backwards 64 KiB at a time: the tail itself is then sent
+    /// from the file, not held in memory. (0, 0) for a missing file.
+    public static func tailStart(_ path: String, lines: Int, window: Int) -> (start: Int64, end: Int64) {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return (0, 0) }
+        defer { close(fd) }
+        let end = Int64(lseek(fd, 0, SEEK_END))
+        guard lines > 0 else { return (end, end) }
+        let floor = max(0, end - Int64(window))
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        var seen = 0
+        var position = end
+        var last = true  // the file's last byte: a final newline ends the last line, it does not start one
+        while position > floor {
+            let from = max(floor, position - Int64(chunk.count))
+            let count = Int(position - from)
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(from)) }
+            guard n == count else { return (from, end) }
+            for index in stride(from: count - 1, through: 0, by: -1) {
+                defer { last = false }
+                guard chunk[index] == 10, !last else { continue }
+                seen += 1
+                if seen == lines { return (from + Int64(index) + 1, end) }
+            }
+            position = from
+        }
+        return (floor, end)
+    }
+
     /// The size of the file at `path` in bytes; 0 when it does not exist.
     public static func size(_ path: String) -> Int64 {
         var info = stat()

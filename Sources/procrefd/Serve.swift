@@ -130,6 +130,7 @@ struct Serve: AsyncParsableCommand {
         let api = ControlAPI(
             coordinator: coordinator, store: store, access: Self.accessPolicy(file.security, token: token, readToken: readToken, listen: listen), daemon: info,
             metrics: { registry.emitToBuffer() }, longPollLimitMs: file.limits.maxWaitMs ?? EventQuery.maxWaitMs,
+            maxStreams: file.limits.maxStreams ?? ControlAPI.defaultMaxStreams,
             hangups: coordinator.loop, requestStop: { shutdown.request(mode: $0) })
 
         let tcp = try Listener.tcp(host: listen, port: port)
@@ -162,7 +163,7 @@ struct Serve: AsyncParsableCommand {
             Self.raiseDescriptorLimit(for: coordinator.maxLeases, logger: logger)
             api.update(
                 access: Self.accessPolicy(new.security, token: token, readToken: readToken, listen: listen),
-                longPollLimitMs: new.limits.maxWaitMs ?? EventQuery.maxWaitMs)
+                longPollLimitMs: new.limits.maxWaitMs ?? EventQuery.maxWaitMs, maxStreams: new.limits.maxStreams ?? ControlAPI.defaultMaxStreams)
             auditSettings.set(new.audit)
             return change
         }

@@ -170,3 +170,76 @@ struct SharedHostTests {
         }
     }
 }
+
+/// Bounded resources any local user could otherwise exhaust without a token.
+@Suite("Exhaustion")
+struct ExhaustionTests {
+    /// Opens an event stream on the Unix socket and keeps it; returns the socket and what
+    /// the server answered first.
+    func openStream(_ daemon: DaemonHarness) throws -> (fd: Int32, head: String) {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = "\(daemon.stateDir)/procrefd.sock"
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(connected == 0)
+        let request = "GET /v1/events?after=now HTTP/1.1\r\nHost: localhost\r\nAccept: application/x-ndjson\r\n\r\n"
+        _ = request.withCString { write(fd, $0, strlen($0)) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return (fd, n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : "")
+    }
+
+    @Test("streams, follows and long-polls are capped by limits.max_streams: past it 503 with Retry-After, and a freed place is reused")
+    func streamCap() throws {
+        let dir = try makeTemporaryDirectory()
+        try "[limits]\nmax_streams = 2\n".write(toFile: "\(dir)/h.toml", atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", "\(dir)/h.toml"])
+        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: dir) }
+        let first = try openStream(daemon)
+        let second = try openStream(daemon)
+        #expect(first.head.hasPrefix("HTTP/1.1 200") && second.head.hasPrefix("HTTP/1.1 200"), "\(first.head) \(second.head)")
+        let third = try openStream(daemon)
+        #expect(third.head.hasPrefix("HTTP/1.1 503"), "\(third.head)")
+        #expect(third.head.lowercased().contains("retry-after: 1"))
+        close(third.fd)
+        let longPoll = try daemon.unix.get("/v1/events?after=now&wait_ms=5000")
+        #expect(longPoll.status == 503)
+        #expect(longPoll.json["type"] as? String == "urn:procrefd:problem:too-many-streams")
+        let name = daemon.uniqueName("cap")
+        try daemon.defineSocketService(name)
+        #expect(try daemon.unix.get("/v1/services/\(name)/logs?follow=true").status == 503)
+        #expect(try daemon.unix.get("/v1/events?limit=1").status == 200)  // plain reads are not held
+        close(first.fd)
+        // A suspended stream learns its client left when it next writes: a new event (or
+        // the 15 s heartbeat) makes it write.
+        try daemon.defineSocketService(daemon.uniqueName("wake"))
+        #expect(eventually(timeout: 20) { (try? openStream(daemon)).map { stream in defer { close(stream.fd) }; return stream.head.hasPrefix("HTTP/1.1 200") } ?? false })
+        close(second.fd)
+    }
+
+    @Test("a log tail is streamed from the file: exact last lines of a large log, with or without a final newline")
+    func streamedTail() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("bigl")
+            try daemon.defineSocketService(name)
+            let log = "\(daemon.stateDir)/logs/\(name).log"
+            let lines = (0..<120_000).map { "line \($0) " + String(repeating: "x", count: 40) }
+            try (lines.joined(separator: "\n") + "\n").write(toFile: log, atomically: false, encoding: .utf8)
+            let tail = try daemon.unix.get("/v1/services/\(name)/logs?tail=10000")
+            #expect(tail.status == 200)
+            #expect(tail.headers["transfer-encoding"] == "chunked")
+            #expect(tail.text == lines.suffix(10_000).joined(separator: "\n") + "\n")
+            try "a\nb\nc".write(toFile: log, atomically: false, encoding: .utf8)
+            #expect(try daemon.unix.get("/v1/services/\(name)/logs?tail=2").text == "b\nc")
+            #expect(try daemon.unix.get("/v1/services/\(name)/logs?tail=0").text == "")
+            let cli = try runProcrefd(["logs", name, "-n", "2", "--state-dir", daemon.stateDir])
+            #expect(cli.stdout == "b\nc", "\(cli.stdout)")
+        }
+    }
+}

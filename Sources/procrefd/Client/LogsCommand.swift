@@ -15,13 +15,9 @@ struct LogsCommand: ParsableCommand {
 
     func run() throws {
         let path = "/v1/services/\(service)/logs?tail=\(lines)"
+        // The tail is streamed too (chunked, from the file), so both are read as they come.
         try options.perform { client throws(ClientError) in
-            guard follow else {
-                let response = try client.call("GET", path)
-                FileHandle.standardOutput.write(Data(response.body))
-                return
-            }
-            try client.follow(path + "&follow=true") { bytes in FileHandle.standardOutput.write(Data(bytes)) }
+            try client.follow(follow ? path + "&follow=true" : path) { bytes in FileHandle.standardOutput.write(Data(bytes)) }
         }
     }
 }

@@ -120,7 +120,24 @@ struct TestHTTPClient: Sendable {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
-        return Response(status: status, headers: headers, body: Data(bytes[(end + 4)...]))
+        var body = Array(bytes[(end + 4)...])
+        if headers["transfer-encoding"] == "chunked" { body = Self.dechunk(body) }
+        return Response(status: status, headers: headers, body: Data(body))
+    }
+
+    /// The bytes of a complete chunked body (what arrived of it, when cut short).
+    static func dechunk(_ bytes: [UInt8]) -> [UInt8] {
+        var result: [UInt8] = []
+        var index = 0
+        while let lineEnd = bytes[index...].firstIndex(of: 10) {
+            let sizeText = String(decoding: bytes[index..<lineEnd], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let size = Int(sizeText.split(separator: ";").first ?? "", radix: 16), size > 0 else { break }
+            let start = lineEnd + 1
+            let stop = min(bytes.count, start + size)
+            result += bytes[start..<stop]
+            index = min(bytes.count, stop + 2)
+        }
+        return result
     }
 }
 
