@@ -120,6 +120,32 @@ public final class AuditStore: Sendable {
         PendingWrite(store: self, pending: committer.submit { db in try Self.run(body, in: db) })
     }
 
+    /// Queues a record that must not be lost: the end of a lease, a service's transition, a
+    /// signal sent. Should the commit fail for want of storage (a full disk), it waits in
+    /// memory and is committed, in order, before anything else once a commit succeeds again;
+    /// its writer hears success meanwhile (what it records has happened). New acquires
+    /// should be refused while any waits (`backlogCount`).
+    public func submitRecord(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) -> PendingWrite<Void> {
+        // An id from a commit that failed must not be published: it was never written.
+        PendingWrite(store: self, pending: committer.submit({ db in try Self.run(body, in: db) }, deferredValue: ((), 0)))
+    }
+
+    /// Records waiting for storage (see `submitRecord`).
+    public var backlogCount: Int { committer.backlogCount }
+
+    /// Tries the waiting records again (with an empty write of its own); throws while
+    /// storage still fails.
+    public func retryBacklog() throws {
+        guard backlogCount > 0 else { return }
+        try write { _ in }
+    }
+
+    /// `handler` runs on the committing thread whenever a commit fails for want of storage.
+    /// Set it before writes begin.
+    public func onStorageFailure(_ handler: @escaping @Sendable () -> Void) {
+        committer.onStorageFailure = handler
+    }
+
     /// Runs `body` on a read snapshot (concurrent with writes under WAL).
     public func read<T>(_ body: (StoreReader) throws -> T) throws -> T {
         do {

@@ -29,6 +29,10 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case daemonConfigRejected = "daemon.config_rejected"
     case daemonReloadSkipped = "daemon.reload_skipped"
     case auditPruned = "audit.pruned"
+    /// A commit failed for want of storage; records wait in memory (`backlog`).
+    case auditStorageFull = "audit.storage_full"
+    /// Every record that waited is committed again (`recorded`).
+    case auditStorageRecovered = "audit.storage_recovered"
     case leaseAcquired = "lease.acquired"
     case leaseKeepalive = "lease.keepalive"
     case leaseReleased = "lease.released"

@@ -16,6 +16,11 @@ final class GroupCommitter: @unchecked Sendable {
     private let walBound: WALBound
     private let lock = NSLock()
     private var queue: [Job] = []
+    /// Records that must not be lost whose commit failed for want of storage (a full disk):
+    /// each later commit tries them first, in order, before anything queued after them.
+    private var backlog: [Job] = []
+    /// Called (on the committing thread) when a commit fails for want of storage.
+    var onStorageFailure: (@Sendable () -> Void)?
     private var leaderActive = false
     /// The committer thread leads what a writer's thread handed off (see `commitUntilEmpty`).
     private var committerStarted = false
@@ -33,6 +38,11 @@ final class GroupCommitter: @unchecked Sendable {
     class Job: @unchecked Sendable {
         var done = false
         var commitError: Error?
+        /// A record that must not be lost: when storage fails, it waits in the backlog and
+        /// its writer hears success (see `submit(mustRecord:)`).
+        var mustRecord: Bool { false }
+        /// Its last run failed for want of storage (SQLITE_FULL, SQLITE_IOERR).
+        var failedForStorage = false
         var continuation: CheckedContinuation<Void, Never>?
         var semaphore: DispatchSemaphore?
         /// Called by the leader once the job is committed (see `Pending.whenDone`).
@@ -44,6 +54,9 @@ final class GroupCommitter: @unchecked Sendable {
         /// Drops the writer's closure (also when the commit failed before running it): a
         /// blocking writer's closure must not outlive its `perform`.
         func dropBody() {}
+
+        /// Answers the writer as if committed (the record waits in the backlog).
+        func deferAnswer() {}
     }
 
     /// A queued write; wait for it with `value()` (async) or `wait()`.
@@ -53,17 +66,28 @@ final class GroupCommitter: @unchecked Sendable {
         private var body: ((Database) throws -> T)?
         /// Written by `run` before the job is marked done, read after.
         private var result: Result<T, Error>?
+        /// What the writer hears when its record waits in the backlog; nil: not a record
+        /// that must be kept.
+        private let deferredValue: T?
 
-        init(committer: GroupCommitter, body: @escaping (Database) throws -> T) {
+        init(committer: GroupCommitter, body: @escaping (Database) throws -> T, deferredValue: T? = nil) {
             self.committer = committer
             self.body = body
+            self.deferredValue = deferredValue
         }
+
+        override var mustRecord: Bool { deferredValue != nil }
 
         override func dropBody() { body = nil }
 
+        override func deferAnswer() {
+            if let deferredValue { result = .success(deferredValue) }
+        }
+
         override func run(_ db: Database, alone: Bool) -> Bool {
             guard let body else { return true }
-            self.body = nil
+            if !mustRecord { self.body = nil }  // a record to keep may run again
+            failedForStorage = false
             do {
                 if alone {
                     result = .success(try body(db))
@@ -73,6 +97,7 @@ final class GroupCommitter: @unchecked Sendable {
                 return true
             } catch {
                 result = .failure(error)
+                failedForStorage = GroupCommitter.isStorageFailure(error)
                 return false
             }
         }
@@ -136,9 +161,11 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
-    /// Queues `body` behind every write queued before; it runs in a later commit.
-    func submit<T>(_ body: @escaping (Database) throws -> T) -> Pending<T> {
-        let pending = Pending(committer: self, body: body)
+    /// Queues `body` behind every write queued before; it runs in a later commit. With
+    /// `deferredValue`, it is a record that must not be lost: should storage fail, it waits
+    /// in the backlog (bounded by `backlogLimit`) and the writer hears `deferredValue`.
+    func submit<T>(_ body: @escaping (Database) throws -> T, deferredValue: T? = nil) -> Pending<T> {
+        let pending = Pending(committer: self, body: body, deferredValue: deferredValue)
         lock.lock()
         queue.append(pending)
         lock.unlock()
@@ -218,17 +245,34 @@ final class GroupCommitter: @unchecked Sendable {
                 handOff()
                 return
             }
-            let batch = queue
-            queue = []
+            // The backlog goes first: records keep their order.
+            let batch = backlog + queue
+            (queue, backlog) = ([], [])
             lock.unlock()
             let commitError = commit(batch)
+            let storageFailed = commitError.map(Self.isStorageFailure) ?? false || batch.contains { $0.failedForStorage }
+            if storageFailed { onStorageFailure?() }
             lock.lock()
             var continuations: [CheckedContinuation<Void, Never>] = []
             var semaphores: [DispatchSemaphore] = []
             var reports: [() -> Void] = []
             for job in batch {
-                job.dropBody()
-                job.commitError = commitError
+                // A record waits when storage failed it, and keeps waiting (already answered)
+                // whatever failed its retry.
+                if job.mustRecord, commitError != nil || job.failedForStorage, storageFailed || job.done {
+                    if backlog.count < Self.backlogLimit {
+                        backlog.append(job)
+                        if job.done { continue }  // from the backlog: nobody waits for it any more
+                        job.deferAnswer()
+                    } else {
+                        job.dropBody()
+                        job.commitError = commitError ?? AuditStoreError.database("the backlog of records is full (\(Self.backlogLimit))")
+                    }
+                } else {
+                    job.dropBody()
+                    if job.done { continue }  // a backlog record, now committed
+                    job.commitError = commitError
+                }
                 job.done = true
                 if let continuation = job.continuation { continuations.append(continuation) }
                 if let semaphore = job.semaphore { semaphores.append(semaphore) }
@@ -242,6 +286,22 @@ final class GroupCommitter: @unchecked Sendable {
             for semaphore in semaphores { semaphore.signal() }
             for report in reports { report() }
         }
+    }
+
+    /// Records waiting for storage, at most.
+    static let backlogLimit = 100_000
+
+    /// Records waiting in the backlog for a commit to succeed.
+    var backlogCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return backlog.count
+    }
+
+    /// Whether `error` is SQLite's for a full disk or a failing device.
+    static func isStorageFailure(_ error: Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        return error.resultCode == .SQLITE_FULL || error.resultCode == .SQLITE_IOERR
     }
 
     /// How long a writer's thread may lead others' batches once its own is committed.

@@ -47,9 +47,10 @@ public struct DaemonConfig: Sendable, Equatable {
         public var confinement: APIConfinement { APIConfinement(programs: apiPrograms, users: apiUsers, envAllow: apiEnvAllow) }
     }
 
-    /// `[audit]`: how long events are kept, and how often pruning runs.
+    /// `[audit]`: how long events are kept, and how often pruning runs. By default 90 days
+    /// and 10 million events: a new install must not fill a disk by itself.
     public struct Audit: Sendable, Equatable {
-        public var retention = RetentionPolicy()
+        public var retention = RetentionPolicy(maxAgeDays: 90, maxEvents: 10_000_000)
         public var pruneIntervalMs = 60_000
         public init() {}
     }

@@ -18,6 +18,7 @@ enum MetricsHelp {
         "procrefd_http_requests_total": "HTTP requests, by route template, method and status.",
         "procrefd_sqlite_commit_duration_seconds": "Time of one SQLite commit of the audit store.",
         "procrefd_sqlite_commit_batch_size": "Transactions grouped into one SQLite commit.",
+        "procrefd_audit_waiting_records": "Records (lease ends, service transitions) waiting in memory for storage; above 0 the audit log is degraded and new leases are refused.",
     ]
 
     /// The exposition text with a `# HELP` line before each `# TYPE` line.

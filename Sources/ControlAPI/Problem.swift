@@ -67,6 +67,8 @@ extension Problem {
         case .startFailed: self.init(status: 503, slug: "service-start-failed", title: "Service Start Failed", detail: detail)
         case .shuttingDown:
             self.init(status: 503, slug: "shutting-down", title: "Shutting Down", detail: detail, headers: [("Retry-After", "1")])
+        case .auditUnavailable:
+            self.init(status: 503, slug: "audit-unavailable", title: "Audit Unavailable", detail: detail, headers: [("Retry-After", "5")])
         case .kernel, .holder, .storage:
             self.init(status: 500, slug: "internal", title: "Internal Server Error", detail: detail)
         }

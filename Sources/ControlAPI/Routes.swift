@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Lifecycle
+import Metrics
 import MicroHTTPD
 import Posix
 
@@ -10,7 +11,8 @@ extension ControlAPI {
         coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
-        let statusDocument = StatusDocument(coordinator: coordinator, startedAt: startedAt, version: version)
+        let statusDocument = StatusDocument(
+            coordinator: coordinator, startedAt: startedAt, version: version, auditWaiting: { store.backlogCount })
         return [
             Route("GET", "/v1/health", access: .open, .immediate { _, _ in healthResponse }),
 
@@ -20,6 +22,7 @@ extension ControlAPI {
 
             Route("GET", "/metrics", access: .read(.metrics), .immediate { _, _ in
                 Telemetry.recordState(of: coordinator)
+                Gauge(label: "procrefd_audit_waiting_records").record(store.backlogCount)
                 return HTTPResponse(
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: MetricsHelp.add(to: metrics()))
             }),

@@ -23,6 +23,8 @@ final class StatusDocument: Sendable {
     }
 
     private let coordinator: any LifecycleCore
+    /// Records waiting for storage (a full disk): the audit log is then `degraded`.
+    private let auditWaiting: @Sendable () -> Int
     /// Monotonic seconds at start, for the uptime.
     private let started: TimeInterval
     private let head: [UInt8]
@@ -30,10 +32,11 @@ final class StatusDocument: Sendable {
     private let tail: [UInt8]
     private let lastFullAnswer = Mutex<Rendered?>(nil)
 
-    init(coordinator: any LifecycleCore, startedAt: Date, version: String) {
+    init(coordinator: any LifecycleCore, startedAt: Date, version: String, auditWaiting: @escaping @Sendable () -> Int) {
         self.coordinator = coordinator
+        self.auditWaiting = auditWaiting
         started = ProcessInfo.processInfo.systemUptime
-        head = Array(#"{"pid":\#(getpid()),"services":"#.utf8)
+        head = Array(#","pid":\#(getpid()),"services":"#.utf8)
         middle = Array(#","started_at":"\#(Timestamp.format(startedAt))","uptime_ms":"#.utf8)
         tail = Array(#","version":"\#(version)"}"#.utf8) + [10]
     }
@@ -53,18 +56,23 @@ final class StatusDocument: Sendable {
                 lastFullAnswer.withLock { $0 = rendered }
             }
         }
-        if let match = request.header("if-none-match"), ETag.matchesWeakly(match, rendered.tag) {
-            return HTTPResponse(status: 304, headers: [("ETag", rendered.tag)])
+        // The audit log's state is part of what the tag stands for.
+        let waiting = auditWaiting()
+        let tag = waiting == 0 ? rendered.tag : String(rendered.tag.dropLast()) + "-a\(waiting)\""
+        if let match = request.header("if-none-match"), ETag.matchesWeakly(match, tag) {
+            return HTTPResponse(status: 304, headers: [("ETag", tag)])
         }
+        let audit = Array(#"{"audit":"\#(waiting == 0 ? "ok" : "degraded")","audit_waiting":\#(waiting)"#.utf8)
         let uptime = Array(String(Int64((ProcessInfo.processInfo.systemUptime - started) * 1000)).utf8)
         var body: [UInt8] = []
-        body.reserveCapacity(head.count + rendered.servicesJSON.count + middle.count + uptime.count + tail.count)
+        body.reserveCapacity(audit.count + head.count + rendered.servicesJSON.count + middle.count + uptime.count + tail.count)
+        body += audit
         body += head
         body += rendered.servicesJSON
         body += middle
         body += uptime
         body += tail
-        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("ETag", rendered.tag)], body: body)
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("ETag", tag)], body: body)
     }
 
     private func render(_ summaries: [ServiceSummary], stamps: [ServiceStamp]?) -> Rendered {

@@ -15,6 +15,8 @@ public struct StateDirectory: Sendable {
     public var tokenFile: String { "\(path)/token" }
     public var readTokenFile: String { "\(path)/read-token" }
     public var logs: String { "\(path)/logs" }
+    /// Room kept for recording that the disk filled (see `Ballast`).
+    public var ballast: String { "\(path)/ballast" }
 
     /// The default: `$XDG_STATE_HOME/procrefd`, else `~/.local/state/procrefd`.
     public static func defaultPath(environment: [String: String]) -> String {

@@ -58,13 +58,20 @@ struct LifecycleContext: Sendable {
         try await write { try $0.append(event) }
     }
 
-    /// Writes, logging (not throwing) a storage failure: for paths that must go on.
-    func writeLogged(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) async {
-        do { try await write(body) } catch { logger.error("cannot record: \(error)") }
+    /// Queues a record that must not be lost (see `AuditStore.submitRecord`): on a full
+    /// disk it waits in memory, in order, and its writer goes on.
+    func submitRecord(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) -> PendingWrite<Void> {
+        store.submitRecord(body)
     }
 
-    /// Records, logging (not throwing) a storage failure.
+    /// Writes a record that must not be lost, logging what still fails (a record the
+    /// backlog cannot hold): for paths that must go on.
+    func writeLogged(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) async {
+        do { try await committed(submitRecord(body)) } catch { logger.error("cannot record: \(error)") }
+    }
+
+    /// Records an event that must not be lost, logging what still fails.
     func recordLogged(_ event: NewEvent) async {
-        do { try await record(event) } catch { logger.error("cannot record \(event.kind.rawValue): \(error)") }
+        await writeLogged { try $0.append(event) }
     }
 }

@@ -36,6 +36,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case kernel(String)
     case holder(String)
     case storage(String)
+    /// Records wait for storage (a full disk): no new lease until they are committed.
+    case auditUnavailable(waiting: Int)
     case shuttingDown
 
     public var description: String {
@@ -72,6 +74,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .holder(let message): return "lease holder: \(message)"
         case .storage(let message): return "audit store: \(message)"
         case .shuttingDown: return "procrefd is shutting down"
+        case .auditUnavailable(let waiting):
+            return "the audit log cannot be written (disk full?): \(waiting) records wait in memory; no new lease until they are committed"
         }
     }
 }
@@ -88,6 +92,7 @@ extension LifecycleError {
         case .startFailed: return "start_failed"
         case .timedOut: return "busy"
         case .shuttingDown: return "shutting_down"
+        case .auditUnavailable: return "audit_unavailable"
         case .kernel, .holder, .storage: return "internal"
         default: return nil
         }

@@ -31,12 +31,13 @@ public struct SemaphoreSet: Sendable, Equatable {
     }
 
     /// Creates a new set at `key` (IPC_CREAT | IPC_EXCL). nil when a set already exists
-    /// there: it is someone else's, and is never used or removed.
+    /// there, or the key is otherwise barred to us: it is someone else's, and is never used
+    /// or removed.
     public static func create(key: Int32, mode: UInt32 = 0o600) throws(SystemCallError) -> SemaphoreSet? {
         let created = procref_semget(key, 2, Int32(mode) | IPC_CREAT | IPC_EXCL)
         if created >= 0 { return SemaphoreSet(key: key, id: created) }
         let error = SystemCallError.current("semget")
-        if error.errno == .fileExists { return nil }
+        if error.errno == .fileExists || error.errno == .permissionDenied { return nil }
         throw error
     }
 

@@ -20,6 +20,8 @@ struct Serve: AsyncParsableCommand {
         discussion: "Exit codes: 0 stopped cleanly, 1 error, 4 already running.")
 
     static let defaultPort: UInt16 = 7683
+    /// Room kept in the state dir for recording a full disk: some thousands of records.
+    static let ballastBytes = 1 << 20
 
     @OptionGroup var location: StateLocation
 
@@ -104,6 +106,8 @@ struct Serve: AsyncParsableCommand {
         let store = try AuditStore(path: directory.database, durability: durability)
         let checkpointer = try store.checkpointInBackground()
         defer { checkpointer.stop() }
+        let storageWatch = StorageWatch(store: store, ballast: Ballast(path: directory.ballast, bytes: Self.ballastBytes), logger: logger)
+        defer { storageWatch.cancel() }
         let bootID = currentBootID()
         let previousRun = try store.read { try $0.lastRun() }
         let runID = try store.write { try $0.beginRun(pid: getpid(), bootID: bootID) }

@@ -197,6 +197,9 @@ extension Coordinator {
     }
 
     func validate(_ request: AcquireRequest) throws(LifecycleError) -> Int64? {
+        // Fail closed: a lease whose grant could not be recorded must not exist.
+        let waiting = context.store.backlogCount
+        guard waiting == 0 else { throw .auditUnavailable(waiting: waiting) }
         if request.holder.utf8.count > 128 {
             throw .invalidField(DefinitionError(field: "holder", message: "at most 128 bytes"))
         }

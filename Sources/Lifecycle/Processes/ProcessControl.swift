@@ -45,8 +45,8 @@ extension Coordinator {
         }
         let process = try await managedOrAudited(pid, action: "signal \(signalName.uppercased())", actor: actor)
         do { try PidFD(identity: process.identity).signal(signo) } catch { throw .noSuchProcess(pid) }
-        try await context.record(NewEvent(.processSignaled, service: process.owner.service, lease: process.owner.lease, pid: pid,
-                                    actor: actor, detail: ["signal": .string(Signals.name(of: signo)), "owner": .string(process.owner.kind)]))
+        try await context.committed(context.submitRecord { [process] tx in try tx.append(NewEvent(.processSignaled, service: process.owner.service, lease: process.owner.lease, pid: pid,
+                                    actor: actor, detail: ["signal": .string(Signals.name(of: signo)), "owner": .string(process.owner.kind)])) })
         return process
     }
 
@@ -59,9 +59,9 @@ extension Coordinator {
         let outcome = await Teardown(loop: context.loop).stop(process.identity, timeoutMs: timeoutMs)
         if outcome == .nothingRan { throw .noSuchProcess(pid) }
         let endedBy = outcome == .killed ? "KILL" : "TERM"
-        try await context.record(NewEvent(.processStopped, service: process.owner.service, lease: process.owner.lease, pid: pid,
+        try await context.committed(context.submitRecord { [process] tx in try tx.append(NewEvent(.processStopped, service: process.owner.service, lease: process.owner.lease, pid: pid,
                                     actor: actor, detail: ["ended_by": .string(endedBy), "timeout_ms": .int(Int64(timeoutMs)),
-                                                           "owner": .string(process.owner.kind)]))
+                                                           "owner": .string(process.owner.kind)])) })
         return StopOutcome(process: process, endedBy: endedBy)
     }
 

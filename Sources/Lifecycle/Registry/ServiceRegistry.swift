@@ -114,7 +114,14 @@ final class ServiceRegistry: Sendable {
                 context.logger.error("stored definition of \(record.name) is unreadable; skipped")
                 continue
             }
-            let semaphores = try openSemaphores(for: record.name, recorded: record)
+            // One service whose set cannot be had (keys squatted, no set left) must not keep
+            // the others from being served: it is skipped, named in the log, and tried again
+            // at the next start.
+            let semaphores: SemaphoreSet
+            do { semaphores = try openSemaphores(for: record.name, recorded: record) } catch {
+                context.logger.error("service \(record.name) skipped: \(error)")
+                continue
+            }
             if semaphores.key != record.semKey || semaphores.id != record.semID {
                 var renewed = record
                 (renewed.semKey, renewed.semID) = (semaphores.key, semaphores.id)

@@ -39,7 +39,7 @@ extension ServiceExecutor {
         FaultPoint.hit(.afterServiceSpawn)
         let count = (try? kernelCount()) ?? 0
         let (name, tracking) = (self.name, processes.cgroup == nil ? "marker" : "cgroup")
-        let starting = context.submit { tx in
+        let starting = context.submitRecord { tx in
             try tx.updateServiceProcess(name: name, state: "starting", pid: launcher.pid, startTime: launcher.identity.startTime)
             try tx.append(NewEvent(.serviceStarting, service: name, pid: launcher.pid, actor: actor, detail: [
                 "count": .int(Int64(count)), "argv0": .string(definition.start[0]), "reason": .string(reason.rawValue),

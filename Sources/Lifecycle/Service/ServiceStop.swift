@@ -17,7 +17,7 @@ extension ServiceExecutor {
             // queued behind it): the stop need not wait for a commit to begin, nor the
             // commit for the stop.
             let stopping = NewEvent(.serviceStopping, service: name, pid: main?.pid, actor: actor, detail: ["reason": .string(reason)])
-            let stoppingWrite = context.submit { tx in try tx.append(stopping) }
+            let stoppingWrite = context.submitRecord { tx in try tx.append(stopping) }
             // A commit runs only when someone awaits it: a child task does, during the stop.
             async let stoppingCommitted: Void = context.committed(stoppingWrite)
             let outcome = await Teardown(loop: context.loop).stop(
@@ -106,7 +106,7 @@ extension ServiceExecutor {
             let main = owned.withLock { $0.main }
             // Queued with the step (committed before it publishes): the answer to an acquire
             // that follows commits with it, in one transaction.
-            queue(context.submit { tx in
+            queue(context.submitRecord { tx in
                 if let main {
                     try tx.updateServiceProcess(name: name, state: "ready", pid: main.pid, startTime: main.identity.startTime)
                 }
