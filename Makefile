@@ -39,6 +39,7 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product procrefd
 	$(SWIFT) build -c release --product procref-holder
+	$(SWIFT) build -c release --product procref-logpump
 
 ## Installs the release binaries, the systemd unit and shell completions under
 ## $(DESTDIR)$(PREFIX) (default /usr/local).
@@ -46,7 +47,7 @@ install: release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
 	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
-	install -m 755 $(RELEASE_DIR)/procrefd $(RELEASE_DIR)/procref-holder $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(RELEASE_DIR)/procrefd $(RELEASE_DIR)/procref-holder $(RELEASE_DIR)/procref-logpump $(DESTDIR)$(PREFIX)/bin/
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' dist/procrefd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/procrefd.service
 	$(RELEASE_DIR)/procrefd --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procrefd
 	$(RELEASE_DIR)/procrefd --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procrefd

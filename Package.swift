@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "procrefd", targets: ["procrefd"]),
         .executable(name: "procref-holder", targets: ["procref-holder"]),
+        .executable(name: "procref-logpump", targets: ["procref-logpump"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -103,6 +104,9 @@ let package = Package(
                 .unsafeFlags(["-wmo", "-Osize"]),
             ],
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static", "-Xclang-linker", "-Wno-unused-command-line-argument", "-Xlinker", "--gc-sections"])]),
+
+        // A service's output into its log file, rotated by size; outlives procrefd like a holder.
+        .executableTarget(name: "procref-logpump"),
 
         // bench/: the hand-written stand-ins timed against the library calls they replace
         // (run by `make bench`; a stand-in stays only while it wins there).

@@ -145,6 +145,8 @@ int procref_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 
 
 int procref_dup_cloexec(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 3); }
 
+int procref_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
 int procref_set_nonblocking(int fd) {
     int fl = fcntl(fd, F_GETFL);
     if (fl == -1) return -1;

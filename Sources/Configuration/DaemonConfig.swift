@@ -20,6 +20,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var defaultTTLMs: Int64?
     public var limits = Limits()
     public var audit = Audit()
+    public var logs = Logs()
     public var security = Security()
     public var services: [String: ServiceDefinition] = [:]
 
@@ -45,6 +46,14 @@ public struct DaemonConfig: Sendable, Equatable {
 
         /// The rules for services defined over the API.
         public var confinement: APIConfinement { APIConfinement(programs: apiPrograms, users: apiUsers, envAllow: apiEnvAllow) }
+    }
+
+    /// `[logs]`: services' logs are rotated past `maxBytes` (0: never), `keep` kept; a
+    /// service's `log_max_bytes` and `log_keep` win.
+    public struct Logs: Sendable, Equatable {
+        public var maxBytes = 10 << 20
+        public var keep = 3
+        public init() {}
     }
 
     /// `[audit]`: how long events are kept, and how often pruning runs. By default 90 days
@@ -162,11 +171,12 @@ private struct ConfigFile: Decodable {
     var defaultTTLMs: Int64?
     var limits: LimitsFile?
     var audit: AuditFile?
+    var logs: LogsFile?
     var security: SecurityFile?
     var services: [String: ServiceDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, port, durability, limits, audit, security, services
+        case listen, port, durability, limits, audit, logs, security, services
         case socketMode = "socket_mode"
         case socketGroup = "socket_group"
         case onExit = "on_exit"
@@ -185,6 +195,7 @@ private struct ConfigFile: Decodable {
         defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
         limits = try c.decodeIfPresent(LimitsFile.self, forKey: .limits)
         audit = try c.decodeIfPresent(AuditFile.self, forKey: .audit)
+        logs = try c.decodeIfPresent(LogsFile.self, forKey: .logs)
         security = try c.decodeIfPresent(SecurityFile.self, forKey: .security)
         services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
     }
@@ -218,6 +229,16 @@ private struct ConfigFile: Decodable {
         }
         if let limits { config.limits = try limits.resolved(fail) }
         if let audit { config.audit = try audit.resolved(fail) }
+        if let maxBytes = logs?.maxBytes {
+            guard maxBytes == 0 || ServiceDefinition.logMaxBytesRange.contains(maxBytes) else {
+                throw fail("logs.max_bytes: 0 (never rotate) or within \(ServiceDefinition.logMaxBytesRange)")
+            }
+            config.logs.maxBytes = maxBytes
+        }
+        if let keep = logs?.keep {
+            guard ServiceDefinition.logKeepRange.contains(keep) else { throw fail("logs.keep: must be within \(ServiceDefinition.logKeepRange)") }
+            config.logs.keep = keep
+        }
         if let security {
             config.security.tcpReadsNeedToken = security.tcpReadsNeedToken ?? false
             if let open = security.tcpOpenReads {
@@ -317,6 +338,23 @@ private struct LimitsFile: Decodable {
             limits[keyPath: keyPath] = value
         }
         return limits
+    }
+}
+
+private struct LogsFile: Decodable {
+    var maxBytes: Int?
+    var keep: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxBytes = "max_bytes"
+        case keep
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "logs")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxBytes = try c.decodeIfPresent(Int.self, forKey: .maxBytes)
+        keep = try c.decodeIfPresent(Int.self, forKey: .keep)
     }
 }
 

@@ -72,13 +72,14 @@ public final class Coordinator: Sendable {
 
     /// Applies a reload's limits and `[security]` rules: to requests, definitions and starts
     /// that begin after it. What is fixed for the daemon's life (holder, logs, scope, set
-    /// mode, cgroups, pool) stays as it started, whatever `change` does.
+    /// mode, cgroups, pool, log pump) stays as it started, whatever `change` does.
     public func reconfigure(_ change: (inout CoordinatorConfig) -> Void) {
         let running = config
         var next = running
         change(&next)
         (next.holderExecutable, next.logsDirectory, next.scope, next.semaphoreMode, next.serviceCgroups, next.holderPoolSize) =
             (running.holderExecutable, running.logsDirectory, running.scope, running.semaphoreMode, running.serviceCgroups, running.holderPoolSize)
+        next.logPumpExecutable = running.logPumpExecutable
         context.settings.set(next)
         leases.setLimits(maxLeases: next.maxLeases, maxPerService: next.maxLeasesPerService)
         for service in registry.all where !service.membership.withLock({ $0.fromConfig }) {

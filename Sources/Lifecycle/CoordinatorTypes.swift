@@ -25,6 +25,12 @@ public struct CoordinatorConfig: Sendable {
     public var maxServices = 1000
     /// What services defined over the API may run, as whom, with which environment.
     public var confinement = APIConfinement()
+    /// `procref-logpump`, which writes services' output and rotates their logs; nil: the
+    /// output goes straight into the file, unrotated.
+    public var logPumpExecutable: String?
+    /// Defaults of `log_max_bytes` and `log_keep` (`[logs] max_bytes`, `keep`).
+    public var logMaxBytes = 10 << 20
+    public var logKeep = 3
     public static let ttlRange: ClosedRange<Int64> = 100...86_400_000
 
     public init(holderExecutable: String, logsDirectory: String, scope: String) {

@@ -30,6 +30,10 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public var restartWindowMs: Int
     /// Who the service runs as, within which limits (`ServiceDefinition+Identity.swift`).
     public var runAs = RunAs()
+    /// Its log is rotated past this size (nil: the daemon's `[logs] max_bytes`).
+    public var logMaxBytes: Int?
+    /// Rotated logs kept (`NAME.log.1` …; nil: the daemon's `[logs] keep`).
+    public var logKeep: Int?
 
     public static let timeoutRange = 1...600_000
 
@@ -65,6 +69,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case restartBackoffMaxMs = "restart_backoff_max_ms"
         case restartLimit = "restart_limit"
         case restartWindowMs = "restart_window_ms"
+        case logMaxBytes = "log_max_bytes"
+        case logKeep = "log_keep"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -83,6 +89,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encode(restartBackoffMaxMs, forKey: .restartBackoffMaxMs)
         try c.encode(restartLimit, forKey: .restartLimit)
         try c.encode(restartWindowMs, forKey: .restartWindowMs)
+        try c.encodeIfPresent(logMaxBytes, forKey: .logMaxBytes)
+        try c.encodeIfPresent(logKeep, forKey: .logKeep)
         try runAs.encode(to: encoder)
     }
 
@@ -104,6 +112,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         restartBackoffMaxMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMaxMs) ?? defaults.restartBackoffMaxMs
         restartLimit = try c.decodeIfPresent(Int.self, forKey: .restartLimit) ?? defaults.restartLimit
         restartWindowMs = try c.decodeIfPresent(Int.self, forKey: .restartWindowMs) ?? defaults.restartWindowMs
+        logMaxBytes = try c.decodeIfPresent(Int.self, forKey: .logMaxBytes)
+        logKeep = try c.decodeIfPresent(Int.self, forKey: .logKeep)
         runAs = try RunAs(from: decoder)
     }
 
@@ -113,6 +123,10 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// The largest `slots` any definition may ask for (a daemon's per-service lease limit
     /// may lower it).
     public static let slotsRange = 1...32_000
+
+    /// `log_max_bytes`: 0 (never rotate), or 4 KiB to 1 TiB.
+    public static let logMaxBytesRange = 4_096...(1 << 40)
+    public static let logKeepRange = 0...100
 
     /// Nothing to run: a lock or semaphore that only counts.
     public var isLock: Bool { start.isEmpty }
@@ -160,6 +174,15 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         ]
         for (field, value, range) in ranges where !range.contains(value) {
             throw DefinitionError(field: field, message: "must be within \(range)")
+        }
+        if let logMaxBytes, logMaxBytes != 0, !Self.logMaxBytesRange.contains(logMaxBytes) {
+            throw DefinitionError(field: "log_max_bytes", message: "0 (never rotate) or within \(Self.logMaxBytesRange)")
+        }
+        if let logKeep, !Self.logKeepRange.contains(logKeep) {
+            throw DefinitionError(field: "log_keep", message: "must be within \(Self.logKeepRange)")
+        }
+        if isLock, logMaxBytes != nil || logKeep != nil {
+            throw DefinitionError(field: logMaxBytes != nil ? "log_max_bytes" : "log_keep", message: "needs a start command (a service with no start is a lock)")
         }
         guard Signals.number(named: stopSignal) != nil else {
             throw DefinitionError(field: "stop_signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))")

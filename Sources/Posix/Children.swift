@@ -31,6 +31,10 @@ public enum Children {
     /// main process named by its pid file).
     public static func claim(_ pid: Int32) { _ = registered.withLock { $0.insert(pid) } }
 
+    /// Nobody will wait for this child (a helper that ends by itself): the orphan reaper
+    /// reaps it.
+    public static func release(_ pid: Int32) { reaped(pid) }
+
     /// The child was reaped by whoever waited for it.
     static func reaped(_ pid: Int32) { _ = registered.withLock { $0.remove(pid) } }
 

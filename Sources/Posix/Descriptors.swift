@@ -87,6 +87,13 @@ public enum Descriptor {
         return .closed
     }
 
+    /// A pipe, both ends close-on-exec (a spawn passes the end it gives as 0, 1 or 2).
+    public static func pipe() throws(SystemCallError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check("pipe2", procref_pipe_cloexec(&fds))
+        return (fds[0], fds[1])
+    }
+
     /// Opens (creating, appending) a log file for a child's output.
     public static func openLog(_ path: String) throws(SystemCallError) -> Int32 {
         try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600))

@@ -118,6 +118,7 @@ struct Serve: AsyncParsableCommand {
             holderExecutable: holder ?? Self.siblingExecutable("procref-holder"), logsDirectory: directory.logs,
             scope: try directory.scope())
         config.serviceCgroups = serviceCgroups == .auto
+        config.logPumpExecutable = Self.siblingExecutable("procref-logpump")
         applyLiveSettings(file, to: &config)
         Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
@@ -211,6 +212,7 @@ struct Serve: AsyncParsableCommand {
         config.confinement = file.security.confinement
         config.maxServices = file.limits.maxServices ?? defaults.maxServices
         config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? defaults.idempotencyWindowMs
+        (config.logMaxBytes, config.logKeep) = (file.logs.maxBytes, file.logs.keep)
     }
 
     /// The file's keys that command-line flags override (a reload leaves them alone).

@@ -243,3 +243,36 @@ struct ExhaustionTests {
         }
     }
 }
+
+/// Semaphore keys someone else holds.
+@Suite("Squatted keys")
+struct SquattedKeyTests {
+    @Test("keys of a service squatted before start are skipped: the daemon starts, the service gets the next free key, the squatter's sets stay")
+    func squatted() throws {
+        let stateDir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
+        let name = "squat-\(UUID().uuidString.prefix(8).lowercased())"
+        let identity = try #require(Files.identity(stateDir))
+        let scope = "\(identity.device).\(identity.inode)"
+        // Sets this state dir did not make, at the first three keys its service would take.
+        var squatters: [SemaphoreSet] = []
+        for attempt in 0..<3 {
+            if let set = try SemaphoreSet.create(key: SemaphoreSet.key(scope: scope, service: name, attempt: attempt), mode: 0o644) {
+                squatters.append(set)
+            }
+        }
+        defer { for set in squatters { try? set.remove() } }
+        try #require(squatters.count == 3)
+        try "[services.\(name)]\nslots = 1\n".write(toFile: "\(stateDir)/h.toml", atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(stateDir: stateDir, extraArguments: ["--config", "\(stateDir)/h.toml"])
+        let set = daemon.semaphoreSet(name)
+        defer {
+            daemon.shutdown()
+            try? set?.remove()
+        }
+        let key = try daemon.service(name)["key"] as? Int
+        #expect(key == Int(SemaphoreSet.key(scope: scope, service: name, attempt: 3)))
+        #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+        for squatter in squatters { #expect(try squatter.count() == 0) }
+    }
+}

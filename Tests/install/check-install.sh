@@ -23,7 +23,7 @@ fi
 rm -f "$dest.log"
 bin=$dest/usr/local/bin
 unit=$dest/usr/local/lib/systemd/system/procrefd.service
-check "binaries installed" test -x "$bin/procrefd" -a -x "$bin/procref-holder"
+check "binaries installed" test -x "$bin/procrefd" -a -x "$bin/procref-holder" -a -x "$bin/procref-logpump"
 check "unit installed with the install path" grep -q '^ExecStart=/usr/local/bin/procrefd serve' "$unit"
 check "completions installed" test -s "$dest/usr/local/share/bash-completion/completions/procrefd" \
   -a -s "$dest/usr/local/share/zsh/site-functions/_procrefd" -a -s "$dest/usr/local/share/fish/vendor_completions.d/procrefd.fish"

@@ -102,6 +102,8 @@ int procref_set_child_subreaper(void);
 
 int procref_set_nonblocking(int fd);
 int procref_dup_cloexec(int fd);
+/** pipe2(fds, O_CLOEXEC). */
+int procref_pipe_cloexec(int fds[2]);
 
 /* --- Signals and time (used by the holder) ------------------------------- */
 

@@ -55,20 +55,53 @@ extension ServiceExecutor {
     /// Spawns the main process: in its cgroups (with their caps), as its user, within its
     /// limits. A cap or user the host cannot give fails the start with the reason.
     private func spawnMain(_ definition: ServiceDefinition) throws -> PidFD {
-        try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
+        guard let output = startLogPump(definition) else {
+            return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
+        }
+        defer { Descriptor.close(output) }
+        return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, output: output))
+    }
+
+    /// Starts the service's `procref-logpump` on a new pipe and returns the pipe's write
+    /// end, for the service's stdout and stderr (the caller closes it once the service has
+    /// it). nil without a pump, or when it cannot start: the service then writes to its
+    /// log file directly, unrotated (logged).
+    private func startLogPump(_ definition: ServiceDefinition) -> Int32? {
+        let settings = context.settings.current
+        guard let pump = settings.logPumpExecutable else { return nil }
+        do {
+            let pipe = try Descriptor.pipe()
+            defer { Descriptor.close(pipe.read) }
+            var options = Spawner.Options()
+            options.newSession = true  // like a holder: it outlives procrefd, so the service can always write
+            options.standardInput = pipe.read
+            let arguments = [pump, logPath, String(definition.logMaxBytes ?? settings.logMaxBytes), String(definition.logKeep ?? settings.logKeep)]
+            let identity: ProcessIdentity
+            do { identity = try context.spawner.spawn(arguments: arguments, environment: [:], options: options) } catch {
+                Descriptor.close(pipe.write)
+                throw error
+            }
+            Children.release(identity.pid)  // it ends by itself at the end of the output
+            return pipe.write
+        } catch {
+            context.logger.warning("\(name): no log pump (\(error)); its output goes to \(logPath) unrotated")
+            return nil
+        }
     }
 
     /// Spawns `argv` as a process of the service: its cgroups, user, groups, umask, limits,
     /// working directory and environment, its output appended to the service's log. The
     /// main process and exec health checks both start here, so a check never runs with
     /// more rights than the service.
-    func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool) throws -> ProcessIdentity {
+    /// - Parameter output: where its stdout and stderr go (the log pump's pipe); nil: the
+    ///   log file, appended to.
+    func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, output: Int32? = nil) throws -> ProcessIdentity {
         try checkConfinement(definition)
         var options = Spawner.Options()
         options.newProcessGroup = newProcessGroup
         options.workingDirectory = definition.cwd
-        let log = try Descriptor.openLog(logPath)
-        defer { Descriptor.close(log) }
+        let log = try output ?? Descriptor.openLog(logPath)
+        defer { if output == nil { Descriptor.close(log) } }
         options.standardOutput = log
         options.standardError = log
         let cgroup = try processes.spawnDescriptor()
