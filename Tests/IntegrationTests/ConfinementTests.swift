@@ -7,7 +7,8 @@ import Testing
 /// through a definition, its health check, its environment or its PATH.
 @Suite("API confinement")
 struct ConfinementTests {
-    static func withConfig(_ config: String, stateDir: String? = nil, _ body: (DaemonHarness) throws -> Void) throws {
+    /// A daemon reading `config`, on `stateDir` (which the caller then owns).
+    static func withConfig(_ config: String, stateDir: String, _ body: (DaemonHarness) throws -> Void) throws {
         let configDir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: configDir) }
         try config.write(toFile: "\(configDir)/procrefd.toml", atomically: true, encoding: .utf8)
@@ -18,7 +19,7 @@ struct ConfinementTests {
 
     @Test("confined: no user means procrefd's own, refused unless listed; code-loading env keys are 422; a lock needs no user")
     func confinedDefinitions() throws {
-        try Self.withConfig("[security]\napi_users = [\"nobody\"]\napi_env_allow = [\"LD_LIBRARY_PATH\"]\n") { daemon in
+        try withDaemon(config: "[security]\napi_users = [\"nobody\"]\napi_env_allow = [\"LD_LIBRARY_PATH\"]\n") { daemon throws in
             let eventsBefore = try daemon.events().count
             let noUser = try daemon.unix.send("PUT", "/v1/services/conf-a", json: ["start": ["sleep", "60"]])
             #expect(noUser.status == 403, "\(noUser.text)")
@@ -79,7 +80,7 @@ struct ConfinementTests {
 
     @Test("an exec health check runs as the service's user, in its cgroup")
     func execHealthAsService() throws {
-        try Self.withConfig("[security]\napi_users = [\"nobody\"]\n") { daemon in
+        try withDaemon(config: "[security]\napi_users = [\"nobody\"]\n") { daemon throws in
             let nobody = try #require(Accounts.user("nobody"))
             let cgroup = try daemon.unix.get("/v1/daemon").json["service_cgroup"] as? String
             let name = daemon.uniqueName("hcuser")

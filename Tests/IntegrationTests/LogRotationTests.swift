@@ -53,20 +53,18 @@ struct LogRotationTests {
 
     @Test("[logs] sets the daemon's defaults; a bad log_max_bytes or log_keep is 422")
     func defaults() throws {
-        let dir = try makeTemporaryDirectory()
-        try "[logs]\nmax_bytes = 8192\nkeep = 1\n".write(toFile: "\(dir)/h.toml", atomically: true, encoding: .utf8)
-        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", "\(dir)/h.toml"])
-        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: dir) }
-        let name = daemon.uniqueName("rotd")
-        #expect(try daemon.unix.send("PUT", "/v1/services/\(name)", json: ["start": writer(count: 1_000, pauseMs: 0)]).status == 201)
-        #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
-        let log = "\(daemon.stateDir)/logs/\(name).log"
-        #expect(eventually(timeout: 20) { (try? String(contentsOfFile: log, encoding: .utf8)).map { numbers($0).last == 999 } ?? false })
-        #expect(Files.kind(log + ".1") != nil && Files.kind(log + ".2") == nil)
-        #expect(Files.size(log) <= 8_192 && Files.size(log + ".1") <= 8_192)
-        for (key, value) in [("log_max_bytes", 100), ("log_max_bytes", -1), ("log_keep", 101)] {
-            let refused = try daemon.unix.send("PUT", "/v1/services/\(name)-bad", json: ["start": ["true"], key: value])
-            #expect(refused.status == 422 && refused.text.contains(key), "\(key)=\(value): \(refused.text)")
+        try withDaemon(config: "[logs]\nmax_bytes = 8192\nkeep = 1\n") { daemon throws in
+            let name = daemon.uniqueName("rotd")
+            #expect(try daemon.unix.send("PUT", "/v1/services/\(name)", json: ["start": writer(count: 1_000, pauseMs: 0)]).status == 201)
+            #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+            let log = "\(daemon.stateDir)/logs/\(name).log"
+            #expect(eventually(timeout: 20) { (try? String(contentsOfFile: log, encoding: .utf8)).map { numbers($0).last == 999 } ?? false })
+            #expect(Files.kind(log + ".1") != nil && Files.kind(log + ".2") == nil)
+            #expect(Files.size(log) <= 8_192 && Files.size(log + ".1") <= 8_192)
+            for (key, value) in [("log_max_bytes", 100), ("log_max_bytes", -1), ("log_keep", 101)] {
+                let refused = try daemon.unix.send("PUT", "/v1/services/\(name)-bad", json: ["start": ["true"], key: value])
+                #expect(refused.status == 422 && refused.text.contains(key), "\(key)=\(value): \(refused.text)")
+            }
         }
     }
 }

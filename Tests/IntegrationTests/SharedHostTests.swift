@@ -6,13 +6,6 @@ import Testing
 /// A shared host: web pages, other local users and their services are strangers.
 @Suite("Shared host")
 struct SharedHostTests {
-    /// A daemon with `config` as its config file.
-    func daemon(config: String) throws -> DaemonHarness {
-        let dir = try makeTemporaryDirectory()
-        try config.write(toFile: "\(dir)/h.toml", atomically: true, encoding: .utf8)
-        return try DaemonHarness(stateDir: dir, extraArguments: ["--config", "\(dir)/h.toml"])
-    }
-
     func readToken(_ daemon: DaemonHarness) throws -> String {
         try String(contentsOfFile: "\(daemon.stateDir)/read-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -46,10 +39,10 @@ struct SharedHostTests {
 
     @Test("allowed_hosts and the listen address are accepted as Host")
     func allowedHosts() throws {
-        let daemon = try daemon(config: "[security]\nallowed_hosts = [\"procrefd.box.example\"]\n")
-        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: daemon.stateDir) }
-        #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": "procrefd.box.example:\(daemon.port)"]).status == 200)
-        #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": "other.box.example"]).status == 421)
+        try withDaemon(config: "[security]\nallowed_hosts = [\"procrefd.box.example\"]\n") { daemon throws in
+            #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": "procrefd.box.example:\(daemon.port)"]).status == 200)
+            #expect(try daemon.anonymous.send("GET", "/v1/status", headers: ["Host": "other.box.example"]).status == 421)
+        }
     }
 
     @Test("browsers are refused on the Unix socket, and cross-site changes over TCP even with the token")
@@ -129,13 +122,13 @@ struct SharedHostTests {
 
     @Test("tcp_open_reads opens the named reads, and only those")
     func openReads() throws {
-        let daemon = try daemon(config: "[security]\ntcp_open_reads = [\"status\", \"events\"]\n")
-        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: daemon.stateDir) }
-        #expect(try daemon.anonymous.get("/v1/events").status == 200)
-        #expect(try daemon.anonymous.get("/v1/status").status == 200)
-        #expect(try daemon.anonymous.get("/metrics").status == 401)
-        #expect(try daemon.anonymous.get("/v1/services").status == 401)
-        #expect(try daemon.anonymous.get("/v1/processes/1").status == 401)
+        try withDaemon(config: "[security]\ntcp_open_reads = [\"status\", \"events\"]\n") { daemon throws in
+            #expect(try daemon.anonymous.get("/v1/events").status == 200)
+            #expect(try daemon.anonymous.get("/v1/status").status == 200)
+            #expect(try daemon.anonymous.get("/metrics").status == 401)
+            #expect(try daemon.anonymous.get("/v1/services").status == 401)
+            #expect(try daemon.anonymous.get("/v1/processes/1").status == 401)
+        }
     }
 
     @Test("a body announced too large gets 413 at once, and the connection is closed")
@@ -197,30 +190,28 @@ struct ExhaustionTests {
 
     @Test("streams, follows and long-polls are capped by limits.max_streams: past it 503 with Retry-After, and a freed place is reused")
     func streamCap() throws {
-        let dir = try makeTemporaryDirectory()
-        try "[limits]\nmax_streams = 2\n".write(toFile: "\(dir)/h.toml", atomically: true, encoding: .utf8)
-        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", "\(dir)/h.toml"])
-        defer { daemon.shutdown(); try? FileManager.default.removeItem(atPath: dir) }
-        let first = try openStream(daemon)
-        let second = try openStream(daemon)
-        #expect(first.head.hasPrefix("HTTP/1.1 200") && second.head.hasPrefix("HTTP/1.1 200"), "\(first.head) \(second.head)")
-        let third = try openStream(daemon)
-        #expect(third.head.hasPrefix("HTTP/1.1 503"), "\(third.head)")
-        #expect(third.head.lowercased().contains("retry-after: 1"))
-        close(third.fd)
-        let longPoll = try daemon.unix.get("/v1/events?after=now&wait_ms=5000")
-        #expect(longPoll.status == 503)
-        #expect(longPoll.json["type"] as? String == "urn:procrefd:problem:too-many-streams")
-        let name = daemon.uniqueName("cap")
-        try daemon.defineSocketService(name)
-        #expect(try daemon.unix.get("/v1/services/\(name)/logs?follow=true").status == 503)
-        #expect(try daemon.unix.get("/v1/events?limit=1").status == 200)  // plain reads are not held
-        close(first.fd)
-        // A suspended stream learns its client left when it next writes: a new event (or
-        // the 15 s heartbeat) makes it write.
-        try daemon.defineSocketService(daemon.uniqueName("wake"))
-        #expect(eventually(timeout: 20) { (try? openStream(daemon)).map { stream in defer { close(stream.fd) }; return stream.head.hasPrefix("HTTP/1.1 200") } ?? false })
-        close(second.fd)
+        try withDaemon(config: "[limits]\nmax_streams = 2\n") { daemon throws in
+            let first = try openStream(daemon)
+            let second = try openStream(daemon)
+            #expect(first.head.hasPrefix("HTTP/1.1 200") && second.head.hasPrefix("HTTP/1.1 200"), "\(first.head) \(second.head)")
+            let third = try openStream(daemon)
+            #expect(third.head.hasPrefix("HTTP/1.1 503"), "\(third.head)")
+            #expect(third.head.lowercased().contains("retry-after: 1"))
+            close(third.fd)
+            let longPoll = try daemon.unix.get("/v1/events?after=now&wait_ms=5000")
+            #expect(longPoll.status == 503)
+            #expect(longPoll.json["type"] as? String == "urn:procrefd:problem:too-many-streams")
+            let name = daemon.uniqueName("cap")
+            try daemon.defineSocketService(name)
+            #expect(try daemon.unix.get("/v1/services/\(name)/logs?follow=true").status == 503)
+            #expect(try daemon.unix.get("/v1/events?limit=1").status == 200)  // plain reads are not held
+            close(first.fd)
+            // A suspended stream learns its client left when it next writes: a new event (or
+            // the 15 s heartbeat) makes it write.
+            try daemon.defineSocketService(daemon.uniqueName("wake"))
+            #expect(eventually(timeout: 20) { (try? openStream(daemon)).map { stream in defer { close(stream.fd) }; return stream.head.hasPrefix("HTTP/1.1 200") } ?? false })
+            close(second.fd)
+        }
     }
 
     @Test("a log tail is streamed from the file: exact last lines of a large log, with or without a final newline")

@@ -27,6 +27,8 @@ final class ServiceExecutor: Sendable {
         var main: PidFD?
         /// The main process has exited (its status is `mainExit`, nil when not our child).
         var mainEnded = false
+        /// The current start's `procref-logpump`, watched for the end of its output.
+        var logPump: PidFD?
         var mainExit: ExitStatus?
         /// Teardowns waiting for the exit watcher's report of the main process's exit.
         var exitReportWaiters: [Waiter: CheckedContinuation<Void, Never>] = [:]

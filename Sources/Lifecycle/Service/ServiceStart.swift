@@ -82,6 +82,8 @@ extension ServiceExecutor {
                 throw error
             }
             Children.release(identity.pid)  // it ends by itself at the end of the output
+            let watched = try? PidFD(identity: identity)
+            owned.withLock { $0.logPump = watched }
             return pipe.write
         } catch {
             context.logger.warning("\(name): no log pump (\(error)); its output goes to \(logPath) unrotated")
@@ -184,6 +186,14 @@ extension ServiceExecutor {
 
     /// The service's log file.
     var logPath: String { "\(context.logsDirectory)/\(name).log" }
+
+    /// Once the main process has ended, waits (briefly) for the log pump to write what was
+    /// left in its pipe: the output of a failed start is read from the file.
+    func logPumpDrained() async {
+        let (pump, ended) = owned.withLock { ($0.logPump, $0.mainEnded) }
+        guard let pump, ended else { return }
+        _ = await context.loop.waitExited(pump, timeoutMs: 1_000)
+    }
 
     /// What the last start wrote to the log: its last lines, at most 2 KiB.
     func outputOfLastStart() -> String {

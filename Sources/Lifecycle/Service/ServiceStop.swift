@@ -115,6 +115,7 @@ extension ServiceExecutor {
                 if reason == .restart { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"])) }
             })
         case .startFailed(let reason):
+            await logPumpDrained()
             let output = outputOfLastStart()
             let spawnFailure = owned.withLock { $0.startFailure }
             var detail: [String: DetailValue] = ["reason": .string(reason)]

@@ -210,6 +210,17 @@ func withDaemon(_ body: (DaemonHarness) throws -> Void) throws {
     try body(daemon)
 }
 
+/// Runs `body` with a fresh daemon reading `config` as its config file (in a directory of its
+/// own), and always shuts it down.
+func withDaemon(config: String, _ body: (DaemonHarness) throws -> Void) throws {
+    let dir = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try config.write(toFile: "\(dir)/procrefd.toml", atomically: true, encoding: .utf8)
+    let daemon = try DaemonHarness(extraArguments: ["--config", "\(dir)/procrefd.toml"])
+    defer { daemon.shutdown() }
+    try body(daemon)
+}
+
 func makeTemporaryDirectory() throws -> String {
     // Short paths: a Unix socket path must fit in 108 bytes.
     let path = "/tmp/prd-\(UUID().uuidString.prefix(13).lowercased())"
