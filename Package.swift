@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C: what Swift cannot call directly (variadic functions, hidden _GNU_SOURCE symbols, union semun).
@@ -50,6 +51,8 @@ let package = Package(
                 "Wire", "CWALFrames", .product(name: "GRDB", package: "GRDB.swift"),
                 // SQLite's C API for the statements every lease commit runs (see DirectStatement).
                 .product(name: "GRDBSQLite", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics"),
+                // SHA-256 of the audit log's hash chain.
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict,
             plugins: ["EmbedMigrations"]),

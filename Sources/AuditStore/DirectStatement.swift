@@ -45,6 +45,11 @@ struct DirectStatement: ~Copyable {
 
     mutating func bind(_ value: Int32?) { bind(value.map(Int64.init)) }
 
+    mutating func bind(bytes: [UInt8]) {
+        index += 1
+        _ = bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
+    }
+
     private mutating func bindNull() {
         index += 1
         sqlite3_bind_null(handle, index)

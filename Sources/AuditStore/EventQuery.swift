@@ -16,6 +16,8 @@ public struct EventFilter: Sendable, Equatable {
     public var kinds: [String] = []
     public var lease: String?
     public var pid: Int32?
+    /// Events a user caused (its uid, as the kernel said).
+    public var uid: UInt32?
     /// RFC 3339 bounds on the event time (inclusive since, exclusive until).
     public var since: Date?
     public var until: Date?
@@ -58,6 +60,7 @@ extension StoreReader {
         add("service = ?", filter.service)
         add("lease = ?", filter.lease)
         add("pid = ?", filter.pid)
+        add("by_uid = ?", filter.uid.map { Int64($0) })
         add("time >= ?", filter.since.map(Timestamp.format))
         add("time < ?", filter.until.map(Timestamp.format))
         let direction = filter.order == .asc ? "ASC" : "DESC"
@@ -91,8 +94,16 @@ extension StoreReader {
             let detail = (try? decoder.decode([String: DetailValue].self, from: Data(detailText.utf8))) ?? [:]
             return Event(
                 id: row["id"], time: row["time"], kind: row["kind"], service: row["service"],
-                lease: row["lease"], pid: row["pid"], actor: row["actor"], detail: detail)
+                lease: row["lease"], pid: row["pid"], actor: row["actor"], detail: detail, by: Self.principal(row),
+                hash: (row["hash"] as Data?).map { data in AuditChain.hex(Array(data)) })
         }
+    }
+
+    /// Who caused the event in `row` (its `by_*` columns).
+    static func principal(_ row: Row) -> Principal {
+        Principal(
+            kind: (row["by_kind"] as String?).flatMap(Principal.Kind.init(rawValue:)) ?? .daemon, uid: row["by_uid"],
+            user: row["by_user"], pid: row["by_pid"], comm: row["by_comm"], name: row["by_name"])
     }
 
     /// Exact kinds as given; a prefix (`lease.*`) becomes every known kind it covers.

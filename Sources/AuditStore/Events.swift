@@ -96,24 +96,19 @@ extension DetailValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, 
     public init(booleanLiteral value: Bool) { self = .bool(value) }
 }
 
-/// Who caused an event: a remote client, the Unix socket, or procrefd itself.
-public enum EventActor {
-    public static let procrefd = "procrefd"
-    public static let unixSocket = "unix-socket"
-}
-
 /// An event about to be recorded.
 public struct NewEvent: Sendable {
     public var kind: EventKind
     public var service: String?
     public var lease: String?
     public var pid: Int32?
-    public var actor: String
+    /// Who caused it.
+    public var actor: Principal
     public var detail: [String: DetailValue]
 
     public init(
         _ kind: EventKind, service: String? = nil, lease: String? = nil, pid: Int32? = nil,
-        actor: String = EventActor.procrefd, detail: [String: DetailValue] = [:]
+        actor: Principal = .procrefd, detail: [String: DetailValue] = [:]
     ) {
         self.kind = kind
         self.service = service
@@ -132,10 +127,40 @@ public struct Event: Sendable, Codable, Equatable {
     public let service: String?
     public let lease: String?
     public let pid: Int32?
+    /// Who caused it, in one line (`Principal.description`).
     public let actor: String
     public let detail: [String: DetailValue]
+    /// Who caused it, field by field.
+    public let by: Principal
+    /// The event's link in the hash chain (hex); nil for events older than the chain.
+    public let hash: String?
 
-    enum CodingKeys: String, CodingKey { case id, time, kind, service, lease, pid, actor, detail }
+    public init(
+        id: Int64, time: String, kind: String, service: String?, lease: String?, pid: Int32?, actor: String,
+        detail: [String: DetailValue], by: Principal, hash: String?
+    ) {
+        (self.id, self.time, self.kind, self.service, self.lease, self.pid) = (id, time, kind, service, lease, pid)
+        (self.actor, self.detail, self.by, self.hash) = (actor, detail, by, hash)
+    }
+
+    enum CodingKeys: String, CodingKey { case id, time, kind, service, lease, pid, actor, detail, by, hash }
+    enum ByKeys: String, CodingKey { case kind, uid, user, pid, comm, name }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let b = try c.nestedContainer(keyedBy: ByKeys.self, forKey: .by)
+        self.init(
+            id: try c.decode(Int64.self, forKey: .id), time: try c.decode(String.self, forKey: .time),
+            kind: try c.decode(String.self, forKey: .kind), service: try c.decodeIfPresent(String.self, forKey: .service),
+            lease: try c.decodeIfPresent(String.self, forKey: .lease), pid: try c.decodeIfPresent(Int32.self, forKey: .pid),
+            actor: try c.decode(String.self, forKey: .actor), detail: try c.decode([String: DetailValue].self, forKey: .detail),
+            by: Principal(
+                kind: Principal.Kind(rawValue: try b.decode(String.self, forKey: .kind)) ?? .daemon,
+                uid: try b.decodeIfPresent(UInt32.self, forKey: .uid), user: try b.decodeIfPresent(String.self, forKey: .user),
+                pid: try b.decodeIfPresent(Int32.self, forKey: .pid), comm: try b.decodeIfPresent(String.self, forKey: .comm),
+                name: try b.decodeIfPresent(String.self, forKey: .name)),
+            hash: try c.decodeIfPresent(String.self, forKey: .hash))
+    }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -147,6 +172,14 @@ public struct Event: Sendable, Codable, Equatable {
         try c.encode(pid, forKey: .pid)
         try c.encode(actor, forKey: .actor)
         try c.encode(detail, forKey: .detail)
+        var b = c.nestedContainer(keyedBy: ByKeys.self, forKey: .by)
+        try b.encode(by.kind.rawValue, forKey: .kind)
+        try b.encode(by.uid, forKey: .uid)
+        try b.encode(by.user, forKey: .user)
+        try b.encode(by.pid, forKey: .pid)
+        try b.encode(by.comm, forKey: .comm)
+        try b.encode(by.name, forKey: .name)
+        try c.encode(hash, forKey: .hash)
     }
 }
 
@@ -157,19 +190,38 @@ extension StoreTransaction {
     public func append(_ event: NewEvent) throws -> Event {
         let time = Timestamp.format(Date())
         let detail = DetailValue.json(event.detail)
+        let actor = event.actor.description
+        let by = event.actor
+        // Linked to the newest event in this same transaction (a rolled-back event takes
+        // its link with it).
+        let (id, previous) = try chainHead()
+        let hash = AuditChain.link(previous, AuditChain.canonical(
+            id: id, time: time, kind: event.kind.rawValue, service: event.service, lease: event.lease,
+            pid: event.pid.map(Int64.init), actor: actor, detail: detail, by: by))
         // Cached statement: prepared once per connection, not on every event.
-        var insert = DirectStatement(try db.cachedStatement(sql: "INSERT INTO events (time, kind, service, lease, pid, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        var insert = DirectStatement(try db.cachedStatement(sql: """
+            INSERT INTO events (id, time, kind, service, lease, pid, actor, detail, by_kind, by_uid, by_user, by_pid, by_comm, by_name, hash)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """))
+        insert.bind(id)
         insert.bind(time)
         insert.bind(event.kind.rawValue)
         insert.bind(event.service)
         insert.bind(event.lease)
         insert.bind(event.pid)
-        insert.bind(event.actor)
+        insert.bind(actor)
         insert.bind(detail)
+        insert.bind(by.kind.rawValue)
+        insert.bind(by.uid.map(Int64.init))
+        insert.bind(by.user)
+        insert.bind(by.pid)
+        insert.bind(by.comm)
+        insert.bind(by.name)
+        insert.bind(bytes: hash)
         try insert.run(in: db)
-        appended.lastID = max(appended.lastID, db.lastInsertedRowID)
+        appended.lastID = max(appended.lastID, id)
         return Event(
-            id: db.lastInsertedRowID, time: time, kind: event.kind.rawValue, service: event.service,
-            lease: event.lease, pid: event.pid, actor: event.actor, detail: event.detail)
+            id: id, time: time, kind: event.kind.rawValue, service: event.service, lease: event.lease, pid: event.pid,
+            actor: actor, detail: event.detail, by: by, hash: AuditChain.hex(hash))
     }
 }

@@ -65,7 +65,7 @@ extension AuditStore {
                 let ids = try Int64.fetchAll(
                     tx.db, sql: "SELECT id FROM events WHERE id < ? ORDER BY id LIMIT ?", arguments: [cutoff, policy.batchSize])
                 guard let first = ids.first, let last = ids.last else { return nil }
-                try tx.db.execute(sql: "DELETE FROM events WHERE id BETWEEN ? AND ?", arguments: [first, last])
+                try tx.pruneChain(through: last, from: first)
                 return (first, last, ids.count)
             }
             guard let batch else { break }
@@ -75,6 +75,12 @@ extension AuditStore {
         }
         guard let fromID else { return nil }
         var detail: [String: DetailValue] = ["from_id": .int(fromID), "to_id": .int(toID), "count": .int(Int64(count))]
+        // The new start of the chain: verification begins from this hash.
+        let anchor = try read { reader in try Row.fetchOne(reader.db, sql: "SELECT anchor_id, anchor_hash FROM audit_chain WHERE id = 1") }
+        if let anchor {
+            detail["anchor_id"] = .int(anchor["anchor_id"])
+            detail["anchor_hash"] = .string(AuditChain.hex(Array(anchor["anchor_hash"] as Data)))
+        }
         if let days = policy.maxAgeDays { detail["retention_days"] = .int(Int64(days)) }
         if let keep = policy.maxEvents { detail["retention_max_events"] = .int(Int64(keep)) }
         try append(NewEvent(.auditPruned, detail: detail))

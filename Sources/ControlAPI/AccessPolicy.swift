@@ -1,4 +1,7 @@
+import AuditStore
 import MicroHTTPD
+import Posix
+import Synchronization
 
 /// What a GET reads, for deciding which reads answer over TCP without a token.
 public enum ReadScope: String, CaseIterable, Sendable {
@@ -58,6 +61,19 @@ public struct AccessPolicy: Sendable {
         }
     }
 
+    /// Who `request` acts as: on the Unix socket the peer the kernel names (uid, user, pid,
+    /// comm); over TCP the token it presents (`admin`, `read`, or `anonymous`).
+    func principal(of request: HTTPRequest) -> Principal {
+        if let peer = request.peer {
+            return .peer(uid: peer.uid, user: UserNames.name(of: peer.uid), pid: peer.pid, comm: peer.comm)
+        }
+        if request.transport == .unix { return Principal(kind: .peer) }  // no credentials (an in-process test)
+        guard let presented = Self.bearer(request) else { return .token("anonymous") }
+        if Self.constantTimeEqual(presented, Array(token.utf8)) { return .token("admin") }
+        if let readToken, Self.constantTimeEqual(presented, Array(readToken.utf8)) { return .token("read") }
+        return .token("anonymous")
+    }
+
     /// The admin: the Unix socket, or TCP with the admin token. Only the admin sees
     /// secrets (service `env` values).
     func isAdmin(_ request: HTTPRequest) -> Bool { allows(request, .change) }
@@ -85,4 +101,20 @@ enum RouteAccess: Sendable, Equatable {
     case read(ReadScope)
     /// A change: the admin token.
     case change
+}
+
+/// User names by uid, looked up once (the passwd database is not read per request).
+enum UserNames {
+    private static let cache = Mutex<[UInt32: String]>([:])
+    private static let limit = 4_096
+
+    static func name(of uid: UInt32) -> String? {
+        if let known = cache.withLock({ $0[uid] }) { return known }
+        guard let name = Accounts.user(String(uid))?.name else { return nil }
+        cache.withLock { names in
+            if names.count >= limit { names.removeAll() }
+            names[uid] = name
+        }
+        return name
+    }
 }

@@ -124,11 +124,6 @@ public final class ControlAPI: HTTPResponder {
     }
 }
 
-/// Who a request acts as, for the audit log.
-func actor(of request: HTTPRequest) -> String {
-    request.transport == .unix ? EventActor.unixSocket : "tcp:\(request.remoteAddress)"
-}
-
 private let encoder: JSONEncoder = {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -11,6 +11,7 @@ extension ControlAPI {
         coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
+        let principalOf = { @Sendable (request: HTTPRequest) -> Principal in access.current.principal(of: request) }
         let statusDocument = StatusDocument(
             coordinator: coordinator, startedAt: startedAt, version: version, auditWaiting: { store.backlogCount })
         return [
@@ -61,7 +62,7 @@ extension ControlAPI {
                     let name = p["name", default: ""]
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
                     let definition = try decodeBody(ServiceDefinition.self, from: request)
-                    let created = try await coordinator.defineService(name: name, definition: definition, actor: actor(of: request))
+                    let created = try await coordinator.defineService(name: name, definition: definition, actor: principalOf(request))
                     let status = try coordinator.serviceStatus(name)
                     return json(ServicePayload(status, revealing: true), status: created ? 201 : 200)
                 }
@@ -85,7 +86,7 @@ extension ControlAPI {
             Route("DELETE", "/v1/services/{name}", .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
-                    try await coordinator.removeService(name, actor: actor(of: request))
+                    try await coordinator.removeService(name, actor: principalOf(request))
                     return json(ServiceRemovedPayload(name: name, removed: true))
                 }
             }),
@@ -104,7 +105,7 @@ extension ControlAPI {
                 } catch {
                     return .now(problem(for: error).response)
                 }
-                let (actor, key) = (actor(of: request), idempotency)
+                let (actor, key) = (principalOf(request), idempotency)
                 let granted = { @Sendable (grant: LeaseGrant) in json(GrantPayload(grant: grant), status: grant.replayed ? 200 : 201) }
                 if key == nil, let first = answerNow(coordinator.acquireNow(service: name, request: body, actor: actor), granted) {
                     return first
@@ -123,7 +124,7 @@ extension ControlAPI {
             Route("POST", "/v1/services/{name}/restart", .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
-                    try await coordinator.restartService(name, actor: actor(of: request))
+                    try await coordinator.restartService(name, actor: principalOf(request))
                     return json(ServicePayload(try coordinator.serviceStatus(name), revealing: true))
                 }
             }),
@@ -131,7 +132,7 @@ extension ControlAPI {
             Route("POST", "/v1/services/{name}/reset", .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
-                    try await coordinator.resetService(name, actor: actor(of: request))
+                    try await coordinator.resetService(name, actor: principalOf(request))
                     return json(ServicePayload(try coordinator.serviceStatus(name), revealing: true))
                 }
             }),
@@ -151,7 +152,7 @@ extension ControlAPI {
                 await answerAsync {
                     let pid = try pid(p)
                     let body = try decodeBody(SignalRequest.self, from: request)
-                    let process = try await coordinator.signalProcess(pid, signalName: body.signal, actor: actor(of: request))
+                    let process = try await coordinator.signalProcess(pid, signalName: body.signal, actor: principalOf(request))
                     return json(SignalPayload(pid: pid, signal: body.signal.uppercased(), owner: process.owner.kind))
                 }
             }),
@@ -160,7 +161,7 @@ extension ControlAPI {
                 await answerAsync {
                     let pid = try pid(p)
                     let body = try decodeBody(StopProcessRequest.self, from: request, emptyAs: StopProcessRequest(timeoutMs: 5_000))
-                    let outcome = try await coordinator.stopProcess(pid, timeoutMs: body.timeoutMs, actor: actor(of: request))
+                    let outcome = try await coordinator.stopProcess(pid, timeoutMs: body.timeoutMs, actor: principalOf(request))
                     return json(StopProcessPayload(pid: pid, endedBy: outcome.endedBy, owner: outcome.process.owner.kind))
                 }
             }),
@@ -180,12 +181,12 @@ extension ControlAPI {
                     // The holder restarts its own deadline with the lease's ttl_ms: a body
                     // asking for another TTL is refused, never silently ignored.
                     _ = try decodeBody(KeepaliveRequest.self, from: request, emptyAs: KeepaliveRequest())
-                    return json(LeasePayload(try await coordinator.keepalive(id: p["id", default: ""], actor: actor(of: request))))
+                    return json(LeasePayload(try await coordinator.keepalive(id: p["id", default: ""], actor: principalOf(request))))
                 }
             }),
 
             Route("DELETE", "/v1/leases/{id}", .firstTry { request, p in
-                let (id, actor) = (p["id", default: ""], actor(of: request))
+                let (id, actor) = (p["id", default: ""], principalOf(request))
                 let released = { @Sendable (result: ReleaseResult) in
                     json(ReleasePayload(id: result.lease, count: result.count, serviceStopped: result.stoppedService))
                 }

@@ -62,7 +62,7 @@ public final class Coordinator: Sendable {
 
     /// Defines or replaces a service. Returns true when it is new. A running service (or
     /// one the kernel still counts) cannot be replaced.
-    public func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
+    public func defineService(name: String, definition: ServiceDefinition, actor: Principal) async throws(LifecycleError) -> Bool {
         guard ServiceName.isValid(name) else { throw .invalidName(name) }
         let resolved = try definition.resolvingPrograms(searchPath: Self.ownSearchPath)
         try check(resolved)
@@ -105,7 +105,7 @@ public final class Coordinator: Sendable {
     }
 
     /// Makes the config file's services the set of config services (see `ServiceRegistry.applyConfig`).
-    public func applyConfigServices(_ definitions: [String: ServiceDefinition], actor: String) async throws(LifecycleError)
+    public func applyConfigServices(_ definitions: [String: ServiceDefinition], actor: Principal) async throws(LifecycleError)
         -> ConfigServicesChange
     {
         var resolved: [String: ServiceDefinition] = [:]
@@ -122,7 +122,7 @@ public final class Coordinator: Sendable {
     }
 
     /// Removes an API-defined service (`DELETE /v1/services/{name}`).
-    public func removeService(_ name: String, actor: String) async throws(LifecycleError) {
+    public func removeService(_ name: String, actor: Principal) async throws(LifecycleError) {
         try await registry.removeDefined(name, leases: leases.count(of: name), actor: actor)
     }
 
@@ -174,13 +174,13 @@ public final class Coordinator: Sendable {
     }
 
     /// Admin restart of a running service; its leases stay granted.
-    public func restartService(_ name: String, actor: String) async throws(LifecycleError) {
+    public func restartService(_ name: String, actor: Principal) async throws(LifecycleError) {
         let service = try registry.service(named: name)
         try service.expectDone(await service.ask { .restartRequested($0, actor: actor) })
     }
 
     /// Takes a service out of `failed`; starts it again if leases still count.
-    public func resetService(_ name: String, actor: String) async throws(LifecycleError) {
+    public func resetService(_ name: String, actor: Principal) async throws(LifecycleError) {
         let service = try registry.service(named: name)
         try service.expectDone(await service.ask { .resetRequested($0, actor: actor) })
     }

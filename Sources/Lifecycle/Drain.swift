@@ -20,7 +20,7 @@ extension Coordinator {
     }
 
     /// Drains: revokes every lease, stops every service, removes the semaphore sets.
-    public func drain(actor: String) async {
+    public func drain(actor: Principal) async {
         shuttingDown.store(true, ordering: .relaxed)
         await holders.shutdown()
         for service in registry.all {

@@ -1,3 +1,4 @@
+import AuditStore
 import Foundation
 
 /// What the API asks of the lifecycle core. `Coordinator` is the real one; API tests
@@ -8,32 +9,32 @@ public protocol LifecycleCore: Sendable {
     /// What the summaries depend on (see `ServiceStamp`); nil: no such shortcut.
     func serviceStamps() -> [ServiceStamp]?
     func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus
-    func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool
-    func removeService(_ name: String, actor: String) async throws(LifecycleError)
+    func defineService(name: String, definition: ServiceDefinition, actor: Principal) async throws(LifecycleError) -> Bool
+    func removeService(_ name: String, actor: Principal) async throws(LifecycleError)
     func logPath(of name: String) throws(LifecycleError) -> String
-    func restartService(_ name: String, actor: String) async throws(LifecycleError)
-    func resetService(_ name: String, actor: String) async throws(LifecycleError)
+    func restartService(_ name: String, actor: Principal) async throws(LifecycleError)
+    func resetService(_ name: String, actor: Principal) async throws(LifecycleError)
 
-    func acquire(service name: String, request: AcquireRequest, actor: String, idempotency key: IdempotencyKey?) async throws(LifecycleError)
+    func acquire(service name: String, request: AcquireRequest, actor: Principal, idempotency key: IdempotencyKey?) async throws(LifecycleError)
         -> LeaseGrant
-    func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult
+    func release(id: String, actor: Principal) async throws(LifecycleError) -> ReleaseResult
     /// `acquire` (without an idempotency key) tried on the calling thread: see `Attempt`.
-    func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant>
+    func acquireNow(service name: String, request: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant>
     /// `release` tried on the calling thread: see `Attempt`.
-    func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult>
-    func keepalive(id: String, actor: String) async throws(LifecycleError) -> LeaseInfo
+    func releaseNow(id: String, actor: Principal) -> Attempt<ReleaseResult>
+    func keepalive(id: String, actor: Principal) async throws(LifecycleError) -> LeaseInfo
     func leaseInfos(service: String?) -> [LeaseInfo]
     func leaseInfo(id: String) throws(LifecycleError) -> LeaseInfo
 
     func managedProcess(_ pid: Int32) throws(LifecycleError) -> ManagedProcess
-    func signalProcess(_ pid: Int32, signalName: String, actor: String) async throws(LifecycleError) -> ManagedProcess
-    func stopProcess(_ pid: Int32, timeoutMs: Int, actor: String) async throws(LifecycleError) -> StopOutcome
+    func signalProcess(_ pid: Int32, signalName: String, actor: Principal) async throws(LifecycleError) -> ManagedProcess
+    func stopProcess(_ pid: Int32, timeoutMs: Int, actor: Principal) async throws(LifecycleError) -> StopOutcome
 }
 
 extension LifecycleCore {
     /// A core without a fast path makes every call the usual way.
-    public func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant> { .notAttempted }
-    public func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult> { .notAttempted }
+    public func acquireNow(service name: String, request: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> { .notAttempted }
+    public func releaseNow(id: String, actor: Principal) -> Attempt<ReleaseResult> { .notAttempted }
     public func serviceStamps() -> [ServiceStamp]? { nil }
 }
 

@@ -90,13 +90,13 @@ extension Coordinator {
         if let process { service.adopt(process) }
         // Processes of the service the database does not name (a crash between a spawn and
         // its record) would hold its port and outlive every drain.
-        await service.stopStrays(actor: EventActor.procrefd, thorough: true)
+        await service.stopStrays(actor: Principal.procrefd, thorough: true)
         let name = service.name
         if let process {
             await context.recordLogged(NewEvent(.serviceAdopted, service: name, pid: process.pid, detail: ["count": .int(Int64(count))]))
             report.servicesAdopted += 1
             if count == 0 {
-                _ = await service.ask { .stopRequested(reason: "orphan", actor: EventActor.procrefd, $0) }
+                _ = await service.ask { .stopRequested(reason: "orphan", actor: Principal.procrefd, $0) }
                 report.servicesStopped += 1
             }
             return
@@ -109,7 +109,7 @@ extension Coordinator {
             }
         }
         guard count > 0 else { return }
-        let answer = await service.ask { .startRequested($0, actor: EventActor.procrefd) }
+        let answer = await service.ask { .startRequested($0, actor: Principal.procrefd) }
         if case .refused(let refusal) = answer {
             context.logger.error("could not recover \(name): \(service.error(for: refusal))")
         } else if !service.definition.isLock {  // a lock has nothing to recover: it is ready again

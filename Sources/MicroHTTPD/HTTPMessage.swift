@@ -7,6 +7,23 @@ public enum Transport: String, Sendable {
     case unix
 }
 
+/// Who is at the other end of a Unix socket, as the kernel says (`SO_PEERCRED`, read once
+/// when the connection opened): it cannot be forged by the caller.
+public struct PeerCredentials: Sendable, Hashable {
+    public let uid: UInt32
+    public let gid: UInt32
+    public let pid: Int32
+    /// The process's `comm` (`/proc/PID/comm`) when the connection opened; nil if unreadable.
+    public let comm: String?
+
+    public init(uid: UInt32, gid: UInt32, pid: Int32, comm: String?) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+        self.comm = comm
+    }
+}
+
 /// A complete HTTP request (body fully read).
 public struct HTTPRequest: Sendable {
     public var method: String
@@ -22,14 +39,17 @@ public struct HTTPRequest: Sendable {
     public var transport: Transport
     /// "127.0.0.1:port" or "unix".
     public var remoteAddress: String
+    /// The caller's credentials on the Unix socket; nil over TCP.
+    public var peer: PeerCredentials?
     /// The connection's socket, -1 when there is none (tests). It stays open while the
     /// request waits for its answer: a handler may watch it for the client hanging up.
     public var connectionFD: Int32 = -1
 
     public init(
         method: String, path: String, queryItems: [(name: String, value: String)] = [], headers: [String: String] = [:],
-        body: [UInt8] = [], transport: Transport = .tcp, remoteAddress: String = "test"
+        body: [UInt8] = [], transport: Transport = .tcp, remoteAddress: String = "test", peer: PeerCredentials? = nil
     ) {
+        self.peer = peer
         self.method = method
         self.path = path
         self.queryItems = queryItems

@@ -48,7 +48,9 @@ public final class HTTPServer: Sendable {
             per_ip_connection_limit: limits.perIPConnectionLimit,
             connection_memory_limit: limits.connectionMemoryLimit)
         let cls = Unmanaged.passUnretained(context).toOpaque()
-        guard let started = procref_mhd_start(&config, mhdAccessHandler, cls, mhdCompletedHandler, cls) else {
+        // On the Unix socket each connection's peer credentials are read once, as it opens.
+        let notify: MHD_NotifyConnectionCallback? = transport == .unix ? mhdConnectionHandler : nil
+        guard let started = procref_mhd_start(&config, mhdAccessHandler, cls, mhdCompletedHandler, cls, notify, cls) else {
             throw HTTPServerError.startFailed(transport)
         }
         daemon = DaemonPointer(pointer: started)

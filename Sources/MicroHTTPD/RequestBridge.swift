@@ -86,6 +86,41 @@ let mhdAccessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method
     }
 }
 
+/// A connection opens or closes: on the Unix socket, its peer's credentials are read from
+/// the kernel once and kept in the connection's socket context for all its requests.
+let mhdConnectionHandler: MHD_NotifyConnectionCallback = { _, connection, socketContext, code in
+    guard let socketContext else { return }
+    if code.rawValue == 0 {  // MHD_CONNECTION_NOTIFY_STARTED
+        guard let connection else { return }
+        let fd = procref_mhd_connection_fd(connection)
+        var uid: UInt32 = 0, gid: UInt32 = 0, pid: Int32 = 0
+        guard fd >= 0, procref_peer_credentials(fd, &uid, &gid, &pid) == 0 else { return }
+        let comm = pid > 0 ? peerComm(pid) : nil
+        let box = PeerBox(PeerCredentials(uid: uid, gid: gid, pid: pid, comm: comm))
+        socketContext.pointee = Unmanaged.passRetained(box).toOpaque()
+    } else if code.rawValue == 1 {  // MHD_CONNECTION_NOTIFY_CLOSED
+        if let raw = socketContext.pointee { Unmanaged<PeerBox>.fromOpaque(raw).release() }
+        socketContext.pointee = nil
+    }
+}
+
+/// A peer's credentials, kept for the life of its connection.
+final class PeerBox: Sendable {
+    let peer: PeerCredentials
+    init(_ peer: PeerCredentials) { self.peer = peer }
+}
+
+/// `/proc/PID/comm`, without its newline.
+private func peerComm(_ pid: Int32) -> String? {
+    let fd = open("/proc/\(pid)/comm", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 32)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return nil }
+    return String(decoding: buffer[0..<n].prefix { $0 != 10 }, as: UTF8.self)
+}
+
 /// Called once a response is sent (or the connection dropped): the request is over.
 let mhdCompletedHandler: MHD_RequestCompletedCallback = { cls, _, requestCls, _ in
     guard let cls, let requestCls, let raw = requestCls.pointee else { return }
@@ -137,6 +172,9 @@ private func makeRequest(
         method: method, path: url, queryItems: query.items, headers: headers.values, body: body,
         transport: transport, remoteAddress: address)
     request.connectionFD = procref_mhd_connection_fd(connection)
+    if transport == .unix, let raw = procref_mhd_socket_context(connection) {
+        request.peer = Unmanaged<PeerBox>.fromOpaque(raw).takeUnretainedValue().peer
+    }
     return request
 }
 

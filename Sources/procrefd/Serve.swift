@@ -123,7 +123,7 @@ struct Serve: AsyncParsableCommand {
         Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
         // The file is the truth about config services: without one, none remain.
-        _ = try await coordinator.applyConfigServices(file.services, actor: "config")
+        _ = try await coordinator.applyConfigServices(file.services, actor: .config)
         let report = await coordinator.reconcile(previousBootID: previousRun?.bootID, bootID: bootID)
 
         let shutdown = ShutdownSignals()
@@ -163,7 +163,7 @@ struct Serve: AsyncParsableCommand {
         }
         let auditSettings = SharedValue(file.audit)
         let reloader = ConfigReloader(path: self.config, running: file, setByFlags: flagKeys, store: store, logger: logger) { [self, logger] new in
-            let change = try await coordinator.applyConfigServices(new.services, actor: "config")
+            let change = try await coordinator.applyConfigServices(new.services, actor: .config)
             coordinator.reconfigure { applyLiveSettings(new, to: &$0) }
             Self.raiseDescriptorLimit(for: coordinator.maxLeases, logger: logger)
             api.update(
@@ -192,7 +192,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("\(server.inFlight) requests still in flight after 30 s")
         }
         switch mode {
-        case .drain: await coordinator.drain(actor: EventActor.procrefd)
+        case .drain: await coordinator.drain(actor: Principal.procrefd)
         case .handoff: await coordinator.handOff()
         }
         for server in servers { server.stop() }

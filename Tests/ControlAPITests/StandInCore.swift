@@ -1,3 +1,4 @@
+import AuditStore
 import Foundation
 @testable import Lifecycle
 import Synchronization
@@ -40,12 +41,12 @@ final class StandInCore: LifecycleCore {
         return status
     }
 
-    func defineService(name: String, definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
+    func defineService(name: String, definition: ServiceDefinition, actor: Principal) async throws(LifecycleError) -> Bool {
         note("define \(name)")
         return name != "web"
     }
 
-    func removeService(_ name: String, actor: String) async throws(LifecycleError) {
+    func removeService(_ name: String, actor: Principal) async throws(LifecycleError) {
         note("remove \(name)")
         try known(name)
         throw .serviceLeased(name)
@@ -56,19 +57,19 @@ final class StandInCore: LifecycleCore {
         return "/nonexistent/web.log"
     }
 
-    func restartService(_ name: String, actor: String) async throws(LifecycleError) {
+    func restartService(_ name: String, actor: Principal) async throws(LifecycleError) {
         note("restart \(name)")
         try known(name)
         throw .serviceBusy(name, "starting")
     }
 
-    func resetService(_ name: String, actor: String) async throws(LifecycleError) {
+    func resetService(_ name: String, actor: Principal) async throws(LifecycleError) {
         note("reset \(name)")
         try known(name)
         throw .serviceNotFailed(name)
     }
 
-    func acquire(service name: String, request: AcquireRequest, actor: String, idempotency key: IdempotencyKey?) async throws(LifecycleError)
+    func acquire(service name: String, request: AcquireRequest, actor: Principal, idempotency key: IdempotencyKey?) async throws(LifecycleError)
         -> LeaseGrant
     {
         note("acquire \(name) ttl=\(request.ttlMs.map(String.init) ?? "-") holder=\(request.holder) key=\(key?.key ?? "-")")
@@ -77,13 +78,13 @@ final class StandInCore: LifecycleCore {
         return LeaseGrant(lease: Self.lease, count: 1, started: true)
     }
 
-    func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
+    func release(id: String, actor: Principal) async throws(LifecycleError) -> ReleaseResult {
         note("release \(id)")
         guard id == Self.lease.id else { throw .unknownLease(id) }
         return ReleaseResult(lease: id, count: 0, stoppedService: true)
     }
 
-    func keepalive(id: String, actor: String) async throws(LifecycleError) -> LeaseInfo {
+    func keepalive(id: String, actor: Principal) async throws(LifecycleError) -> LeaseInfo {
         note("keepalive \(id)")
         guard id == Self.lease.id else { throw .unknownLease(id) }
         return Self.lease
@@ -98,12 +99,12 @@ final class StandInCore: LifecycleCore {
 
     func managedProcess(_ pid: Int32) throws(LifecycleError) -> ManagedProcess { throw .processNotManaged(pid) }
 
-    func signalProcess(_ pid: Int32, signalName: String, actor: String) async throws(LifecycleError) -> ManagedProcess {
+    func signalProcess(_ pid: Int32, signalName: String, actor: Principal) async throws(LifecycleError) -> ManagedProcess {
         note("signal \(pid)")
         throw .processNotManaged(pid)
     }
 
-    func stopProcess(_ pid: Int32, timeoutMs: Int, actor: String) async throws(LifecycleError) -> StopOutcome {
+    func stopProcess(_ pid: Int32, timeoutMs: Int, actor: Principal) async throws(LifecycleError) -> StopOutcome {
         note("stop \(pid)")
         throw .processNotManaged(pid)
     }

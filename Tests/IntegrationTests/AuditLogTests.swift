@@ -38,8 +38,19 @@ struct AuditLogTests {
         ])
         let acquired = events.filter { $0["kind"] as? String == "lease.acquired" }
         #expect(acquired.map { detail($0)["count"] as? Int } == [1, 2])
-        #expect(acquired.map { $0["actor"] as? String }.first == "unix-socket")
-        #expect((acquired.last?["actor"] as? String)?.hasPrefix("tcp:127.0.0.1:") == true)
+        // Who, as the kernel says on the socket (this test process), and by token over TCP.
+        let me = getuid()
+        let myName = try #require(Accounts.user(String(me))?.name)
+        #expect(acquired.first?["actor"] as? String == "\(myName) (uid \(me))")
+        let peer = acquired.first?["by"] as? [String: Any]
+        #expect(peer?["kind"] as? String == "peer")
+        #expect(peer?["uid"] as? Int == Int(me) && peer?["user"] as? String == myName)
+        #expect(peer?["pid"] as? Int == Int(getpid()))
+        #expect((peer?["comm"] as? String)?.isEmpty == false)
+        #expect(acquired.last?["actor"] as? String == "token:admin")
+        let token = acquired.last?["by"] as? [String: Any]
+        #expect(token?["kind"] as? String == "token" && token?["name"] as? String == "admin" && token?["uid"] is NSNull)
+        #expect(events.allSatisfy { ($0["hash"] as? String)?.count == 64 })
         let released = events.filter { $0["kind"] as? String == "lease.released" }
         #expect(released.map { $0["lease"] as? String } == [idA, idB])
         #expect(released.map { detail($0)["count"] as? Int } == [1, 0])

@@ -10,7 +10,7 @@ extension Coordinator {
     /// starts the service on 0 → 1 (or checks its health) and answers once it is ready, and
     /// `lease.acquired` is committed before returning.
     public func acquire(
-        service name: String, request: AcquireRequest, actor: String, idempotency key: IdempotencyKey? = nil
+        service name: String, request: AcquireRequest, actor: Principal, idempotency key: IdempotencyKey? = nil
     ) async throws(LifecycleError) -> LeaseGrant {
         guard let key else { return try await measuredAcquire(service: name, request: request, actor: actor, idempotency: nil) }
         await idempotency.enter(key.key)
@@ -44,7 +44,7 @@ extension Coordinator {
     }
 
     private func measuredAcquire(
-        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
+        service name: String, request: AcquireRequest, actor: Principal, idempotency: IdempotencyKey?
     ) async throws(LifecycleError) -> LeaseGrant {
         let begun = DispatchTime.now().uptimeNanoseconds  // most acquires take well under 1 ms
         do {
@@ -58,7 +58,7 @@ extension Coordinator {
     }
 
     private func grant(
-        service name: String, request: AcquireRequest, actor: String, idempotency: IdempotencyKey?
+        service name: String, request: AcquireRequest, actor: Principal, idempotency: IdempotencyKey?
     ) async throws(LifecycleError) -> LeaseGrant {
         guard !shuttingDown.load(ordering: .relaxed) else { throw .shuttingDown }
         let service = try registry.service(named: name)
@@ -111,14 +111,14 @@ extension Coordinator {
     }
 
     /// Reserves a place in the lease book, or records (folded) and throws the refusal.
-    private func reserve(_ name: String, actor: String) async throws(LifecycleError) {
+    private func reserve(_ name: String, actor: Principal) async throws(LifecycleError) {
         do { try leases.reserve(name, now: monotonicMilliseconds()) } catch {
             throw await refused(error, service: name, actor: actor)
         }
     }
 
     /// Records a refusal by the lease limits (folded: see `LeaseBook.Refusal`); the error to throw.
-    func refused(_ refusal: LeaseBook.Refusal, service name: String, actor: String) async -> LifecycleError {
+    func refused(_ refusal: LeaseBook.Refusal, service name: String, actor: Principal) async -> LifecycleError {
         if let folded = refusal.folded {
             await context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
                 "reason": .string(refusal.overTotal ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(refusal.limit)),
@@ -164,7 +164,7 @@ extension Coordinator {
 
     /// Queues the lease's row, `lease.acquired` and the idempotency record as one write.
     func submitGrant(
-        _ info: LeaseInfo, holder: PidFD, count: Int, started: Bool, waitedMs: Int?, actor: String, idempotency: IdempotencyKey?
+        _ info: LeaseInfo, holder: PidFD, count: Int, started: Bool, waitedMs: Int?, actor: Principal, idempotency: IdempotencyKey?
     ) -> PendingWrite<Void> {
         let idempotencyWindowMs = config.idempotencyWindowMs
         let now = Date()
@@ -190,7 +190,7 @@ extension Coordinator {
 
     /// Ends the holder of a lease that was not granted; a service nobody counts any more is
     /// stopped (or lingers).
-    func undo(_ lease: Lease, of service: ServiceExecutor, actor: String) async {
+    func undo(_ lease: Lease, of service: ServiceExecutor, actor: Principal) async {
         await end(lease)
         service.slotFreed()
         if (try? service.kernelCount()) == 0 { service.send(.lastReferenceGone(reason: "acquire_failed", actor: actor, nil)) }

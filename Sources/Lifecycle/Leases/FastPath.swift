@@ -23,7 +23,7 @@ public enum Attempt<T: Sendable>: Sendable {
 extension Coordinator {
     /// `acquire` without the service's loop, when its machine would answer `ready` with no
     /// other action (see `ServiceMachine.grantsAtOnce`) and an idle holder is at hand.
-    public func acquireNow(service name: String, request: AcquireRequest, actor: String) -> Attempt<LeaseGrant> {
+    public func acquireNow(service name: String, request: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> {
         guard !shuttingDown.load(ordering: .relaxed), let service = registry.existing(name), service.grantsAtOnce else {
             return .notAttempted
         }
@@ -98,7 +98,7 @@ extension Coordinator {
 
     /// Awaits the grant's commit, then settles the lease.
     private func committedGrant(
-        _ grant: LeaseGrant, lease: Lease, of service: ServiceExecutor, actor: String, write: PendingWrite<Void>, begun: UInt64
+        _ grant: LeaseGrant, lease: Lease, of service: ServiceExecutor, actor: Principal, write: PendingWrite<Void>, begun: UInt64
     ) async throws(LifecycleError) -> LeaseGrant {
         do { try await context.committed(write) } catch {
             grantFailed(lease, of: service, actor: actor)
@@ -110,7 +110,7 @@ extension Coordinator {
 
     /// The lease of a launched holder, in the book (the reservation turns into it) with its
     /// row and `lease.acquired` queued.
-    private func submitNow(_ lease: Lease, of service: ServiceExecutor, actor: String) -> (LeaseGrant, PendingWrite<Void>) {
+    private func submitNow(_ lease: Lease, of service: ServiceExecutor, actor: Principal) -> (LeaseGrant, PendingWrite<Void>) {
         let count = (try? service.kernelCount()) ?? 0
         let write = submitGrant(lease.info, holder: lease.holder, count: count, started: false, waitedMs: nil, actor: actor, idempotency: nil)
         leases.insert(lease)
@@ -124,13 +124,13 @@ extension Coordinator {
     }
 
     /// The grant's commit failed: the lease leaves the book and its holder is given back.
-    private func grantFailed(_ lease: Lease, of service: ServiceExecutor, actor: String) {
+    private func grantFailed(_ lease: Lease, of service: ServiceExecutor, actor: Principal) {
         leases.remove(lease.id)
         Task { await undo(lease, of: service, actor: actor) }
     }
 
     /// Gives back the holder of a lease the fast path could not grant, with its reservation.
-    private func undoNow(_ lease: Lease, of service: ServiceExecutor, actor: String, reservation name: String) async {
+    private func undoNow(_ lease: Lease, of service: ServiceExecutor, actor: Principal, reservation name: String) async {
         await undo(lease, of: service, actor: actor)
         leases.cancelReservation(name)
     }
@@ -139,7 +139,7 @@ extension Coordinator {
     /// thread, and when the service is still counted afterwards, the end is committed here.
     /// On 1 → 0 (the machine stops the service) or a holder that does not answer at once,
     /// the rest is awaited.
-    public func releaseNow(id: String, actor: String) -> Attempt<ReleaseResult> {
+    public func releaseNow(id: String, actor: Principal) -> Attempt<ReleaseResult> {
         guard let lease = leases[id], let pooled = lease.pooled, let service = registry.existing(lease.service),
             lease.beginManaging()
         else { return .notAttempted }

@@ -8,7 +8,7 @@ extension Coordinator {
     /// Releases a lease: its holder gives its reference back (count −1) and the release is
     /// committed; on 1 → 0 the service's machine stops it (or lets it linger), and the
     /// answer says whether it stopped.
-    public func release(id: String, actor: String) async throws(LifecycleError) -> ReleaseResult {
+    public func release(id: String, actor: Principal) async throws(LifecycleError) -> ReleaseResult {
         guard let lease = leases[id], lease.beginManaging() else { throw .unknownLease(id) }
         let service = try registry.service(named: lease.service)
         let endedByItself = lease.exitedAlready
@@ -19,7 +19,7 @@ extension Coordinator {
     /// After the holder gave its reference back (or ended): the lease's end is committed, and
     /// on 1 → 0 the service's machine stops the service (or lets it linger) first.
     func recordRelease(
-        _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: String
+        _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: Principal
     ) async throws(LifecycleError) -> ReleaseResult {
         let (reason, count, write) = submitRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
         return try await finishRelease(lease, of: service, reason: reason, count: count, write: write, actor: actor)
@@ -28,7 +28,7 @@ extension Coordinator {
     /// Tells the machine of a 1 → 0 (it stops the service, or lets it linger) and waits for
     /// the release's commit.
     func finishRelease(
-        _ lease: Lease, of service: ServiceExecutor, reason: LeaseEnd, count: Int, write: PendingWrite<Void>, actor: String
+        _ lease: Lease, of service: ServiceExecutor, reason: LeaseEnd, count: Int, write: PendingWrite<Void>, actor: Principal
     ) async throws(LifecycleError) -> ReleaseResult {
         var stopped = false
         if count == 0 {
@@ -42,7 +42,7 @@ extension Coordinator {
 
     /// Reads the kernel count after a release and queues the lease's end.
     func submitRelease(
-        _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: String
+        _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: Principal
     ) -> (LeaseEnd, count: Int, PendingWrite<Void>) {
         let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
         let count = (try? service.kernelCount()) ?? 0
@@ -59,7 +59,7 @@ extension Coordinator {
     /// Queues the end of a lease (its row and its event), marks it ended and takes it out of
     /// the book.
     func submitEnd(
-        _ lease: Lease, reason: LeaseEnd, count: Int, status: ExitStatus?, actor: String, extra: [String: DetailValue] = [:]
+        _ lease: Lease, reason: LeaseEnd, count: Int, status: ExitStatus?, actor: Principal, extra: [String: DetailValue] = [:]
     ) -> PendingWrite<Void> {
         let (id, name, holderPID) = (lease.id, lease.service, lease.holder.pid)
         var detail = extra
@@ -77,7 +77,7 @@ extension Coordinator {
     }
 
     /// Pushes a TTL lease's deadline to now + TTL (the holder keeps its own deadline).
-    public func keepalive(id: String, actor: String) async throws(LifecycleError) -> LeaseInfo {
+    public func keepalive(id: String, actor: Principal) async throws(LifecycleError) -> LeaseInfo {
         guard let lease = leases[id], lease.phase == .active else { throw .unknownLease(id) }
         guard let ttlMs = lease.info.ttlMs else { throw .leaseNotRenewable(id) }
         do { try lease.holder.signal(SIGUSR1) } catch { throw .unknownLease(id) }
@@ -168,11 +168,11 @@ extension Coordinator {
             let reason = status == nil ? lease.inferredEnd() : LeaseEnd.from(holderExit: status)
             let service = registry.existing(lease.service)
             let count = (try? service?.kernelCount()) ?? 0
-            do { try await context.committed(submitEnd(lease, reason: reason, count: count, status: status, actor: EventActor.procrefd)) } catch {
+            do { try await context.committed(submitEnd(lease, reason: reason, count: count, status: status, actor: Principal.procrefd)) } catch {
                 context.logger.error("recording the end of holder \(lease.holder.pid): \(error)")
             }
             guard let service, count == 0 else { return }
-            _ = await service.ask { .lastReferenceGone(reason: "last_\(reason.rawValue)", actor: EventActor.procrefd, $0) }
+            _ = await service.ask { .lastReferenceGone(reason: "last_\(reason.rawValue)", actor: Principal.procrefd, $0) }
             await registry.removeIfPending(service)
         }
     }

@@ -39,7 +39,7 @@ extension Coordinator {
 
     /// Sends `signalName` to a managed process through a pidfd (never to a recycled pid).
     /// A refusal is audited as `process.refused`.
-    public func signalProcess(_ pid: Int32, signalName: String, actor: String) async throws(LifecycleError) -> ManagedProcess {
+    public func signalProcess(_ pid: Int32, signalName: String, actor: Principal) async throws(LifecycleError) -> ManagedProcess {
         guard let signo = Signals.number(named: signalName) else {
             throw .invalidField(DefinitionError(field: "signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))"))
         }
@@ -51,7 +51,7 @@ extension Coordinator {
     }
 
     /// SIGTERM, wait up to `timeoutMs`, then SIGKILL; reports which ended it.
-    public func stopProcess(_ pid: Int32, timeoutMs: Int, actor: String) async throws(LifecycleError) -> StopOutcome {
+    public func stopProcess(_ pid: Int32, timeoutMs: Int, actor: Principal) async throws(LifecycleError) -> StopOutcome {
         guard (1...600_000).contains(timeoutMs) else {
             throw .invalidField(DefinitionError(field: "timeout_ms", message: "must be within 1...600000"))
         }
@@ -65,7 +65,7 @@ extension Coordinator {
         return StopOutcome(process: process, endedBy: endedBy)
     }
 
-    private func managedOrAudited(_ pid: Int32, action: String, actor: String) async throws(LifecycleError) -> ManagedProcess {
+    private func managedOrAudited(_ pid: Int32, action: String, actor: Principal) async throws(LifecycleError) -> ManagedProcess {
         do {
             return try managedProcess(pid)
         } catch {

@@ -17,7 +17,7 @@ extension ServiceRegistry {
     /// Makes the config file's `[services.NAME]` tables the set of config services: new ones
     /// appear, changed ones apply at their next start, removed ones stop once unleased. The
     /// whole set is validated first; nothing changes when one definition is bad.
-    func applyConfig(_ definitions: [String: ServiceDefinition], actor: String) async throws(LifecycleError) -> ConfigServicesChange {
+    func applyConfig(_ definitions: [String: ServiceDefinition], actor: Principal) async throws(LifecycleError) -> ConfigServicesChange {
         let sorted = definitions.sorted { $0.key < $1.key }
         for (name, definition) in sorted {
             guard ServiceName.isValid(name) else { throw .invalidName(name) }
@@ -55,7 +55,7 @@ extension ServiceRegistry {
 
     /// Defines or replaces a service over the API. Returns true when it is new. A running
     /// service (or one the kernel still counts) cannot be replaced.
-    func define(_ name: String, _ definition: ServiceDefinition, actor: String) async throws(LifecycleError) -> Bool {
+    func define(_ name: String, _ definition: ServiceDefinition, actor: Principal) async throws(LifecycleError) -> Bool {
         await lock.lock()
         defer { lock.unlock() }
         if let existing = existing(name) {
@@ -78,7 +78,7 @@ extension ServiceRegistry {
 
     /// Removes an API-defined service: refused while it is leased or running, or defined in
     /// the config file.
-    func removeDefined(_ name: String, leases: Int, actor: String) async throws(LifecycleError) {
+    func removeDefined(_ name: String, leases: Int, actor: Principal) async throws(LifecycleError) {
         let service = try service(named: name)
         await lock.lock()
         defer { lock.unlock() }

@@ -34,7 +34,7 @@ final class ServiceRegistry: Sendable {
     // MARK: Changes (call with `lock` held)
 
     /// Creates a service and its semaphore set.
-    func add(_ name: String, _ definition: ServiceDefinition, fromConfig: Bool, actor: String) async throws(LifecycleError) {
+    func add(_ name: String, _ definition: ServiceDefinition, fromConfig: Bool, actor: Principal) async throws(LifecycleError) {
         let encoded = try Self.encode(definition)
         let semaphores = try openSemaphores(for: name)
         let source = fromConfig ? "config" : "api"
@@ -55,7 +55,7 @@ final class ServiceRegistry: Sendable {
     }
 
     /// Stores a new definition of an existing service; it applies at the next start.
-    func replace(_ service: ServiceExecutor, with definition: ServiceDefinition, fromConfig: Bool, actor: String) async throws(LifecycleError) {
+    func replace(_ service: ServiceExecutor, with definition: ServiceDefinition, fromConfig: Bool, actor: Principal) async throws(LifecycleError) {
         let encoded = try Self.encode(definition)
         let (name, key, id, source) = (service.name, service.semaphores.key, service.semaphores.id, fromConfig ? "config" : "api")
         try await context.write { tx in
@@ -68,7 +68,7 @@ final class ServiceRegistry: Sendable {
 
     /// Stops what is left of the service, deletes its row (recording `service.removed`),
     /// removes its semaphore set and cgroup, and drops it.
-    func remove(_ service: ServiceExecutor, actor: String) async throws(LifecycleError) {
+    func remove(_ service: ServiceExecutor, actor: Principal) async throws(LifecycleError) {
         _ = await service.ask { .stopRequested(reason: "removed", actor: actor, $0) }
         service.processes.removeCgroup()
         service.caps.removeV1Groups()
@@ -87,11 +87,11 @@ final class ServiceRegistry: Sendable {
     func removeIfPending(_ service: ServiceExecutor) async {
         await lock.lock()
         defer { lock.unlock() }
-        _ = await removeIfPendingLocked(service, actor: EventActor.procrefd)
+        _ = await removeIfPendingLocked(service, actor: Principal.procrefd)
     }
 
     /// Drops a service marked for removal once nothing counts it. Returns whether removed.
-    func removeIfPendingLocked(_ service: ServiceExecutor, actor: String) async -> Bool {
+    func removeIfPendingLocked(_ service: ServiceExecutor, actor: Principal) async -> Bool {
         guard service.membership.withLock({ $0.pendingRemoval }), (try? service.kernelCount()) == 0, existing(service.name) === service
         else { return false }
         do { try await remove(service, actor: actor) } catch { context.logger.error("removing \(service.name): \(error)") }

@@ -74,7 +74,7 @@ final class ServiceExecutor: Sendable {
     /// give the holder back when the acquire is not granted, and (for a slotted service) how
     /// long it may queue.
     struct AcquireOrder: Sendable {
-        let actor: String
+        let actor: Principal
         let waitMs: Int
         let clientPID: Int32?
         let launch: @Sendable () async throws(LifecycleError) -> Lease

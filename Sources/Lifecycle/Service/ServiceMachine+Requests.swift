@@ -5,7 +5,7 @@ import Posix
 extension ServiceMachine {
     // MARK: Requests
 
-    mutating func acquire(_ waiter: Waiter, actor: String, _ step: inout Step) {
+    mutating func acquire(_ waiter: Waiter, actor: Principal, _ step: inout Step) {
         switch phase {
         case .failed(let reason): step.actions.append(.answer(waiter, .refused(.failed(reason))))
         case .stopped:
@@ -41,7 +41,7 @@ extension ServiceMachine {
         lastPassedAt.map { now - $0 < Int64(health.freshMs) } ?? false
     }
 
-    mutating func lastReferenceGone(_ reason: String, actor: String, _ waiter: Waiter?, _ step: inout Step) {
+    mutating func lastReferenceGone(_ reason: String, actor: Principal, _ waiter: Waiter?, _ step: inout Step) {
         var stopping = false
         if step.count == 0 {
             switch phase {
@@ -65,7 +65,7 @@ extension ServiceMachine {
         if stopping { stopWaiters.append(waiter) } else { step.actions.append(.answer(waiter, .done(stopped: false))) }
     }
 
-    mutating func restartRequested(_ waiter: Waiter, actor: String, _ step: inout Step) {
+    mutating func restartRequested(_ waiter: Waiter, actor: Principal, _ step: inout Step) {
         switch phase {
         case .ready where running:
             requesters.append(waiter)
@@ -76,7 +76,7 @@ extension ServiceMachine {
         }
     }
 
-    mutating func resetRequested(_ waiter: Waiter, actor: String, _ step: inout Step) {
+    mutating func resetRequested(_ waiter: Waiter, actor: Principal, _ step: inout Step) {
         guard case .failed = phase else { return step.actions.append(.answer(waiter, .refused(.notFailed))) }
         restarts = []
         phase = .stopped
@@ -87,7 +87,7 @@ extension ServiceMachine {
         beginStart(.reset, &step)
     }
 
-    mutating func stopRequested(_ reason: String, actor: String, _ waiter: Waiter, _ step: inout Step) {
+    mutating func stopRequested(_ reason: String, actor: Principal, _ waiter: Waiter, _ step: inout Step) {
         cancel(ServiceTimer.allCases, &step)
         lingerUntil = nil
         stopWaiters.append(waiter)
@@ -155,7 +155,7 @@ extension ServiceMachine {
         for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
         // Every acquirer may have gone while it started. One still waiting records its lease
         // first, and then the end of a holder that died meanwhile, which stops the service.
-        if step.count == 0 && acquirers.isEmpty { lastReferenceGone("last_release", actor: EventActor.procrefd, nil, &step) }
+        if step.count == 0 && acquirers.isEmpty { lastReferenceGone("last_release", actor: Principal.procrefd, nil, &step) }
     }
 
     mutating func failStart(_ reason: String, _ step: inout Step) {

@@ -32,7 +32,7 @@ struct ServiceMachine: Sendable {
     var probeToken: UInt64?
     var nextToken: UInt64 = 0
     /// Who asked for what is under way, for the records.
-    var actor = EventActor.procrefd
+    var actor = Principal.procrefd
 
     init(policy: ServicePolicy) { self.policy = policy }
 
@@ -135,8 +135,8 @@ struct ServiceMachine: Sendable {
         case .starting:
             failStart("exited during start-up with \(ExitStatus.describe(status))", &step)
         case .ready, .probing:
-            step.actions.append(.record(.exited(status), actor: EventActor.procrefd))
-            actor = EventActor.procrefd
+            step.actions.append(.record(.exited(status), actor: Principal.procrefd))
+            actor = Principal.procrefd
             beginStop("exited", then: .crashRestart, &step)
         default: break  // a stop under way expects it
         }
@@ -204,7 +204,7 @@ struct ServiceMachine: Sendable {
     /// After a crash: restart with backoff while the kernel still counts leases, up to
     /// restart_limit within restart_window_ms, then `failed`.
     mutating func planRestart(_ step: inout Step) {
-        actor = EventActor.procrefd
+        actor = Principal.procrefd
         guard step.count > 0 else { return phase = .stopped }
         restarts.removeAll { step.now - $0 > Int64(policy.restartWindowMs) }
         guard restarts.count < policy.restartLimit else {
@@ -228,7 +228,7 @@ struct ServiceMachine: Sendable {
         case (.linger, .ready):
             lingerUntil = nil
             if step.count == 0 {
-                actor = EventActor.procrefd
+                actor = Principal.procrefd
                 beginStop("linger_expired", then: .idle, &step)
             }
         case (.backoff, .backoff):

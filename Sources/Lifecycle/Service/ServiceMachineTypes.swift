@@ -1,3 +1,4 @@
+import AuditStore
 import Posix
 
 /// Where a service is in its lifecycle, as status shows it:
@@ -129,17 +130,17 @@ enum ServiceTimer: Hashable, Sendable, CaseIterable {
 /// What happens to a service's machine.
 enum ServiceEvent: Equatable, Sendable {
     // Asked for
-    case acquire(Waiter, actor: String)
+    case acquire(Waiter, actor: Principal)
     /// The waiter stopped waiting (its acquire timed out).
     case abandon(Waiter)
     /// The kernel count reached 0. The waiter (if any) hears whether the service stopped.
-    case lastReferenceGone(reason: String, actor: String, Waiter?)
-    case restartRequested(Waiter, actor: String)
-    case resetRequested(Waiter, actor: String)
+    case lastReferenceGone(reason: String, actor: Principal, Waiter?)
+    case restartRequested(Waiter, actor: Principal)
+    case resetRequested(Waiter, actor: Principal)
     /// Stop and stay stopped (drain, removal, an orphan at start-up).
-    case stopRequested(reason: String, actor: String, Waiter)
+    case stopRequested(reason: String, actor: Principal, Waiter)
     /// Start if stopped (start-up reconciliation, for leases that outlived procrefd).
-    case startRequested(Waiter, actor: String)
+    case startRequested(Waiter, actor: Principal)
     /// A main process left by an earlier procrefd runs; it is the service's now.
     case adopted
     case definitionChanged(ServicePolicy)
@@ -178,7 +179,7 @@ enum PidFileReading: Equatable, Sendable {
 enum ServiceAction: Equatable, Sendable {
     /// Stop strays, spawn the main process, record `service.starting`; report `spawned` or
     /// `spawnFailed`.
-    case spawn(StartReason, actor: String)
+    case spawn(StartReason, actor: Principal)
     /// Read the pid file; report `pidFileRead`.
     case readPidFile
     /// Run the health check once; report `probePassed` or `probeFailed` with the token.
@@ -186,11 +187,11 @@ enum ServiceAction: Equatable, Sendable {
     case probe(token: UInt64, readiness: Bool)
     /// Stop every process of the service (recording `service.stopping`/`stopped` when
     /// something ran); report `teardownFinished`.
-    case teardown(reason: String, actor: String)
+    case teardown(reason: String, actor: Principal)
     case schedule(ServiceTimer, afterMs: Int, token: UInt64)
     case cancel(ServiceTimer)
     case answer(Waiter, ServiceAnswer)
-    case record(ServiceNote, actor: String)
+    case record(ServiceNote, actor: Principal)
     /// The waiter takes a slot: launch its holder, then hand the machine its `acquire`.
     case launch(Waiter)
     /// The waiter is in the queue at `position` (1 = next): record `lease.queued`, and end

@@ -8,7 +8,7 @@ extension ServiceExecutor {
     /// Stops leftovers of an earlier run (they would hold its port or files), spawns the
     /// main process in its own group (and cgroup, where there is one) and records
     /// `service.starting`. Reports `spawned` or `spawnFailed`.
-    func spawn(reason: StartReason, actor: String) async {
+    func spawn(reason: StartReason, actor: Principal) async {
         let definition = self.definition
         await stopStrays(actor: actor)
         // A pid file left from an earlier run is told apart by its age, never unlinked:

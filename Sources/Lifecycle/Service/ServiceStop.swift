@@ -8,7 +8,7 @@ extension ServiceExecutor {
     /// Stops every process of the service: stop_signal, up to stop_timeout_ms, then SIGKILL.
     /// Records `service.stopping` and `service.stopped` (with the signal that ended it) when
     /// something ran, then reports `teardownFinished`.
-    func teardown(reason: String, actor: String) async {
+    func teardown(reason: String, actor: Principal) async {
         let (main, ended, definition) = owned.withLock { ($0.main, $0.mainEnded, $0.definition) }
         let running = main != nil && !ended
         if main != nil || processes.anyAlive(main: nil) {
@@ -68,7 +68,7 @@ extension ServiceExecutor {
     /// crashed before recording them), else what is outside the main process's tree.
     /// Recorded as `service.stopped` with reason `stray`. `thorough` (start-up) also looks
     /// for the marker outside the cgroup.
-    func stopStrays(actor: String, thorough: Bool = false) async {
+    func stopStrays(actor: Principal, thorough: Bool = false) async {
         let main = mainProcess?.pid
         guard main == nil || thorough else { return }
         var strays = processes.members(main: nil, thorough: thorough)
@@ -99,7 +99,7 @@ extension ServiceExecutor {
     }
 
     /// Writes what the machine asked to record.
-    func record(_ note: ServiceNote, actor: String) async {
+    func record(_ note: ServiceNote, actor: Principal) async {
         let (name, pid) = (self.name, mainProcess?.pid)
         switch note {
         case let .ready(startupMs, reason):
