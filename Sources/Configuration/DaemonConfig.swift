@@ -61,6 +61,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public struct Audit: Sendable, Equatable {
         public var retention = RetentionPolicy(maxAgeDays: 90, maxEvents: 10_000_000)
         public var pruneIntervalMs = 60_000
+        /// How often the hash chain's head is written to procrefd's own log (the journal).
+        public var anchorIntervalMs = 600_000
         public init() {}
     }
 
@@ -362,8 +364,10 @@ private struct AuditFile: Decodable {
     var retentionDays: Int?
     var retentionMaxEvents: Int?
     var pruneIntervalMs: Int?
+    var anchorIntervalMs: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case anchorIntervalMs = "anchor_interval_ms"
         case retentionDays = "retention_days"
         case retentionMaxEvents = "retention_max_events"
         case pruneIntervalMs = "prune_interval_ms"
@@ -375,6 +379,7 @@ private struct AuditFile: Decodable {
         retentionDays = try c.decodeIfPresent(Int.self, forKey: .retentionDays)
         retentionMaxEvents = try c.decodeIfPresent(Int.self, forKey: .retentionMaxEvents)
         pruneIntervalMs = try c.decodeIfPresent(Int.self, forKey: .pruneIntervalMs)
+        anchorIntervalMs = try c.decodeIfPresent(Int.self, forKey: .anchorIntervalMs)
     }
 
     func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Audit {
@@ -392,6 +397,10 @@ private struct AuditFile: Decodable {
         if let pruneIntervalMs {
             guard (100...86_400_000).contains(pruneIntervalMs) else { throw fail("audit.prune_interval_ms: must be within 100...86400000") }
             audit.pruneIntervalMs = pruneIntervalMs
+        }
+        if let anchorIntervalMs {
+            guard (1_000...86_400_000).contains(anchorIntervalMs) else { throw fail("audit.anchor_interval_ms: must be within 1000...86400000") }
+            audit.anchorIntervalMs = anchorIntervalMs
         }
         return audit
     }

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import MicroHTTPD
+import Posix
 import Wire
 
 /// `GET /v1/events`: filters, cursor pages, long-poll (`wait_ms`) and NDJSON streaming.
@@ -40,7 +41,7 @@ public enum EventQuery {
     }
 
     /// The query parameters of `GET /v1/events`.
-    static let parameters: Set<String> = ["service", "lease", "kind", "pid", "since", "until", "after", "before", "limit", "order", "wait_ms"]
+    static let parameters: Set<String> = ["service", "lease", "kind", "pid", "user", "since", "until", "after", "before", "limit", "order", "wait_ms"]
 
     /// `now` is the newest committed event id: `after=now` starts there (follow from the end).
     static func filter(_ request: HTTPRequest, now: Int64) throws(Problem) -> EventFilter {
@@ -50,6 +51,13 @@ public enum EventQuery {
             throw .invalidField("kind", "\(bad.debugDescription) is not an event kind (e.g. lease.acquired) nor a family (e.g. lease.*)")
         }
         if let pid = try request.integer("pid", in: 1...Int(Int32.max)) { filter.pid = Int32(pid) }
+        if let user = request.query["user"] {
+            // A uid, or a name the passwd database knows: the events that user caused.
+            guard let uid = UInt32(user) ?? Accounts.user(user).map({ UInt32($0.uid) }) else {
+                throw .invalidField("user", "no such user: \(user) (a name or a uid)")
+            }
+            filter.uid = uid
+        }
         filter.since = try date(request, "since")
         filter.until = try date(request, "until")
         if request.query["after"] == "now" {

@@ -3,13 +3,65 @@ import AuditStore
 import ControlAPI
 import Foundation
 import Glibc
+import Posix
 import Wire
 
-/// `procrefd events`: the audit log read straight from the database (read-only, safe while
-/// the daemon runs, works while it is down).
+/// `procrefd events [list]` and `procrefd events verify`: the audit log read straight from
+/// the database (read-only, safe while the daemon runs, works while it is down).
 struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Review the audit log offline.",
+        subcommands: [EventsList.self, EventsVerify.self], defaultSubcommand: EventsList.self)
+}
+
+/// Opens the state dir's database read-only; exits 1 with the reason when it cannot.
+func openAuditStoreReadOnly(_ location: StateLocation) throws -> AuditStore {
+    let path = location.directory.database
+    guard FileManager.default.fileExists(atPath: path) else {
+        printError("procrefd: no audit database at \(path)")
+        throw ExitCode.failure
+    }
+    do { return try AuditStore(path: path, readOnly: true) } catch {
+        printError("procrefd: \(error)")
+        throw ExitCode.failure
+    }
+}
+
+/// `procrefd events verify`: walks the hash chain from its anchor and says whether any
+/// event was changed, removed or inserted through the file.
+struct EventsVerify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the audit log's hash chain offline.",
+        discussion: """
+            Prints how many events were checked and `ok`, or the first id whose hash does not match. \
+            To catch an edit that also rewrote the chain's end, compare the head it prints with the last \
+            `audit chain head` line in procrefd's own log (the journal under systemd). \
+            Exit codes: 0 intact, 1 broken or unreadable.
+            """)
+
+    @OptionGroup var location: StateLocation
+
+    func run() throws {
+        let store = try openAuditStoreReadOnly(location)
+        let result: ChainVerification
+        do { result = try store.read { try $0.verifyChain() } } catch {
+            printError("procrefd: \(error)")
+            throw ExitCode.failure
+        }
+        if let broken = result.firstBroken {
+            print("\(result.checked) events checked from anchor \(result.anchorID): event \(broken) does not match its hash")
+            throw ExitCode.failure
+        }
+        print("\(result.checked) events checked from anchor \(result.anchorID): ok (head \(result.headID) \(result.headHash))")
+    }
+}
+
+/// `procrefd events [list]`: filtered events, as a table, JSON or NDJSON, or followed.
+struct EventsList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Print events (the default).",
         discussion: "Exit codes: 0 printed, 1 the database cannot be read, 64 bad options.")
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
@@ -22,6 +74,7 @@ struct Events: ParsableCommand {
     @Option(help: "Only these kinds (repeatable; a prefix like lease.* matches a family).") var kind: [String] = []
     @Option(help: "Only this lease.") var lease: String?
     @Option(help: "Only this pid.") var pid: Int32?
+    @Option(help: "Only events this user caused (a name or a uid).") var user: String?
     @Option(help: "From this time on (RFC 3339).") var since: String?
     @Option(help: "Before this time (RFC 3339).") var until: String?
     @Option(help: "Only events with a larger id.") var after: Int64?
@@ -43,18 +96,16 @@ struct Events: ParsableCommand {
     }
 
     func run() throws {
-        let path = location.directory.database
-        guard FileManager.default.fileExists(atPath: path) else {
-            printError("procrefd: no audit database at \(path)")
-            throw ExitCode.failure
-        }
-        let store: AuditStore
-        do { store = try AuditStore(path: path, readOnly: true) } catch {
-            printError("procrefd: \(error)")
-            throw ExitCode.failure
-        }
+        let store = try openAuditStoreReadOnly(location)
         var filter = EventFilter(service: service, kinds: kind, lease: lease, after: after ?? 0, limit: limit)
         filter.pid = pid
+        if let user {
+            guard let uid = UInt32(user) ?? Accounts.user(user).map({ UInt32($0.uid) }) else {
+                printError("procrefd: --user \(user): no such user")
+                throw ExitCode.validationFailure
+            }
+            filter.uid = uid
+        }
         filter.since = since.flatMap(Timestamp.parse)
         filter.until = until.flatMap(Timestamp.parse)
         filter.order = EventFilter.Order(rawValue: order) ?? .asc
@@ -97,7 +148,7 @@ struct Events: ParsableCommand {
 
 /// Writes events as an aligned table, a JSON page, or NDJSON lines.
 struct EventPrinter {
-    let format: Events.Format
+    let format: EventsList.Format
     let colour: Bool
 
     private static let encoder: JSONEncoder = {

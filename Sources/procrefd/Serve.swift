@@ -179,9 +179,11 @@ struct Serve: AsyncParsableCommand {
         ServiceManagerNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=listening on \(address)")
 
         let pruner = Self.startPruner(store: store, coordinator: coordinator, audit: auditSettings, logger: logger)
+        let anchoring = ChainAnchor.start(store: store, settings: auditSettings, logger: logger)
         let trigger = await shutdown.next()
         reloader.cancel()
         pruner.cancel()
+        anchoring.cancel()
         let mode = trigger.mode ?? onExit
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         ServiceManagerNotify.send("STOPPING=1\nSTATUS=stopping (\(mode.rawValue))")
@@ -200,6 +202,7 @@ struct Serve: AsyncParsableCommand {
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))
             try tx.endRun(id: runID, mode: mode.rawValue)
         }
+        ChainAnchor.log(store, logger)
     }
 
     /// The settings a reload may change, from the file (command-line flags win).

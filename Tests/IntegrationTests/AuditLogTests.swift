@@ -381,3 +381,62 @@ func sqliteAnswer(_ path: String, _ sql: String) -> String {
     query.waitUntilExit()
     return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
+
+/// Who did it, and whether anyone edited the record since.
+@Suite("Audit principals and chain")
+struct AuditPrincipalTests {
+    @Test("events?user= finds what a user caused (name or uid); procrefd events --user too; an unknown user is 422")
+    func byUser() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("who")
+            try daemon.defineSocketService(name)
+            #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201)
+            let me = getuid()
+            let myName = try #require(Accounts.user(String(me))?.name)
+            for user in [myName, String(me)] {
+                let mine = try daemon.unix.get("/v1/events?user=\(user)&service=\(name)").json["events"] as? [[String: Any]] ?? []
+                // The acquire started the service: "who started it at 03:12" has an answer.
+                #expect(mine.compactMap { $0["kind"] as? String } == ["service.defined", "service.starting", "service.ready", "lease.acquired"], "\(user)")
+            }
+            #expect((try daemon.unix.get("/v1/events?user=nobody").json["events"] as? [[String: Any]])?.isEmpty == true)
+            #expect(try daemon.unix.get("/v1/events?user=no-such-user-here").status == 422)
+            let cli = try runProcrefd(["events", "--user", myName, "--service", name, "--state-dir", daemon.stateDir])
+            #expect(cli.code == 0 && cli.stdout.contains("lease.acquired") && cli.stdout.contains("\(myName) (uid \(me))"), "\(cli.stdout)")
+            #expect(try runProcrefd(["events", "--user", "nobody", "--service", name, "--state-dir", daemon.stateDir, "--format", "ndjson"]).stdout.isEmpty)
+        }
+    }
+
+    @Test("events verify: ok on a live database; after an UPDATE through the sqlite3 CLI (triggers dropped) it names that id and exits 1")
+    func verify() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("chain")
+            try daemon.defineSocketService(name)
+            for _ in 0..<3 { #expect(try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).status == 201) }
+            let intact = try runProcrefd(["events", "verify", "--state-dir", daemon.stateDir])
+            #expect(intact.code == 0 && intact.stdout.contains(": ok"), "\(intact.stdout) \(intact.stderr)")
+            let target = try #require(try daemon.events(service: name).first { $0["kind"] as? String == "lease.acquired" }?["id"] as? Int)
+            let database = "\(daemon.stateDir)/procrefd.db"
+            let refused = try runCommand("/usr/bin/sqlite3", [database, "UPDATE events SET actor = 'someone else' WHERE id = \(target);"])
+            #expect(refused.status != 0 && refused.error.contains("append-only"), "\(refused)")
+            let edited = try runCommand("/usr/bin/sqlite3", [database, "DROP TRIGGER events_append_only_update; UPDATE events SET actor = 'someone else' WHERE id = \(target);"])
+            #expect(edited.status == 0, "\(edited)")
+            let broken = try runProcrefd(["events", "verify", "--state-dir", daemon.stateDir])
+            #expect(broken.code == 1)
+            #expect(broken.stdout.contains("event \(target) does not match"), "\(broken.stdout)")
+        }
+    }
+
+    /// Runs a program; its exit status and standard error.
+    func runCommand(_ program: String, _ arguments: [String]) throws -> (status: Int32, error: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        let error = Pipe()
+        process.standardError = error
+        process.standardOutput = Pipe()
+        try process.run()
+        let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+}

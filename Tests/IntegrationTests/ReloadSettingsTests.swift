@@ -87,6 +87,9 @@ struct ReloadSettingsTests {
         #expect(try box.reload("[audit]\nprune_interval_ms = 100\nretention_max_events = 10\n")["kind"] as? String == "daemon.config_reloaded")
         #expect(eventually { (try? daemon.events().contains { $0["kind"] as? String == "audit.pruned" }) == true })
         #expect(eventually { ((try? daemon.events().count) ?? .max) <= 12 })
+        // The chain still verifies from its new anchor.
+        let verified = try runProcrefd(["events", "verify", "--state-dir", daemon.stateDir])
+        #expect(verified.code == 0 && verified.stdout.contains(": ok") && !verified.stdout.contains("from anchor 0:"), "\(verified.stdout)")
     }
 
     @Test("a change only a restart can apply is refused, naming the keys; nothing of the file applies")

@@ -165,6 +165,18 @@ def run(args, check):
             return kinds if len(kinds) >= 2 and all(kind.startswith("lease.") for kind in kinds) else None
         check("lease.* shows only lease events", wait_for(only_leases, 5), "")
         check("the filter is in the URL", "kind=lease.*" in driver.current_url.replace("%2A", "*"), driver.current_url)
+        # The user filter: events this test's user caused (it took the lease over the socket).
+        import pwd
+        me = pwd.getpwuid(os.getuid()).pw_name
+        user_box = driver.find_element(By.ID, "filter-user")
+        user_box.send_keys(me + "\n")
+        def only_mine():
+            actors = [row.find_elements(By.TAG_NAME, "td")[6].text for row in driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")]
+            return actors if actors and all(actor == f"{me} (uid {os.getuid()})" for actor in actors) else None
+        check("the user filter shows only that user's events", wait_for(only_mine, 5), "")
+        check("the user filter is in the URL", f"user={me}" in driver.current_url, driver.current_url)
+        user_box.clear()
+        user_box.send_keys("\n")
 
         # The admin token shows the actions; Restart and Release from the page act.
         driver.find_element(By.ID, "token").send_keys(daemon.token)

@@ -96,16 +96,16 @@ function report(error) {
   }
 }
 
-// ---- the URL keeps the view: #service=…&kind=…&window=…&detail=… ----
+// ---- the URL keeps the view: #service=…&kind=…&window=…&user=…&detail=… ----
 
 function readView() {
   const params = new URLSearchParams(location.hash.slice(1));
-  return { service: params.get('service') || '', kind: params.get('kind') || '', window: params.get('window') || '', detail: params.get('detail') || '' };
+  return { service: params.get('service') || '', kind: params.get('kind') || '', window: params.get('window') || '', user: params.get('user') || '', detail: params.get('detail') || '' };
 }
 
 function writeView() {
   const params = new URLSearchParams();
-  const view = { service: $('filter-service').value, kind: $('filter-kind').value, window: $('filter-window').value, detail: state.selected };
+  const view = { service: $('filter-service').value, kind: $('filter-kind').value, window: $('filter-window').value, user: $('filter-user').value.trim(), detail: state.selected };
   for (const [key, value] of Object.entries(view)) if (value) params.set(key, value);
   const text = params.toString();
   history.replaceState(null, '', text ? '#' + text : location.pathname + location.search);
@@ -117,6 +117,7 @@ function applyView() {
   $('filter-service').value = view.service;
   $('filter-kind').value = view.kind;
   $('filter-window').value = WINDOWS[view.window] ? view.window : '';
+  $('filter-user').value = view.user;
   state.selected = view.detail;
 }
 
@@ -248,6 +249,7 @@ function auditQuery(before) {
   const query = new URLSearchParams({ order: 'desc', limit: '50' });
   if ($('filter-service').value) query.set('service', $('filter-service').value);
   if ($('filter-kind').value) query.set('kind', $('filter-kind').value);
+  if ($('filter-user').value.trim()) query.set('user', $('filter-user').value.trim());
   const window_ = WINDOWS[$('filter-window').value];
   if (window_) query.set('since', new Date(Date.now() - window_).toISOString());
   if (before) query.set('before', String(before));
@@ -355,7 +357,8 @@ function wire() {
     sessionStorage.removeItem('procrefd.token');
     await start();
   });
-  for (const id of ['filter-service', 'filter-kind', 'filter-window']) {
+  $('filters').addEventListener('submit', (event) => event.preventDefault());
+  for (const id of ['filter-service', 'filter-kind', 'filter-window', 'filter-user']) {
     $(id).addEventListener('change', () => {
       writeView();
       refreshAudit().catch(report);
