@@ -43,6 +43,16 @@ public struct Principal: Sendable, Hashable, CustomStringConvertible {
     /// A token's holder over TCP, from `address`.
     public static func token(_ name: String) -> Principal { Principal(kind: .token, name: name) }
 
+    /// Whether `other` is the same party: the same uid on the socket, the same token, the
+    /// same daemon role (the pid may differ: one user's shells and scripts are one owner).
+    public func isSameParty(as other: Principal) -> Bool {
+        guard kind == other.kind else { return false }
+        switch kind {
+        case .peer: return uid != nil && uid == other.uid
+        case .token, .daemon: return name == other.name
+        }
+    }
+
     /// The `actor` column: `procrefd`, `config`, `token:NAME`, or `USER (uid UID)`.
     public var description: String {
         switch kind {

@@ -33,6 +33,8 @@ public struct LeaseRecord: Sendable, Equatable {
     public var expiresAt: String?
     public var endedAt: String?
     public var endReason: String?
+    /// Who took it (kind, uid and name are kept; the calling pid is in its event).
+    public var owner = Principal.procrefd
 
     public init(
         id: String, service: String, holder: String, holderPID: Int32, holderStartTime: UInt64,
@@ -79,7 +81,7 @@ extension StoreTransaction {
     public func insertLease(_ lease: LeaseRecord) throws {
         var insert = DirectStatement(try db.cachedStatement(sql: """
                 INSERT INTO leases (id, service, holder, holder_pid, holder_start_time, client_pid, ttl_ms,
-                    acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    acquired_at, expires_at, owner_kind, owner_uid, owner_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """))
         insert.bind(lease.id)
         insert.bind(lease.service)
@@ -90,6 +92,9 @@ extension StoreTransaction {
         insert.bind(lease.ttlMs)
         insert.bind(lease.acquiredAt)
         insert.bind(lease.expiresAt)
+        insert.bind(lease.owner.kind.rawValue)
+        insert.bind(lease.owner.uid.map(Int64.init))
+        insert.bind(lease.owner.kind == .peer ? lease.owner.user : lease.owner.name)
         try insert.run(in: db)
     }
 
@@ -163,6 +168,9 @@ extension StoreReader {
             ttlMs: row["ttl_ms"], acquiredAt: row["acquired_at"], expiresAt: row["expires_at"])
         record.endedAt = row["ended_at"]
         record.endReason = row["end_reason"]
+        let kind = (row["owner_kind"] as String?).flatMap(Principal.Kind.init(rawValue:)) ?? .daemon
+        let name: String? = row["owner_name"]
+        record.owner = Principal(kind: kind, uid: row["owner_uid"], user: kind == .peer ? name : nil, name: kind == .peer ? nil : name ?? "procrefd")
         return record
     }
 }

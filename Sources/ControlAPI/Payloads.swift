@@ -119,6 +119,8 @@ struct LeasePayload: HandWrittenJSON {
         object.add("ttl_ms", lease.ttlMs)
         object.add("acquired_at", lease.acquiredAt)
         object.add("expires_at", lease.expiresAt)
+        object.add("owner", lease.owner.description)
+        object.add("owner_uid", lease.owner.uid.map(Int64.init))
         return object
     }
 

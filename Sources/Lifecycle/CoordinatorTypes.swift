@@ -1,3 +1,4 @@
+import AuditStore
 import Foundation
 
 /// Settings of the lifecycle core.
@@ -48,6 +49,8 @@ public struct AcquireRequest: Sendable, Equatable {
     public var clientPID: Int32?
     /// How long to queue when every slot of the service is taken (0: refuse at once).
     public var waitMs: Int
+    /// Who asks: the lease's owner (set by the core from the request's principal).
+    public var owner = Principal.procrefd
 
     public init(holder: String = "", ttlMs: Int64? = nil, clientPID: Int32? = nil, waitMs: Int = 0) {
         self.holder = holder

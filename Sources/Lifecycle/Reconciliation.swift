@@ -54,10 +54,7 @@ extension Coordinator {
     }
 
     private func readopt(_ record: LeaseRecord, holder: PidFD) async {
-        let info = LeaseInfo(
-            id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
-            clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt)
-        let lease = Lease(info: info, holder: holder)
+        let lease = Lease(info: LeaseInfo(record: record), holder: holder)
         leases.readopt(lease)
         await context.recordLogged(NewEvent(.leaseReadopted, service: record.service, lease: record.id, pid: record.holderPID))
         lease.setPhase(.active)

@@ -13,7 +13,7 @@ final class StandInCore: LifecycleCore {
 
     static let lease = LeaseInfo(
         id: "l_00000000000000010000000a", service: "web", holder: "job", holderPID: 4242, clientPID: nil, ttlMs: 30_000,
-        acquiredAt: "2026-11-25T18:00:00.000Z", expiresAt: "2026-11-25T18:00:30.000Z")
+        acquiredAt: "2026-11-25T18:00:00.000Z", expiresAt: "2026-11-25T18:00:30.000Z", owner: .token("admin"))
 
     private func note(_ call: String) { calls.withLock { $0.append(call) } }
 

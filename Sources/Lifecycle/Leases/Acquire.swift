@@ -12,6 +12,8 @@ extension Coordinator {
     public func acquire(
         service name: String, request: AcquireRequest, actor: Principal, idempotency key: IdempotencyKey? = nil
     ) async throws(LifecycleError) -> LeaseGrant {
+        var request = request
+        request.owner = actor
         guard let key else { return try await measuredAcquire(service: name, request: request, actor: actor, idempotency: nil) }
         await idempotency.enter(key.key)
         defer { idempotency.leave(key.key) }
@@ -34,11 +36,7 @@ extension Coordinator {
         guard let previous else { return nil }
         guard previous.requestHash == key.requestHash, previous.service == name else { throw .idempotencyMismatch(key.key) }
         guard let record else { throw .storage("lease \(previous.lease) of key \(key.key) is missing") }
-        var grant = LeaseGrant(
-            lease: LeaseInfo(
-                id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID,
-                clientPID: record.clientPID, ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt),
-            count: previous.count, started: previous.started)
+        var grant = LeaseGrant(lease: LeaseInfo(record: record), count: previous.count, started: previous.started)
         grant.replayed = true
         return grant
     }
@@ -156,7 +154,7 @@ extension Coordinator {
         let info = LeaseInfo(
             id: Self.newLeaseID(), service: service.name, holder: request.holder, holderPID: pooled.process.pid,
             clientPID: request.clientPID, ttlMs: ttlMs, acquiredAt: Timestamp.format(now),
-            expiresAt: ttlMs.map { Timestamp.format(now.addingTimeInterval(Double($0) / 1000)) })
+            expiresAt: ttlMs.map { Timestamp.format(now.addingTimeInterval(Double($0) / 1000)) }, owner: request.owner)
         let lease = Lease(info: info, holder: pooled.process, pooled: pooled)
         pooled.attach(lease)
         return lease
@@ -169,10 +167,12 @@ extension Coordinator {
         let idempotencyWindowMs = config.idempotencyWindowMs
         let now = Date()
         return context.submit { tx in
-            try tx.insertLease(LeaseRecord(
+            var record = LeaseRecord(
                 id: info.id, service: info.service, holder: info.holder, holderPID: holder.pid,
                 holderStartTime: holder.identity.startTime, clientPID: info.clientPID, ttlMs: info.ttlMs,
-                acquiredAt: info.acquiredAt, expiresAt: info.expiresAt))
+                acquiredAt: info.acquiredAt, expiresAt: info.expiresAt)
+            record.owner = info.owner
+            try tx.insertLease(record)
             var detail: [String: DetailValue] = ["count": .int(Int64(count)), "started": .bool(started)]
             if let ttlMs = info.ttlMs { detail["ttl_ms"] = .int(ttlMs) }
             if let client = info.clientPID { detail["client_pid"] = .int(Int64(client)) }

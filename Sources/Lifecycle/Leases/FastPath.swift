@@ -23,7 +23,10 @@ public enum Attempt<T: Sendable>: Sendable {
 extension Coordinator {
     /// `acquire` without the service's loop, when its machine would answer `ready` with no
     /// other action (see `ServiceMachine.grantsAtOnce`) and an idle holder is at hand.
-    public func acquireNow(service name: String, request: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> {
+    public func acquireNow(service name: String, request asked: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> {
+        var owned = asked
+        owned.owner = actor
+        let request = owned
         guard !shuttingDown.load(ordering: .relaxed), let service = registry.existing(name), service.grantsAtOnce else {
             return .notAttempted
         }

@@ -64,6 +64,23 @@ public struct LeaseInfo: Sendable, Equatable {
     public let ttlMs: Int64?
     public let acquiredAt: String
     public let expiresAt: String?
+    /// Who took it: only they, an operator or an admin may end it or keep it alive.
+    public let owner: Principal
+
+    public init(
+        id: String, service: String, holder: String, holderPID: Int32, clientPID: Int32?, ttlMs: Int64?, acquiredAt: String,
+        expiresAt: String?, owner: Principal
+    ) {
+        (self.id, self.service, self.holder, self.holderPID) = (id, service, holder, holderPID)
+        (self.clientPID, self.ttlMs, self.acquiredAt, self.expiresAt, self.owner) = (clientPID, ttlMs, acquiredAt, expiresAt, owner)
+    }
+
+    /// A lease as its row stores it.
+    init(record: LeaseRecord) {
+        self.init(
+            id: record.id, service: record.service, holder: record.holder, holderPID: record.holderPID, clientPID: record.clientPID,
+            ttlMs: record.ttlMs, acquiredAt: record.acquiredAt, expiresAt: record.expiresAt, owner: record.owner)
+    }
 }
 
 /// One live lease: its holder process and who is waiting for that process to exit.

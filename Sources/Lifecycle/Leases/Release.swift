@@ -181,6 +181,6 @@ extension Coordinator {
 extension LeaseInfo {
     func with(expiresAt: String) -> LeaseInfo {
         LeaseInfo(id: id, service: service, holder: holder, holderPID: holderPID, clientPID: clientPID,
-                  ttlMs: ttlMs, acquiredAt: acquiredAt, expiresAt: expiresAt)
+                  ttlMs: ttlMs, acquiredAt: acquiredAt, expiresAt: expiresAt, owner: owner)
     }
 }
