@@ -47,6 +47,9 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     /// A queued acquire stopped waiting (`reason`: timeout, disconnect, client_exit, service_stopped).
     case leaseQueueLeft = "lease.queue_left"
     case serviceRefused = "service.refused"
+    /// A caller lacked the role or the service it needed (`request`, `reason`; `folded`
+    /// refusals of the same caller in the second before).
+    case accessDenied = "access.denied"
 }
 
 /// A value in an event's `detail` object.

@@ -22,6 +22,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var audit = Audit()
     public var logs = Logs()
     public var security = Security()
+    /// `[access]`: who may do what over the Unix socket; nil without the table (the
+    /// socket's owner and group are admin, as before).
+    public var access: AccessRules?
     public var services: [String: ServiceDefinition] = [:]
 
     /// `[security]`.
@@ -175,10 +178,11 @@ private struct ConfigFile: Decodable {
     var audit: AuditFile?
     var logs: LogsFile?
     var security: SecurityFile?
+    var access: AccessFile?
     var services: [String: ServiceDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, port, durability, limits, audit, logs, security, services
+        case listen, port, durability, limits, audit, logs, security, services, access
         case socketMode = "socket_mode"
         case socketGroup = "socket_group"
         case onExit = "on_exit"
@@ -198,6 +202,7 @@ private struct ConfigFile: Decodable {
         limits = try c.decodeIfPresent(LimitsFile.self, forKey: .limits)
         audit = try c.decodeIfPresent(AuditFile.self, forKey: .audit)
         logs = try c.decodeIfPresent(LogsFile.self, forKey: .logs)
+        access = try c.decodeIfPresent(AccessFile.self, forKey: .access)
         security = try c.decodeIfPresent(SecurityFile.self, forKey: .security)
         services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
     }
@@ -212,8 +217,12 @@ private struct ConfigFile: Decodable {
         }
         if let socketMode {
             guard let mode = UInt32(socketMode.hasPrefix("0o") ? String(socketMode.dropFirst(2)) : socketMode, radix: 8),
-                mode == 0o600 || mode == 0o660
-            else { throw fail("socket_mode: \"0600\" or \"0660\"") }
+                mode == 0o600 || mode == 0o660 || mode == 0o666
+            else { throw fail("socket_mode: \"0600\", \"0660\" or (with [access]) \"0666\"") }
+            // Everyone may connect: then the peer's credentials and [access] must decide.
+            guard mode != 0o666 || access != nil else {
+                throw fail("socket_mode: \"0666\" only with an [access] table (without one, whoever opens the socket is admin)")
+            }
             config.socketMode = mode
         }
         config.socketGroup = socketGroup
@@ -231,6 +240,16 @@ private struct ConfigFile: Decodable {
         }
         if let limits { config.limits = try limits.resolved(fail) }
         if let audit { config.audit = try audit.resolved(fail) }
+        if let access {
+            do {
+                config.access = AccessRules(
+                    admins: try AccessSubject.parse(access.admins ?? [], field: "access.admins"),
+                    operators: try AccessSubject.parse(access.operators ?? [], field: "access.operators"),
+                    readers: try AccessSubject.parse(access.readers ?? [], field: "access.readers"))
+            } catch {
+                throw fail(error.description)
+            }
+        }
         if let maxBytes = logs?.maxBytes {
             guard maxBytes == 0 || ServiceDefinition.logMaxBytesRange.contains(maxBytes) else {
                 throw fail("logs.max_bytes: 0 (never rotate) or within \(ServiceDefinition.logMaxBytesRange)")
@@ -340,6 +359,24 @@ private struct LimitsFile: Decodable {
             limits[keyPath: keyPath] = value
         }
         return limits
+    }
+}
+
+private struct AccessFile: Decodable {
+    var admins: [String]?
+    var operators: [String]?
+    var readers: [String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case admins, operators, readers
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "access")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        admins = try c.decodeIfPresent([String].self, forKey: .admins)
+        operators = try c.decodeIfPresent([String].self, forKey: .operators)
+        readers = try c.decodeIfPresent([String].self, forKey: .readers)
     }
 }
 

@@ -1,4 +1,6 @@
 import AuditStore
+import Glibc
+import Lifecycle
 import MicroHTTPD
 import Posix
 import Synchronization
@@ -22,12 +24,72 @@ public enum ReadScope: String, CaseIterable, Sendable {
     public static let openByDefault: Set<ReadScope> = [.status, .metrics, .services]
     /// What `[security] tcp_open_reads` may name.
     public static let openable: Set<ReadScope> = [.status, .metrics, .services, .events, .logs]
+
+    /// The role a read needs under `[access]`: the audit log, output and processes are
+    /// the operator's; status (and one's own leases) anyone's the rules know.
+    var role: Role? {
+        switch self {
+        case .status: return nil
+        case .metrics, .services: return .reader
+        case .events, .logs, .processes: return .operator
+        }
+    }
 }
 
-/// Who may do what. Over the Unix socket: everything (its file mode is the guard). Over TCP:
-/// changes need `Authorization: Bearer <token>` (the admin token); reads in `openReads` need
-/// nothing, other reads the read token or the admin one. `GET /v1/health` and the
-/// dashboard's files always answer.
+/// What a route needs.
+enum RouteAccess: Sendable, Equatable {
+    /// Anyone: `GET /v1/health`, `/v1/whoami` and the dashboard's files.
+    case open
+    /// A read of `scope`.
+    case read(ReadScope)
+    /// Taking, keeping and ending leases (whose: the handler checks service and owner).
+    case lease
+    /// Restart, reset, process control.
+    case operate
+    /// Define and remove services, stop the daemon.
+    case administer
+
+    /// The role it needs (a lease's service and owner are checked by its handler).
+    var role: Role? {
+        switch self {
+        case .open: return nil
+        case .read(let scope): return scope.role
+        case .lease: return .leaser
+        case .operate: return .operator
+        case .administer: return .admin
+        }
+    }
+}
+
+/// Who is calling, and what they may do.
+struct Caller: Sendable {
+    let principal: Principal
+    /// nil: none (an anonymous TCP client, or a peer `[access]` does not list).
+    let role: Role?
+    /// A peer's groups (for services' `lease` lists).
+    let groups: Set<gid_t>
+
+    func has(_ needed: Role) -> Bool { role.map { $0 >= needed } ?? false }
+
+    /// Whether it may take leases on a service whose `lease` list is `list`.
+    func mayLease(_ list: [String]?) -> Bool {
+        if has(.operator) { return true }
+        guard principal.kind == .peer, let uid = principal.uid, let list else { return false }
+        return list.contains { AccessSubject($0)?.includes(uid: uid, groups: groups) == true }
+    }
+
+    /// Whether it may end or keep alive a lease `owner` took.
+    func mayManage(leaseOf owner: Principal) -> Bool { has(.operator) || owner.isSameParty(as: principal) }
+}
+
+/// Who may do what.
+///
+/// Without `[access]` (`rules` nil), as before: the Unix socket is admin (its file mode is
+/// the guard); over TCP changes need the admin token, reads in `openReads` nothing, other
+/// reads the read token or the admin one. With `[access]`, a peer on the socket gets the
+/// role the rules give its uid and groups (root and procrefd's uid: admin), and a service's
+/// `lease` list says who may lease it; over TCP the admin token is admin and the read
+/// token a reader. `GET /v1/health`, `/v1/whoami` and the dashboard's files always answer.
 public struct AccessPolicy: Sendable {
     public var token: String
     public var readToken: String?
@@ -35,48 +97,75 @@ public struct AccessPolicy: Sendable {
     public var openReads: Set<ReadScope>
     /// Host and Origin checks, on every listener.
     public var browsers: BrowserGuard
+    /// `[access]`; nil: the socket's owner (and group) are admin.
+    public var rules: AccessRules?
 
     public init(
         token: String, readToken: String? = nil, openReads: Set<ReadScope> = ReadScope.openByDefault,
-        browsers: BrowserGuard = BrowserGuard()
+        browsers: BrowserGuard = BrowserGuard(), rules: AccessRules? = nil
     ) {
         self.token = token
         self.readToken = readToken
         self.openReads = openReads
         self.browsers = browsers
+        self.rules = rules
     }
 
-    /// Whether `request` may use a route that needs `need`.
-    func allows(_ request: HTTPRequest, _ need: RouteAccess) -> Bool {
-        if request.transport == .unix { return true }
+    /// The caller of `request`: on the Unix socket the peer the kernel names (uid, user,
+    /// pid, comm); over TCP the token it presents (`admin`, `read`, or `anonymous`).
+    func caller(of request: HTTPRequest) -> Caller {
+        if request.transport == .unix {
+            guard let peer = request.peer else { return Caller(principal: Principal(kind: .peer), role: .admin, groups: []) }  // in-process tests
+            let principal = Principal.peer(uid: peer.uid, user: UserNames.name(of: peer.uid), pid: peer.pid, comm: peer.comm)
+            guard let rules else { return Caller(principal: principal, role: .admin, groups: []) }
+            let groups = UserNames.groups(of: peer.uid, primary: peer.gid)
+            return Caller(principal: principal, role: rules.role(uid: peer.uid, groups: groups), groups: groups)
+        }
+        guard let presented = Self.bearer(request) else { return Caller(principal: .token("anonymous"), role: nil, groups: []) }
+        if Self.constantTimeEqual(presented, Array(token.utf8)) { return Caller(principal: .token("admin"), role: .admin, groups: []) }
+        if let readToken, Self.constantTimeEqual(presented, Array(readToken.utf8)) {
+            // Without [access] the read token reads everything, as it always has.
+            return Caller(principal: .token("read"), role: rules == nil ? .operator : .reader, groups: [])
+        }
+        return Caller(principal: .token("anonymous"), role: nil, groups: [])
+    }
+
+    /// Why `caller` may not use a route that needs `need` (nil: it may): 401 over TCP
+    /// without a token that would do, 403 naming the role otherwise.
+    func refusal(_ caller: Caller, _ request: HTTPRequest, _ need: RouteAccess) -> Problem? {
+        let isChange = need == .lease || need == .operate || need == .administer
+        let readToken = caller.principal == .token("read")
         switch need {
-        case .open: return true
+        case .open:
+            return nil
         case .read(let scope):
-            if openReads.contains(scope) { return true }
-            guard let presented = Self.bearer(request) else { return false }
-            return Self.constantTimeEqual(presented, Array(token.utf8))
-                || readToken.map { Self.constantTimeEqual(presented, Array($0.utf8)) } == true
-        case .change:
-            return Self.bearer(request).map { Self.constantTimeEqual($0, Array(token.utf8)) } ?? false
+            if request.transport == .tcp, openReads.contains(scope) { return nil }
+            if let role = scope.role {
+                if caller.has(role) { return nil }
+            } else if caller.role != nil || (request.transport == .unix && rules != nil) {
+                return nil  // status and one's own leases: anyone the rules know
+            }
+        case .lease where request.transport == .unix && rules != nil:
+            return nil  // the handler checks the service's lease list and the lease's owner
+        case .lease, .operate, .administer:
+            if !readToken, let role = need.role, caller.has(role) { return nil }
         }
+        if request.transport == .tcp, caller.role == nil || (readToken && isChange) {
+            let which = isChange ? "the admin token (STATE/token)" : "the read token (STATE/read-token) or the admin one"
+            var problem = Problem(
+                status: 401, slug: "unauthorized", title: "Unauthorized", detail: "this call over TCP needs Authorization: Bearer <token>: \(which)")
+            problem.headers = [("WWW-Authenticate", "Bearer")]
+            return problem
+        }
+        let needed = need.role ?? .reader
+        return .forbidden("\(caller.principal) has \(caller.role.map { "the \($0) role" } ?? "no role") in [access]; this call needs \(needed)")
     }
 
-    /// Who `request` acts as: on the Unix socket the peer the kernel names (uid, user, pid,
-    /// comm); over TCP the token it presents (`admin`, `read`, or `anonymous`).
-    func principal(of request: HTTPRequest) -> Principal {
-        if let peer = request.peer {
-            return .peer(uid: peer.uid, user: UserNames.name(of: peer.uid), pid: peer.pid, comm: peer.comm)
-        }
-        if request.transport == .unix { return Principal(kind: .peer) }  // no credentials (an in-process test)
-        guard let presented = Self.bearer(request) else { return .token("anonymous") }
-        if Self.constantTimeEqual(presented, Array(token.utf8)) { return .token("admin") }
-        if let readToken, Self.constantTimeEqual(presented, Array(readToken.utf8)) { return .token("read") }
-        return .token("anonymous")
-    }
+    /// Whether `request` may use a route that needs `need` (tests and the dashboard's role).
+    func allows(_ request: HTTPRequest, _ need: RouteAccess) -> Bool { refusal(caller(of: request), request, need) == nil }
 
-    /// The admin: the Unix socket, or TCP with the admin token. Only the admin sees
-    /// secrets (service `env` values).
-    func isAdmin(_ request: HTTPRequest) -> Bool { allows(request, .change) }
+    /// The admin: only the admin sees secrets (service `env` values).
+    func isAdmin(_ request: HTTPRequest) -> Bool { caller(of: request).has(.admin) }
 
     private static func bearer(_ request: HTTPRequest) -> [UInt8]? {
         guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return nil }
@@ -93,28 +182,43 @@ public struct AccessPolicy: Sendable {
     }
 }
 
-/// What a route needs over TCP.
-enum RouteAccess: Sendable, Equatable {
-    /// Anyone: `GET /v1/health` and the dashboard's files.
-    case open
-    /// A read of `scope`.
-    case read(ReadScope)
-    /// A change: the admin token.
-    case change
+extension Problem {
+    /// 403 with what is missing.
+    static func forbidden(_ detail: String) -> Problem {
+        Problem(status: 403, slug: "access-denied", title: "Forbidden", detail: detail)
+    }
 }
 
-/// User names by uid, looked up once (the passwd database is not read per request).
+/// User names and groups by uid, looked up once (the passwd and group databases are not
+/// read per request); forgotten on a reload of `[access]`.
 enum UserNames {
-    private static let cache = Mutex<[UInt32: String]>([:])
+    private static let names = Mutex<[UInt32: String]>([:])
+    private static let memberships = Mutex<[UInt32: Set<gid_t>]>([:])
     private static let limit = 4_096
 
     static func name(of uid: UInt32) -> String? {
-        if let known = cache.withLock({ $0[uid] }) { return known }
+        if let known = names.withLock({ $0[uid] }) { return known }
         guard let name = Accounts.user(String(uid))?.name else { return nil }
-        cache.withLock { names in
-            if names.count >= limit { names.removeAll() }
-            names[uid] = name
+        names.withLock { cache in
+            if cache.count >= limit { cache.removeAll() }
+            cache[uid] = name
         }
         return name
+    }
+
+    /// The user's groups (its primary one, `primary`, included).
+    static func groups(of uid: UInt32, primary: gid_t) -> Set<gid_t> {
+        if let known = memberships.withLock({ $0[uid] }) { return known.union([primary]) }
+        let groups = Accounts.user(String(uid)).map { Accounts.groups(of: $0) } ?? []
+        memberships.withLock { cache in
+            if cache.count >= limit { cache.removeAll() }
+            cache[uid] = groups
+        }
+        return groups.union([primary])
+    }
+
+    static func forget() {
+        names.withLock { $0.removeAll() }
+        memberships.withLock { $0.removeAll() }
     }
 }

@@ -24,6 +24,8 @@ public final class ControlAPI: HTTPResponder {
     let longPollLimitMs: SharedValue<Int>
     /// Streams, follows and long-polls open now, and their bound (`limits.max_streams`).
     let streams: HeldConnections
+    /// Refusals of a role or a service, recorded as `access.denied`.
+    let denials: DenialLog
     let startedAt = Date()
     private let router: Router
 
@@ -40,15 +42,17 @@ public final class ControlAPI: HTTPResponder {
         self.coordinator = coordinator
         self.store = store
         let (shared, longPoll, streams) = (SharedValue(access), SharedValue(longPollLimitMs), HeldConnections(limit: maxStreams))
-        (self.access, self.longPollLimitMs, self.streams) = (shared, longPoll, streams)
+        let denials = DenialLog(store: store)
+        (self.access, self.longPollLimitMs, self.streams, self.denials) = (shared, longPoll, streams, denials)
         router = Router(routes: Self.makeRoutes(
             coordinator: coordinator, store: store, access: shared, startedAt: startedAt, daemon: daemon, metrics: metrics,
-            longPollLimitMs: longPoll, streams: streams, hangups: hangups, requestStop: requestStop))
+            longPollLimitMs: longPoll, streams: streams, denials: denials, hangups: hangups, requestStop: requestStop))
     }
 
     /// Applies a reloaded `[security]`, `limits.max_wait_ms` and `limits.max_streams` to
     /// requests that start after it.
     public func update(access policy: AccessPolicy, longPollLimitMs: Int, maxStreams: Int) {
+        UserNames.forget()  // group memberships may have changed with [access]
         access.set(policy)
         self.longPollLimitMs.set(longPollLimitMs)
         streams.setLimit(maxStreams)
@@ -107,12 +111,10 @@ public final class ControlAPI: HTTPResponder {
             problem.headers = [("Allow", allowed.joined(separator: ", "))]
             return ("unmatched", .answer(problem.response))
         case .found(let route, let parameters):
-            guard policy.allows(request, route.access) else {
-                let which = route.access == .change ? "the admin token (STATE/token)" : "the read token (STATE/read-token) or the admin one"
-                var problem = Problem(status: 401, slug: "unauthorized", title: "Unauthorized",
-                                      detail: "this call over TCP needs Authorization: Bearer <token>: \(which)")
-                problem.headers = [("WWW-Authenticate", "Bearer")]
-                return (route.template, .answer(problem.response))
+            let caller = policy.caller(of: request)
+            if let refusal = policy.refusal(caller, request, route.access) {
+                if refusal.status == 403 { denials.record(caller.principal, "\(request.method) \(route.template)", refusal.detail) }
+                return (route.template, .answer(refusal.response))
             }
             if let unknown = request.queryItems.first(where: { !route.query.contains($0.name) })?.name {
                 let takes = route.query.isEmpty ? "none" : route.query.sorted().joined(separator: ", ")

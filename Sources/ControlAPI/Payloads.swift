@@ -104,6 +104,32 @@ struct GrantPayload: HandWrittenJSON {
     }
 }
 
+/// `GET /v1/whoami`: who the caller is, as procrefd sees it, and its role.
+struct WhoamiPayload: HandWrittenJSON {
+    let caller: Caller
+    let accessRules: Bool
+
+    init(_ caller: Caller, accessRules: Bool) {
+        self.caller = caller
+        self.accessRules = accessRules
+    }
+
+    var jsonText: String {
+        var object = JSONObjectText()
+        let principal = caller.principal
+        object.add("principal", principal.description)
+        object.add("kind", principal.kind.rawValue)
+        object.add("uid", principal.uid.map(Int64.init))
+        object.add("user", principal.user)
+        object.add("pid", principal.pid.map(Int64.init))
+        object.add("comm", principal.comm)
+        object.add("name", principal.name)
+        object.add("role", caller.role.map(\.description))
+        object.add("access_rules", accessRules)
+        return object.text
+    }
+}
+
 /// A lease, with nulls written out so every field is always present.
 struct LeasePayload: HandWrittenJSON {
     let lease: LeaseInfo

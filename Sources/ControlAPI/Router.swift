@@ -25,12 +25,12 @@ struct Route: Sendable {
     /// The query parameters the route takes; any other is refused (422), so a typo such
     /// as `servce=web` never silently widens an answer.
     let query: Set<String>
-    /// What it needs over TCP: every GET names what it reads; other methods are changes.
+    /// What it needs: every route says (a contract test checks the GETs read).
     let access: RouteAccess
     /// The template parsed once: matching runs on every request.
     let segments: [Segment]
 
-    init(_ method: String, _ template: String, query: Set<String> = [], access: RouteAccess = .change, _ handler: Handler) {
+    init(_ method: String, _ template: String, query: Set<String> = [], access: RouteAccess, _ handler: Handler) {
         self.method = method
         self.template = template
         self.query = query

@@ -9,13 +9,19 @@ extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
         coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, hangups: IOLoop?, requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, denials: DenialLog, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
-        let principalOf = { @Sendable (request: HTTPRequest) -> Principal in access.current.principal(of: request) }
+        let callerOf = { @Sendable (request: HTTPRequest) -> Caller in access.current.caller(of: request) }
+        let principalOf = { @Sendable (request: HTTPRequest) -> Principal in callerOf(request).principal }
+        let leases = LeaseAccess(coordinator: coordinator, denials: denials)
         let statusDocument = StatusDocument(
             coordinator: coordinator, startedAt: startedAt, version: version, auditWaiting: { store.backlogCount })
         return [
             Route("GET", "/v1/health", access: .open, .immediate { _, _ in healthResponse }),
+
+            Route("GET", "/v1/whoami", access: .open, .immediate { request, _ in
+                json(WhoamiPayload(callerOf(request), accessRules: access.current.rules != nil))
+            }),
 
             Route("GET", "/v1/status", query: ["service"], access: .read(.status), .immediate { request, _ in
                 answer { try statusDocument.response(to: request) }
@@ -38,7 +44,7 @@ extension ControlAPI {
                     canRead: ReadScope.allCases.filter { policy.allows(request, .read($0)) }.map(\.rawValue)))
             }),
 
-            Route("POST", "/v1/daemon/stop", .immediate { request, _ in
+            Route("POST", "/v1/daemon/stop", access: .administer, .immediate { request, _ in
                 answer {
                     let body = try decodeBody(StopRequest.self, from: request, emptyAs: StopRequest(mode: nil))
                     requestStop(body.mode)
@@ -57,7 +63,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("PUT", "/v1/services/{name}", .suspending { request, p in
+            Route("PUT", "/v1/services/{name}", access: .administer, .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
@@ -83,7 +89,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("DELETE", "/v1/services/{name}", .suspending { request, p in
+            Route("DELETE", "/v1/services/{name}", access: .administer, .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
                     try await coordinator.removeService(name, actor: principalOf(request))
@@ -91,13 +97,14 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/services/{name}/leases", .firstTry { request, p in
+            Route("POST", "/v1/services/{name}/leases", access: .lease, .firstTry { request, p in
                 let name = p["name", default: ""]
                 let body: AcquireRequest
                 var idempotency: IdempotencyKey?
                 do {
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
                     body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody(), plain: AcquireBody.plain).request
+                    try leases.checkAcquire(by: callerOf(request), service: name, clientPID: body.clientPID)
                     if let key = request.header("idempotency-key") {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
                         idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))
@@ -121,7 +128,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/services/{name}/restart", .suspending { request, p in
+            Route("POST", "/v1/services/{name}/restart", access: .operate, .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
                     try await coordinator.restartService(name, actor: principalOf(request))
@@ -129,7 +136,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/services/{name}/reset", .suspending { request, p in
+            Route("POST", "/v1/services/{name}/reset", access: .operate, .suspending { request, p in
                 await answerAsync {
                     let name = p["name", default: ""]
                     try await coordinator.resetService(name, actor: principalOf(request))
@@ -148,7 +155,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/processes/{pid}/signal", .suspending { request, p in
+            Route("POST", "/v1/processes/{pid}/signal", access: .operate, .suspending { request, p in
                 await answerAsync {
                     let pid = try pid(p)
                     let body = try decodeBody(SignalRequest.self, from: request)
@@ -157,7 +164,7 @@ extension ControlAPI {
                 }
             }),
 
-            Route("POST", "/v1/processes/{pid}/stop", .suspending { request, p in
+            Route("POST", "/v1/processes/{pid}/stop", access: .operate, .suspending { request, p in
                 await answerAsync {
                     let pid = try pid(p)
                     let body = try decodeBody(StopProcessRequest.self, from: request, emptyAs: StopProcessRequest(timeoutMs: 5_000))
@@ -167,26 +174,36 @@ extension ControlAPI {
             }),
 
             Route("GET", "/v1/leases", query: ["service"], access: .read(.status), .immediate { request, _ in
-                json(LeaseListPayload(leases: coordinator.leaseInfos(service: request.query["service"]).map(LeasePayload.init)))
+                // Below operator, one's own leases only.
+                let caller = callerOf(request)
+                let visible = coordinator.leaseInfos(service: request.query["service"]).filter { caller.has(.operator) || caller.mayManage(leaseOf: $0.owner) }
+                return json(LeaseListPayload(leases: visible.map(LeasePayload.init)))
             }),
 
-            Route("GET", "/v1/leases/{id}", access: .read(.status), .immediate { _, p in
+            Route("GET", "/v1/leases/{id}", access: .read(.status), .immediate { request, p in
                 answer {
-                    json(LeasePayload(try coordinator.leaseInfo(id: p["id", default: ""])))
+                    let (id, caller) = (p["id", default: ""], callerOf(request))
+                    let lease = try coordinator.leaseInfo(id: id)
+                    guard caller.mayManage(leaseOf: lease.owner) else { throw Problem(LifecycleError.unknownLease(id)) }
+                    return json(LeasePayload(lease))
                 }
             }),
 
-            Route("POST", "/v1/leases/{id}/keepalive", .suspending { request, p in
+            Route("POST", "/v1/leases/{id}/keepalive", access: .lease, .suspending { request, p in
                 await answerAsync {
                     // The holder restarts its own deadline with the lease's ttl_ms: a body
                     // asking for another TTL is refused, never silently ignored.
                     _ = try decodeBody(KeepaliveRequest.self, from: request, emptyAs: KeepaliveRequest())
-                    return json(LeasePayload(try await coordinator.keepalive(id: p["id", default: ""], actor: principalOf(request))))
+                    let (id, caller) = (p["id", default: ""], callerOf(request))
+                    try leases.checkManage(by: caller, lease: id, what: "keep alive")
+                    return json(LeasePayload(try await coordinator.keepalive(id: id, actor: caller.principal)))
                 }
             }),
 
-            Route("DELETE", "/v1/leases/{id}", .firstTry { request, p in
-                let (id, actor) = (p["id", default: ""], principalOf(request))
+            Route("DELETE", "/v1/leases/{id}", access: .lease, .firstTry { request, p in
+                let (id, caller) = (p["id", default: ""], callerOf(request))
+                let actor = caller.principal
+                do { try leases.checkManage(by: caller, lease: id, what: "release") } catch { return .now(problem(for: error).response) }
                 let released = { @Sendable (result: ReleaseResult) in
                     json(ReleasePayload(id: result.lease, count: result.count, serviceStopped: result.stoppedService))
                 }

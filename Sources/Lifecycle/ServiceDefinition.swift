@@ -34,6 +34,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public var logMaxBytes: Int?
     /// Rotated logs kept (`NAME.log.1` …; nil: the daemon's `[logs] keep`).
     public var logKeep: Int?
+    /// Who may take leases on it with `[access]`: users, `group:NAME`, `"*"` (nil: nobody
+    /// below operator).
+    public var lease: [String]?
 
     public static let timeoutRange = 1...600_000
 
@@ -71,6 +74,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case restartWindowMs = "restart_window_ms"
         case logMaxBytes = "log_max_bytes"
         case logKeep = "log_keep"
+        case lease
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -91,6 +95,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encode(restartWindowMs, forKey: .restartWindowMs)
         try c.encodeIfPresent(logMaxBytes, forKey: .logMaxBytes)
         try c.encodeIfPresent(logKeep, forKey: .logKeep)
+        try c.encodeIfPresent(lease, forKey: .lease)
         try runAs.encode(to: encoder)
     }
 
@@ -114,6 +119,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         restartWindowMs = try c.decodeIfPresent(Int.self, forKey: .restartWindowMs) ?? defaults.restartWindowMs
         logMaxBytes = try c.decodeIfPresent(Int.self, forKey: .logMaxBytes)
         logKeep = try c.decodeIfPresent(Int.self, forKey: .logKeep)
+        lease = try c.decodeIfPresent([String].self, forKey: .lease)
         runAs = try RunAs(from: decoder)
     }
 
@@ -181,6 +187,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         if let logKeep, !Self.logKeepRange.contains(logKeep) {
             throw DefinitionError(field: "log_keep", message: "must be within \(Self.logKeepRange)")
         }
+        if let lease { _ = try AccessSubject.parse(lease, field: "lease") }
         if isLock, logMaxBytes != nil || logKeep != nil {
             throw DefinitionError(field: logMaxBytes != nil ? "log_max_bytes" : "log_keep", message: "needs a start command (a service with no start is a lock)")
         }

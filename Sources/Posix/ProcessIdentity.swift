@@ -18,6 +18,13 @@ public struct ProcessIdentity: Hashable, Sendable, Codable, CustomStringConverti
         return ProcessIdentity(pid: pid, startTime: stat.startTime)
     }
 
+    /// The uid that owns process `pid` (its real uid, as /proc shows it); nil when none.
+    public static func ownerUID(of pid: Int32) -> uid_t? {
+        var info = stat()
+        guard pid > 0, stat("/proc/\(pid)", &info) == 0 else { return nil }
+        return info.st_uid
+    }
+
     /// True while this very process exists and is not a zombie.
     public var isAlive: Bool {
         guard let stat = ProcessStat.read(pid: pid) else { return false }

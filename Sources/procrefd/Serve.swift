@@ -133,7 +133,7 @@ struct Serve: AsyncParsableCommand {
             serviceCgroup: coordinator.cgroupRoot)
         info.acquireTimeoutMs = config.acquireTimeoutMs
         let api = ControlAPI(
-            coordinator: coordinator, store: store, access: Self.accessPolicy(file.security, token: token, readToken: readToken, listen: listen), daemon: info,
+            coordinator: coordinator, store: store, access: Self.accessPolicy(file, token: token, readToken: readToken, listen: listen), daemon: info,
             metrics: { registry.emitToBuffer() }, longPollLimitMs: file.limits.maxWaitMs ?? EventQuery.maxWaitMs,
             maxStreams: file.limits.maxStreams ?? ControlAPI.defaultMaxStreams,
             hangups: coordinator.loop, requestStop: { shutdown.request(mode: $0) })
@@ -167,7 +167,7 @@ struct Serve: AsyncParsableCommand {
             coordinator.reconfigure { applyLiveSettings(new, to: &$0) }
             Self.raiseDescriptorLimit(for: coordinator.maxLeases, logger: logger)
             api.update(
-                access: Self.accessPolicy(new.security, token: token, readToken: readToken, listen: listen),
+                access: Self.accessPolicy(new, token: token, readToken: readToken, listen: listen),
                 longPollLimitMs: new.limits.maxWaitMs ?? EventQuery.maxWaitMs, maxStreams: new.limits.maxStreams ?? ControlAPI.defaultMaxStreams)
             auditSettings.set(new.audit)
             return change
@@ -241,12 +241,13 @@ struct Serve: AsyncParsableCommand {
 
     /// The API's access policy from `[security]`: which reads answer over TCP without a
     /// token, and which host names requests may use.
-    static func accessPolicy(_ security: DaemonConfig.Security, token: String, readToken: String, listen: String) -> AccessPolicy {
+    static func accessPolicy(_ file: DaemonConfig, token: String, readToken: String, listen: String) -> AccessPolicy {
+        let security = file.security
         let openReads: Set<ReadScope> =
             security.tcpReadsNeedToken ? [] : security.tcpOpenReads.map { Set($0.compactMap(ReadScope.init(rawValue:))) } ?? ReadScope.openByDefault
         return AccessPolicy(
             token: token, readToken: readToken, openReads: openReads,
-            browsers: BrowserGuard(allowedHosts: security.allowedHosts, listenHost: listen))
+            browsers: BrowserGuard(allowedHosts: security.allowedHosts, listenHost: listen), rules: file.access)
     }
 
     /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; nil when malformed.

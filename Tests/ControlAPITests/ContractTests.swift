@@ -61,9 +61,9 @@ struct ContractTests {
 @Suite("Router")
 struct RouterTests {
     let router = Router(routes: [
-        Route("GET", "/v1/leases/{id}", .immediate { _, _ in HTTPResponse(status: 200) }),
-        Route("DELETE", "/v1/leases/{id}", .immediate { _, _ in HTTPResponse(status: 200) }),
-        Route("GET", "/v1/leases", .immediate { _, _ in HTTPResponse(status: 200) }),
+        Route("GET", "/v1/leases/{id}", access: .read(.status), .immediate { _, _ in HTTPResponse(status: 200) }),
+        Route("DELETE", "/v1/leases/{id}", access: .lease, .immediate { _, _ in HTTPResponse(status: 200) }),
+        Route("GET", "/v1/leases", access: .read(.status), .immediate { _, _ in HTTPResponse(status: 200) }),
     ])
 
     @Test("templates bind parameters; unknown paths are 404, known paths with other methods 405")
@@ -91,12 +91,12 @@ struct RouterTests {
         func request(_ method: String, _ transport: Transport, _ auth: String?) -> HTTPRequest {
             HTTPRequest(method: method, path: "/", headers: auth.map { ["authorization": $0] } ?? [:], transport: transport)
         }
-        #expect(policy.allows(request("POST", .tcp, "Bearer secret"), .change))
-        #expect(!policy.allows(request("POST", .tcp, "Bearer secreT"), .change))
-        #expect(!policy.allows(request("POST", .tcp, "Bearer secret2"), .change))
-        #expect(!policy.allows(request("POST", .tcp, "Bearer reader"), .change))
-        #expect(!policy.allows(request("POST", .tcp, nil), .change))
-        #expect(policy.allows(request("POST", .unix, nil), .change))
+        #expect(policy.allows(request("POST", .tcp, "Bearer secret"), .administer))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer secreT"), .administer))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer secret2"), .administer))
+        #expect(!policy.allows(request("POST", .tcp, "Bearer reader"), .administer))
+        #expect(!policy.allows(request("POST", .tcp, nil), .administer))
+        #expect(policy.allows(request("POST", .unix, nil), .administer))
         for open in ReadScope.openByDefault { #expect(policy.allows(request("GET", .tcp, nil), .read(open))) }
         for closed: ReadScope in [.events, .logs, .processes] {
             #expect(!policy.allows(request("GET", .tcp, nil), .read(closed)), "\(closed)")
@@ -114,7 +114,7 @@ struct RouterTests {
     func routeAccess() throws {
         let api = try ContractTests().makeAPI()
         for route in api.routes where route.method == "GET" {
-            #expect(route.access != .change, "\(route.template)")
+            #expect(route.access == .open || { if case .read = route.access { return true } else { return false } }(), "\(route.template)")
         }
         #expect(api.routes.first { $0.template == "/v1/processes/{pid}" }?.access == .read(.processes))
         #expect(!ReadScope.openable.contains(.processes))
