@@ -104,6 +104,9 @@ struct Serve: AsyncParsableCommand {
         Children.reapOrphansPeriodically()
 
         let store = try AuditStore(path: directory.database, durability: durability)
+        // The state dir may be opened to others (0711, for a socket [access] shares): the
+        // audit log stays the owner's alone.
+        for file in [directory.database, directory.database + "-wal", directory.database + "-shm"] { chmod(file, 0o600) }
         let checkpointer = try store.checkpointInBackground()
         defer { checkpointer.stop() }
         let storageWatch = StorageWatch(store: store, ballast: Ballast(path: directory.ballast, bytes: Self.ballastBytes), logger: logger)

@@ -15,6 +15,9 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "A file holding the bearer token for --url (STATE/token, STATE/read-token, or a copy): not shown in `ps`.")
     var tokenFile: String?
 
+    @Option(help: "The daemon's Unix socket, where it is not STATE/procrefd.sock (default: $PROCREFD_SOCKET).")
+    var socket: String?
+
     @Flag(help: "Print the API's JSON instead of text.")
     var json = false
 
@@ -30,7 +33,8 @@ struct ClientOptions: ParsableArguments {
             return APIClient(endpoint: .tcp(host: target.host, port: target.port),
                              token: given ?? ProcessInfo.processInfo.environment["PROCREFD_TOKEN"])
         }
-        return APIClient(endpoint: .unix(path: location.directory.socket), token: nil)
+        let path = socket ?? ProcessInfo.processInfo.environment["PROCREFD_SOCKET"].flatMap { $0.isEmpty ? nil : $0 } ?? location.directory.socket
+        return APIClient(endpoint: .unix(path: path), token: nil)
     }
 
     /// The token in `path`: its first line, trimmed; nil when unreadable or empty.

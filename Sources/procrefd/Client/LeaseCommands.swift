@@ -68,10 +68,26 @@ struct LeasesCommand: ParsableCommand {
     func run() throws {
         try options.request("GET", "/v1/leases" + (service.map { "?service=\($0)" } ?? "")) { response in
             let leases = response.object["leases"] as? [[String: Any]] ?? []
-            return table(["ID", "SERVICE", "HOLDER", "HOLDER PID", "CLIENT PID", "EXPIRES"], leases.map { lease in
-                [cell(lease["id"]), cell(lease["service"]), cell((lease["holder"] as? String).flatMap { $0.isEmpty ? nil : $0 }),
+            return table(["ID", "SERVICE", "OWNER", "HOLDER", "HOLDER PID", "CLIENT PID", "EXPIRES"], leases.map { lease in
+                [cell(lease["id"]), cell(lease["service"]), cell(lease["owner"]), cell((lease["holder"] as? String).flatMap { $0.isEmpty ? nil : $0 }),
                  cell(lease["holder_pid"]), cell(lease["client_pid"]), cell(lease["expires_at"])]
             })
+        }
+    }
+}
+
+/// `procrefd whoami`: who procrefd takes the caller for, and its role.
+struct WhoamiCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Show who procrefd takes you for, and your role.")
+
+    @OptionGroup var options: ClientOptions
+
+    func run() throws {
+        try options.request("GET", "/v1/whoami") { response in
+            let object = response.object
+            let role = (object["role"] as? String) ?? "none"
+            let rules = object["access_rules"] as? Bool == true ? "by [access]" : "no [access]: the socket and the admin token are admin"
+            return "\(cell(object["principal"]))\(object["pid"].map { " pid \(cell($0))" } ?? "")\(object["comm"].map { " (\(cell($0)))" } ?? "")\nrole: \(role) (\(rules))"
         }
     }
 }

@@ -1,0 +1,161 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// Real users of the host, made for the test (`useradd`) and removed after it: what each
+/// may do under `[access]`, as the kernel names them on the Unix socket.
+@Suite("Access by user")
+struct AccessTests {
+    /// Users and a group made for one test; removed by `remove()`.
+    final class TestAccounts: @unchecked Sendable {
+        let suffix = String(UUID().uuidString.prefix(6).lowercased())
+        var users: [String] = []
+        var group: String { "prg-\(suffix)" }
+
+        init() throws {
+            try run("/usr/sbin/groupadd", ["--system", group])
+        }
+
+        /// A new system user, in the test's group when `inGroup`.
+        func add(_ role: String, inGroup: Bool = false) throws -> (name: String, uid: uid_t, gid: gid_t) {
+            let name = "pr\(role.prefix(3))-\(suffix)"
+            try run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"] + (inGroup ? ["-G", group] : []) + [name])
+            users.append(name)
+            let account = try #require(Accounts.user(name))
+            return (name, account.uid, account.gid)
+        }
+
+        func remove() {
+            for user in users { _ = try? run("/usr/sbin/userdel", [user]) }
+            _ = try? run("/usr/sbin/groupdel", [group])
+        }
+
+        @discardableResult
+        func run(_ program: String, _ arguments: [String]) throws -> Int32 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = arguments
+            process.standardOutput = Pipe()
+            process.standardError = Pipe()
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw TestHTTPClient.Failure(description: "\(program) \(arguments): \(process.terminationStatus)") }
+            return process.terminationStatus
+        }
+    }
+
+    /// One request over the Unix socket as `user` (setpriv drops to its uid, gid and groups;
+    /// curl speaks HTTP): status and body.
+    func request(as user: (name: String, uid: uid_t, gid: gid_t), _ socket: String, _ method: String, _ path: String, _ body: String? = nil)
+        throws -> (status: Int, json: [String: Any])
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        var arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "/usr/bin/curl", "-s", "-w", "\n%{http_code}",
+                         "--unix-socket", socket, "-X", method]
+        if let body { arguments += ["-H", "Content-Type: application/json", "-d", body] }
+        process.arguments = arguments + ["http://localhost\(path)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int(lines.last ?? "") ?? 0
+        let json = (try? JSONSerialization.jsonObject(with: Data(lines.dropLast().joined(separator: "\n").utf8))) as? [String: Any] ?? [:]
+        return (status, json)
+    }
+
+    @Test("a leaser leases an allowed service and not another; cannot end another user's lease; a reader reads; an operator ends any lease; the log names each")
+    func roles() throws {
+        let accounts = try TestAccounts()
+        defer { accounts.remove() }
+        let leaser = try accounts.add("lsr", inGroup: true)
+        let other = try accounts.add("oth", inGroup: true)
+        let reader = try accounts.add("rdr")
+        let operatorUser = try accounts.add("opr")
+        let stranger = try accounts.add("str")
+        let allowed = "acc-\(accounts.suffix)", forbidden = "acf-\(accounts.suffix)"
+        let config = """
+            socket_mode = "0666"
+            [access]
+            operators = ["\(operatorUser.name)"]
+            readers = ["\(reader.name)"]
+            [services.\(allowed)]
+            slots = 10
+            lease = ["group:\(accounts.group)"]
+            [services.\(forbidden)]
+            slots = 10
+            """
+        try withDaemon(config: config) { daemon throws in
+            daemon.adoptServiceName(allowed)
+            daemon.adoptServiceName(forbidden)
+            // Others reach the socket through the state dir only when it lets them pass.
+            #expect(chmod(daemon.stateDir, 0o711) == 0)
+            let socket = "\(daemon.stateDir)/procrefd.sock"
+
+            let who = try request(as: leaser, socket, "GET", "/v1/whoami")
+            #expect(who.status == 200 && who.json["uid"] as? Int == Int(leaser.uid) && who.json["user"] as? String == leaser.name)
+            #expect(who.json["role"] is NSNull, "\(who.json)")
+            #expect(try request(as: operatorUser, socket, "GET", "/v1/whoami").json["role"] as? String == "operator")
+
+            let granted = try request(as: leaser, socket, "POST", "/v1/services/\(allowed)/leases", #"{"ttl_ms":60000}"#)
+            #expect(granted.status == 201, "\(granted)")
+            let id = try #require(granted.json["id"] as? String)
+            #expect(granted.json["owner_uid"] as? Int == Int(leaser.uid))
+            let refused = try request(as: leaser, socket, "POST", "/v1/services/\(forbidden)/leases", #"{"ttl_ms":60000}"#)
+            #expect(refused.status == 403 && (refused.json["detail"] as? String)?.contains(forbidden) == true, "\(refused)")
+            #expect(try daemon.kernelCount(forbidden) == 0)
+            // Another user of the same group may lease the service, but not end this lease.
+            #expect(try request(as: other, socket, "DELETE", "/v1/leases/\(id)").status == 403)
+            #expect(try request(as: other, socket, "POST", "/v1/leases/\(id)/keepalive").status == 403)
+            #expect(try request(as: other, socket, "GET", "/v1/leases/\(id)").status == 404)
+            #expect((try request(as: other, socket, "GET", "/v1/leases").json["leases"] as? [Any])?.isEmpty == true)
+            #expect(try daemon.kernelCount(allowed) == 1)
+            // A client_pid of another user's process (pid 1, root's) is refused.
+            let foreignClient = try request(as: other, socket, "POST", "/v1/services/\(allowed)/leases", #"{"client_pid":1}"#)
+            #expect(foreignClient.status == 403 && (foreignClient.json["detail"] as? String)?.contains("client_pid 1") == true, "\(foreignClient)")
+            // A reader reads status and services, and leases nothing; a stranger only status.
+            #expect(try request(as: reader, socket, "GET", "/v1/services").status == 200)
+            #expect(try request(as: reader, socket, "POST", "/v1/services/\(allowed)/leases", #"{"ttl_ms":60000}"#).status == 403)
+            #expect(try request(as: reader, socket, "GET", "/v1/events").status == 403)
+            #expect(try request(as: stranger, socket, "GET", "/v1/services").status == 403)
+            #expect(try request(as: stranger, socket, "PUT", "/v1/services/x-\(accounts.suffix)", #"{"start":["true"]}"#).status == 403)
+            #expect(try daemon.kernelCount(allowed) == 1)
+            // The owner ends it; so may an operator, any lease.
+            let second = try #require(try request(as: other, socket, "POST", "/v1/services/\(allowed)/leases", #"{"ttl_ms":60000}"#).json["id"] as? String)
+            #expect(try request(as: leaser, socket, "DELETE", "/v1/leases/\(id)").status == 200)
+            #expect(try request(as: operatorUser, socket, "DELETE", "/v1/leases/\(second)").status == 200)
+            #expect(try daemon.kernelCount(allowed) == 0)
+
+            // The audit log names who did each, from the kernel.
+            let events = try daemon.events()
+            let acquired = events.filter { $0["kind"] as? String == "lease.acquired" && $0["lease"] as? String == id }
+            let by = acquired.first?["by"] as? [String: Any]
+            #expect(by?["uid"] as? Int == Int(leaser.uid) && by?["user"] as? String == leaser.name && by?["comm"] as? String == "curl", "\(String(describing: by))")
+            #expect((by?["pid"] as? Int ?? 0) > 0)
+            let endedByOperator = events.first { $0["kind"] as? String == "lease.released" && $0["lease"] as? String == second }
+            #expect((endedByOperator?["by"] as? [String: Any])?["uid"] as? Int == Int(operatorUser.uid))
+            let denied = events.filter { $0["kind"] as? String == "access.denied" }
+            #expect(denied.contains { ($0["by"] as? [String: Any])?["uid"] as? Int == Int(leaser.uid) && $0["service"] as? String == forbidden })
+            #expect(denied.contains { ($0["by"] as? [String: Any])?["uid"] as? Int == Int(stranger.uid) })
+        }
+    }
+
+    @Test("[access] is checked: socket_mode 0666 without it, or an unknown user or group, is a config error")
+    func configChecks() throws {
+        for (text, named) in [
+            ("socket_mode = \"0666\"\n", "socket_mode"),
+            ("[access]\nreaders = [\"no-such-user-x\"]\n", "access.readers"),
+            ("[access]\nadmins = [\"group:no-such-group-x\"]\n", "access.admins"),
+            ("[services.x]\nslots = 1\nlease = [\"no-such-user-x\"]\n", "lease"),
+        ] {
+            let dir = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try text.write(toFile: "\(dir)/c.toml", atomically: true, encoding: .utf8)
+            let run = try runProcrefd(["serve", "--state-dir", dir, "--port", "0", "--config", "\(dir)/c.toml"], timeout: 30)
+            #expect(run.code == 1 && run.stderr.contains(named), "\(text): \(run.stderr)")
+        }
+    }
+}
