@@ -53,6 +53,15 @@ public struct Principal: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The party a lease limit counts (`uid:N`, `token:NAME`); nil for procrefd itself.
+    public var partyKey: String? {
+        switch kind {
+        case .peer: return uid.map { "uid:\($0)" }
+        case .token: return name.map { "token:\($0)" }
+        case .daemon: return nil
+        }
+    }
+
     /// The `actor` column: `procrefd`, `config`, `token:NAME`, or `USER (uid UID)`.
     public var description: String {
         switch kind {

@@ -72,6 +72,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public struct Limits: Sendable, Equatable {
         public var maxLeases: Int?
         public var maxLeasesPerService: Int?
+        /// Per user (uid on the socket, token over TCP); by default, with [access], the
+        /// per-service limit.
+        public var maxLeasesPerUser: Int?
         public var maxBodyBytes: Int?
         public var connectionLimit: Int?
         public var perIPConnectionLimit: Int?
@@ -302,6 +305,7 @@ private struct ConfigFile: Decodable {
 private struct LimitsFile: Decodable {
     var maxLeases: Int?
     var maxLeasesPerService: Int?
+    var maxLeasesPerUser: Int?
     var maxBodyBytes: Int?
     var connectionLimit: Int?
     var perIPConnectionLimit: Int?
@@ -315,6 +319,7 @@ private struct LimitsFile: Decodable {
         case maxStreams = "max_streams"
         case maxLeases = "max_leases"
         case maxLeasesPerService = "max_leases_per_service"
+        case maxLeasesPerUser = "max_leases_per_user"
         case maxBodyBytes = "max_body_bytes"
         case connectionLimit = "connection_limit"
         case perIPConnectionLimit = "per_ip_connection_limit"
@@ -329,6 +334,7 @@ private struct LimitsFile: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         maxLeases = try c.decodeIfPresent(Int.self, forKey: .maxLeases)
         maxLeasesPerService = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerService)
+        maxLeasesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerUser)
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes)
         connectionLimit = try c.decodeIfPresent(Int.self, forKey: .connectionLimit)
         perIPConnectionLimit = try c.decodeIfPresent(Int.self, forKey: .perIPConnectionLimit)
@@ -344,6 +350,7 @@ private struct LimitsFile: Decodable {
         let checks: [(String, Int?, ClosedRange<Int>, WritableKeyPath<DaemonConfig.Limits, Int?>)] = [
             ("max_leases", maxLeases, 1...30_000, \.maxLeases),
             ("max_leases_per_service", maxLeasesPerService, 1...32_000, \.maxLeasesPerService),
+            ("max_leases_per_user", maxLeasesPerUser, 1...30_000, \.maxLeasesPerUser),
             ("max_body_bytes", maxBodyBytes, 1_024...(16 << 20), \.maxBodyBytes),
             ("connection_limit", connectionLimit, 4...10_000, \.connectionLimit),
             ("per_ip_connection_limit", perIPConnectionLimit, 1...10_000, \.perIPConnectionLimit),

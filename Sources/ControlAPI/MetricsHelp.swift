@@ -7,6 +7,7 @@ enum MetricsHelp {
         "procrefd_lease_ends_total": "Ended leases, by service and how (released, expired, client_exited, lost, revoked).",
         "procrefd_lease_refusals_total": "Refused acquires, by service and reason (limit, failed, busy, start_failed, ...).",
         "procrefd_leases_active": "Live leases procrefd tracks, by service.",
+        "procrefd_leases_by_user": "Live leases by owner (user name, or token:NAME): the 50 with the most, the rest as other.",
         "procrefd_lease_queue_length": "Acquires waiting for a slot, by service (services with slots).",
         "procrefd_lease_queue_wait_seconds": "How long granted acquires queued for a slot, by service.",
         "procrefd_holders": "Live lease holder processes.",

@@ -58,6 +58,8 @@ extension Problem {
         case .clientNotRunning: self.init(status: 422, slug: "client-not-running", title: "Client Not Running", detail: detail)
         case .tooManyLeases:
             self.init(status: 429, slug: "too-many-leases", title: "Too Many Leases", detail: detail, headers: [("Retry-After", "1")])
+        case .userLimit:
+            self.init(status: 429, slug: "user-limit", title: "User Limit", detail: detail, headers: [("Retry-After", "1")])
         case let .slotsExhausted(_, slots, position):
             self.init(status: 429, slug: "slots-exhausted", title: "Slots Exhausted", detail: detail, headers: [("Retry-After", "1")])
             extensions = ["position": position, "slots": slots]

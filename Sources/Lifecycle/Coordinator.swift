@@ -28,7 +28,7 @@ public final class Coordinator: Sendable {
             store: store, loop: loop, spawner: spawner, logsDirectory: config.logsDirectory, logger: logger, scope: config.scope,
             cgroupRoot: cgroupRoot, controllers: CgroupControllers.discover(), settings: SharedValue(config))
         registry = ServiceRegistry(context: context)
-        leases = LeaseBook(maxLeases: config.maxLeases, maxPerService: config.maxLeasesPerService)
+        leases = LeaseBook(maxLeases: config.maxLeases, maxPerService: config.maxLeasesPerService, maxPerOwner: config.maxLeasesPerUser)
         releaseReports = try ReleaseReports(loop: loop)
         holders = HolderPool(
             loop: loop, executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize,
@@ -81,7 +81,7 @@ public final class Coordinator: Sendable {
             (running.holderExecutable, running.logsDirectory, running.scope, running.semaphoreMode, running.serviceCgroups, running.holderPoolSize)
         next.logPumpExecutable = running.logPumpExecutable
         context.settings.set(next)
-        leases.setLimits(maxLeases: next.maxLeases, maxPerService: next.maxLeasesPerService)
+        leases.setLimits(maxLeases: next.maxLeases, maxPerService: next.maxLeasesPerService, maxPerOwner: next.maxLeasesPerUser)
         for service in registry.all where !service.membership.withLock({ $0.fromConfig }) {
             if let rule = service.confinementViolation() {
                 context.logger.warning("service \(service.name) breaks the reloaded [security] rules and will not start: \(rule)")

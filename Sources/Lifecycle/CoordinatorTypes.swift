@@ -15,6 +15,8 @@ public struct CoordinatorConfig: Sendable {
     public var maxLeases = 4096
     /// Per service; below the kernel's 32767 undo bound.
     public var maxLeasesPerService = 1024
+    /// Per user (a uid on the socket, a token over TCP); nil: no such limit.
+    public var maxLeasesPerUser: Int?
     public var defaultTTLMs: Int64 = 30_000
     /// Idle pre-spawned holders kept ready (0: spawn one per acquire).
     public var holderPoolSize = 8

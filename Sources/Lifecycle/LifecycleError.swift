@@ -26,6 +26,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case leaseNotRenewable(String)
     case clientNotRunning(Int32)
     case tooManyLeases(limit: Int)
+    /// The caller holds `limits.max_leases_per_user` leases.
+    case userLimit(limit: Int)
     /// Every slot was taken until the wait ran out; `position` is where the acquire stood.
     case slotsExhausted(service: String, slots: Int, position: Int)
     /// A queued acquire left the queue (its client went, or the service was stopped).
@@ -64,6 +66,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .leaseNotRenewable(let id): return "lease \(id) has no ttl_ms; it ends with its client or on release"
         case .clientNotRunning(let pid): return "client_pid \(pid) is not a running process"
         case .tooManyLeases(let limit): return "lease limit (\(limit)) reached"
+        case .userLimit(let limit): return "you hold \(limit) leases (limits.max_leases_per_user)"
         case let .slotsExhausted(service, slots, position):
             return "all \(slots) slots of service \(service) are taken (queue position \(position) when the wait ended)"
         case let .queueLeft(service, reason): return "left the slot queue of service \(service): \(reason)"
@@ -85,7 +88,7 @@ extension LifecycleError {
     /// bad input (not a refusal worth counting).
     var refusalReason: String? {
         switch self {
-        case .tooManyLeases: return "limit"
+        case .tooManyLeases, .userLimit: return "limit"
         case .slotsExhausted: return "slots_exhausted"
         case .queueLeft: return "queue_left"
         case .serviceFailed: return "failed"

@@ -1,4 +1,5 @@
 import Metrics
+import Synchronization
 
 /// procrefd's metrics, through swift-metrics: the daemon bootstraps a Prometheus backend and
 /// serves it on `GET /metrics`; in tests (no bootstrap) they cost nothing.
@@ -62,5 +63,27 @@ public enum Telemetry {
         }
         Gauge(label: "procrefd_holders").record(holders)
         Gauge(label: "procrefd_services").record(statuses.count)
+        recordLeasesByUser(coordinator.leaseInfos(service: nil))
+    }
+
+    /// How many users `procrefd_leases_by_user` names; the rest are summed as `other`. User
+    /// labels are unbounded, so they stay off `procrefd_leases_active`.
+    static let usersShown = 50
+    private static let usersLabelled = Mutex<Set<String>>([])
+
+    /// Live leases per owner: the `usersShown` owners with the most, and `other`. An owner
+    /// who no longer shows is removed from the exposition, not left at its last value.
+    static func recordLeasesByUser(_ leases: [LeaseInfo]) {
+        var counts: [String: Int] = [:]
+        for lease in leases { counts[lease.owner.user ?? lease.owner.description, default: 0] += 1 }
+        let ranked = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        var shown = Dictionary(uniqueKeysWithValues: ranked.prefix(usersShown).map { ($0.key, $0.value) })
+        shown["other"] = ranked.dropFirst(usersShown).reduce(0) { $0 + $1.value }
+        let gone = usersLabelled.withLock { labelled in
+            defer { labelled = Set(shown.keys) }
+            return labelled.subtracting(shown.keys)
+        }
+        for user in gone { Gauge(label: "procrefd_leases_by_user", dimensions: [("user", user)]).destroy() }
+        for (user, count) in shown { Gauge(label: "procrefd_leases_by_user", dimensions: [("user", user)]).record(count) }
     }
 }

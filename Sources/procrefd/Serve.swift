@@ -214,6 +214,8 @@ struct Serve: AsyncParsableCommand {
         config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? defaults.defaultTTLMs
         config.maxLeases = file.limits.maxLeases ?? defaults.maxLeases
         config.maxLeasesPerService = file.limits.maxLeasesPerService ?? defaults.maxLeasesPerService
+        // With [access] many users share the host: by default none may take more than a service's worth.
+        config.maxLeasesPerUser = file.limits.maxLeasesPerUser ?? (file.access != nil ? config.maxLeasesPerService : nil)
         config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? defaults.acquireTimeoutMs
         config.confinement = file.security.confinement
         config.maxServices = file.limits.maxServices ?? defaults.maxServices

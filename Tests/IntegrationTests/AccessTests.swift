@@ -143,6 +143,30 @@ struct AccessTests {
         }
     }
 
+    @Test("max_leases_per_user: one user cannot take every slot (429 user-limit); leases are counted by owner in procrefd_leases_by_user")
+    func perUserLimit() throws {
+        let accounts = try TestAccounts()
+        defer { accounts.remove() }
+        let first = try accounts.add("one", inGroup: true)
+        let second = try accounts.add("two", inGroup: true)
+        let name = "lim-\(accounts.suffix)"
+        let config = "socket_mode = \"0666\"\n[limits]\nmax_leases_per_user = 2\n[access]\n[services.\(name)]\nslots = 10\nlease = [\"group:\(accounts.group)\"]\n"
+        try withDaemon(config: config) { daemon throws in
+            daemon.adoptServiceName(name)
+            #expect(chmod(daemon.stateDir, 0o711) == 0)
+            let socket = "\(daemon.stateDir)/procrefd.sock"
+            for _ in 0..<2 { #expect(try request(as: first, socket, "POST", "/v1/services/\(name)/leases", #"{"ttl_ms":60000}"#).status == 201) }
+            let third = try request(as: first, socket, "POST", "/v1/services/\(name)/leases", #"{"ttl_ms":60000}"#)
+            #expect(third.status == 429 && third.json["type"] as? String == "urn:procrefd:problem:user-limit", "\(third)")
+            #expect(try request(as: second, socket, "POST", "/v1/services/\(name)/leases", #"{"ttl_ms":60000}"#).status == 201)
+            #expect(try daemon.kernelCount(name) == 3)
+            let metrics = try daemon.unix.get("/metrics").text
+            #expect(metrics.contains("procrefd_leases_by_user{user=\"\(first.name)\"} 2"), "\(metrics)")
+            #expect(metrics.contains("procrefd_leases_by_user{user=\"\(second.name)\"} 1"))
+            #expect(metrics.contains("procrefd_leases_by_user{user=\"other\"} 0"))
+        }
+    }
+
     @Test("[access] is checked: socket_mode 0666 without it, or an unknown user or group, is a config error")
     func configChecks() throws {
         for (text, named) in [

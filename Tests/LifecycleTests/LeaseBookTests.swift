@@ -9,18 +9,35 @@ struct LeaseBookTests {
     @Test("reservations count against both limits until given back")
     func reservations() throws {
         let book = LeaseBook(maxLeases: 3, maxPerService: 2)
-        try book.reserve("a", now: 0)
-        try book.reserve("a", now: 0)
-        #expect(throws: LeaseBook.Refusal.self) { try book.reserve("a", now: 0) }
-        try book.reserve("b", now: 0)
+        try book.reserve("a", owner: nil, now: 0)
+        try book.reserve("a", owner: nil, now: 0)
+        #expect(throws: LeaseBook.Refusal.self) { try book.reserve("a", owner: nil, now: 0) }
+        try book.reserve("b", owner: nil, now: 0)
         do {
-            try book.reserve("c", now: 0)
+            try book.reserve("c", owner: nil, now: 0)
             Issue.record("the total limit let a fourth acquire through")
         } catch {
-            #expect(error.overTotal && error.limit == 3)
+            #expect(error.reached == .total && error.limit == 3)
         }
-        book.cancelReservation("a")
-        try book.reserve("a", now: 0)
+        book.cancelReservation("a", owner: nil)
+        try book.reserve("a", owner: nil, now: 0)
+    }
+
+    @Test("a per-owner limit counts each owner's reservations apart; procrefd's own are not counted")
+    func perOwner() throws {
+        let book = LeaseBook(maxLeases: 100, maxPerService: 100, maxPerOwner: 2)
+        try book.reserve("a", owner: "uid:1000", now: 0)
+        try book.reserve("b", owner: "uid:1000", now: 0)
+        do {
+            try book.reserve("c", owner: "uid:1000", now: 0)
+            Issue.record("a third lease for one owner")
+        } catch {
+            #expect(error.reached == .owner && error.limit == 2)
+        }
+        try book.reserve("a", owner: "uid:1001", now: 0)
+        for _ in 0..<5 { try book.reserve("a", owner: nil, now: 0) }
+        book.cancelReservation("a", owner: "uid:1000")
+        try book.reserve("c", owner: "uid:1000", now: 0)
     }
 
     @Test("refusals are recorded at most once a second per service, the next one saying how many were folded")

@@ -63,7 +63,7 @@ extension Coordinator {
         let ttlMs = try validate(request)
         try await reserve(name, actor: actor)
         var reserved = true
-        defer { if reserved { leases.cancelReservation(name) } }
+        defer { if reserved { leases.cancelReservation(name, owner: actor.partyKey) } }
         if service.membership.withLock({ $0.pendingRemoval }) { throw .serviceRemoving(name) }
         if let reason = service.snapshot.failureReason { throw .serviceFailed(service: name, reason: reason) }
 
@@ -110,7 +110,7 @@ extension Coordinator {
 
     /// Reserves a place in the lease book, or records (folded) and throws the refusal.
     private func reserve(_ name: String, actor: Principal) async throws(LifecycleError) {
-        do { try leases.reserve(name, now: monotonicMilliseconds()) } catch {
+        do { try leases.reserve(name, owner: actor.partyKey, now: monotonicMilliseconds()) } catch {
             throw await refused(error, service: name, actor: actor)
         }
     }
@@ -119,11 +119,11 @@ extension Coordinator {
     func refused(_ refusal: LeaseBook.Refusal, service name: String, actor: Principal) async -> LifecycleError {
         if let folded = refusal.folded {
             await context.recordLogged(NewEvent(.leaseRefused, service: name, actor: actor, detail: [
-                "reason": .string(refusal.overTotal ? "max_leases" : "max_leases_per_service"), "limit": .int(Int64(refusal.limit)),
+                "reason": .string(refusal.reached.rawValue), "limit": .int(Int64(refusal.limit)),
                 "suppressed_since_last": .int(Int64(folded)),
             ]))
         }
-        return .tooManyLeases(limit: refusal.limit)
+        return refusal.reached == .owner ? .userLimit(limit: refusal.limit) : .tooManyLeases(limit: refusal.limit)
     }
 
     /// A holder holding its reference, watched, as a lease still `managed`.

@@ -32,7 +32,7 @@ extension Coordinator {
         }
         let ttlMs: Int64?
         do { ttlMs = try validate(request) } catch { return .failed(error) }
-        do { try leases.reserve(name, now: monotonicMilliseconds()) } catch {
+        do { try leases.reserve(name, owner: request.owner.partyKey, now: monotonicMilliseconds()) } catch {
             return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
                 Telemetry.refused(service: name, reason: "limit")
                 throw await refused(error, service: name, actor: actor)
@@ -44,17 +44,17 @@ extension Coordinator {
         }
         switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID) {
         case .noIdleHolder:
-            leases.cancelReservation(name)
+            leases.cancelReservation(name, owner: request.owner.partyKey)
             return .notAttempted
         case .failed:
             // A holder that failed took no reference: the usual way tries again and says why.
-            leases.cancelReservation(name)
+            leases.cancelReservation(name, owner: request.owner.partyKey)
             return .continuing(slowly)
         case .answerPending(let answer):
             return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
                 let pooled: HolderProcess
                 do { pooled = try await answer() } catch {
-                    leases.cancelReservation(name)
+                    leases.cancelReservation(name, owner: request.owner.partyKey)
                     return try await slowly()
                 }
                 let lease = newLease(on: pooled, of: service, request: request, ttlMs: ttlMs)
@@ -135,7 +135,7 @@ extension Coordinator {
     /// Gives back the holder of a lease the fast path could not grant, with its reservation.
     private func undoNow(_ lease: Lease, of service: ServiceExecutor, actor: Principal, reservation name: String) async {
         await undo(lease, of: service, actor: actor)
-        leases.cancelReservation(name)
+        leases.cancelReservation(name, owner: lease.ownerKey)
     }
 
     /// `release` without the service's loop: the holder is asked on its socket on this

@@ -109,6 +109,8 @@ final class Lease: Sendable {
     /// Never change for a lease: read without the lock.
     let id: String
     let service: String
+    /// Whose lease it is, for the per-user limit (nil: procrefd's own).
+    let ownerKey: String?
     private let state: Mutex<State>
 
     init(info: LeaseInfo, holder: PidFD, pooled: HolderProcess? = nil) {
@@ -116,6 +118,7 @@ final class Lease: Sendable {
         self.pooled = pooled
         self.id = info.id
         self.service = info.service
+        self.ownerKey = info.owner.partyKey
         self.state = Mutex(State(info: info))
     }
     var info: LeaseInfo { state.withLock { $0.info } }

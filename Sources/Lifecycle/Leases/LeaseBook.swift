@@ -9,58 +9,78 @@ final class LeaseBook: Sendable {
         /// The limits; a reload may change them.
         var maxLeases: Int
         var maxPerService: Int
+        /// Per owner (`Principal.partyKey`); nil: no such limit.
+        var maxPerOwner: Int?
         var table = LeaseTable()
         /// Acquires that reserved a place and have no lease in the table yet.
         var reserved = 0
         var reservedPerService: [String: Int] = [:]
+        var reservedPerOwner: [String: Int] = [:]
         var refusals = RefusalFolding()
     }
 
     private let state: Mutex<State>
 
-    init(maxLeases: Int, maxPerService: Int) {
-        state = Mutex(State(maxLeases: maxLeases, maxPerService: maxPerService))
+    init(maxLeases: Int, maxPerService: Int, maxPerOwner: Int? = nil) {
+        state = Mutex(State(maxLeases: maxLeases, maxPerService: maxPerService, maxPerOwner: maxPerOwner))
     }
 
     /// New limits for reservations that start after this; leases above them stay.
-    func setLimits(maxLeases: Int, maxPerService: Int) {
-        state.withLock { ($0.maxLeases, $0.maxPerService) = (maxLeases, maxPerService) }
+    func setLimits(maxLeases: Int, maxPerService: Int, maxPerOwner: Int?) {
+        state.withLock { ($0.maxLeases, $0.maxPerService, $0.maxPerOwner) = (maxLeases, maxPerService, maxPerOwner) }
+    }
+
+    /// Which limit refused a reservation.
+    enum Limit: String, Sendable {
+        case total = "max_leases"
+        case service = "max_leases_per_service"
+        case owner = "max_leases_per_user"
     }
 
     /// Why a reservation was refused, and whether to record it (see `RefusalFolding`).
     struct Refusal: Error {
-        let overTotal: Bool
+        let reached: Limit
         let limit: Int
         /// Refusals folded into this one since the last record; nil: do not record this one.
         let folded: Int?
     }
 
-    /// Reserves a place for an acquire on `service`, or throws `Refusal` at a limit.
-    func reserve(_ service: String, now: Int64) throws(Refusal) {
+    /// Reserves a place for an acquire on `service` by `owner` (a `Principal.partyKey`), or
+    /// throws `Refusal` at a limit.
+    func reserve(_ service: String, owner: String?, now: Int64) throws(Refusal) {
         let refusal = state.withLock { state -> Refusal? in
-            let (maxLeases, maxPerService) = (state.maxLeases, state.maxPerService)
-            let overTotal = state.table.count + state.reserved >= maxLeases
-            let onService = state.table.count(of: service) + (state.reservedPerService[service] ?? 0)
-            guard overTotal || onService >= maxPerService else {
+            let reached: (Limit, Int)?
+            if state.table.count + state.reserved >= state.maxLeases {
+                reached = (.total, state.maxLeases)
+            } else if state.table.count(of: service) + (state.reservedPerService[service] ?? 0) >= state.maxPerService {
+                reached = (.service, state.maxPerService)
+            } else if let owner, let maxPerOwner = state.maxPerOwner,
+                state.table.count(ofOwner: owner) + (state.reservedPerOwner[owner] ?? 0) >= maxPerOwner
+            {
+                reached = (.owner, maxPerOwner)
+            } else {
+                reached = nil
+            }
+            guard let (limit, value) = reached else {
                 state.reserved += 1
                 state.reservedPerService[service, default: 0] += 1
+                if let owner { state.reservedPerOwner[owner, default: 0] += 1 }
                 return nil
             }
-            return Refusal(overTotal: overTotal, limit: overTotal ? maxLeases : maxPerService,
-                           folded: state.refusals.refused(service, now: now))
+            return Refusal(reached: limit, limit: value, folded: state.refusals.refused(service, now: now))
         }
         if let refusal { throw refusal }
     }
 
     /// Gives a reservation back (the acquire failed).
-    func cancelReservation(_ service: String) {
-        state.withLock { Self.unreserve(service, &$0) }
+    func cancelReservation(_ service: String, owner: String?) {
+        state.withLock { Self.unreserve(service, owner, &$0) }
     }
 
     /// Turns a reservation into a live lease.
     func insert(_ lease: Lease) {
         state.withLock { state in
-            Self.unreserve(lease.service, &state)
+            Self.unreserve(lease.service, lease.ownerKey, &state)
             state.table[lease.id] = lease
         }
     }
@@ -82,10 +102,14 @@ final class LeaseBook: Sendable {
     /// Live leases per service.
     var countsByService: [String: Int] { state.withLock { $0.table.countsByService } }
 
-    private static func unreserve(_ service: String, _ state: inout State) {
+    private static func unreserve(_ service: String, _ owner: String?, _ state: inout State) {
         state.reserved -= 1
         let left = (state.reservedPerService[service] ?? 1) - 1
         state.reservedPerService[service] = left > 0 ? left : nil
+        if let owner {
+            let owned = (state.reservedPerOwner[owner] ?? 1) - 1
+            state.reservedPerOwner[owner] = owned > 0 ? owned : nil
+        }
     }
 }
 

@@ -3,12 +3,16 @@
 struct LeaseTable {
     private var byID: [String: Lease] = [:]
     private var perService: [String: Int] = [:]
+    private var perOwner: [String: Int] = [:]
 
     var count: Int { byID.count }
     var values: Dictionary<String, Lease>.Values { byID.values }
 
     /// Live leases of one service.
     func count(of service: String) -> Int { perService[service] ?? 0 }
+
+    /// Live leases of one owner (`Principal.partyKey`).
+    func count(ofOwner owner: String) -> Int { perOwner[owner] ?? 0 }
 
     /// Live leases per service (services without leases are absent).
     var countsByService: [String: Int] { perService }
@@ -20,6 +24,7 @@ struct LeaseTable {
             guard let newValue else { return }
             byID[id] = newValue
             perService[newValue.service, default: 0] += 1
+            if let owner = newValue.ownerKey { perOwner[owner, default: 0] += 1 }
         }
     }
 
@@ -28,6 +33,10 @@ struct LeaseTable {
         guard let removed = byID.removeValue(forKey: id) else { return nil }
         let left = (perService[removed.service] ?? 1) - 1
         perService[removed.service] = left > 0 ? left : nil
+        if let owner = removed.ownerKey {
+            let owned = (perOwner[owner] ?? 1) - 1
+            perOwner[owner] = owned > 0 ? owned : nil
+        }
         return removed
     }
 }
