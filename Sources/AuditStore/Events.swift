@@ -50,6 +50,9 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     /// A caller lacked the role or the service it needed (`request`, `reason`; `folded`
     /// refusals of the same caller in the second before).
     case accessDenied = "access.denied"
+    /// A named token was made (`name`, `role`, `services`) or revoked.
+    case tokenCreated = "token.created"
+    case tokenRevoked = "token.revoked"
 }
 
 /// A value in an event's `detail` object.

@@ -68,12 +68,16 @@ struct Caller: Sendable {
     let role: Role?
     /// A peer's groups (for services' `lease` lists).
     let groups: Set<gid_t>
+    /// A leaser token's services.
+    var tokenServices: Set<String> = []
 
     func has(_ needed: Role) -> Bool { role.map { $0 >= needed } ?? false }
 
-    /// Whether it may take leases on a service whose `lease` list is `list`.
-    func mayLease(_ list: [String]?) -> Bool {
+    /// Whether it may take leases on `service`, whose `lease` list is `list`: an operator
+    /// any; a leaser token the services it names; a peer those whose list names it.
+    func mayLease(_ service: String, _ list: [String]?) -> Bool {
         if has(.operator) { return true }
+        if principal.kind == .token { return has(.leaser) && tokenServices.contains(service) }
         guard principal.kind == .peer, let uid = principal.uid, let list else { return false }
         return list.contains { AccessSubject($0)?.includes(uid: uid, groups: groups) == true }
     }
@@ -99,6 +103,8 @@ public struct AccessPolicy: Sendable {
     public var browsers: BrowserGuard
     /// `[access]`; nil: the socket's owner (and group) are admin.
     public var rules: AccessRules?
+    /// Named tokens (set by the API, which keeps them current).
+    var tokens: TokenBook?
 
     public init(
         token: String, readToken: String? = nil, openReads: Set<ReadScope> = ReadScope.openByDefault,
@@ -126,6 +132,11 @@ public struct AccessPolicy: Sendable {
         if let readToken, Self.constantTimeEqual(presented, Array(readToken.utf8)) {
             // Without [access] the read token reads everything, as it always has.
             return Caller(principal: .token("read"), role: rules == nil ? .operator : .reader, groups: [])
+        }
+        if let named = tokens?.lookup(secret: presented) {
+            var caller = Caller(principal: .token(named.name), role: named.role, groups: [])
+            caller.tokenServices = named.services
+            return caller
         }
         return Caller(principal: .token("anonymous"), role: nil, groups: [])
     }

@@ -26,6 +26,8 @@ public final class ControlAPI: HTTPResponder {
     let streams: HeldConnections
     /// Refusals of a role or a service, recorded as `access.denied`.
     let denials: DenialLog
+    /// Named tokens in force.
+    let tokens: TokenBook
     let startedAt = Date()
     private let router: Router
 
@@ -41,18 +43,24 @@ public final class ControlAPI: HTTPResponder {
     ) {
         self.coordinator = coordinator
         self.store = store
-        let (shared, longPoll, streams) = (SharedValue(access), SharedValue(longPollLimitMs), HeldConnections(limit: maxStreams))
+        let tokens = TokenBook((try? store.read { try $0.tokens() }) ?? [])
+        var policy = access
+        policy.tokens = tokens
+        let (shared, longPoll, streams) = (SharedValue(policy), SharedValue(longPollLimitMs), HeldConnections(limit: maxStreams))
+        self.tokens = tokens
         let denials = DenialLog(store: store)
         (self.access, self.longPollLimitMs, self.streams, self.denials) = (shared, longPoll, streams, denials)
         router = Router(routes: Self.makeRoutes(
             coordinator: coordinator, store: store, access: shared, startedAt: startedAt, daemon: daemon, metrics: metrics,
-            longPollLimitMs: longPoll, streams: streams, denials: denials, hangups: hangups, requestStop: requestStop))
+            longPollLimitMs: longPoll, streams: streams, denials: denials, tokens: tokens, hangups: hangups, requestStop: requestStop))
     }
 
     /// Applies a reloaded `[security]`, `limits.max_wait_ms` and `limits.max_streams` to
     /// requests that start after it.
     public func update(access policy: AccessPolicy, longPollLimitMs: Int, maxStreams: Int) {
         UserNames.forget()  // group memberships may have changed with [access]
+        var policy = policy
+        policy.tokens = tokens
         access.set(policy)
         self.longPollLimitMs.set(longPollLimitMs)
         streams.setLimit(maxStreams)

@@ -14,7 +14,7 @@ struct LeaseAccess: Sendable {
         guard !caller.has(.operator) else { return }
         // An unknown service answers 404 from the core, as for anyone.
         guard let definition = try? coordinator.serviceStatus(name).definition else { return }
-        guard caller.mayLease(definition.lease) else {
+        guard caller.mayLease(name, definition.lease) else {
             throw deny(caller, "lease \(name)", "\(caller.principal) may not lease service \(name) (not in its lease list)", service: name)
         }
         if let clientPID {

@@ -9,7 +9,7 @@ extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
     static func makeRoutes(
         coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
-        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, denials: DenialLog, hangups: IOLoop?, requestStop: @escaping StopRequester
+        metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, denials: DenialLog, tokens: TokenBook, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
         let callerOf = { @Sendable (request: HTTPRequest) -> Caller in access.current.caller(of: request) }
         let principalOf = { @Sendable (request: HTTPRequest) -> Principal in callerOf(request).principal }
@@ -209,6 +209,25 @@ extension ControlAPI {
                 }
                 if let first = answerNow(coordinator.releaseNow(id: id, actor: actor), released) { return first }
                 return .later { await answerAsync { released(try await coordinator.release(id: id, actor: actor)) } }
+            }),
+
+            Route("POST", "/v1/tokens", access: .administer, .suspending { request, _ in
+                await answerAsync {
+                    let body = try decodeBody(TokenRequest.self, from: request)
+                    let (record, secret) = try await NamedTokens.create(body, by: principalOf(request), store: store, book: tokens)
+                    return json(TokenPayload(record, secret: secret), status: 201)
+                }
+            }),
+
+            Route("GET", "/v1/tokens", access: .administer, .immediate { _, _ in
+                answer { json(TokenListPayload(tokens: try store.read { try $0.tokens() }.map { TokenPayload($0, secret: nil) })) }
+            }),
+
+            Route("DELETE", "/v1/tokens/{name}", access: .administer, .suspending { request, p in
+                await answerAsync {
+                    let record = try await NamedTokens.revoke(p["name", default: ""], by: principalOf(request), store: store, book: tokens)
+                    return json(TokenPayload(record, secret: nil))
+                }
             }),
 
             Route("GET", "/v1/events", query: EventQuery.parameters, access: .read(.events), .suspending { request, _ in

@@ -7,7 +7,7 @@ struct ProcrefdCommand: AsyncParsableCommand {
         commandName: "procrefd",
         abstract: "Kernel reference-counted leases on shared services, over REST.",
         subcommands: [
-            Serve.self, Status.self, Stop.self, Pid.self, Events.self, RunCommand.self, LeaseCommand.self, LeasesCommand.self, WhoamiCommand.self,
+            Serve.self, Status.self, Stop.self, Pid.self, Events.self, RunCommand.self, LeaseCommand.self, LeasesCommand.self, WhoamiCommand.self, TokenCommand.self,
             ServicesCommand.self, ServiceCommand.self, LogsCommand.self, CheckConfig.self,
         ],
         defaultSubcommand: Serve.self)

@@ -137,6 +137,9 @@ struct AccessTests {
             #expect((by?["pid"] as? Int ?? 0) > 0)
             let endedByOperator = events.first { $0["kind"] as? String == "lease.released" && $0["lease"] as? String == second }
             #expect((endedByOperator?["by"] as? [String: Any])?["uid"] as? Int == Int(operatorUser.uid))
+            #expect((endedByOperator?["detail"] as? [String: Any])?["ended_by"] as? String == "other")
+            let endedByOwner = events.first { $0["kind"] as? String == "lease.released" && $0["lease"] as? String == id }
+            #expect((endedByOwner?["detail"] as? [String: Any])?["ended_by"] as? String == "owner")
             let denied = events.filter { $0["kind"] as? String == "access.denied" }
             #expect(denied.contains { ($0["by"] as? [String: Any])?["uid"] as? Int == Int(leaser.uid) && $0["service"] as? String == forbidden })
             #expect(denied.contains { ($0["by"] as? [String: Any])?["uid"] as? Int == Int(stranger.uid) })
@@ -180,6 +183,55 @@ struct AccessTests {
             try text.write(toFile: "\(dir)/c.toml", atomically: true, encoding: .utf8)
             let run = try runProcrefd(["serve", "--state-dir", dir, "--port", "0", "--config", "\(dir)/c.toml"], timeout: 30)
             #expect(run.code == 1 && run.stderr.contains(named), "\(text): \(run.stderr)")
+        }
+    }
+}
+
+/// Named tokens: made and revoked by the admin, each its own principal in the log.
+@Suite("Named tokens")
+struct NamedTokenTests {
+    @Test("two token principals are told apart in the log; a leaser token leases only its services; a revoked token gets 401 at once; no secret is stored")
+    func tokens() throws {
+        try withDaemon { daemon in
+            let mine = daemon.uniqueName("tok"), other = daemon.uniqueName("tokx")
+            try daemon.defineSocketService(mine)
+            try daemon.defineSocketService(other)
+            let dir = ["--state-dir", daemon.stateDir]
+            let made = try runProcrefd(["token", "create", "ci", "--role", "leaser", "--service", mine] + dir)
+            #expect(made.code == 0, "\(made.stderr)")
+            let ciSecret = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(ciSecret.count == 64)
+            let opsSecret = try runProcrefd(["token", "create", "ops", "--role", "operator"] + dir).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try runProcrefd(["token", "create", "ci", "--role", "reader"] + dir).code == 5)  // names are not reused
+            let ci = TestHTTPClient(endpoint: .tcp(port: daemon.port), token: ciSecret)
+            let ops = TestHTTPClient(endpoint: .tcp(port: daemon.port), token: opsSecret)
+
+            let grant = try ci.send("POST", "/v1/services/\(mine)/leases", json: ["ttl_ms": 60_000])
+            #expect(grant.status == 201, "\(grant.text)")
+            let id = try #require(grant.json["id"] as? String)
+            #expect(grant.json["owner"] as? String == "token:ci")
+            #expect(try ci.send("POST", "/v1/services/\(other)/leases", json: ["ttl_ms": 60_000]).status == 403)
+            #expect(try ci.get("/v1/events").status == 403)
+            #expect(try ci.send("POST", "/v1/services/\(mine)/restart").status == 403)
+            #expect(try ops.send("DELETE", "/v1/leases/\(id)").status == 200)
+            #expect(try daemon.kernelCount(mine) == 0 && daemon.kernelCount(other) == 0)
+
+            let events = try daemon.events(service: mine)
+            #expect(events.first { $0["kind"] as? String == "lease.acquired" }?["actor"] as? String == "token:ci")
+            let released = events.first { $0["kind"] as? String == "lease.released" }
+            #expect(released?["actor"] as? String == "token:ops")
+            #expect((released?["detail"] as? [String: Any])?["ended_by"] as? String == "other")
+
+            #expect(try runProcrefd(["token", "revoke", "ci"] + dir).code == 0)
+            #expect(try ci.send("POST", "/v1/services/\(mine)/leases", json: ["ttl_ms": 60_000]).status == 401)
+            let listed = try runProcrefd(["token", "list"] + dir).stdout
+            #expect(listed.contains("ci") && listed.contains("ops") && !listed.contains(ciSecret), "\(listed)")
+            let kinds = try daemon.events().compactMap { $0["kind"] as? String }
+            #expect(kinds.filter { $0 == "token.created" }.count == 2 && kinds.contains("token.revoked"))
+            // Only the hash is kept: neither secret is anywhere in the database.
+            let database = try Data(contentsOf: URL(fileURLWithPath: "\(daemon.stateDir)/procrefd.db"))
+                + ((try? Data(contentsOf: URL(fileURLWithPath: "\(daemon.stateDir)/procrefd.db-wal"))) ?? Data())
+            #expect(database.range(of: Data(ciSecret.utf8)) == nil && database.range(of: Data(opsSecret.utf8)) == nil)
         }
     }
 }

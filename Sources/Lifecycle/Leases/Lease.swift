@@ -12,6 +12,18 @@ public enum LeaseEnd: String, Sendable {
     case lost
     case revoked
 
+    /// Who ended it, for its record: the owner's release, someone else's (an operator's or
+    /// an admin's), the TTL, the client's exit, the holder's loss, or procrefd's drain.
+    func endedBy(_ actor: Principal, owner: Principal) -> String {
+        switch self {
+        case .released: return actor.isSameParty(as: owner) ? "owner" : "other"
+        case .expired: return "ttl"
+        case .clientExited: return "client_exit"
+        case .lost: return "holder_exit"
+        case .revoked: return "procrefd"
+        }
+    }
+
     var eventKind: EventKind {
         switch self {
         case .released: return .leaseReleased

@@ -65,6 +65,7 @@ extension Coordinator {
         var detail = extra
         detail["count"] = .int(Int64(count))
         detail["holder_exit"] = .string(ExitStatus.describe(status))
+        detail["ended_by"] = .string(reason.endedBy(actor, owner: lease.info.owner))
         let write = context.submitRecord { [detail] tx in
             try tx.endLease(id: id, reason: reason.rawValue)
             try tx.append(NewEvent(reason.eventKind, service: name, lease: id, pid: holderPID, actor: actor, detail: detail))
