@@ -192,6 +192,8 @@ def run(args, check):
             return True
         check("service row clicked", wait_for(open_detail, 5))
         check("detail shows the lease", wait_for(lambda: "for-restart" in driver.find_element(By.ID, "leases").text, 5))
+        check("detail shows the lease's owner", f"(uid {os.getuid()})" in driver.find_element(By.ID, "leases").text,
+              driver.find_element(By.ID, "leases").text)
         check("actions shown", wait_for(lambda: driver.find_element(By.ID, "restart").is_displayed(), 5))
         check("Restart clicked", wait_for(lambda: driver.find_element(By.ID, "restart").click() or True, 5))
         def restarted():

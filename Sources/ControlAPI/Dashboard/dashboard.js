@@ -193,7 +193,7 @@ function renderLeases() {
   body.replaceChildren(...state.leases.map((lease) => {
     const ttl = element('span', '', 'ttl');
     ttl.dataset.expires = lease.expires_at || '';
-    const cells = [lease.id, lease.holder || '—', lease.holder_pid, lease.client_pid, ttl];
+    const cells = [lease.id, lease.owner, lease.holder || '—', lease.holder_pid, lease.client_pid, ttl];
     if (state.admin) {
       const release = element('button', 'Release');
       release.type = 'button';
