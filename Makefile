@@ -59,8 +59,9 @@ run: release
 	$(RELEASE_DIR)/procrefd serve
 
 ## Also for the tests: promtool (Debian's prometheus) lints /metrics; the dashboard is tested
-## in Debian's headless Chromium through its chromedriver (selenium, in the venv).
-TEST_DEB_PACKAGES := prometheus chromium chromium-driver
+## in Debian's headless Chromium through its chromedriver (selenium, in the venv); the sqlite3
+## CLI edits a database that `events verify` must catch; curl is the client other users run.
+TEST_DEB_PACKAGES := prometheus chromium chromium-driver sqlite3 curl
 
 test: deps venv
 	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)"

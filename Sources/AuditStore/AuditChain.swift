@@ -17,13 +17,41 @@ public enum AuditChain {
         id: Int64, time: String, kind: String, service: String?, lease: String?, pid: Int64?, actor: String, detail: String,
         by: Principal
     ) -> [UInt8] {
-        func text(_ value: String?) -> String { value.map(JSONText.quoted) ?? "null" }
-        func number(_ value: Int64?) -> String { value.map(String.init) ?? "null" }
-        let fields = [
-            String(id), text(time), text(kind), text(service), text(lease), number(pid), text(actor), text(detail),
-            text(by.kind.rawValue), number(by.uid.map(Int64.init)), text(by.user), number(by.pid.map(Int64.init)), text(by.comm), text(by.name),
-        ]
-        return Array(("[" + fields.joined(separator: ",") + "]").utf8)
+        // Written byte by byte: it runs for every event appended.
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + detail.utf8.count)
+        out.append(UInt8(ascii: "["))
+        number(id, &out)
+        for value in [time, kind, service, lease] { out.append(UInt8(ascii: ",")); text(value, &out) }
+        out.append(UInt8(ascii: ","))
+        number(pid, &out)
+        for value in [actor, detail, by.kind.rawValue] { out.append(UInt8(ascii: ",")); text(value, &out) }
+        out.append(UInt8(ascii: ","))
+        number(by.uid.map(Int64.init), &out)
+        out.append(UInt8(ascii: ","))
+        text(by.user, &out)
+        out.append(UInt8(ascii: ","))
+        number(by.pid.map(Int64.init), &out)
+        for value in [by.comm, by.name] { out.append(UInt8(ascii: ",")); text(value, &out) }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+
+    private static func number(_ value: Int64?, _ out: inout [UInt8]) {
+        guard let value else { return out.append(contentsOf: [110, 117, 108, 108]) }  // null
+        out.append(contentsOf: String(value).utf8)
+    }
+
+    /// A JSON string literal, as `JSONText.quoted` writes it (escapes only where needed).
+    private static func text(_ value: String?, _ out: inout [UInt8]) {
+        guard let value else { return out.append(contentsOf: [110, 117, 108, 108]) }
+        if value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out.append(contentsOf: JSONText.quoted(value).utf8)
+            return
+        }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: value.utf8)
+        out.append(UInt8(ascii: "\""))
     }
 
     /// The link after `previous`.
@@ -59,13 +87,19 @@ extension StoreTransaction {
     /// The next event's id and the hash it links to: the newest event's hash, or the
     /// anchor's when the newest event is older than the chain.
     func chainHead() throws -> (nextID: Int64, previous: [UInt8]) {
-        let last = try db.cachedStatement(sql: "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
-        let row = try Row.fetchOne(last)
         // AUTOINCREMENT: the next id is past every id ever given, even deleted ones.
         let sequence = try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'events'")) ?? 0
+        if chain.id == sequence, chain.hash.count == 32 { return (sequence + 1, chain.hash) }
+        let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"))
         let nextID = max(sequence, row?["id"] ?? 0) + 1
         if let hash: [UInt8] = (row?["hash"] as Data?).map(Array.init), hash.count == 32 { return (nextID, hash) }
         return (nextID, try anchor().hash)
+    }
+
+    /// Remembers the head just appended, for the next append.
+    func chainAppended(id: Int64, hash: [UInt8]) {
+        chain.id = id
+        chain.hash = hash
     }
 
     /// Deletes events `from`...`through` (the oldest ones) and moves the anchor to the last

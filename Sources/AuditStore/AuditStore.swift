@@ -35,6 +35,8 @@ public final class AuditStore: Sendable {
     /// Wakes long-polls and streams when events are committed.
     public let signal: EventSignal
     private let committer: GroupCommitter
+    /// The chain head the writer last appended (see `ChainHeadCache`).
+    let chain = ChainHeadCache()
     private let walBound: WALBound
     /// Checkpoints a writer made to keep the WAL within its bound (for tests).
     public var boundingCheckpoints: Int { walBound.checkpoints.load(ordering: .relaxed) }
@@ -93,7 +95,7 @@ public final class AuditStore: Sendable {
     /// back alone); nobody returns before the commit that holds their change.
     public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
         do {
-            let (value, lastEventID) = try committer.perform { db in try Self.run(body, in: db) }
+            let (value, lastEventID) = try committer.perform { [chain] db in try Self.run(body, in: db, chain: chain) }
             if lastEventID > 0 { signal.published(lastID: lastEventID) }
             return value
         } catch {
@@ -102,9 +104,9 @@ public final class AuditStore: Sendable {
     }
 
     /// Runs a writer's body and returns its value with the last event id it appended.
-    static func run<T>(_ body: (StoreTransaction) throws -> T, in db: Database) throws -> (T, Int64) {
+    static func run<T>(_ body: (StoreTransaction) throws -> T, in db: Database, chain: ChainHeadCache) throws -> (T, Int64) {
         let appended = AppendedEvents()
-        let value = try body(StoreTransaction(db: db, appended: appended))
+        let value = try body(StoreTransaction(db: db, appended: appended, chain: chain))
         return (value, appended.lastID)
     }
 
@@ -117,7 +119,7 @@ public final class AuditStore: Sendable {
     /// lock of its own, then wait for the commit outside that lock (so writes of several
     /// callers can share a commit).
     public func submit<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) -> PendingWrite<T> {
-        PendingWrite(store: self, pending: committer.submit { db in try Self.run(body, in: db) })
+        PendingWrite(store: self, pending: committer.submit { [chain] db in try Self.run(body, in: db, chain: chain) })
     }
 
     /// Queues a record that must not be lost: the end of a lease, a service's transition, a
@@ -127,7 +129,7 @@ public final class AuditStore: Sendable {
     /// should be refused while any waits (`backlogCount`).
     public func submitRecord(_ body: @escaping @Sendable (StoreTransaction) throws -> Void) -> PendingWrite<Void> {
         // An id from a commit that failed must not be published: it was never written.
-        PendingWrite(store: self, pending: committer.submit({ db in try Self.run(body, in: db) }, deferredValue: ((), 0)))
+        PendingWrite(store: self, pending: committer.submit({ [chain] db in try Self.run(body, in: db, chain: chain) }, deferredValue: ((), 0)))
     }
 
     /// Records waiting for storage (see `submitRecord`).

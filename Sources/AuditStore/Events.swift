@@ -225,6 +225,7 @@ extension StoreTransaction {
         insert.bind(by.name)
         insert.bind(bytes: hash)
         try insert.run(in: db)
+        chainAppended(id: id, hash: hash)
         appended.lastID = max(appended.lastID, id)
         return Event(
             id: id, time: time, kind: event.kind.rawValue, service: event.service, lease: event.lease, pid: event.pid,

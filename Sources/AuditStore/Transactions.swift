@@ -50,6 +50,17 @@ public struct PendingWrite<T: Sendable>: Sendable {
 public struct StoreTransaction {
     let db: Database
     let appended: AppendedEvents
+    /// The writer's last known chain head (see `chainHead`).
+    let chain: ChainHeadCache
+}
+
+/// The newest event's id and hash as the writer last wrote them: trusted only while the
+/// event sequence still stands at that id (a rolled-back append moves it back), which costs
+/// one read of a one-row table instead of finding the newest event. Only the writer's
+/// thread (the committer's, one at a time) touches it.
+final class ChainHeadCache: @unchecked Sendable {
+    var id: Int64 = -1
+    var hash: [UInt8] = []
 }
 
 /// The newest event id a transaction appended (0: none).

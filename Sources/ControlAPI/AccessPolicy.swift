@@ -128,12 +128,12 @@ public struct AccessPolicy: Sendable {
             return Caller(principal: principal, role: rules.role(uid: peer.uid, groups: groups), groups: groups)
         }
         guard let presented = Self.bearer(request) else { return Caller(principal: .token("anonymous"), role: nil, groups: []) }
-        if Self.constantTimeEqual(presented, Array(token.utf8)) { return Caller(principal: .token("admin"), role: .admin, groups: []) }
-        if let readToken, Self.constantTimeEqual(presented, Array(readToken.utf8)) {
+        if Self.constantTimeEqual(presented, token.utf8) { return Caller(principal: .token("admin"), role: .admin, groups: []) }
+        if let readToken, Self.constantTimeEqual(presented, readToken.utf8) {
             // Without [access] the read token reads everything, as it always has.
             return Caller(principal: .token("read"), role: rules == nil ? .operator : .reader, groups: [])
         }
-        if let named = tokens?.lookup(secret: presented) {
+        if let named = tokens?.lookup(secret: Array(presented)) {
             var caller = Caller(principal: .token(named.name), role: named.role, groups: [])
             caller.tokenServices = named.services
             return caller
@@ -178,16 +178,17 @@ public struct AccessPolicy: Sendable {
     /// The admin: only the admin sees secrets (service `env` values).
     func isAdmin(_ request: HTTPRequest) -> Bool { caller(of: request).has(.admin) }
 
-    private static func bearer(_ request: HTTPRequest) -> [UInt8]? {
+    private static func bearer(_ request: HTTPRequest) -> Substring.UTF8View? {
         guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return nil }
-        return Array(header.utf8.dropFirst(7))
+        return header.dropFirst(7).utf8
     }
 
     /// Compares without an early exit, so timing does not reveal how much of a guess matched.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    static func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
         var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for index in 0..<max(a.count, b.count) {
-            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        var left = a.makeIterator(), right = b.makeIterator()
+        for _ in 0..<max(a.count, b.count) {
+            difference |= (left.next() ?? 0) ^ (right.next() ?? 0)
         }
         return difference == 0
     }

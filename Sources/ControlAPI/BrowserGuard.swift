@@ -46,6 +46,7 @@ public struct BrowserGuard: Sendable, Equatable {
 
     /// Whether a `Host` header value (`name`, `name:port`, `[v6]:port`) names this daemon.
     func accepts(host value: String) -> Bool {
+        if Self.isPlainLoopback(value) { return true }  // what clients send: no allocation
         let host = Self.hostPart(of: value)
         return Self.isLoopback(host) || host == listenHost || allowedHosts.contains(host)
     }
@@ -59,6 +60,17 @@ public struct BrowserGuard: Sendable, Equatable {
         }
         if let colon = text.firstIndex(of: ":"), text.lastIndex(of: ":") == colon { return String(text[..<colon]) }
         return text
+    }
+
+    /// `localhost`, `127.0.0.1` or `[::1]`, with an optional `:PORT`, exactly as written.
+    static func isPlainLoopback(_ value: String) -> Bool {
+        for name in ["127.0.0.1", "localhost", "[::1]"] {
+            guard value.utf8.starts(with: name.utf8) else { continue }
+            let rest = value.utf8.dropFirst(name.utf8.count)
+            guard let colon = rest.first else { return true }
+            return colon == UInt8(ascii: ":") && rest.count > 1 && rest.dropFirst().allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+        }
+        return false
     }
 
     /// `localhost`, an address in 127.0.0.0/8 (dotted decimal), or `[::1]`.

@@ -98,13 +98,13 @@ extension ControlAPI {
             }),
 
             Route("POST", "/v1/services/{name}/leases", access: .lease, .firstTry { request, p in
-                let name = p["name", default: ""]
+                let (name, caller) = (p["name", default: ""], callerOf(request))
                 let body: AcquireRequest
                 var idempotency: IdempotencyKey?
                 do {
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
                     body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody(), plain: AcquireBody.plain).request
-                    try leases.checkAcquire(by: callerOf(request), service: name, clientPID: body.clientPID)
+                    try leases.checkAcquire(by: caller, service: name, clientPID: body.clientPID)
                     if let key = request.header("idempotency-key") {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
                         idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))
@@ -112,7 +112,7 @@ extension ControlAPI {
                 } catch {
                     return .now(problem(for: error).response)
                 }
-                let (actor, key) = (principalOf(request), idempotency)
+                let (actor, key) = (caller.principal, idempotency)
                 let granted = { @Sendable (grant: LeaseGrant) in json(GrantPayload(grant: grant), status: grant.replayed ? 200 : 201) }
                 if key == nil, let first = answerNow(coordinator.acquireNow(service: name, request: body, actor: actor), granted) {
                     return first
