@@ -20,26 +20,37 @@ public enum AuditChain {
         // Written byte by byte: it runs for every event appended.
         var out: [UInt8] = []
         out.reserveCapacity(160 + detail.utf8.count)
+        let comma = UInt8(ascii: ",")
         out.append(UInt8(ascii: "["))
         number(id, &out)
-        for value in [time, kind, service, lease] { out.append(UInt8(ascii: ",")); text(value, &out) }
-        out.append(UInt8(ascii: ","))
-        number(pid, &out)
-        for value in [actor, detail, by.kind.rawValue] { out.append(UInt8(ascii: ",")); text(value, &out) }
-        out.append(UInt8(ascii: ","))
-        number(by.uid.map(Int64.init), &out)
-        out.append(UInt8(ascii: ","))
-        text(by.user, &out)
-        out.append(UInt8(ascii: ","))
-        number(by.pid.map(Int64.init), &out)
-        for value in [by.comm, by.name] { out.append(UInt8(ascii: ",")); text(value, &out) }
+        out.append(comma); text(time, &out)
+        out.append(comma); text(kind, &out)
+        out.append(comma); text(service, &out)
+        out.append(comma); text(lease, &out)
+        out.append(comma); number(pid, &out)
+        out.append(comma); text(actor, &out)
+        out.append(comma); text(detail, &out)
+        out.append(comma); text(by.kind.rawValue, &out)
+        out.append(comma); number(by.uid.map(Int64.init), &out)
+        out.append(comma); text(by.user, &out)
+        out.append(comma); number(by.pid.map(Int64.init), &out)
+        out.append(comma); text(by.comm, &out)
+        out.append(comma); text(by.name, &out)
         out.append(UInt8(ascii: "]"))
         return out
     }
 
     private static func number(_ value: Int64?, _ out: inout [UInt8]) {
         guard let value else { return out.append(contentsOf: [110, 117, 108, 108]) }  // null
-        out.append(contentsOf: String(value).utf8)
+        if value < 0 { return out.append(contentsOf: String(value).utf8) }
+        // Decimal digits written in place: no String per number.
+        var rest = UInt64(value)
+        let start = out.count
+        repeat {
+            out.append(UInt8(truncatingIfNeeded: 0x30 + rest % 10))
+            rest /= 10
+        } while rest > 0
+        out[start...].reverse()
     }
 
     /// A JSON string literal, as `JSONText.quoted` writes it (escapes only where needed).
@@ -57,14 +68,22 @@ public enum AuditChain {
     /// The link after `previous`.
     static func link(_ previous: [UInt8], _ canonical: [UInt8]) -> [UInt8] {
         var hasher = SHA256()
-        hasher.update(data: previous)
-        hasher.update(data: canonical)
-        return Array(hasher.finalize())
+        previous.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        canonical.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        return hasher.finalize().withUnsafeBytes { Array($0) }
     }
 
     /// Lower-case hex, as the anchors are written in the log.
     public static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        // One string per hash, not one per byte: every appended event returns its hash.
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -88,7 +107,7 @@ extension StoreTransaction {
     /// anchor's when the newest event is older than the chain.
     func chainHead() throws -> (nextID: Int64, previous: [UInt8]) {
         // AUTOINCREMENT: the next id is past every id ever given, even deleted ones.
-        let sequence = try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'events'")) ?? 0
+        let sequence = try DirectStatement(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'events'")).readInt64() ?? 0
         if chain.id == sequence, chain.hash.count == 32 { return (sequence + 1, chain.hash) }
         let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"))
         let nextID = max(sequence, row?["id"] ?? 0) + 1

@@ -75,6 +75,20 @@ struct DirectStatement: ~Copyable {
         }
     }
 
+    /// Steps a statement that returns one integer (or none: nil), without GRDB's row
+    /// machinery, then resets it.
+    consuming func readInt64() throws -> Int64? {
+        defer {
+            sqlite3_reset(handle)
+            sqlite3_clear_bindings(handle)
+        }
+        switch sqlite3_step(handle) {
+        case SQLITE_ROW: return sqlite3_column_type(handle, 0) == SQLITE_NULL ? nil : sqlite3_column_int64(handle, 0)
+        case SQLITE_DONE: return nil
+        case let code: throw DatabaseError(resultCode: ResultCode(rawValue: code), message: "reading", sql: statement.sql)
+        }
+    }
+
     /// SQLite copies the value before `bind` returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 }

@@ -94,17 +94,20 @@ struct Caller: Sendable {
 /// role the rules give its uid and groups (root and procrefd's uid: admin), and a service's
 /// `lease` list says who may lease it; over TCP the admin token is admin and the read
 /// token a reader. `GET /v1/health`, `/v1/whoami` and the dashboard's files always answer.
-public struct AccessPolicy: Sendable {
-    public var token: String
-    public var readToken: String?
+///
+/// Immutable, and a class: every request reads the running one (a reload swaps it whole)
+/// at the cost of one reference, not a copy of every field.
+public final class AccessPolicy: Sendable {
+    public let token: String
+    public let readToken: String?
     /// Reads that answer over TCP without a token.
-    public var openReads: Set<ReadScope>
+    public let openReads: Set<ReadScope>
     /// Host and Origin checks, on every listener.
-    public var browsers: BrowserGuard
+    public let browsers: BrowserGuard
     /// `[access]`; nil: the socket's owner (and group) are admin.
-    public var rules: AccessRules?
+    public let rules: AccessRules?
     /// Named tokens (set by the API, which keeps them current).
-    var tokens: TokenBook?
+    let tokens: TokenBook?
 
     public init(
         token: String, readToken: String? = nil, openReads: Set<ReadScope> = ReadScope.openByDefault,
@@ -115,7 +118,16 @@ public struct AccessPolicy: Sendable {
         self.openReads = openReads
         self.browsers = browsers
         self.rules = rules
+        tokens = nil
     }
+
+    private init(_ policy: AccessPolicy, tokens: TokenBook) {
+        (token, readToken, openReads, browsers, rules) = (policy.token, policy.readToken, policy.openReads, policy.browsers, policy.rules)
+        self.tokens = tokens
+    }
+
+    /// The same policy, knowing the named tokens.
+    func with(tokens: TokenBook) -> AccessPolicy { AccessPolicy(self, tokens: tokens) }
 
     /// The caller of `request`: on the Unix socket the peer the kernel names (uid, user,
     /// pid, comm); over TCP the token it presents (`admin`, `read`, or `anonymous`).
@@ -184,11 +196,19 @@ public struct AccessPolicy: Sendable {
     }
 
     /// Compares without an early exit, so timing does not reveal how much of a guess matched.
-    static func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    static func constantTimeEqual(_ a: Substring.UTF8View, _ b: String.UTF8View) -> Bool {
+        if let result = a.withContiguousStorageIfAvailable({ left in b.withContiguousStorageIfAvailable { right in equal(left, right) } }), let result {
+            return result
+        }
+        return constantTimeEqual(Array(a), Array(b))
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool { a.withUnsafeBufferPointer { left in b.withUnsafeBufferPointer { equal(left, $0) } } }
+
+    private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
         var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        var left = a.makeIterator(), right = b.makeIterator()
-        for _ in 0..<max(a.count, b.count) {
-            difference |= (left.next() ?? 0) ^ (right.next() ?? 0)
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
         }
         return difference == 0
     }

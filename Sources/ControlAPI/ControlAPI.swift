@@ -44,9 +44,7 @@ public final class ControlAPI: HTTPResponder {
         self.coordinator = coordinator
         self.store = store
         let tokens = TokenBook((try? store.read { try $0.tokens() }) ?? [])
-        var policy = access
-        policy.tokens = tokens
-        let (shared, longPoll, streams) = (SharedValue(policy), SharedValue(longPollLimitMs), HeldConnections(limit: maxStreams))
+        let (shared, longPoll, streams) = (SharedValue(access.with(tokens: tokens)), SharedValue(longPollLimitMs), HeldConnections(limit: maxStreams))
         self.tokens = tokens
         let denials = DenialLog(store: store)
         (self.access, self.longPollLimitMs, self.streams, self.denials) = (shared, longPoll, streams, denials)
@@ -59,9 +57,7 @@ public final class ControlAPI: HTTPResponder {
     /// requests that start after it.
     public func update(access policy: AccessPolicy, longPollLimitMs: Int, maxStreams: Int) {
         UserNames.forget()  // group memberships may have changed with [access]
-        var policy = policy
-        policy.tokens = tokens
-        access.set(policy)
+        access.set(policy.with(tokens: tokens))
         self.longPollLimitMs.set(longPollLimitMs)
         streams.setLimit(maxStreams)
     }
@@ -77,11 +73,21 @@ public final class ControlAPI: HTTPResponder {
         let method = request.method
         switch resolution {
         case .answer(let response): return .now(counted(response, route: route, method: method))
-        case .run(.immediate(let handler), let parameters):
+        case .run(let handler, let parameters, let caller):
+            var request = request
+            request.attachment = caller  // the handler's `callerOf` reads it back
+            return run(handler, request, parameters, route: route)
+        }
+    }
+
+    private func run(_ handler: Route.Handler, _ request: HTTPRequest, _ parameters: PathParameters, route: String) -> FirstAnswer {
+        let method = request.method
+        switch handler {
+        case .immediate(let handler):
             return .now(counted(handler(request, parameters), route: route, method: method))
-        case .run(.suspending(let handler), let parameters):
+        case .suspending(let handler):
             return .later { [self] in counted(await handler(request, parameters), route: route, method: method) }
-        case .run(.firstTry(let handler), let parameters):
+        case .firstTry(let handler):
             switch handler(request, parameters) {
             case .now(let response): return .now(counted(response, route: route, method: method))
             case .later(let later): return .later { [self] in counted(await later(), route: route, method: method) }
@@ -103,7 +109,7 @@ public final class ControlAPI: HTTPResponder {
 
     private enum Resolution {
         case answer(HTTPResponse)
-        case run(Route.Handler, PathParameters)
+        case run(Route.Handler, PathParameters, Caller)
     }
 
     /// The matched route template ("unmatched" when none) and what to do.
@@ -129,7 +135,7 @@ public final class ControlAPI: HTTPResponder {
                 let problem = Problem.invalidField(unknown.isEmpty ? "query" : unknown, "unknown query parameter (\(route.template) takes: \(takes))")
                 return (route.template, .answer(problem.response))
             }
-            return (route.template, .run(route.handler, parameters))
+            return (route.template, .run(route.handler, parameters, caller))
         }
     }
 }

@@ -11,7 +11,8 @@ extension ControlAPI {
         coordinator: any LifecycleCore, store: AuditStore, access: SharedValue<AccessPolicy>, startedAt: Date, daemon: DaemonInfo,
         metrics: @escaping @Sendable () -> [UInt8], longPollLimitMs: SharedValue<Int>, streams: HeldConnections, denials: DenialLog, tokens: TokenBook, hangups: IOLoop?, requestStop: @escaping StopRequester
     ) -> [Route] {
-        let callerOf = { @Sendable (request: HTTPRequest) -> Caller in access.current.caller(of: request) }
+        // Worked out once per request, before its handler (see `ControlAPI.resolve`).
+        let callerOf = { @Sendable (request: HTTPRequest) -> Caller in request.attachment as? Caller ?? access.current.caller(of: request) }
         let principalOf = { @Sendable (request: HTTPRequest) -> Principal in callerOf(request).principal }
         let leases = LeaseAccess(coordinator: coordinator, denials: denials)
         let statusDocument = StatusDocument(

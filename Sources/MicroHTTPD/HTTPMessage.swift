@@ -41,6 +41,9 @@ public struct HTTPRequest: Sendable {
     public var remoteAddress: String
     /// The caller's credentials on the Unix socket; nil over TCP.
     public var peer: PeerCredentials?
+    /// What the responder learned of the request before its handler runs (who is calling),
+    /// so the handler need not work it out again.
+    public var attachment: (any Sendable)?
     /// The connection's socket, -1 when there is none (tests). It stays open while the
     /// request waits for its answer: a handler may watch it for the client hanging up.
     public var connectionFD: Int32 = -1
