@@ -31,17 +31,9 @@ struct AccessTests {
             _ = try? run("/usr/sbin/groupdel", [group])
         }
 
-        @discardableResult
-        func run(_ program: String, _ arguments: [String]) throws -> Int32 {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: program)
-            process.arguments = arguments
-            process.standardOutput = Pipe()
-            process.standardError = Pipe()
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw TestHTTPClient.Failure(description: "\(program) \(arguments): \(process.terminationStatus)") }
-            return process.terminationStatus
+        func run(_ program: String, _ arguments: [String]) throws {
+            let result = try runProgram(program, arguments)
+            guard result.code == 0 else { throw TestHTTPClient.Failure(description: "\(program) \(arguments): \(result.code) \(result.stderr)") }
         }
     }
 

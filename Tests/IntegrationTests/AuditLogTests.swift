@@ -416,27 +416,14 @@ struct AuditPrincipalTests {
             #expect(intact.code == 0 && intact.stdout.contains(": ok"), "\(intact.stdout) \(intact.stderr)")
             let target = try #require(try daemon.events(service: name).first { $0["kind"] as? String == "lease.acquired" }?["id"] as? Int)
             let database = "\(daemon.stateDir)/procrefd.db"
-            let refused = try runCommand("/usr/bin/sqlite3", [database, "UPDATE events SET actor = 'someone else' WHERE id = \(target);"])
-            #expect(refused.status != 0 && refused.error.contains("append-only"), "\(refused)")
-            let edited = try runCommand("/usr/bin/sqlite3", [database, "DROP TRIGGER events_append_only_update; UPDATE events SET actor = 'someone else' WHERE id = \(target);"])
-            #expect(edited.status == 0, "\(edited)")
+            let refused = try runProgram("/usr/bin/sqlite3", [database, "UPDATE events SET actor = 'someone else' WHERE id = \(target);"])
+            #expect(refused.code != 0 && refused.stderr.contains("append-only"), "\(refused)")
+            let edited = try runProgram("/usr/bin/sqlite3", [database, "DROP TRIGGER events_append_only_update; UPDATE events SET actor = 'someone else' WHERE id = \(target);"])
+            #expect(edited.code == 0, "\(edited)")
             let broken = try runProcrefd(["events", "verify", "--state-dir", daemon.stateDir])
             #expect(broken.code == 1)
             #expect(broken.stdout.contains("event \(target) does not match"), "\(broken.stdout)")
         }
     }
 
-    /// Runs a program; its exit status and standard error.
-    func runCommand(_ program: String, _ arguments: [String]) throws -> (status: Int32, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        let error = Pipe()
-        process.standardError = error
-        process.standardOutput = Pipe()
-        try process.run()
-        let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
-    }
 }

@@ -29,16 +29,16 @@ struct DiskFullTests {
         let base = try makeTemporaryDirectory()
         let state = "\(base)/state"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", state])
-        try #require(mount == 0, "mount tmpfs")
+        let mount = try runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", state])
+        try #require(mount.code == 0, "mount tmpfs: \(mount.stderr)")
         defer {
-            _ = try? runCommand("/bin/umount", ["-l", state])
+            _ = try? runProgram("/bin/umount", ["-l", state])
             try? FileManager.default.removeItem(atPath: base)
         }
         let daemon = try DaemonHarness(stateDir: state)
         let name = "full-\(UUID().uuidString.prefix(8).lowercased())"
         daemon.adoptServiceName(name)
-        let set = Mutex50Box()
+        let set = LateSemaphoreSet()
         defer {
             daemon.shutdown()
             try? set.value?.remove()
@@ -100,30 +100,12 @@ struct DiskFullTests {
         #expect(recorded == ended, "\(recorded.count) recorded, \(ended.count) ended")
         let kinds = try daemon.events().compactMap { $0["kind"] as? String }
         #expect(kinds.contains("audit.storage_full") && kinds.contains("audit.storage_recovered"))
-        let check = try runCommand("/usr/bin/python3", ["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('pragma integrity_check').fetchone()[0])", "\(state)/procrefd.db"], output: true)
-        #expect(check.output.trimmingCharacters(in: .whitespacesAndNewlines) == "ok", "\(check.output)")
-    }
-
-    /// Runs a program and returns its exit status (and its output when asked).
-    @discardableResult
-    func runCommand(_ program: String, _ arguments: [String]) throws -> Int32 {
-        try runCommand(program, arguments, output: false).status
-    }
-
-    func runCommand(_ program: String, _ arguments: [String], output: Bool) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let check = try runProgram("/usr/bin/sqlite3", ["\(state)/procrefd.db", "PRAGMA integrity_check;"])
+        #expect(check.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "ok", "\(check.stdout) \(check.stderr)")
     }
 }
 
 /// A value set once a test knows it, for its cleanup.
-private final class Mutex50Box: @unchecked Sendable {
+private final class LateSemaphoreSet: @unchecked Sendable {
     var value: SemaphoreSet?
 }

@@ -254,8 +254,13 @@ func holderPIDs(semid: Int32) -> [Int32] {
 
 /// Runs `procrefd ARGS` to completion (bounded) and returns its exit code and output.
 func runProcrefd(_ arguments: [String], timeout: Double = 60) throws -> (code: Int32, stdout: String, stderr: String) {
+    try runProgram("\(binDirectory)/procrefd", arguments, timeout: timeout)
+}
+
+/// Runs a program to its end (killed past `timeout` seconds): exit code, stdout, stderr.
+func runProgram(_ path: String, _ arguments: [String], timeout: Double = 60) throws -> (code: Int32, stdout: String, stderr: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "\(binDirectory)/procrefd")
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
