@@ -370,6 +370,12 @@ class Soak:
         check = self.integrity()
         if check != "ok":
             self.violations.append(f"integrity_check: {check}")
+        # procrefd was killed mid-commit again and again: the hash chain must still be whole.
+        verify = subprocess.run([os.path.join(self.args.bin, "procrefd"), "events", "verify", "--state-dir", self.state_dir],
+                                capture_output=True, text=True)
+        self.counts["chain_verified"] = 1 if verify.returncode == 0 else 0
+        if verify.returncode != 0:
+            self.violations.append(f"events verify: {verify.stdout.strip()} {verify.stderr.strip()}")
         self.violations += self.drain_problems()
 
     def cleanup(self):
