@@ -15,6 +15,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var socketMode: UInt32?
     /// Group given the Unix socket (with socket_mode "0660": that group may use it).
     public var socketGroup: String?
+    /// Where the Unix socket is, when not in the state dir (absolute).
+    public var socketPath: String?
     public var durability: Durability?
     public var onExit: ShutdownMode?
     public var defaultTTLMs: Int64?
@@ -113,6 +115,7 @@ public struct DaemonConfig: Sendable, Equatable {
         let keys: [(String, Bool)] = [
             ("listen", listen != running.listen), ("port", port != running.port),
             ("socket_mode", socketMode != running.socketMode), ("socket_group", socketGroup != running.socketGroup),
+            ("socket_path", socketPath != running.socketPath),
             ("durability", durability != running.durability), ("on_exit", onExit != running.onExit),
             ("limits.max_body_bytes", limits.maxBodyBytes != running.limits.maxBodyBytes),
             ("limits.connection_limit", limits.connectionLimit != running.limits.connectionLimit),
@@ -174,6 +177,7 @@ private struct ConfigFile: Decodable {
     var port: Int?
     var socketMode: String?
     var socketGroup: String?
+    var socketPath: String?
     var durability: String?
     var onExit: String?
     var defaultTTLMs: Int64?
@@ -188,6 +192,7 @@ private struct ConfigFile: Decodable {
         case listen, port, durability, limits, audit, logs, security, services, access
         case socketMode = "socket_mode"
         case socketGroup = "socket_group"
+        case socketPath = "socket_path"
         case onExit = "on_exit"
         case defaultTTLMs = "default_ttl_ms"
     }
@@ -199,6 +204,7 @@ private struct ConfigFile: Decodable {
         port = try c.decodeIfPresent(Int.self, forKey: .port)
         socketMode = try c.decodeIfPresent(String.self, forKey: .socketMode)
         socketGroup = try c.decodeIfPresent(String.self, forKey: .socketGroup)
+        socketPath = try c.decodeIfPresent(String.self, forKey: .socketPath)
         durability = try c.decodeIfPresent(String.self, forKey: .durability)
         onExit = try c.decodeIfPresent(String.self, forKey: .onExit)
         defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
@@ -229,6 +235,13 @@ private struct ConfigFile: Decodable {
             config.socketMode = mode
         }
         config.socketGroup = socketGroup
+        if let socketPath {
+            // sockaddr_un holds 107 bytes of path.
+            guard socketPath.hasPrefix("/"), !socketPath.hasSuffix("/"), socketPath.utf8.count < 108, !socketPath.utf8.contains(0) else {
+                throw fail("socket_path: an absolute path of a socket (under 108 bytes)")
+            }
+            config.socketPath = socketPath
+        }
         if let durability {
             guard let value = Durability(rawValue: durability) else { throw fail("durability: \"normal\" or \"full\"") }
             config.durability = value

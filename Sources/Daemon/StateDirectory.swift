@@ -5,11 +5,17 @@ import Posix
 /// The daemon's state directory and the files in it.
 public struct StateDirectory: Sendable {
     public let path: String
+    /// The Unix socket, where it is not `STATE/procrefd.sock` (`socket_path`: a runtime
+    /// directory others may reach, such as /run/procrefd/procrefd.sock).
+    public let socketOverride: String?
 
-    public init(path: String) { self.path = path }
+    public init(path: String, socket: String? = nil) {
+        self.path = path
+        socketOverride = socket
+    }
 
     public var database: String { "\(path)/procrefd.db" }
-    public var socket: String { "\(path)/procrefd.sock" }
+    public var socket: String { socketOverride ?? "\(path)/procrefd.sock" }
     public var pidFile: String { "\(path)/procrefd.pid" }
     public var lockFile: String { "\(path)/procrefd.lock" }
     public var tokenFile: String { "\(path)/token" }
@@ -40,6 +46,15 @@ public struct StateDirectory: Sendable {
         for directory in [path, logs] {
             if let reason = Files.unsafeStateDirectoryReason(directory, owner: geteuid()) {
                 throw .io("state directory refused: \(reason)")
+            }
+        }
+        // A socket elsewhere: its directory is made (0755, for others to reach the socket)
+        // and held to the same rule: nobody else may replace what procrefd listens on.
+        if let socketOverride {
+            let parent = String(socketOverride[..<(socketOverride.lastIndex(of: "/") ?? socketOverride.startIndex)])
+            do { try Files.ensureDirectory(parent, mode: 0o755) } catch { throw .io("socket directory \(parent): \(error)") }
+            if let reason = Files.unsafeStateDirectoryReason(parent, owner: geteuid()) {
+                throw .io("socket directory refused: \(reason)")
             }
         }
     }

@@ -90,7 +90,7 @@ struct Serve: AsyncParsableCommand {
         let durability = self.durability ?? file.durability ?? .normal
         let onExit = self.onExit ?? file.onExit ?? .drain
 
-        let directory = location.directory
+        let directory = file.socketPath.map { StateDirectory(path: location.directory.path, socket: $0) } ?? location.directory
         let claim: DaemonClaim
         do { claim = try DaemonClaim.claim(directory) } catch {
             printError("procrefd: \(error)")

@@ -9,8 +9,11 @@ struct StateLocation: ParsableArguments {
     var stateDir: String?
 
     var directory: StateDirectory {
-        let path = stateDir ?? StateDirectory.defaultPath(environment: ProcessInfo.processInfo.environment)
-        return StateDirectory(path: path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
+        let environment = ProcessInfo.processInfo.environment
+        let path = stateDir ?? StateDirectory.defaultPath(environment: environment)
+        // A socket outside the state dir ($PROCREFD_SOCKET, as `socket_path` put it there).
+        let socket = environment["PROCREFD_SOCKET"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+        return StateDirectory(path: path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path, socket: socket)
     }
 }
 

@@ -162,6 +162,29 @@ struct AccessTests {
         }
     }
 
+    @Test("socket_path puts the socket outside the 0700 state dir, where other users reach it; the CLI finds it by --socket or $PROCREFD_SOCKET")
+    func socketPath() throws {
+        let accounts = try TestAccounts()
+        defer { accounts.remove() }
+        let reader = try accounts.add("rsp")
+        let run = "/tmp/prd-run-\(accounts.suffix)"
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let socket = "\(run)/procrefd/procrefd.sock"
+        let config = "socket_mode = \"0666\"\nsocket_path = \"\(socket)\"\n[access]\nreaders = [\"\(reader.name)\"]\n"
+        try withDaemon(config: config) { daemon throws in
+            #expect(Files.kind(socket)?.isSocket == true && Files.kind("\(daemon.stateDir)/procrefd.sock") == nil)
+            #expect(Files.kind(daemon.stateDir)?.mode == 0o700)
+            let who = try request(as: reader, socket, "GET", "/v1/whoami")
+            #expect(who.status == 200 && who.json["role"] as? String == "reader", "\(who)")
+            let cli = try runProcrefd(["whoami", "--socket", socket])
+            #expect(cli.code == 0 && cli.stdout.contains("role: admin"), "\(cli.stdout) \(cli.stderr)")
+            let status = try runProgram("/usr/bin/env", ["PROCREFD_SOCKET=\(socket)", "\(binDirectory)/procrefd", "status", "--state-dir", daemon.stateDir])
+            #expect(status.code == 0, "\(status.stdout) \(status.stderr)")
+        }
+        #expect(Files.kind(socket) == nil)  // removed at stop
+    }
+
     @Test("[access] is checked: socket_mode 0666 without it, or an unknown user or group, is a config error")
     func configChecks() throws {
         for (text, named) in [
