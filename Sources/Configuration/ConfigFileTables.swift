@@ -1,0 +1,185 @@
+import AuditStore
+import Foundation
+import Lifecycle
+import Posix
+import Wire
+
+// The config file's tables as written, before checks: each refuses keys it does not know,
+// and `resolved` turns it into settings or says which key is wrong.
+
+struct LimitsFile: Decodable {
+    var maxLeases: Int?
+    var maxLeasesPerService: Int?
+    var maxLeasesPerUser: Int?
+    var maxBodyBytes: Int?
+    var connectionLimit: Int?
+    var perIPConnectionLimit: Int?
+    var acquireTimeoutMs: Int?
+    var maxServices: Int?
+    var idempotencyWindowMs: Int?
+    var maxWaitMs: Int?
+    var maxStreams: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxStreams = "max_streams"
+        case maxLeases = "max_leases"
+        case maxLeasesPerService = "max_leases_per_service"
+        case maxLeasesPerUser = "max_leases_per_user"
+        case maxBodyBytes = "max_body_bytes"
+        case connectionLimit = "connection_limit"
+        case perIPConnectionLimit = "per_ip_connection_limit"
+        case acquireTimeoutMs = "acquire_timeout_ms"
+        case maxServices = "max_services"
+        case idempotencyWindowMs = "idempotency_window_ms"
+        case maxWaitMs = "max_wait_ms"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "limits")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxLeases = try c.decodeIfPresent(Int.self, forKey: .maxLeases)
+        maxLeasesPerService = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerService)
+        maxLeasesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerUser)
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes)
+        connectionLimit = try c.decodeIfPresent(Int.self, forKey: .connectionLimit)
+        perIPConnectionLimit = try c.decodeIfPresent(Int.self, forKey: .perIPConnectionLimit)
+        acquireTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .acquireTimeoutMs)
+        maxServices = try c.decodeIfPresent(Int.self, forKey: .maxServices)
+        idempotencyWindowMs = try c.decodeIfPresent(Int.self, forKey: .idempotencyWindowMs)
+        maxWaitMs = try c.decodeIfPresent(Int.self, forKey: .maxWaitMs)
+        maxStreams = try c.decodeIfPresent(Int.self, forKey: .maxStreams)
+    }
+
+    func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Limits {
+        var limits = DaemonConfig.Limits()
+        let checks: [(String, Int?, ClosedRange<Int>, WritableKeyPath<DaemonConfig.Limits, Int?>)] = [
+            ("max_leases", maxLeases, 1...30_000, \.maxLeases),
+            ("max_leases_per_service", maxLeasesPerService, 1...32_000, \.maxLeasesPerService),
+            ("max_leases_per_user", maxLeasesPerUser, 1...30_000, \.maxLeasesPerUser),
+            ("max_body_bytes", maxBodyBytes, 1_024...(16 << 20), \.maxBodyBytes),
+            ("connection_limit", connectionLimit, 4...10_000, \.connectionLimit),
+            ("per_ip_connection_limit", perIPConnectionLimit, 1...10_000, \.perIPConnectionLimit),
+            ("acquire_timeout_ms", acquireTimeoutMs, 100...3_600_000, \.acquireTimeoutMs),
+            ("max_services", maxServices, 1...30_000, \.maxServices),
+            ("idempotency_window_ms", idempotencyWindowMs, 1_000...(30 * 86_400_000), \.idempotencyWindowMs),
+            ("max_wait_ms", maxWaitMs, 0...60_000, \.maxWaitMs),
+            ("max_streams", maxStreams, 1...10_000, \.maxStreams),
+        ]
+        for (name, value, range, keyPath) in checks {
+            guard let value else { continue }
+            guard range.contains(value) else { throw fail("limits.\(name): must be within \(range)") }
+            limits[keyPath: keyPath] = value
+        }
+        return limits
+    }
+}
+
+struct AccessFile: Decodable {
+    var admins: [String]?
+    var operators: [String]?
+    var readers: [String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case admins, operators, readers
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "access")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        admins = try c.decodeIfPresent([String].self, forKey: .admins)
+        operators = try c.decodeIfPresent([String].self, forKey: .operators)
+        readers = try c.decodeIfPresent([String].self, forKey: .readers)
+    }
+}
+
+struct LogsFile: Decodable {
+    var maxBytes: Int?
+    var keep: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxBytes = "max_bytes"
+        case keep
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "logs")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxBytes = try c.decodeIfPresent(Int.self, forKey: .maxBytes)
+        keep = try c.decodeIfPresent(Int.self, forKey: .keep)
+    }
+}
+
+struct AuditFile: Decodable {
+    var retentionDays: Int?
+    var retentionMaxEvents: Int?
+    var pruneIntervalMs: Int?
+    var anchorIntervalMs: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case anchorIntervalMs = "anchor_interval_ms"
+        case retentionDays = "retention_days"
+        case retentionMaxEvents = "retention_max_events"
+        case pruneIntervalMs = "prune_interval_ms"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "audit")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        retentionDays = try c.decodeIfPresent(Int.self, forKey: .retentionDays)
+        retentionMaxEvents = try c.decodeIfPresent(Int.self, forKey: .retentionMaxEvents)
+        pruneIntervalMs = try c.decodeIfPresent(Int.self, forKey: .pruneIntervalMs)
+        anchorIntervalMs = try c.decodeIfPresent(Int.self, forKey: .anchorIntervalMs)
+    }
+
+    func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Audit {
+        var audit = DaemonConfig.Audit()
+        if let retentionDays {
+            guard (1...36_500).contains(retentionDays) else { throw fail("audit.retention_days: must be within 1...36500") }
+            audit.retention.maxAgeDays = retentionDays
+        }
+        if let retentionMaxEvents {
+            guard (10...1_000_000_000).contains(retentionMaxEvents) else {
+                throw fail("audit.retention_max_events: must be within 10...1000000000")
+            }
+            audit.retention.maxEvents = retentionMaxEvents
+        }
+        if let pruneIntervalMs {
+            guard (100...86_400_000).contains(pruneIntervalMs) else { throw fail("audit.prune_interval_ms: must be within 100...86400000") }
+            audit.pruneIntervalMs = pruneIntervalMs
+        }
+        if let anchorIntervalMs {
+            guard (1_000...86_400_000).contains(anchorIntervalMs) else { throw fail("audit.anchor_interval_ms: must be within 1000...86400000") }
+            audit.anchorIntervalMs = anchorIntervalMs
+        }
+        return audit
+    }
+}
+
+struct SecurityFile: Decodable {
+    var tcpReadsNeedToken: Bool?
+    var tcpOpenReads: [String]?
+    var allowedHosts: [String]?
+    var apiPrograms: [String]?
+    var apiUsers: [String]?
+    var apiEnvAllow: [String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case apiEnvAllow = "api_env_allow"
+        case tcpReadsNeedToken = "tcp_reads_need_token"
+        case tcpOpenReads = "tcp_open_reads"
+        case allowedHosts = "allowed_hosts"
+        case apiPrograms = "api_programs"
+        case apiUsers = "api_users"
+    }
+
+    init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "security")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        tcpReadsNeedToken = try c.decodeIfPresent(Bool.self, forKey: .tcpReadsNeedToken)
+        tcpOpenReads = try c.decodeIfPresent([String].self, forKey: .tcpOpenReads)
+        allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts)
+        apiPrograms = try c.decodeIfPresent([String].self, forKey: .apiPrograms)
+        apiUsers = try c.decodeIfPresent([String].self, forKey: .apiUsers)
+        apiEnvAllow = try c.decodeIfPresent([String].self, forKey: .apiEnvAllow)
+    }
+}
