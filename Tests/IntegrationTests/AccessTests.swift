@@ -185,6 +185,27 @@ struct AccessTests {
         #expect(Files.kind(socket) == nil)  // removed at stop
     }
 
+    @Test("SIGHUP reloads [access]: a reader taken off the list is refused from the next request")
+    func reload() throws {
+        let accounts = try TestAccounts()
+        defer { accounts.remove() }
+        let reader = try accounts.add("rld")
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = "\(dir)/procrefd.toml"
+        try "socket_mode = \"0666\"\n[access]\nreaders = [\"\(reader.name)\"]\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(extraArguments: ["--config", path])
+        defer { daemon.shutdown() }
+        #expect(chmod(daemon.stateDir, 0o711) == 0)
+        let socket = "\(daemon.stateDir)/procrefd.sock"
+        #expect(try request(as: reader, socket, "GET", "/v1/services").status == 200)
+        try "socket_mode = \"0666\"\n[access]\nreaders = []\n".write(toFile: path, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(eventually { (try? daemon.events().contains { $0["kind"] as? String == "daemon.config_reloaded" }) == true })
+        #expect(try request(as: reader, socket, "GET", "/v1/services").status == 403)
+        #expect(try request(as: reader, socket, "GET", "/v1/whoami").json["role"] is NSNull)
+    }
+
     @Test("[access] is checked: socket_mode 0666 without it, or an unknown user or group, is a config error")
     func configChecks() throws {
         for (text, named) in [
