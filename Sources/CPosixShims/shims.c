@@ -519,14 +519,61 @@ ssize_t procref_receive(int fd, void *buf, size_t count, int timeout_ms) {
 
 pid_t procref_getpid(void) { return getpid(); }
 
+ssize_t procref_send_with_fd(int sock, const void *buf, size_t len, int fd) {
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&control, 0, sizeof control);
+        message.msg_control = control.buffer;
+        message.msg_controllen = sizeof control.buffer;
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    }
+    for (;;) {
+        ssize_t n = sendmsg(sock, &message, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        return n;
+    }
+}
+
 int procref_read_three_ints(int fd, long long *a, long long *b, long long *c) {
+    int passed;
+    int result = procref_read_three_ints_fd(fd, a, b, c, &passed);
+    if (passed >= 0) close(passed);
+    return result;
+}
+
+int procref_read_three_ints_fd(int fd, long long *a, long long *b, long long *c, int *passed) {
     /* procrefd writes the whole line at once and nothing after it until "acquired" is
-       answered, so a read returns the line in one go (one syscall, not one per byte). */
+       answered, so a read returns the line in one go (one syscall, not one per byte). A
+       descriptor sent with it (SCM_RIGHTS) arrives with its first byte. */
     char line[128];
     size_t used = 0;
+    *passed = -1;
     for (;;) {
         if (used + 1 >= sizeof line) return -1;
-        ssize_t n = read(fd, line + used, sizeof line - 1 - used);
+        struct iovec iov = {.iov_base = line + used, .iov_len = sizeof line - 1 - used};
+        union {
+            char buffer[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer};
+        ssize_t n = recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+        if (n > 0) {
+            struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+            if (header != NULL && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS && *passed < 0) {
+                memcpy(passed, CMSG_DATA(header), sizeof(int));
+            }
+        } else if (n < 0 && errno == ENOTSOCK) {
+            n = read(fd, line + used, sizeof line - 1 - used);  /* a pipe: no descriptor can come */
+        }
         if (n == 0) return used == 0 ? 1 : -1;
         if (n < 0) {
             if (errno == EINTR) continue;

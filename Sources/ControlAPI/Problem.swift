@@ -56,6 +56,7 @@ extension Problem {
             self.init(status: 503, slug: "timed-out", title: "Timed Out", detail: detail, headers: [("Retry-After", "1")])
         case .leaseNotRenewable: self.init(status: 409, slug: "lease-not-renewable", title: "Lease Not Renewable", detail: detail)
         case .clientNotRunning: self.init(status: 422, slug: "client-not-running", title: "Client Not Running", detail: detail)
+        case .clientNotPermitted: self.init(status: 403, slug: "client-not-permitted", title: "Forbidden", detail: detail)
         case .tooManyLeases:
             self.init(status: 429, slug: "too-many-leases", title: "Too Many Leases", detail: detail, headers: [("Retry-After", "1")])
         case .userLimit:

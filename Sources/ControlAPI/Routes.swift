@@ -104,8 +104,12 @@ extension ControlAPI {
                 var idempotency: IdempotencyKey?
                 do {
                     guard ServiceName.isValid(name) else { throw Problem(.invalidName(name)) }
-                    body = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody(), plain: AcquireBody.plain).request
-                    try leases.checkAcquire(by: caller, service: name, clientPID: body.clientPID)
+                    var decoded = try decodeBody(AcquireBody.self, from: request, emptyAs: AcquireBody(), plain: AcquireBody.plain).request
+                    try leases.checkAcquire(by: caller, service: name, clientPID: decoded.clientPID)
+                    // Checked again by the core through the client's pidfd, which the holder
+                    // then watches: the pid cannot change hands in between.
+                    if !caller.has(.operator) { decoded.clientOwner = caller.principal.uid }
+                    body = decoded
                     if let key = request.header("idempotency-key") {
                         guard IdempotencyKey.isValid(key) else { throw Problem.badRequest("Idempotency-Key: 1 to 255 visible ASCII characters") }
                         idempotency = IdempotencyKey(key: key, requestHash: ETag.of(Array(name.utf8) + [0] + request.body))

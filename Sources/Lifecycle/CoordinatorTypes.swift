@@ -1,4 +1,5 @@
 import AuditStore
+import Posix
 import Foundation
 
 /// Settings of the lifecycle core.
@@ -46,6 +47,10 @@ public struct CoordinatorConfig: Sendable {
 /// An acquire request: at least one of `ttlMs` / `clientPID`; neither → the default TTL.
 /// (The API's JSON body is decoded in ControlAPI.)
 public struct AcquireRequest: Sendable, Equatable {
+    public static func == (a: AcquireRequest, b: AcquireRequest) -> Bool {
+        (a.holder, a.ttlMs, a.clientPID, a.waitMs, a.owner, a.clientOwner) == (b.holder, b.ttlMs, b.clientPID, b.waitMs, b.owner, b.clientOwner)
+    }
+
     public var holder: String
     public var ttlMs: Int64?
     public var clientPID: Int32?
@@ -53,6 +58,11 @@ public struct AcquireRequest: Sendable, Equatable {
     public var waitMs: Int
     /// Who asks: the lease's owner (set by the core from the request's principal).
     public var owner = Principal.procrefd
+    /// The uid `clientPID` must run as (set for callers below operator); nil: any.
+    public var clientOwner: UInt32?
+    /// The client's pidfd, opened by the core when it checked the client and handed to the
+    /// holder: no other process can take the pid between the check and the holder's watch.
+    var client: PidFD?
 
     public init(holder: String = "", ttlMs: Int64? = nil, clientPID: Int32? = nil, waitMs: Int = 0) {
         self.holder = holder

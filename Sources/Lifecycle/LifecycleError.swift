@@ -25,6 +25,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case timedOut(String)
     case leaseNotRenewable(String)
     case clientNotRunning(Int32)
+    /// The client is another user's process (and the caller is below operator).
+    case clientNotPermitted(Int32)
     case tooManyLeases(limit: Int)
     /// The caller holds `limits.max_leases_per_user` leases.
     case userLimit(limit: Int)
@@ -65,6 +67,7 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .timedOut(let what): return "timed out: \(what)"
         case .leaseNotRenewable(let id): return "lease \(id) has no ttl_ms; it ends with its client or on release"
         case .clientNotRunning(let pid): return "client_pid \(pid) is not a running process"
+        case .clientNotPermitted(let pid): return "client_pid \(pid) is not a process of yours"
         case .tooManyLeases(let limit): return "lease limit (\(limit)) reached"
         case .userLimit(let limit): return "you hold \(limit) leases (limits.max_leases_per_user)"
         case let .slotsExhausted(service, slots, position):

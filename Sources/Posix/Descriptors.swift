@@ -40,6 +40,12 @@ public enum Descriptor {
         return true
     }
 
+    /// Writes a short message (one call) with `fd` passed along (SCM_RIGHTS): the receiver
+    /// gets its own descriptor of the same file.
+    public static func send(_ socket: Int32, _ bytes: [UInt8], passing fd: Int32) -> Bool {
+        bytes.withUnsafeBytes { procref_send_with_fd(socket, $0.baseAddress, $0.count, fd) } == bytes.count
+    }
+
     public static func close(_ fd: Int32) {
         if fd >= 0 { _ = procref_close(fd) }
     }

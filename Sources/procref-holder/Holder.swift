@@ -5,7 +5,8 @@ import CPosixShims
 /// Usage: `procref-holder SEMID TTL_MS CLIENT_PID` with descriptor 3 a pipe to procrefd, or
 /// `procref-holder --pool PADDING` with descriptor 3 a socket: an idle holder that waits for
 /// one line `SEMID TTL_MS CLIENT_PID` (and exits quietly on end of file, when procrefd is
-/// gone), then shows those in its command line (PADDING makes room) and holds that lease.
+/// gone), with the client's pidfd passed alongside (SCM_RIGHTS) when there is a client, then
+/// shows those in its command line (PADDING makes room) and holds that lease.
 /// It adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, writes `acquired\n` on descriptor 3,
 /// then waits. Whatever way it exits, the kernel undoes the +1.
 ///
@@ -34,8 +35,8 @@ struct Holder {
         var semid: Int64 = 0, ttlMs: Int64 = 0, clientPid: Int64 = 0
         if procref_argc() == 3, let mode = procref_argv(1), mode.pointee == 45 /* "-" */ {
             while true {
-                waitForCommand(signalFD: signalFD, &semid, &ttlMs, &clientPid)
-                hold(semid: semid, ttlMs: ttlMs, clientPid: clientPid, signalFD: signalFD)
+                let clientFD = waitForCommand(signalFD: signalFD, &semid, &ttlMs, &clientPid)
+                hold(semid: semid, ttlMs: ttlMs, clientPid: clientPid, signalFD: signalFD, clientFD: clientFD)
             }
         }
         guard procref_argc() == 4, let s = argument(1), let t = argument(2), let c = argument(3) else { fail("usage", code: 2) }
@@ -45,10 +46,12 @@ struct Holder {
 
     /// Holds one lease until it is released (then returns, the reference given back), or
     /// ends with it (TTL, client exit: the process exits and the kernel undoes the +1).
-    static func hold(semid: Int64, ttlMs: Int64, clientPid: Int64, signalFD: Int32) {
+    /// `clientFD`: the client's pidfd as procrefd sent it (procrefd opened it when it checked
+    /// the client, so no other process can have taken the pid since); -1 to open it here.
+    static func hold(semid: Int64, ttlMs: Int64, clientPid: Int64, signalFD: Int32, clientFD passed: Int32 = -1) {
         guard semid >= 0, ttlMs >= 0, clientPid >= 0 else { fail("usage", code: 2) }
-        var clientFD: Int32 = -1
-        if clientPid > 0 {
+        var clientFD: Int32 = passed
+        if clientPid > 0 && clientFD < 0 {
             clientFD = procref_pidfd_open(Int32(clientPid))
             if clientFD < 0 { fail("client", code: 10) }
         }
@@ -114,7 +117,8 @@ struct Holder {
 
     /// Pool mode: waits for `SEMID TTL CLIENT` on descriptor 3. A control signal or the end of
     /// the stream (procrefd gone, or retiring it) ends the idle holder, which holds nothing.
-    static func waitForCommand(signalFD: Int32, _ semid: inout Int64, _ ttlMs: inout Int64, _ clientPid: inout Int64) {
+    /// Returns the client's pidfd when procrefd sent one with the line (else -1).
+    static func waitForCommand(signalFD: Int32, _ semid: inout Int64, _ ttlMs: inout Int64, _ clientPid: inout Int64) -> Int32 {
         while true {
             var signalReady: Int32 = 0
             var commandReady: Int32 = 0
@@ -122,7 +126,8 @@ struct Holder {
             if signalReady != 0 { procref_exit(0) }
             if commandReady != 0 { break }
         }
-        switch procref_read_three_ints(reportFD, &semid, &ttlMs, &clientPid) {
+        var clientFD: Int32 = -1
+        switch procref_read_three_ints_fd(reportFD, &semid, &ttlMs, &clientPid, &clientFD) {
         case 0: break
         case 1: procref_exit(0)
         default: fail("command", code: 2)
@@ -136,6 +141,7 @@ struct Holder {
         text.withUnsafeBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { procref_set_arguments($0) }
         }
+        return clientFD
     }
 
     /// Shows `--pool` as the command line again: the holder holds nothing now.

@@ -271,3 +271,33 @@ struct NamedTokenTests {
         }
     }
 }
+
+/// The client of a client-bound lease is opened once, by procrefd, as a pidfd, and that
+/// pidfd is what the holder watches: the pid cannot pass to another process in between.
+@Suite("Client pidfd handoff")
+struct ClientHandoffTests {
+    @Test("the holder holds a pidfd of the client, and the lease ends when that client exits")
+    func handoff() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("hand")
+            try daemon.defineSocketService(name)
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/bin/sleep")
+            client.arguments = ["300"]
+            try client.run()
+            daemon.adopt(pid: client.processIdentifier)
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["client_pid": Int(client.processIdentifier)])
+            #expect(grant.status == 201, "\(grant.text)")
+            let holder = try #require(grant.json["holder_pid"] as? Int)
+            // A pidfd's fdinfo names the pid it refers to.
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(holder)/fdinfo")) ?? []
+            let watched = fds.compactMap { try? String(contentsOfFile: "/proc/\(holder)/fdinfo/\($0)", encoding: .utf8) }
+                .contains { $0.contains("Pid:\t\(client.processIdentifier)\n") }
+            #expect(watched, "no pidfd of \(client.processIdentifier) in holder \(holder)")
+            kill(client.processIdentifier, SIGKILL)
+            client.waitUntilExit()
+            #expect(eventually { (try? daemon.eventKinds(service: name).contains("lease.client_exited")) == true })
+            #expect(try daemon.kernelCount(name) == 0)
+        }
+    }
+}

@@ -153,6 +153,10 @@ pid_t procref_getpid(void);
  * values set, 1 at end of file, -1 on a malformed line or a read error.
  */
 int procref_read_three_ints(int fd, long long *a, long long *b, long long *c);
+/** The same, and the descriptor sent with the line (SCM_RIGHTS) in *passed, or -1. */
+int procref_read_three_ints_fd(int fd, long long *a, long long *b, long long *c, int *passed);
+/** sendmsg of `buf`, with `fd` passed along (SCM_RIGHTS) when it is >= 0. */
+ssize_t procref_send_with_fd(int sock, const void *buf, size_t len, int fd);
 /**
  * Rewrites argv[1...] in place with `text` (spaces become argument separators), so that
  * /proc/PID/cmdline shows it; truncated to the space the original arguments took.

@@ -56,11 +56,14 @@ extension Coordinator {
     }
 
     private func grant(
-        service name: String, request: AcquireRequest, actor: Principal, idempotency: IdempotencyKey?
+        service name: String, request asked: AcquireRequest, actor: Principal, idempotency: IdempotencyKey?
     ) async throws(LifecycleError) -> LeaseGrant {
         guard !shuttingDown.load(ordering: .relaxed) else { throw .shuttingDown }
         let service = try registry.service(named: name)
-        let ttlMs = try validate(request)
+        let ttlMs = try validate(asked)
+        var checked = asked
+        checked.client = try openClient(asked)
+        let request = checked
         try await reserve(name, actor: actor)
         var reserved = true
         defer { if reserved { leases.cancelReservation(name, owner: actor.partyKey) } }
@@ -132,12 +135,12 @@ extension Coordinator {
         do throws(HolderPool.Failure) {
             // An idle holder answers within microseconds: asked on this thread, without a hop
             // to the I/O loop and back.
-            switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID) {
+            switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID, clientFD: request.client?.fd) {
             case .launched(let holder): pooled = holder
             case .answerPending(let answer): pooled = try await answer()
             case .failed(let failure): throw failure
             case .noIdleHolder:
-                pooled = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID)
+                pooled = try await holders.launch(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID, clientFD: request.client?.fd)
             }
         } catch {
             switch error {
@@ -215,6 +218,18 @@ extension Coordinator {
         }
         if request.ttlMs == nil && request.clientPID == nil { return config.defaultTTLMs }
         return request.ttlMs
+    }
+
+    /// The client as a pidfd, opened now and checked through it: its owner (when the caller
+    /// may bind only its own processes) read while the pidfd shows it alive, so the pid
+    /// checked is the process the holder will watch. nil without a client.
+    func openClient(_ request: AcquireRequest) throws(LifecycleError) -> PidFD? {
+        guard let pid = request.clientPID else { return nil }
+        guard let identity = ProcessIdentity.of(pid: pid), let client = try? PidFD(identity: identity) else { throw .clientNotRunning(pid) }
+        if let uid = request.clientOwner {
+            guard ProcessIdentity.ownerUID(of: pid) == uid, identity.isAlive else { throw .clientNotPermitted(pid) }
+        }
+        return client
     }
 
     /// `l_` + 16 hex digits that only grow (wall-clock µs, bumped past the last one) + 8

@@ -24,14 +24,17 @@ extension Coordinator {
     /// `acquire` without the service's loop, when its machine would answer `ready` with no
     /// other action (see `ServiceMachine.grantsAtOnce`) and an idle holder is at hand.
     public func acquireNow(service name: String, request asked: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> {
-        var owned = asked
-        owned.owner = actor
-        let request = owned
         guard !shuttingDown.load(ordering: .relaxed), let service = registry.existing(name), service.grantsAtOnce else {
             return .notAttempted
         }
+        var owned = asked
+        owned.owner = actor
         let ttlMs: Int64?
-        do { ttlMs = try validate(request) } catch { return .failed(error) }
+        do {
+            ttlMs = try validate(owned)
+            owned.client = try openClient(owned)
+        } catch { return .failed(error) }
+        let request = owned
         do { try leases.reserve(name, owner: request.owner.partyKey, now: monotonicMilliseconds()) } catch {
             return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
                 Telemetry.refused(service: name, reason: "limit")
@@ -42,7 +45,7 @@ extension Coordinator {
         let slowly = { @Sendable [self] () async throws(LifecycleError) -> LeaseGrant in
             try await acquire(service: name, request: request, actor: actor, idempotency: nil)
         }
-        switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID) {
+        switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID, clientFD: request.client?.fd) {
         case .noIdleHolder:
             leases.cancelReservation(name, owner: request.owner.partyKey)
             return .notAttempted

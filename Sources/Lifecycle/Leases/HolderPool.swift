@@ -54,12 +54,13 @@ final class HolderPool: Sendable {
     /// A fresh holder holding one reference on `semaphoreID`, with the kernel count
     /// including it: for when no idle holder could take the lease (see `launchNow`). On
     /// failure nothing is left running.
-    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) async throws(Failure) -> HolderProcess {
+    /// `clientFD`: the client's pidfd, passed to the holder with its command.
+    func launch(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?, clientFD: Int32?) async throws(Failure) -> HolderProcess {
         defer { refillInBackground() }
         let holder: HolderProcess
         do { holder = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
         // A line into a new socket's empty buffer: the write cannot block.
-        guard holder.send(Self.command(semaphoreID, ttlMs, clientPID)), let socket = holder.socket else {
+        guard holder.send(Self.command(semaphoreID, ttlMs, clientPID), passing: clientFD), let socket = holder.socket else {
             await discard(holder)
             throw .other("holder \(holder.process.pid) ended before its lease")
         }
@@ -92,10 +93,10 @@ final class HolderPool: Sendable {
 
     /// `launch` on the calling thread, for an idle holder only: one socket round trip, no
     /// thread hop. An idle holder found dead is discarded.
-    func launchNow(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?) -> LaunchNow {
+    func launchNow(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?, clientFD: Int32?) -> LaunchNow {
         guard let holder = state.withLock({ $0.idle.popLast() }) else { return .noIdleHolder }
         refillInBackground()
-        guard !holder.hasExited, holder.send(Self.command(semaphoreID, ttlMs, clientPID)), let socket = holder.socket else {
+        guard !holder.hasExited, holder.send(Self.command(semaphoreID, ttlMs, clientPID), passing: clientFD), let socket = holder.socket else {
             Task { await discard(holder) }
             return .noIdleHolder
         }

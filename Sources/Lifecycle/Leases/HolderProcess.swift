@@ -27,8 +27,12 @@ final class HolderProcess: Sendable {
 
     /// Writes `bytes` (a short line) on its socket, under the lock `retire` closes it with, so
     /// the write can never reach a descriptor number reused meanwhile. False when closed.
-    func send(_ bytes: [UInt8]) -> Bool {
-        state.withLock { $0.socket >= 0 && Descriptor.writeAll($0.socket, bytes) }
+    func send(_ bytes: [UInt8], passing fd: Int32? = nil) -> Bool {
+        state.withLock { state in
+            guard state.socket >= 0 else { return false }
+            guard let fd else { return Descriptor.writeAll(state.socket, bytes) }
+            return Descriptor.send(state.socket, bytes, passing: fd)
+        }
     }
 
     static let release = Array("release\n".utf8)
