@@ -106,9 +106,9 @@ extension StoreTransaction {
     /// The next event's id and the hash it links to: the newest event's hash, or the
     /// anchor's when the newest event is older than the chain.
     func chainHead() throws -> (nextID: Int64, previous: [UInt8]) {
+        if chain.id >= 0, chain.hash.count == 32 { return (chain.id + 1, chain.hash) }
         // AUTOINCREMENT: the next id is past every id ever given, even deleted ones.
         let sequence = try DirectStatement(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'events'")).readInt64() ?? 0
-        if chain.id == sequence, chain.hash.count == 32 { return (sequence + 1, chain.hash) }
         let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"))
         let nextID = max(sequence, row?["id"] ?? 0) + 1
         if let hash: [UInt8] = (row?["hash"] as Data?).map(Array.init), hash.count == 32 { return (nextID, hash) }

@@ -77,7 +77,7 @@ public final class AuditStore: Sendable {
         }
         self.path = path
         self.walBound = walBound
-        committer = GroupCommitter(pool: pool, walBound: walBound)
+        committer = GroupCommitter(pool: pool, walBound: walBound, chain: chain)
         if !readOnly { try MigrationRunner(migrations: Migration.embedded).apply(to: pool) }
         let last = (try? pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM events") }) ?? 0
         signal = EventSignal(lastID: last)

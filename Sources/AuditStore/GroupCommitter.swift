@@ -14,6 +14,9 @@ import Metrics
 final class GroupCommitter: @unchecked Sendable {
     private let pool: DatabasePool
     private let walBound: WALBound
+    /// The chain head the appends of the commits remember: forgotten whenever anything is
+    /// rolled back, so it never names an event that is not there.
+    let chain: ChainHeadCache
     private let lock = NSLock()
     private var queue: [Job] = []
     /// Records that must not be lost whose commit failed for want of storage (a full disk):
@@ -29,9 +32,10 @@ final class GroupCommitter: @unchecked Sendable {
     private let commitDuration = Timer(label: "procrefd_sqlite_commit_duration_seconds")
     private let batchSize = Recorder(label: "procrefd_sqlite_commit_batch_size")
 
-    init(pool: DatabasePool, walBound: WALBound) {
+    init(pool: DatabasePool, walBound: WALBound, chain: ChainHeadCache) {
         self.pool = pool
         self.walBound = walBound
+        self.chain = chain
     }
 
     /// How a writer waits. Fields are guarded by the committer's lock.
@@ -96,6 +100,7 @@ final class GroupCommitter: @unchecked Sendable {
                 }
                 return true
             } catch {
+                committer.chain.forget()  // its appends were rolled back
                 result = .failure(error)
                 failedForStorage = GroupCommitter.isStorageFailure(error)
                 return false
@@ -348,6 +353,7 @@ final class GroupCommitter: @unchecked Sendable {
                     guard keep else { throw Rollback() }
                     try db.cachedStatement(sql: "COMMIT").execute()
                 } catch {
+                    chain.forget()
                     // SQLite may have rolled back already (e.g. on SQLITE_FULL).
                     if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
                     if !(error is Rollback) { throw error }
@@ -355,6 +361,7 @@ final class GroupCommitter: @unchecked Sendable {
             }
             return nil
         } catch {
+            chain.forget()
             return error
         }
     }

@@ -54,13 +54,15 @@ public struct StoreTransaction {
     let chain: ChainHeadCache
 }
 
-/// The newest event's id and hash as the writer last wrote them: trusted only while the
-/// event sequence still stands at that id (a rolled-back append moves it back), which costs
-/// one read of a one-row table instead of finding the newest event. Only the writer's
-/// thread (the committer's, one at a time) touches it.
+/// The newest event's id and hash as the writer last appended them, so the next append
+/// reads nothing to link to it. The group committer forgets it whenever a body or a commit
+/// fails (whatever it appended was rolled back); only the writer's thread (the
+/// committer's, one at a time) touches it.
 final class ChainHeadCache: @unchecked Sendable {
     var id: Int64 = -1
     var hash: [UInt8] = []
+
+    func forget() { id = -1 }
 }
 
 /// The newest event id a transaction appended (0: none).

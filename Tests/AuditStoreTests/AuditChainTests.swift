@@ -86,4 +86,33 @@ struct AuditChainTests {
             #expect(try store.read { try $0.verifyChain() }.isIntact)
         }
     }
+
+    struct Refused: Error {}
+
+    @Test("an append rolled back (alone, or in its savepoint within a batch) leaves no link behind: the next append links to what is there")
+    func rolledBack() async throws {
+        let dir = NSTemporaryDirectory() + "procrefd-chain-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AuditStore(path: "\(dir)/procrefd.db")
+        try appendSome(store, 3)
+        // Alone: the batch of one rolls back whole.
+        #expect(throws: (any Error).self) { try store.write { tx in try tx.append(NewEvent(.serviceDefined, service: "gone")); throw Refused() } }
+        try appendSome(store, 2)
+        // In a batch: queued together, committed together, the middle one rolled back alone.
+        let writes = (0..<3).map { index in
+            store.submit { tx in
+                try tx.append(NewEvent(.serviceDefined, service: "batch-\(index)"))
+                if index == 1 { throw Refused() }
+            }
+        }
+        var failures = 0
+        for write in writes { do { try await write.committed() } catch { failures += 1 } }
+        #expect(failures == 1)
+        try appendSome(store, 2)
+        let result = try store.read { try $0.verifyChain() }
+        #expect(result.isIntact, "\(result)")
+        let services = try store.read { try $0.events(EventFilter(limit: 1000)) }.compactMap(\.service)
+        #expect(!services.contains("gone") && !services.contains("batch-1") && services.contains("batch-2"))
+    }
 }
