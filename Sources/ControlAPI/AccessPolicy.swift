@@ -184,11 +184,8 @@ public final class AccessPolicy: Sendable {
         return .forbidden("\(caller.principal) has \(caller.role.map { "the \($0) role" } ?? "no role") in [access]; this call needs \(needed)")
     }
 
-    /// Whether `request` may use a route that needs `need` (tests and the dashboard's role).
+    /// Whether `request` may use a route that needs `need` (tests).
     func allows(_ request: HTTPRequest, _ need: RouteAccess) -> Bool { refusal(caller(of: request), request, need) == nil }
-
-    /// The admin: only the admin sees secrets (service `env` values).
-    func isAdmin(_ request: HTTPRequest) -> Bool { caller(of: request).has(.admin) }
 
     private static func bearer(_ request: HTTPRequest) -> Substring.UTF8View? {
         guard let header = request.header("authorization"), header.hasPrefix("Bearer ") else { return nil }

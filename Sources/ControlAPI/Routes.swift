@@ -39,10 +39,10 @@ extension ControlAPI {
             Route("GET", "/ui/{file}", access: .open, .immediate { request, p in Dashboard.response(file: p["file", default: ""], to: request) }),
 
             Route("GET", "/v1/daemon", access: .read(.status), .immediate { request, _ in
-                let policy = access.current
+                let (policy, caller) = (access.current, callerOf(request))
                 return json(DaemonPayload(
-                    daemon, version: version, admin: policy.isAdmin(request),
-                    canRead: ReadScope.allCases.filter { policy.allows(request, .read($0)) }.map(\.rawValue)))
+                    daemon, version: version, admin: caller.has(.admin),
+                    canRead: ReadScope.allCases.filter { policy.refusal(caller, request, .read($0)) == nil }.map(\.rawValue)))
             }),
 
             Route("POST", "/v1/daemon/stop", access: .administer, .immediate { request, _ in
@@ -54,13 +54,13 @@ extension ControlAPI {
             }),
 
             Route("GET", "/v1/services", access: .read(.services), .immediate { request, _ in
-                let admin = access.current.isAdmin(request)
+                let admin = callerOf(request).has(.admin)
                 return json(ServiceListPayload(services: coordinator.serviceStatuses().map { ServicePayload($0, revealing: admin) }))
             }),
 
             Route("GET", "/v1/services/{name}", access: .read(.services), .immediate { request, p in
                 answer {
-                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: access.current.isAdmin(request)))
+                    json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: callerOf(request).has(.admin)))
                 }
             }),
 
