@@ -22,6 +22,11 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case serviceFailed = "service.failed"
     case serviceReset = "service.reset"
     case serviceRemoved = "service.removed"
+    /// The kernel count could not be read (`errno`): nothing is stopped meanwhile.
+    case serviceKernelUnreadable = "service.kernel_unreadable"
+    /// The service's semaphore set was removed from outside (`ipcrm`); a new one replaces it
+    /// (`key`, `semid`, `leases_lost`).
+    case serviceSemaphoreRecreated = "service.semaphore_recreated"
     case processSignaled = "process.signaled"
     case processStopped = "process.stopped"
     case processRefused = "process.refused"

@@ -8,10 +8,11 @@ public struct IdempotencyRecord: Sendable, Equatable {
     public let service: String
     public let requestHash: String
     public let lease: String
-    public let count: Int
+    /// The kernel count the grant saw (nil: unreadable; stored as -1, the column is NOT NULL).
+    public let count: Int?
     public let started: Bool
 
-    public init(key: String, service: String, requestHash: String, lease: String, count: Int, started: Bool) {
+    public init(key: String, service: String, requestHash: String, lease: String, count: Int?, started: Bool) {
         self.key = key
         self.service = service
         self.requestHash = requestHash
@@ -28,7 +29,7 @@ extension StoreTransaction {
                 INSERT OR REPLACE INTO idempotency_keys (key, service, request_hash, lease, count, started, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
-            arguments: [record.key, record.service, record.requestHash, record.lease, record.count, record.started,
+            arguments: [record.key, record.service, record.requestHash, record.lease, record.count ?? -1, record.started,
                         Timestamp.format(Date())])
     }
 
@@ -39,6 +40,8 @@ extension StoreTransaction {
 }
 
 extension StoreReader {
+    private static func knownCount(_ stored: Int) -> Int? { stored >= 0 ? stored : nil }
+
     /// The record of `key` if it was saved at or after `notBefore`.
     public func idempotencyKey(_ key: String, notBefore: Date) throws -> IdempotencyRecord? {
         try Row.fetchOne(
@@ -46,7 +49,7 @@ extension StoreReader {
             arguments: [key, Timestamp.format(notBefore)]
         ).map {
             IdempotencyRecord(key: $0["key"], service: $0["service"], requestHash: $0["request_hash"], lease: $0["lease"],
-                              count: $0["count"], started: $0["started"])
+                              count: Self.knownCount($0["count"]), started: $0["started"])
         }
     }
 }

@@ -10,6 +10,7 @@ struct ServicePayload: Encodable {
     let state: String
     let pid: Int32?
     let count: Int?
+    let countError: String?
     let leases: Int
     let key: Int32
     let semid: Int32
@@ -32,6 +33,7 @@ struct ServicePayload: Encodable {
         state = status.state.rawValue
         pid = status.pid
         count = status.count
+        countError = status.countError
         leases = status.leases
         key = status.key
         semid = status.semid
@@ -49,6 +51,7 @@ struct ServicePayload: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case name, state, pid, count, leases, key, semid, definition, source
+        case countError = "count_error"
         case lastHealth = "last_health"
         case failureReason = "failure_reason"
         case lingerUntil = "linger_until"
@@ -62,6 +65,7 @@ struct ServicePayload: Encodable {
         try c.encode(state, forKey: .state)
         try c.encode(pid, forKey: .pid)
         try c.encode(count, forKey: .count)
+        try c.encode(countError, forKey: .countError)
         try c.encode(leases, forKey: .leases)
         try c.encode(key, forKey: .key)
         try c.encode(semid, forKey: .semid)
@@ -97,7 +101,7 @@ struct GrantPayload: HandWrittenJSON {
 
     var jsonText: String {
         var object = LeasePayload(grant.lease).object
-        object.add("count", grant.count)
+        object.add("count", grant.count.map(Int64.init))
         object.add("started", grant.started)
         object.add("waited_ms", grant.waitedMs.map(Int64.init))
         return object.text
@@ -161,13 +165,13 @@ struct LeaseListPayload: HandWrittenJSON {
 
 struct ReleasePayload: HandWrittenJSON {
     let id: String
-    let count: Int
+    let count: Int?
     let serviceStopped: Bool
 
     var jsonText: String {
         var object = JSONObjectText()
         object.add("id", id)
-        object.add("count", count)
+        object.add("count", count.map(Int64.init))
         object.add("service_stopped", serviceStopped)
         return object.text
     }

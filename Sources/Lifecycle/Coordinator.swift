@@ -15,7 +15,8 @@ public final class Coordinator: Sendable {
     let registry: ServiceRegistry
     let leases: LeaseBook
     let holders: HolderPool
-    let releaseReports: ReleaseReports
+    /// Where every lease is born (see `LeaseIssuer`).
+    let issuer: LeaseIssuer
     let idempotency = IdempotencyGate()
     let shuttingDown = Atomic<Bool>(false)
 
@@ -27,18 +28,23 @@ public final class Coordinator: Sendable {
         context = LifecycleContext(
             store: store, loop: loop, spawner: spawner, logsDirectory: config.logsDirectory, logger: logger, scope: config.scope,
             cgroupRoot: cgroupRoot, controllers: CgroupControllers.discover(), settings: SharedValue(config))
-        registry = ServiceRegistry(context: context)
         leases = LeaseBook(maxLeases: config.maxLeases, maxPerService: config.maxLeasesPerService, maxPerOwner: config.maxLeasesPerUser)
-        releaseReports = try ReleaseReports(loop: loop)
+        let releaseReports = try ReleaseReports(loop: loop)
         holders = HolderPool(
             loop: loop, executable: config.holderExecutable, spawner: spawner, size: config.holderPoolSize,
             releaseReports: releaseReports.holderEnd)
+        issuer = LeaseIssuer(context: context, holders: holders, releaseReports: releaseReports)
+        registry = ServiceRegistry(context: context, issuer: issuer)
         try registry.load()
         holders.leaseHolderExited.withLock {
             $0 = { [weak self] lease, status in
                 if lease.holderExited(status) { self?.handleUnexpectedExit(lease) }
             }
         }
+        context.semaphoreSetGone.set { [weak self] name in
+            Task { await self?.replaceRemovedSet(of: name) }
+        }
+        sweepSemaphoreSets()
     }
 
     /// `<own cgroup>/procrefd-<scope>` where cgroup v2 is mounted and procrefd may create
@@ -135,7 +141,7 @@ public final class Coordinator: Sendable {
     public func serviceStamps() -> [ServiceStamp]? {
         let counts = leases.countsByService
         return registry.all.map { service in
-            ServiceStamp(name: service.name, version: service.publishedVersion, count: try? service.kernelCount(), leases: counts[service.name] ?? 0)
+            ServiceStamp(name: service.name, version: service.publishedVersion, count: service.kernelCount().value, leases: counts[service.name] ?? 0)
         }
     }
 
@@ -146,7 +152,7 @@ public final class Coordinator: Sendable {
         return registry.all.map { service in
             let snapshot = service.snapshot
             return ServiceSummary(
-                name: service.name, state: snapshot.state, pid: snapshot.pid, count: try? service.kernelCount(),
+                name: service.name, state: snapshot.state, pid: snapshot.pid, count: service.kernelCount().value,
                 leases: counts[service.name] ?? 0, failureReason: snapshot.failureReason, stateSince: snapshot.stateSince,
                 restarts: snapshot.restarts, lastHealth: snapshot.lastHealth, slots: snapshot.definition.slots, queued: snapshot.queued,
                 runAs: snapshot.definition.runAs)
@@ -160,12 +166,15 @@ public final class Coordinator: Sendable {
 
     func status(_ service: ServiceExecutor, leases: Int) -> ServiceStatus {
         let snapshot = service.snapshot
-        return ServiceStatus(
-            name: service.name, state: snapshot.state, pid: snapshot.pid, count: try? service.kernelCount(),
+        let count = service.kernelCount()
+        var status = ServiceStatus(
+            name: service.name, state: snapshot.state, pid: snapshot.pid, count: count.value,
             leases: leases, key: service.semaphores.key, semid: service.semaphores.id, lastHealth: snapshot.lastHealth,
             failureReason: snapshot.failureReason, lingerUntil: snapshot.lingerUntil,
             source: service.membership.withLock { $0.fromConfig } ? "config" : "api", definition: snapshot.definition,
             stateSince: snapshot.stateSince, restarts: snapshot.restarts, queued: snapshot.queued)
+        if case .unreadable(let errno) = count { status.countError = "\(String(cString: strerror(errno))) (errno \(errno))" }
+        return status
     }
 
     /// Where the service's output goes (`STATE/logs/NAME.log`; it may not exist yet).

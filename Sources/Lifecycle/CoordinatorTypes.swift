@@ -75,8 +75,8 @@ public struct AcquireRequest: Sendable, Equatable {
 /// The answer to a granted acquire.
 public struct LeaseGrant: Sendable, Equatable {
     public let lease: LeaseInfo
-    /// Kernel count right after the acquire.
-    public let count: Int
+    /// Kernel count right after the acquire (nil: unreadable).
+    public let count: Int?
     /// Whether this acquire started the service (count 0 → 1).
     public let started: Bool
     /// The same Idempotency-Key and request were seen before: this is that grant again.
@@ -104,7 +104,8 @@ public struct IdempotencyKey: Sendable, Equatable {
 /// The answer to a release.
 public struct ReleaseResult: Sendable, Equatable {
     public let lease: String
-    public let count: Int
+    /// Kernel count right after the release (nil: unreadable).
+    public let count: Int?
     public let stoppedService: Bool
 }
 
@@ -127,6 +128,8 @@ public struct ServiceStatus: Sendable, Equatable {
     public let restarts: Int
     /// Acquires waiting for a slot (`definition.slots`).
     public var queued = 0
+    /// Why `count` is nil: the kernel count could not be read (errno); nothing stops meanwhile.
+    public var countError: String?
 }
 
 /// What a service's summary depends on, cheap to read: the version of its published

@@ -25,8 +25,8 @@ extension Coordinator {
         await holders.shutdown()
         for service in registry.all {
             for lease in leases.leases(of: service.name) where lease.beginManaging() {
-                let status = await end(lease)
-                let count = (try? service.kernelCount()) ?? -1
+                let status = await issuer.end(lease)
+                let count = service.kernelCount()
                 let write = submitEnd(lease, reason: .revoked, count: count, status: status, actor: actor, extra: ["reason": "shutdown"])
                 do { try await context.committed(write) } catch {
                     context.logger.error("cannot record revocation of \(lease.id): \(error)")

@@ -19,6 +19,9 @@ struct LifecycleContext: Sendable {
     let controllers: CgroupControllers
     /// The core's settings; a reload replaces the limits and the API services' rules.
     let settings: SharedValue<CoordinatorConfig>
+    /// Told the name of a service whose semaphore set a count read found gone (see
+    /// `Coordinator.replaceRemovedSet`); set once by the Coordinator.
+    let semaphoreSetGone = SharedValue<(@Sendable (String) -> Void)?>(nil)
 
     /// Queues state and event as one transaction, in order behind earlier writes; await
     /// `committed(_:)` for it (see `AuditStore.submit`). Queue first, await later: the next

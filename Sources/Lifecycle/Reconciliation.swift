@@ -83,16 +83,16 @@ extension Coordinator {
         if !bootChanged, let pid = stored?.pid, let start = stored?.startTime {
             process = try? PidFD(identity: ProcessIdentity(pid: pid, startTime: start))
         }
-        let count = (try? service.kernelCount()) ?? 0
+        let count = service.kernelCount()
         if let process { service.adopt(process) }
         // Processes of the service the database does not name (a crash between a spawn and
         // its record) would hold its port and outlive every drain.
         await service.stopStrays(actor: Principal.procrefd, thorough: true)
         let name = service.name
         if let process {
-            await context.recordLogged(NewEvent(.serviceAdopted, service: name, pid: process.pid, detail: ["count": .int(Int64(count))]))
+            await context.recordLogged(NewEvent(.serviceAdopted, service: name, pid: process.pid, detail: count.value.map { ["count": .int(Int64($0))] } ?? [:]))
             report.servicesAdopted += 1
-            if count == 0 {
+            if count.isZero {
                 _ = await service.ask { .stopRequested(reason: "orphan", actor: Principal.procrefd, $0) }
                 report.servicesStopped += 1
             }
@@ -105,7 +105,7 @@ extension Coordinator {
                 try tx.append(NewEvent(.serviceStopped, service: name, pid: stored?.pid, detail: ["reason": .string(reason)]))
             }
         }
-        guard count > 0 else { return }
+        guard count.mayBeHeld else { return }
         let answer = await service.ask { .startRequested($0, actor: Principal.procrefd) }
         if case .refused(let refusal) = answer {
             context.logger.error("could not recover \(name): \(service.error(for: refusal))")

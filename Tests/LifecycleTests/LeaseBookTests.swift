@@ -89,7 +89,7 @@ struct LeaseIDTests {
     func growing() {
         let ids = Mutex<[String]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
-            let made = (0..<500).map { _ in Coordinator.newLeaseID() }
+            let made = (0..<500).map { _ in LeaseIssuer.newLeaseID() }
             ids.withLock { $0 += made }
         }
         let all = ids.withLock { $0 }
@@ -99,8 +99,8 @@ struct LeaseIDTests {
         }
         let stamps = all.map { $0.dropFirst(2).prefix(16) }
         #expect(Set(stamps).count == all.count)
-        let before = Coordinator.newLeaseID()
-        let after = Coordinator.newLeaseID()
+        let before = LeaseIssuer.newLeaseID()
+        let after = LeaseIssuer.newLeaseID()
         #expect(before.prefix(18) < after.prefix(18))
         let micros = UInt64(before.dropFirst(2).prefix(16), radix: 16) ?? 0
         #expect(abs(Double(micros) / 1e6 - Date().timeIntervalSince1970) < 60)

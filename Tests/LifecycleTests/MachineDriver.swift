@@ -5,7 +5,7 @@ import Posix
 struct MachineDriver {
     var machine: ServiceMachine
     var now: Int64 = 1_000_000
-    var count = 1
+    var count: KernelCount = 1
     /// The token of each timer as last armed, and of the last probe.
     var timers: [ServiceTimer: UInt64] = [:]
     var probe: UInt64?
@@ -53,6 +53,11 @@ struct MachineDriver {
         send(.spawned)
         return pass()
     }
+}
+
+/// `driver.count = 0` reads as a known count; `.unreadable(errno:)` spells the other case.
+extension KernelCount: ExpressibleByIntegerLiteral {
+    public init(integerLiteral value: Int) { self = .known(value) }
 }
 
 extension Array where Element == ServiceAction {

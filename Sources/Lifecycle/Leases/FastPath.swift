@@ -35,6 +35,7 @@ extension Coordinator {
             owned.client = try openClient(owned)
         } catch { return .failed(error) }
         let request = owned
+        let order = LeaseOrder(request: request, ttlMs: ttlMs, by: actor, idempotency: nil)
         do { try leases.reserve(name, owner: request.owner.partyKey, now: monotonicMilliseconds()) } catch {
             return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
                 Telemetry.refused(service: name, reason: "limit")
@@ -45,7 +46,7 @@ extension Coordinator {
         let slowly = { @Sendable [self] () async throws(LifecycleError) -> LeaseGrant in
             try await acquire(service: name, request: request, actor: actor, idempotency: nil)
         }
-        switch holders.launchNow(semaphoreID: service.semaphores.id, ttlMs: ttlMs, clientPID: request.clientPID, clientFD: request.client?.fd) {
+        switch issuer.launchNow(order, on: service) {
         case .noIdleHolder:
             leases.cancelReservation(name, owner: request.owner.partyKey)
             return .notAttempted
@@ -60,16 +61,16 @@ extension Coordinator {
                     leases.cancelReservation(name, owner: request.owner.partyKey)
                     return try await slowly()
                 }
-                let lease = newLease(on: pooled, of: service, request: request, ttlMs: ttlMs)
+                let lease = issuer.lease(on: pooled, of: service, order)
                 guard service.grantsAtOnce else {
                     await undoNow(lease, of: service, actor: actor, reservation: name)
                     return try await slowly()
                 }
-                let (grant, write) = submitNow(lease, of: service, actor: actor)
+                let (grant, write) = submitNow(lease, of: service, order)
                 return try await committedGrant(grant, lease: lease, of: service, actor: actor, write: write, begun: begun)
             }
         case .launched(let pooled):
-            let lease = newLease(on: pooled, of: service, request: request, ttlMs: ttlMs)
+            let lease = issuer.lease(on: pooled, of: service, order)
             // A stop may have begun before the reference was taken: then the machine decides.
             guard service.grantsAtOnce else {
                 return .continuing { [self] () async throws(LifecycleError) -> LeaseGrant in
@@ -77,7 +78,7 @@ extension Coordinator {
                     return try await slowly()
                 }
             }
-            let (grant, write) = submitNow(lease, of: service, actor: actor)
+            let (grant, write) = submitNow(lease, of: service, order)
             let committed: Bool
             do { committed = try context.committedIfIdle(write) } catch {
                 grantFailed(lease, of: service, actor: actor)
@@ -116,11 +117,11 @@ extension Coordinator {
 
     /// The lease of a launched holder, in the book (the reservation turns into it) with its
     /// row and `lease.acquired` queued.
-    private func submitNow(_ lease: Lease, of service: ServiceExecutor, actor: Principal) -> (LeaseGrant, PendingWrite<Void>) {
-        let count = (try? service.kernelCount()) ?? 0
-        let write = submitGrant(lease.info, holder: lease.holder, count: count, started: false, waitedMs: nil, actor: actor, idempotency: nil)
+    private func submitNow(_ lease: Lease, of service: ServiceExecutor, _ order: LeaseOrder) -> (LeaseGrant, PendingWrite<Void>) {
+        let count = service.kernelCount()
+        let write = issuer.recordGrant(lease, count: count, started: false, waitedMs: nil, order)
         leases.insert(lease)
-        return (LeaseGrant(lease: lease.info, count: count, started: false), write)
+        return (LeaseGrant(lease: lease.info, count: count.value, started: false), write)
     }
 
     /// After the grant's commit: the lease goes active.
@@ -132,12 +133,12 @@ extension Coordinator {
     /// The grant's commit failed: the lease leaves the book and its holder is given back.
     private func grantFailed(_ lease: Lease, of service: ServiceExecutor, actor: Principal) {
         leases.remove(lease.id)
-        Task { await undo(lease, of: service, actor: actor) }
+        Task { await issuer.undo(lease, of: service, by: actor) }
     }
 
     /// Gives back the holder of a lease the fast path could not grant, with its reservation.
     private func undoNow(_ lease: Lease, of service: ServiceExecutor, actor: Principal, reservation name: String) async {
-        await undo(lease, of: service, actor: actor)
+        await issuer.undo(lease, of: service, by: actor)
         leases.cancelReservation(name, owner: lease.ownerKey)
     }
 
@@ -154,7 +155,7 @@ extension Coordinator {
             try await recordRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
         }
         guard let socket = pooled.beginExchange(HolderProcess.release) else {
-            return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in try await finish(await end(lease)) }
+            return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in try await finish(await issuer.end(lease)) }
         }
         let answer = Descriptor.readLine(socket, timeoutMs: HolderPool.blockingWaitMs)
         guard answer == .line(HolderProcess.released) else {
@@ -163,18 +164,18 @@ extension Coordinator {
                 switch answer {
                 case .line(let text): line = text
                 case .closed: line = nil
-                case .timedOut: line = await context.loop.readLine(socket, timeoutMs: Self.releaseTimeoutMs - HolderPool.blockingWaitMs)
+                case .timedOut: line = await context.loop.readLine(socket, timeoutMs: LeaseIssuer.releaseTimeoutMs - HolderPool.blockingWaitMs)
                 }
-                return try await finish(await concludeEnd(lease, pooled, answer: line))
+                return try await finish(await issuer.concludeEnd(lease, pooled, answer: line))
             }
         }
-        let status = returnToPool(lease, pooled)
+        let status = issuer.returnToPool(lease, pooled)
         let (reason, count, write) = submitRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
         let rest = { @Sendable [self] () async throws(LifecycleError) -> ReleaseResult in
             try await finishRelease(lease, of: service, reason: reason, count: count, write: write, actor: actor)
         }
         // On 1 → 0 the machine stops the service: that is awaited.
-        guard count > 0 else { return .continuing(rest) }
+        guard !count.isZero else { return .continuing(rest) }
         do {
             // Another thread committing: this write is in its next batch; that thread answers.
             guard try context.committedIfIdle(write) else {

@@ -12,7 +12,7 @@ extension Coordinator {
         guard let lease = leases[id], lease.beginManaging() else { throw .unknownLease(id) }
         let service = try registry.service(named: lease.service)
         let endedByItself = lease.exitedAlready
-        let status = await end(lease)
+        let status = await issuer.end(lease)
         return try await recordRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
     }
 
@@ -28,10 +28,10 @@ extension Coordinator {
     /// Tells the machine of a 1 → 0 (it stops the service, or lets it linger) and waits for
     /// the release's commit.
     func finishRelease(
-        _ lease: Lease, of service: ServiceExecutor, reason: LeaseEnd, count: Int, write: PendingWrite<Void>, actor: Principal
+        _ lease: Lease, of service: ServiceExecutor, reason: LeaseEnd, count: KernelCount, write: PendingWrite<Void>, actor: Principal
     ) async throws(LifecycleError) -> ReleaseResult {
         var stopped = false
-        if count == 0 {
+        if count.isZero {
             let answer = await service.ask { .lastReferenceGone(reason: "last_release", actor: actor, $0) }
             stopped = answer == .done(stopped: true)
             await registry.removeIfPending(service)
@@ -43,27 +43,27 @@ extension Coordinator {
     /// Reads the kernel count after a release and queues the lease's end.
     func submitRelease(
         _ lease: Lease, of service: ServiceExecutor, holderExit status: ExitStatus?, endedByItself: Bool, actor: Principal
-    ) -> (LeaseEnd, count: Int, PendingWrite<Void>) {
+    ) -> (LeaseEnd, count: KernelCount, PendingWrite<Void>) {
         let reason = LeaseEnd.ofRelease(holderExit: status, endedByItself: endedByItself, lease: lease)
-        let count = (try? service.kernelCount()) ?? 0
+        let count = service.kernelCount()
         return (reason, count, submitEnd(lease, reason: reason, count: count, status: status, actor: actor))
     }
 
     /// The release's answer. The holder's own deadline or its client's exit came first: that
     /// is how the lease ended, and what the log says; the client must not hear "released".
-    func releaseResult(_ lease: Lease, reason: LeaseEnd, count: Int, stopped: Bool) throws(LifecycleError) -> ReleaseResult {
+    func releaseResult(_ lease: Lease, reason: LeaseEnd, count: KernelCount, stopped: Bool) throws(LifecycleError) -> ReleaseResult {
         guard reason == .released else { throw .leaseEnded(lease.id, reason.rawValue) }
-        return ReleaseResult(lease: lease.id, count: count, stoppedService: stopped)
+        return ReleaseResult(lease: lease.id, count: count.value, stoppedService: stopped)
     }
 
     /// Queues the end of a lease (its row and its event), marks it ended and takes it out of
     /// the book.
     func submitEnd(
-        _ lease: Lease, reason: LeaseEnd, count: Int, status: ExitStatus?, actor: Principal, extra: [String: DetailValue] = [:]
+        _ lease: Lease, reason: LeaseEnd, count: KernelCount, status: ExitStatus?, actor: Principal, extra: [String: DetailValue] = [:]
     ) -> PendingWrite<Void> {
         let (id, name, holderPID) = (lease.id, lease.service, lease.holder.pid)
         var detail = extra
-        detail["count"] = .int(Int64(count))
+        if let count = count.value { detail["count"] = .int(Int64(count)) }
         detail["holder_exit"] = .string(ExitStatus.describe(status))
         detail["ended_by"] = .string(reason.endedBy(actor, owner: lease.info.owner))
         let write = context.submitRecord { [detail] tx in
@@ -118,48 +118,6 @@ extension Coordinator {
         }
     }
 
-    /// Asks the holder to give its reference back and waits until it has (its answer) or
-    /// exited; one that does neither within 5 s is killed. A pooled holder is asked on its
-    /// socket and then goes back to the pool; any other gets SIGTERM (see `ReleaseReports`).
-    @discardableResult
-    func end(_ lease: Lease) async -> ExitStatus? {
-        guard let pooled = lease.pooled, let socket = pooled.beginExchange(HolderProcess.release) else {
-            return await endBySignal(lease)
-        }
-        let answer = await context.loop.readLine(socket, timeoutMs: Self.releaseTimeoutMs)
-        return await concludeEnd(lease, pooled, answer: answer)
-    }
-
-    /// How long a holder may take to give its reference back before it is killed.
-    static let releaseTimeoutMs = 5_000
-
-    /// The holder's answer to `release`: `released` sends it back to the pool; anything else
-    /// (it ended, or said nothing in time) ends it, and its exit is awaited.
-    func concludeEnd(_ lease: Lease, _ pooled: HolderProcess, answer: String?) async -> ExitStatus? {
-        if answer == HolderProcess.released { return returnToPool(lease, pooled) }
-        pooled.endExchange()
-        if !lease.exitedAlready { await Teardown(loop: context.loop).kill(lease.holder.identity) }
-        return await lease.waitForHolderEnd()
-    }
-
-    /// A holder that answered `released` holds nothing: the lease's waiters go on, as after
-    /// an exit 0, and the holder goes back to the pool.
-    func returnToPool(_ lease: Lease, _ pooled: HolderProcess) -> ExitStatus {
-        pooled.endExchange()
-        lease.holderReportedRelease()
-        holders.recycle(pooled)
-        return .exited(code: 0)
-    }
-
-    /// Ends a holder with SIGTERM: it reports on the shared datagram socket, or exits.
-    private func endBySignal(_ lease: Lease) async -> ExitStatus? {
-        releaseReports.expect(lease, timeoutMs: Self.releaseTimeoutMs)
-        try? lease.holder.signal(SIGTERM)
-        let status = await lease.waitForHolderEnd()
-        releaseReports.forget(lease)
-        return status
-    }
-
     /// A holder ended on its own (TTL, client exit, crash): record it, and tell the service
     /// when the kernel count is now 0.
     func handleUnexpectedExit(_ lease: Lease) {
@@ -168,11 +126,12 @@ extension Coordinator {
             let status = lease.recordedExit
             let reason = status == nil ? lease.inferredEnd() : LeaseEnd.from(holderExit: status)
             let service = registry.existing(lease.service)
-            let count = (try? service?.kernelCount()) ?? 0
+            // No service (removed meanwhile): nothing counts it any more.
+            let count = service?.kernelCount() ?? .known(0)
             do { try await context.committed(submitEnd(lease, reason: reason, count: count, status: status, actor: Principal.procrefd)) } catch {
                 context.logger.error("recording the end of holder \(lease.holder.pid): \(error)")
             }
-            guard let service, count == 0 else { return }
+            guard let service, count.isZero else { return }
             _ = await service.ask { .lastReferenceGone(reason: "last_\(reason.rawValue)", actor: Principal.procrefd, $0) }
             await registry.removeIfPending(service)
         }

@@ -7,7 +7,7 @@ import Synchronization
 /// reference back itself and sends its pid on one datagram socket shared by all holders
 /// (their descriptor 4), so the release is answered right after that semop, without waiting
 /// for its exit. (A pooled holder is asked on its own socket and answers there: see
-/// `Coordinator.end`.) The socket is read on the I/O loop; a holder that neither reports nor
+/// `LeaseIssuer.end`.) The socket is read on the I/O loop; a holder that neither reports nor
 /// exits in time is killed by the one `Teardown`.
 final class ReleaseReports: Sendable {
     /// Passed to pooled holders as their descriptor 4; never read here.

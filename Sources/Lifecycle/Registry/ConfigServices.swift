@@ -60,7 +60,7 @@ extension ServiceRegistry {
         defer { lock.unlock() }
         if let existing = existing(name) {
             if existing.membership.withLock({ $0.fromConfig }) { throw .definedInConfig(name) }
-            guard existing.mainProcess == nil, (try? existing.kernelCount()) ?? 1 == 0 else {
+            guard existing.mainProcess == nil, existing.kernelCount().isZero else {
                 throw .serviceRunning(name)
             }
             try await replace(existing, with: definition, fromConfig: false, actor: actor)
@@ -83,7 +83,7 @@ extension ServiceRegistry {
         await lock.lock()
         defer { lock.unlock() }
         if service.membership.withLock({ $0.fromConfig }) { throw .definedInConfig(name) }
-        guard service.mainProcess == nil, (try? service.kernelCount()) ?? 1 == 0, leases == 0 else { throw .serviceLeased(name) }
+        guard service.mainProcess == nil, service.kernelCount().isZero, leases == 0 else { throw .serviceLeased(name) }
         try await remove(service, actor: actor)
     }
 }

@@ -9,12 +9,14 @@ import Synchronization
 final class ServiceRegistry: Sendable {
     var config: CoordinatorConfig { context.settings.current }
     let context: LifecycleContext
+    let issuer: LeaseIssuer
     private let table = Mutex(ServiceTable())
     /// Serialises changes to the set of services.
     let lock = AsyncLock()
 
-    init(context: LifecycleContext) {
+    init(context: LifecycleContext, issuer: LeaseIssuer) {
         self.context = context
+        self.issuer = issuer
     }
 
     func service(named name: String) throws(LifecycleError) -> ServiceExecutor {
@@ -50,7 +52,7 @@ final class ServiceRegistry: Sendable {
             try? semaphores.remove()  // never recorded: nobody else can know it
             throw error
         }
-        let service = ServiceExecutor(name: name, definition: definition, semaphores: semaphores, context: context, fromConfig: fromConfig)
+        let service = ServiceExecutor(name: name, definition: definition, semaphores: semaphores, context: context, issuer: issuer, fromConfig: fromConfig)
         table.withLock { $0[name] = service }
     }
 
@@ -92,10 +94,25 @@ final class ServiceRegistry: Sendable {
 
     /// Drops a service marked for removal once nothing counts it. Returns whether removed.
     func removeIfPendingLocked(_ service: ServiceExecutor, actor: Principal) async -> Bool {
-        guard service.membership.withLock({ $0.pendingRemoval }), (try? service.kernelCount()) == 0, existing(service.name) === service
+        guard service.membership.withLock({ $0.pendingRemoval }), service.kernelCount().isZero, existing(service.name) === service
         else { return false }
         do { try await remove(service, actor: actor) } catch { context.logger.error("removing \(service.name): \(error)") }
         return true
+    }
+
+    /// A new set for a service whose set was removed from outside, saved as the service's
+    /// (call with `lock` held; the caller puts it in place once the old leases are ended).
+    func renewSemaphores(of service: ServiceExecutor) async throws(LifecycleError) -> SemaphoreSet {
+        let renewed = try openSemaphores(for: service.name)
+        let (name, definition, source) = (service.name, service.definition, service.membership.withLock { $0.fromConfig } ? "config" : "api")
+        let encoded = try Self.encode(definition)
+        do {
+            try await context.write { try $0.saveService(ServiceRecord(name: name, definition: encoded, semKey: renewed.key, semID: renewed.id, source: source)) }
+        } catch {
+            try? renewed.remove()  // never recorded: nobody else can know it
+            throw error
+        }
+        return renewed
     }
 
     static func encode(_ definition: ServiceDefinition) throws(LifecycleError) -> String {
@@ -129,7 +146,7 @@ final class ServiceRegistry: Sendable {
                 try context.store.write { try $0.saveService(renewed) }
             }
             let service = ServiceExecutor(
-                name: record.name, definition: definition, semaphores: semaphores, context: context,
+                name: record.name, definition: definition, semaphores: semaphores, context: context, issuer: issuer,
                 fromConfig: record.source == "config")
             if let rule = service.confinementViolation() {
                 context.logger.warning("stored service \(record.name) breaks [security] and will not start: \(rule)")

@@ -3,7 +3,7 @@ import Posix
 
 /// An acquire of a slotted service, from its arrival until it takes a slot or leaves.
 struct SlotWait: Sendable {
-    let order: ServiceExecutor.AcquireOrder
+    let order: LeaseOrder
     /// When it joined the queue (monotonic ms); nil while it has not queued.
     var queuedAt: Int64?
     /// Ends the wait after `wait_ms`.
@@ -11,7 +11,7 @@ struct SlotWait: Sendable {
     /// Its client's process (`client_pid`) and the watch on its exit.
     var client: (process: PidFD, watch: IOLoop.WatchID)?
 
-    init(order: ServiceExecutor.AcquireOrder) { self.order = order }
+    init(order: LeaseOrder) { self.order = order }
 
     func stopWatching(on loop: IOLoop) {
         if let timer { loop.cancel(timer) }
@@ -37,13 +37,13 @@ extension ServiceExecutor {
         guard let order = owned.withLock({ $0.slotWaits[waiter]?.order }) else { return }
         let queuedAt = monotonicMilliseconds()
         var detail: [String: DetailValue] = ["position": .int(Int64(position)), "wait_ms": .int(Int64(waitMs))]
-        if let clientPID = order.clientPID { detail["client_pid"] = .int(Int64(clientPID)) }
-        await context.recordLogged(NewEvent(.leaseQueued, service: name, actor: order.actor, detail: detail))
+        if let clientPID = order.request.clientPID { detail["client_pid"] = .int(Int64(clientPID)) }
+        await context.recordLogged(NewEvent(.leaseQueued, service: name, actor: order.by, detail: detail))
 
         let loop = context.loop
         let timer = loop.schedule(afterMs: waitMs) { [weak self] in self?.send(.queueLeft(waiter, .timeout)) }
         var client: (process: PidFD, watch: IOLoop.WatchID)?
-        if let clientPID = order.clientPID {
+        if let clientPID = order.request.clientPID {
             if let identity = ProcessIdentity.of(pid: clientPID), let process = try? PidFD(identity: identity),
                 let watch = loop.watch(.readable, on: process.fd, handler: { [weak self] in self?.send(.queueLeft(waiter, .clientExit)) })
             {
@@ -65,7 +65,7 @@ extension ServiceExecutor {
         guard let wait = owned.withLock({ $0.slotWaits[waiter] }) else { return }
         var detail: [String: DetailValue] = ["reason": .string(reason.rawValue), "position": .int(Int64(position))]
         if let waited = wait.waitedMs(at: monotonicMilliseconds()) { detail["waited_ms"] = .int(Int64(waited)) }
-        await context.recordLogged(NewEvent(.leaseQueueLeft, service: name, actor: wait.order.actor, detail: detail))
+        await context.recordLogged(NewEvent(.leaseQueueLeft, service: name, actor: wait.order.by, detail: detail))
     }
 
     /// A lease of this service ended (or a slot went unused): with slots, the head of the

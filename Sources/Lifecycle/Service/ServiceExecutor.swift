@@ -12,8 +12,13 @@ import Synchronization
 /// records are committed.
 final class ServiceExecutor: Sendable {
     let name: String
-    let semaphores: SemaphoreSet
+    /// The set is replaced only when it was removed from outside (see `replaceSemaphores`).
+    private let semaphoreSet: Mutex<SemaphoreSet>
+    /// A count read found the set gone and told the Coordinator; cleared by a new set.
+    private let setGoneReported = Atomic<Bool>(false)
     let context: LifecycleContext
+    /// Launches holders, makes leases and queues their grants.
+    let issuer: LeaseIssuer
     /// Every process of the service, the main one's descendants and strays included.
     let processes: ServiceProcesses
     /// Its memory, CPU and process caps.
@@ -64,55 +69,55 @@ final class ServiceExecutor: Sendable {
     /// Registry facts, changed by the registry (under its own lock), read by status.
     let membership: Mutex<(fromConfig: Bool, pendingRemoval: Bool)>
     /// What the event loop takes: machine events, and acquires whose holder it launches
-    /// first, so that launches and the counts after them are in one order per service.
+    /// once the machine gives them a slot, so that launches and the counts after them are in
+    /// one order per service.
     enum Input: Sendable {
         case event(ServiceEvent)
-        case acquire(Waiter, AcquireOrder)
+        case acquire(Waiter, LeaseOrder)
     }
 
-    /// An acquire for the loop: how to launch its holder, how to record its grant, how to
-    /// give the holder back when the acquire is not granted, and (for a slotted service) how
-    /// long it may queue.
-    struct AcquireOrder: Sendable {
-        let actor: Principal
-        let waitMs: Int
-        let clientPID: Int32?
-        let launch: @Sendable () async throws(LifecycleError) -> Lease
-        /// Queues the grant's records (lease, kernel count, started, waited ms): called by
-        /// the loop as it answers `ready`, so they commit with the step's own records.
-        let recordGrant: @Sendable (Lease, Int, Bool, Int?) -> PendingWrite<Void>
-        let undo: @Sendable (Lease) async -> Void
-    }
-
-    /// An acquire whose holder the loop launched: the lease, the kernel count right after,
-    /// how long it waited in the slot queue, and its grant's write once answered `ready`.
+    /// An acquire whose holder the loop launched, until it is answered: its lease, the kernel
+    /// count right after the launch, how long it queued, and its grant once answered `ready`.
     struct Launched {
         let lease: Lease
-        let count: Int
+        let order: LeaseOrder
+        let count: KernelCount
         let waitedMs: Int?
-        let recordGrant: @Sendable (Lease, Int, Bool, Int?) -> PendingWrite<Void>
-        var grantWrite: PendingWrite<Void>?
+        var granted: Granted?
     }
 
-    /// What the machine answered an acquire, and what the loop did for it.
-    struct AcquireOutcome: Sendable {
-        let answer: ServiceAnswer
-        let lease: Lease?
+    /// A granted acquire: its lease (not yet in the book), the grant's records queued with the
+    /// step that answered `ready` (awaited by the caller), and what the answer says.
+    struct Granted: Sendable {
+        let lease: Lease
+        let write: PendingWrite<Void>
         /// The kernel count right after its holder took its reference.
-        let count: Int
+        let count: KernelCount
+        /// This acquire started the service.
+        let started: Bool
         /// How long it queued for a slot (nil: it did not queue).
         let waitedMs: Int?
-        /// The grant's records, queued with the step that answered `ready` (awaited by the caller).
-        let grantWrite: PendingWrite<Void>?
-        let failure: LifecycleError?
+    }
+
+    /// How an acquire ended at the loop. A holder that was launched and not granted has been
+    /// given back.
+    enum AcquireOutcome: Sendable {
+        case granted(Granted)
+        /// Its holder could not be launched (it took no slot).
+        case launchFailed(LifecycleError)
+        case refused(ServiceRefusal)
     }
 
     private let events: AsyncStream<Input>.Continuation
 
-    init(name: String, definition: ServiceDefinition, semaphores: SemaphoreSet, context: LifecycleContext, fromConfig: Bool) {
+    init(
+        name: String, definition: ServiceDefinition, semaphores: SemaphoreSet, context: LifecycleContext, issuer: LeaseIssuer,
+        fromConfig: Bool
+    ) {
         self.name = name
-        self.semaphores = semaphores
+        semaphoreSet = Mutex(semaphores)
         self.context = context
+        self.issuer = issuer
         processes = ServiceProcesses(scope: context.scope, service: name, cgroupRoot: context.cgroupRoot)
         caps = ServiceCaps(scope: context.scope, service: name, v2Parent: context.cgroupRoot, controllers: context.controllers)
         var owned = Owned(machine: ServiceMachine(policy: ServicePolicy(definition)), definition: definition)
@@ -146,43 +151,38 @@ final class ServiceExecutor: Sendable {
         return await wait(waiter, timeoutMs: timeoutMs, input: .event(make(waiter)))
     }
 
-    /// An acquire: the loop launches its holder (`launch`) in turn (for a slotted service,
-    /// once it has a slot), then the machine answers. A holder whose acquire is not granted
-    /// is handed back to the caller, or to `undo` when the caller stopped waiting first.
-    /// Cancelling the calling task takes a queued acquire out of the queue (its client left).
-    func acquire(_ order: AcquireOrder, timeoutMs: Int) async -> AcquireOutcome {
+    /// An acquire: the machine gives it a slot (at once without `slots`; in turn with them),
+    /// the loop launches its holder through the issuer and hands the machine the acquire,
+    /// and the machine answers. Cancelling the calling task takes a queued acquire out of the
+    /// queue (its client left).
+    func acquire(_ order: LeaseOrder, timeoutMs: Int) async -> AcquireOutcome {
         let waiter = newWaiter()
         let answer = await withTaskCancellationHandler {
             await wait(waiter, timeoutMs: timeoutMs, input: .acquire(waiter, order))
         } onCancel: {
             send(.queueLeft(waiter, .disconnect))
         }
-        return owned.withLock { owned in
-            let launched = owned.launched.removeValue(forKey: waiter)
-            return AcquireOutcome(
-                answer: answer, lease: launched?.lease, count: launched?.count ?? 0, waitedMs: launched?.waitedMs,
-                grantWrite: launched?.grantWrite, failure: owned.launchFailures.removeValue(forKey: waiter))
-        }
+        let (launched, failure) = owned.withLock { ($0.launched.removeValue(forKey: waiter), $0.launchFailures.removeValue(forKey: waiter)) }
+        if let failure { return .launchFailed(failure) }
+        if case .ready = answer, let granted = launched?.granted { return .granted(granted) }
+        if let lease = launched?.lease { await issuer.undo(lease, of: self, by: order.by) }
+        if case .refused(let refusal) = answer { return .refused(refusal) }
+        return .launchFailed(.holder("unexpected answer \(answer)"))
     }
 
-    /// An acquire reaches the loop: without slots its holder is launched at once; with
-    /// slots the machine decides (a slot, the queue, or a refusal).
-    private func take(_ waiter: Waiter, _ order: AcquireOrder) async {
-        let slotted = owned.withLock { owned -> Bool in
-            guard owned.machine.policy.slots != nil else { return false }
-            owned.slotWaits[waiter] = SlotWait(order: order)
-            return true
-        }
-        guard slotted else { return await launch(waiter, order, waitedMs: nil) }
-        await handle(.slotWanted(waiter, waitMs: order.waitMs))
+    /// An acquire reaches the loop: the machine decides its slot (a slot, the queue, or a
+    /// refusal; always a slot without `slots`).
+    private func take(_ waiter: Waiter, _ order: LeaseOrder) async {
+        owned.withLock { $0.slotWaits[waiter] = SlotWait(order: order) }
+        await handle(.slotWanted(waiter, waitMs: order.request.waitMs))
     }
 
     /// Launches the waiter's holder and hands the machine its acquire. A launch that fails
     /// took no slot: the next in the queue gets it.
-    func launch(_ waiter: Waiter, _ order: AcquireOrder, waitedMs: Int?) async {
+    func launch(_ waiter: Waiter, _ order: LeaseOrder, waitedMs: Int?) async {
         guard owned.withLock({ $0.answers[waiter] != nil }) else { return slotFreed() }  // it stopped waiting
         let lease: Lease
-        do { lease = try await order.launch() } catch {
+        do { lease = try await issuer.issue(order, on: self) } catch {
             let waiting = owned.withLock { owned in
                 owned.launchFailures[waiter] = error
                 return owned.answers.removeValue(forKey: waiter)
@@ -190,14 +190,14 @@ final class ServiceExecutor: Sendable {
             waiting?.resume(returning: .refused(.notRunning))
             return slotFreed()
         }
-        let count = (try? kernelCount()) ?? 0
+        let count = kernelCount()
         let waiting = owned.withLock { owned -> Bool in
             guard owned.answers[waiter] != nil else { return false }
-            owned.launched[waiter] = Launched(lease: lease, count: count, waitedMs: waitedMs, recordGrant: order.recordGrant)
+            owned.launched[waiter] = Launched(lease: lease, order: order, count: count, waitedMs: waitedMs)
             return true
         }
-        guard waiting else { return await order.undo(lease) }
-        await handle(.acquire(waiter, actor: order.actor))
+        guard waiting else { return await issuer.undo(lease, of: self, by: order.by) }
+        await handle(.acquire(waiter, actor: order.by))
     }
 
     private func newWaiter() -> Waiter {
@@ -246,9 +246,27 @@ final class ServiceExecutor: Sendable {
     /// The main process, while it runs.
     var mainProcess: PidFD? { owned.withLock { $0.mainEnded ? nil : $0.main } }
 
-    /// The kernel reference count: the truth about how many leases hold the service.
-    func kernelCount() throws(LifecycleError) -> Int {
-        do { return try semaphores.count() } catch { throw .kernel("count of \(name): \(error)") }
+    /// The service's semaphore set: `[0]` counts its references.
+    var semaphores: SemaphoreSet { semaphoreSet.withLock { $0 } }
+
+    /// Puts a new set in place of one removed from outside procrefd.
+    func replaceSemaphores(_ set: SemaphoreSet) {
+        semaphoreSet.withLock { $0 = set }
+        setGoneReported.store(false, ordering: .releasing)
+    }
+
+    /// The kernel reference count: the truth about how many leases hold the service. A failed
+    /// read is `unreadable`, never 0. A set found gone (EINVAL, EIDRM) is reported to the
+    /// Coordinator once, which ends its leases and makes a new one.
+    func kernelCount() -> KernelCount {
+        do { return .known(try semaphores.count()) } catch {
+            if error.errno == .invalidArgument || error.errno == .identifierRemoved,
+                setGoneReported.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+            {
+                context.semaphoreSetGone.current?(name)
+            }
+            return .unreadable(errno: error.errno.rawValue)
+        }
     }
 
     // MARK: The event loop
@@ -259,7 +277,7 @@ final class ServiceExecutor: Sendable {
             // The count is read under the lock `grantsAtOnce` checks with: an acquire granted
             // without the loop took its reference either before this read, or after this
             // event (and then it sees the machine's new phase).
-            let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: (try? kernelCount()) ?? 0) }
+            let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: kernelCount()) }
             for action in actions { await run(action) }
             next = owned.withLock { $0.followUps.isEmpty ? nil : $0.followUps.removeFirst() }
         }
@@ -307,8 +325,9 @@ final class ServiceExecutor: Sendable {
             }
             // A granted acquire's records join this step's: one commit, not two.
             if waiting != nil, case .ready(let started) = answer, let launched {
-                let write = launched.recordGrant(launched.lease, launched.count, started, launched.waitedMs)
-                owned.withLock { $0.launched[waiter]?.grantWrite = write }
+                let write = issuer.recordGrant(launched.lease, count: launched.count, started: started, waitedMs: launched.waitedMs, launched.order)
+                let granted = Granted(lease: launched.lease, write: write, count: launched.count, started: started, waitedMs: launched.waitedMs)
+                owned.withLock { $0.launched[waiter]?.granted = granted }
             }
             // The grant's write is queued behind the step's records, so it commits with them
             // here (or, in a step with none, when its acquire awaits it).

@@ -43,7 +43,7 @@ extension ServiceMachine {
 
     mutating func lastReferenceGone(_ reason: String, actor: Principal, _ waiter: Waiter?, _ step: inout Step) {
         var stopping = false
-        if step.count == 0 {
+        if step.count.isZero {
             switch phase {
             case .ready where policy.isLock: phase = .stopped
             case .ready where running:
@@ -81,8 +81,8 @@ extension ServiceMachine {
         restarts = []
         phase = .stopped
         self.actor = actor
-        step.actions.append(.record(.reset(count: step.count), actor: actor))
-        guard step.count > 0 else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
+        step.actions.append(.record(.reset(count: step.count.value), actor: actor))
+        guard step.count.mayBeHeld else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
         requesters.append(waiter)
         beginStart(.reset, &step)
     }
@@ -155,7 +155,7 @@ extension ServiceMachine {
         for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
         // Every acquirer may have gone while it started. One still waiting records its lease
         // first, and then the end of a holder that died meanwhile, which stops the service.
-        if step.count == 0 && acquirers.isEmpty { lastReferenceGone("last_release", actor: Principal.procrefd, nil, &step) }
+        if step.count.isZero && acquirers.isEmpty { lastReferenceGone("last_release", actor: Principal.procrefd, nil, &step) }
     }
 
     mutating func failStart(_ reason: String, _ step: inout Step) {

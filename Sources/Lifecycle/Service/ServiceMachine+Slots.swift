@@ -31,7 +31,7 @@ extension ServiceMachine {
 
     private func hasFreeSlot(_ step: Step) -> Bool {
         guard let slots = policy.slots else { return true }
-        return step.count + step.launches < slots
+        return step.count.fits(adding: step.launches, below: slots)
     }
 
     private mutating func launch(_ waiter: Waiter, _ step: inout Step) {

@@ -33,6 +33,9 @@ struct ServiceMachine: Sendable {
     var nextToken: UInt64 = 0
     /// Who asked for what is under way, for the records.
     var actor = Principal.procrefd
+    /// The errno of the kernel count's last failed read, while it stays unreadable:
+    /// `service.kernel_unreadable` is recorded once per spell, and status shows it.
+    var kernelUnreadable: Int32?
 
     init(policy: ServicePolicy) { self.policy = policy }
 
@@ -60,16 +63,28 @@ struct ServiceMachine: Sendable {
 
     /// Takes one event. `now` is monotonic milliseconds; `count` the kernel reference count
     /// read as the event is handled. Returns the actions to run, in order.
-    mutating func handle(_ event: ServiceEvent, now: Int64, count: Int) -> [ServiceAction] {
+    mutating func handle(_ event: ServiceEvent, now: Int64, count: KernelCount) -> [ServiceAction] {
         var step = Step(now: now, count: count)
+        noteReadability(of: count, &step)
         dispatch(event, &step)
         return step.actions
+    }
+
+    /// Records the first unreadable count of a spell (with its errno); a readable one ends it.
+    mutating func noteReadability(of count: KernelCount, _ step: inout Step) {
+        switch count {
+        case .known: kernelUnreadable = nil
+        case .unreadable(let errno):
+            guard kernelUnreadable == nil else { return }
+            kernelUnreadable = errno
+            step.actions.append(.record(.kernelUnreadable(errno: errno), actor: Principal.procrefd))
+        }
     }
 
     /// One handling in progress: its inputs and the actions so far.
     struct Step {
         let now: Int64
-        let count: Int
+        let count: KernelCount
         var actions: [ServiceAction] = []
         /// Holders this step launches: each adds one to the kernel count once it runs.
         var launches = 0
@@ -205,12 +220,12 @@ struct ServiceMachine: Sendable {
     /// restart_limit within restart_window_ms, then `failed`.
     mutating func planRestart(_ step: inout Step) {
         actor = Principal.procrefd
-        guard step.count > 0 else { return phase = .stopped }
+        guard step.count.mayBeHeld else { return phase = .stopped }
         restarts.removeAll { step.now - $0 > Int64(policy.restartWindowMs) }
         guard restarts.count < policy.restartLimit else {
             let failure = "\(restarts.count) restarts within \(policy.restartWindowMs) ms"
             phase = .failed(failure)
-            step.actions.append(.record(.failed(failure, count: step.count), actor: actor))
+            step.actions.append(.record(.failed(failure, count: step.count.value), actor: actor))
             for waiter in takeWaiters() { step.actions.append(.answer(waiter, .refused(.failed(failure)))) }
             return
         }
@@ -227,12 +242,12 @@ struct ServiceMachine: Sendable {
         switch (timer, phase) {
         case (.linger, .ready):
             lingerUntil = nil
-            if step.count == 0 {
+            if step.count.isZero {
                 actor = Principal.procrefd
                 beginStop("linger_expired", then: .idle, &step)
             }
         case (.backoff, .backoff):
-            if step.count == 0 { phase = .stopped } else { beginStart(.restart, &step) }
+            if step.count.isZero { phase = .stopped } else { beginStart(.restart, &step) }
         case (.startDeadline, .starting(let start)):
             switch start.step {
             case .awaitingLauncher: failStart("the start command did not exit (pid_file mode expects it to once the daemon runs)", &step)

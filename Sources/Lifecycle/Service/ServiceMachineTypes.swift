@@ -248,5 +248,7 @@ enum ServiceNote: Equatable, Sendable {
     case recoveryFailed(String)
     case restarting(backoffMs: Int, attempt: Int)
     case failed(String, count: Int?)
-    case reset(count: Int)
+    case reset(count: Int?)
+    /// The kernel count could not be read (first time in a spell), with the errno.
+    case kernelUnreadable(errno: Int32)
 }

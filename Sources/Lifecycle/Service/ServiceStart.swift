@@ -37,14 +37,15 @@ extension ServiceExecutor {
         owned.withLock { $0.oomKillsAtStart = oomKills }
         setMain(launcher)
         FaultPoint.hit(.afterServiceSpawn)
-        let count = (try? kernelCount()) ?? 0
+        let count = kernelCount()
         let (name, tracking) = (self.name, processes.cgroup == nil ? "marker" : "cgroup")
         let starting = context.submitRecord { tx in
             try tx.updateServiceProcess(name: name, state: "starting", pid: launcher.pid, startTime: launcher.identity.startTime)
-            try tx.append(NewEvent(.serviceStarting, service: name, pid: launcher.pid, actor: actor, detail: [
-                "count": .int(Int64(count)), "argv0": .string(definition.start[0]), "reason": .string(reason.rawValue),
-                "tracking": .string(tracking),
-            ]))
+            var detail: [String: DetailValue] = [
+                "argv0": .string(definition.start[0]), "reason": .string(reason.rawValue), "tracking": .string(tracking),
+            ]
+            if let count = count.value { detail["count"] = .int(Int64(count)) }
+            try tx.append(NewEvent(.serviceStarting, service: name, pid: launcher.pid, actor: actor, detail: detail))
         }
         // Handled in this same step, before anything is published: a service with no health
         // check is ready at once, and its `service.ready` then commits with this record, in

@@ -154,7 +154,12 @@ extension ServiceExecutor {
             if let count { detail["count"] = .int(Int64(count)) }
             await context.recordLogged(NewEvent(.serviceFailed, service: name, actor: actor, detail: detail))
         case .reset(let count):
-            await context.recordLogged(NewEvent(.serviceReset, service: name, actor: actor, detail: ["count": .int(Int64(count))]))
+            await context.recordLogged(NewEvent(.serviceReset, service: name, actor: actor, detail: count.map { ["count": .int(Int64($0))] } ?? [:]))
+        case .kernelUnreadable(let errno):
+            context.logger.error("kernel count of \(name) unreadable (errno \(errno)): nothing is stopped until it reads again")
+            await context.recordLogged(NewEvent(.serviceKernelUnreadable, service: name, detail: [
+                "errno": .int(Int64(errno)), "semid": .int(Int64(semaphores.id)),
+            ]))
         }
     }
 

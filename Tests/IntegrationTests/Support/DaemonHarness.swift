@@ -124,6 +124,9 @@ final class DaemonHarness: @unchecked Sendable {
         return try? SemaphoreSet.existing(key: SemaphoreSet.key(scope: scope, service: service))
     }
 
+    /// Forgets the remembered set of `service` (procrefd replaced it): the next look reads status.
+    func forgetSemaphoreSet(_ service: String) { knownSets.withLock { $0[service] = nil } }
+
     /// The kernel count of the service's set; -1 when the set is gone.
     func kernelCount(_ service: String) throws -> Int {
         guard let set = semaphoreSet(service) else { return -1 }
