@@ -19,9 +19,8 @@ import CPosixShims
 /// is procrefd's datagram socket, the holder first sends its pid there. The socket closing
 /// while a lease is held (procrefd gone) changes nothing: the lease stays held.
 ///
-/// Exit codes (read by procrefd through waitid): 0 released (SIGTERM/SIGINT/SIGHUP) or
-/// retired, 3 TTL expired, 4 the watched client exited, 2 usage, 10 client pid unusable,
-/// 11 semop failed. SIGUSR1 is a keepalive: the deadline moves to now + TTL.
+/// The lines, the keepalive signal and the exit codes are those of
+/// `procref_holder_protocol.h`, which procrefd reads too.
 @main
 struct Holder {
     static let reportFD: Int32 = 3
@@ -31,7 +30,7 @@ struct Holder {
     static func main() {
         // Block control signals first: a release that races start-up is read later, not lost.
         let signalFD = procref_signalfd_for_control_signals()
-        guard signalFD >= 0 else { fail("signalfd", code: 2) }
+        guard signalFD >= 0 else { fail("signalfd", code: PROCREF_HOLDER_EXIT_USAGE) }
         var semid: Int64 = 0, ttlMs: Int64 = 0, clientPid: Int64 = 0
         if procref_argc() == 3, let mode = procref_argv(1), mode.pointee == 45 /* "-" */ {
             while true {
@@ -39,9 +38,9 @@ struct Holder {
                 hold(semid: semid, ttlMs: ttlMs, clientPid: clientPid, signalFD: signalFD, clientFD: clientFD)
             }
         }
-        guard procref_argc() == 4, let s = argument(1), let t = argument(2), let c = argument(3) else { fail("usage", code: 2) }
+        guard procref_argc() == 4, let s = argument(1), let t = argument(2), let c = argument(3) else { fail("usage", code: PROCREF_HOLDER_EXIT_USAGE) }
         hold(semid: s, ttlMs: t, clientPid: c, signalFD: signalFD)
-        procref_exit(0)
+        procref_exit(PROCREF_HOLDER_EXIT_RELEASED)
     }
 
     /// Holds one lease until it is released (then returns, the reference given back), or
@@ -49,16 +48,16 @@ struct Holder {
     /// `clientFD`: the client's pidfd as procrefd sent it (procrefd opened it when it checked
     /// the client, so no other process can have taken the pid since); -1 to open it here.
     static func hold(semid: Int64, ttlMs: Int64, clientPid: Int64, signalFD: Int32, clientFD passed: Int32 = -1) {
-        guard semid >= 0, ttlMs >= 0, clientPid >= 0 else { fail("usage", code: 2) }
+        guard semid >= 0, ttlMs >= 0, clientPid >= 0 else { fail("usage", code: PROCREF_HOLDER_EXIT_USAGE) }
         var clientFD: Int32 = passed
         if clientPid > 0 && clientFD < 0 {
             clientFD = procref_pidfd_open(Int32(clientPid))
-            if clientFD < 0 { fail("client", code: 10) }
+            if clientFD < 0 { fail("client", code: PROCREF_HOLDER_EXIT_CLIENT_UNUSABLE) }
         }
         if procref_semop2(Int32(semid), 0, 1, Int16(procref_sem_undo_flag()), 1, 0, 0, 0) != 0 {
-            fail("semop", code: 11)
+            fail("semop", code: PROCREF_HOLDER_EXIT_SEMOP_FAILED)
         }
-        report("acquired\n")
+        report(procref_holder_acquired)
 
         var commandFD: Int32 = reportFD
         var deadline: Int64 = ttlMs > 0 ? procref_monotonic_ms() + ttlMs : -1
@@ -66,20 +65,20 @@ struct Holder {
             var timeout: Int32 = -1
             if deadline >= 0 {
                 let left = deadline - procref_monotonic_ms()
-                if left <= 0 { procref_exit(3) }
+                if left <= 0 { procref_exit(PROCREF_HOLDER_EXIT_EXPIRED) }
                 timeout = Int32(min(left, Int64(Int32.max)))
             }
             var signalReady: Int32 = 0, clientReady: Int32 = 0, commandReady: Int32 = 0
             let rc = procref_poll3(signalFD, clientFD, commandFD, timeout, &signalReady, &clientReady, &commandReady)
             if rc < 0 { continue }  // EINTR
-            if clientReady != 0 { procref_exit(4) }
+            if clientReady != 0 { procref_exit(PROCREF_HOLDER_EXIT_CLIENT_EXITED) }
             if signalReady != 0 {
                 let signo = procref_signalfd_read(signalFD)
-                if signo == 10 /* SIGUSR1 */ {
+                if signo == PROCREF_HOLDER_KEEPALIVE_SIGNAL {
                     if ttlMs > 0 { deadline = procref_monotonic_ms() + ttlMs }
                 } else if signo > 0 {
                     release(semid: Int32(semid))
-                    procref_exit(0)
+                    procref_exit(PROCREF_HOLDER_EXIT_RELEASED)
                 }
             }
             if commandReady != 0 {
@@ -88,10 +87,10 @@ struct Holder {
                 let n = line.withUnsafeMutableBufferPointer { procref_read(commandFD, $0.baseAddress, $0.count) }
                 if n <= 0 {
                     commandFD = -1  // procrefd is gone: hold on, for the next one to re-adopt
-                } else if line[0] == 114 /* "r"elease */ {
+                } else if line.withUnsafeBufferPointer({ procref_holder_is_release($0.baseAddress, n) }) != 0 {
                     showIdle()  // before the answer: once procrefd hears it, the holder is idle
                     giveBack(semid: Int32(semid))
-                    report("released\n")  // on the socket procrefd asked on: it reads the answer there
+                    report(procref_holder_released)  // on the socket procrefd asked on: it reads the answer there
                     if clientFD >= 0 { _ = procref_close(clientFD) }
                     return
                 }
@@ -99,10 +98,11 @@ struct Holder {
         }
     }
 
-    /// Gives the reference back. A count someone else zeroed must not block (IPC_NOWAIT,
-    /// 2048); then the holder exits, since its undo entry is not clean.
+    /// Gives the reference back. A count someone else zeroed must not block (IPC_NOWAIT);
+    /// then the holder exits, since its undo entry is not clean.
     static func giveBack(semid: Int32) {
-        guard procref_semop2(semid, 0, -1, Int16(procref_sem_undo_flag()) | 2048, 1, 0, 0, 0) == 0 else { procref_exit(0) }
+        let flags = Int16(procref_sem_undo_flag()) | Int16(procref_ipc_nowait_flag())
+        guard procref_semop2(semid, 0, -1, flags, 1, 0, 0, 0) == 0 else { procref_exit(PROCREF_HOLDER_EXIT_RELEASED) }
     }
 
     /// A release by signal: gives the reference back and tells procrefd on its datagram
@@ -123,14 +123,14 @@ struct Holder {
             var signalReady: Int32 = 0
             var commandReady: Int32 = 0
             if procref_poll2(signalFD, reportFD, -1, &signalReady, &commandReady) < 0 { continue }
-            if signalReady != 0 { procref_exit(0) }
+            if signalReady != 0 { procref_exit(PROCREF_HOLDER_EXIT_RELEASED) }
             if commandReady != 0 { break }
         }
         var clientFD: Int32 = -1
         switch procref_read_three_ints_fd(reportFD, &semid, &ttlMs, &clientPid, &clientFD) {
         case 0: break
-        case 1: procref_exit(0)
-        default: fail("command", code: 2)
+        case 1: procref_exit(PROCREF_HOLDER_EXIT_RELEASED)
+        default: fail("command", code: PROCREF_HOLDER_EXIT_USAGE)
         }
         var text: [UInt8] = []
         for value in [semid, ttlMs, clientPid] {
@@ -145,10 +145,7 @@ struct Holder {
     }
 
     /// Shows `--pool` as the command line again: the holder holds nothing now.
-    static func showIdle() {
-        let text: StaticString = "--pool"
-        text.utf8Start.withMemoryRebound(to: CChar.self, capacity: text.utf8CodeUnitCount + 1) { procref_set_arguments($0) }
-    }
+    static func showIdle() { procref_set_arguments(procref_holder_pool_flag) }
 
     static func decimal(_ number: Int64) -> [UInt8] {
         var digits: [UInt8] = []
@@ -168,19 +165,15 @@ struct Holder {
         return ok != 0 ? value : nil
     }
 
-    /// Writes `error WHAT ERRNO\n` to procrefd and exits with `code`.
+    /// Writes `error WHAT ERRNO` to procrefd and exits with `code`.
     static func fail(_ what: StaticString, code: Int32) -> Never {
         let err = procref_errno()
-        report("error ")
-        report(what)
-        report(" ")
-        var digits = decimal(Int64(err))
-        digits.append(10)
-        digits.withUnsafeBufferPointer { _ = procref_write(reportFD, $0.baseAddress, $0.count) }
+        what.utf8Start.withMemoryRebound(to: CChar.self, capacity: what.utf8CodeUnitCount + 1) {
+            _ = procref_holder_write_error(reportFD, $0, err)
+        }
         procref_exit(code)
     }
 
-    static func report(_ text: StaticString) {
-        _ = procref_write(reportFD, text.utf8Start, text.utf8CodeUnitCount)
-    }
+    /// Writes one line of the protocol to procrefd.
+    static func report(_ line: UnsafePointer<CChar>) { _ = procref_holder_write_line(reportFD, line) }
 }

@@ -12,6 +12,8 @@
 #include <sys/ipc.h>
 #include <errno.h>
 
+#include "procref_holder_protocol.h"
+
 /* --- System V semaphores ------------------------------------------------- */
 
 /** IPC_STAT fields procrefd checks before trusting an existing set. */

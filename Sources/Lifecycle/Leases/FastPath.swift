@@ -154,11 +154,11 @@ extension Coordinator {
         let finish = { @Sendable [self] (status: ExitStatus?) async throws(LifecycleError) -> ReleaseResult in
             try await recordRelease(lease, of: service, holderExit: status, endedByItself: endedByItself, actor: actor)
         }
-        guard let socket = pooled.beginExchange(HolderProcess.release) else {
+        guard let socket = pooled.beginExchange(HolderProtocol.releaseLine) else {
             return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in try await finish(await issuer.end(lease)) }
         }
         let answer = Descriptor.readLine(socket, timeoutMs: HolderPool.blockingWaitMs)
-        guard answer == .line(HolderProcess.released) else {
+        guard case .line(let line) = answer, HolderProtocol.Reply(line) == .released else {
             return .continuing { [self] () async throws(LifecycleError) -> ReleaseResult in
                 var line: String?
                 switch answer {

@@ -60,19 +60,19 @@ final class HolderPool: Sendable {
         let holder: HolderProcess
         do { holder = try spawnIdle() } catch { throw .other("cannot start \(executable): \(error)") }
         // A line into a new socket's empty buffer: the write cannot block.
-        guard holder.send(Self.command(semaphoreID, ttlMs, clientPID), passing: clientFD), let socket = holder.socket else {
+        guard holder.send(HolderProtocol.command(semaphoreID: semaphoreID, ttlMs: ttlMs, clientPID: clientPID), passing: clientFD), let socket = holder.socket else {
             await discard(holder)
             throw .other("holder \(holder.process.pid) ended before its lease")
         }
         let report = await loop.readLine(socket, timeoutMs: reportTimeoutMs)
-        if report == "acquired" { return holder }
+        if report.map(HolderProtocol.Reply.init) == .acquired { return holder }
         await discard(holder)
         throw Self.failure(report: report)
     }
 
     /// What a holder's answer other than `acquired` (nil: none) means.
     private static func failure(report: String?) -> Failure {
-        if let report, report.hasPrefix("error client") { return .clientGone }
+        if case .error(what: "client", _) = report.map(HolderProtocol.Reply.init) { return .clientGone }
         return .other("holder reported \(report.map { $0.debugDescription } ?? "nothing")")
     }
 
@@ -96,12 +96,12 @@ final class HolderPool: Sendable {
     func launchNow(semaphoreID: Int32, ttlMs: Int64?, clientPID: Int32?, clientFD: Int32?) -> LaunchNow {
         guard let holder = state.withLock({ $0.idle.popLast() }) else { return .noIdleHolder }
         refillInBackground()
-        guard !holder.hasExited, holder.send(Self.command(semaphoreID, ttlMs, clientPID), passing: clientFD), let socket = holder.socket else {
+        guard !holder.hasExited, holder.send(HolderProtocol.command(semaphoreID: semaphoreID, ttlMs: ttlMs, clientPID: clientPID), passing: clientFD), let socket = holder.socket else {
             Task { await discard(holder) }
             return .noIdleHolder
         }
         switch Descriptor.readLine(socket, timeoutMs: Self.blockingWaitMs) {
-        case .line("acquired"): return .launched(holder)
+        case .line(let report) where HolderProtocol.Reply(report) == .acquired: return .launched(holder)
         case .line(let report):
             do { return .launched(try conclude(holder, report: report)) } catch { return .failed(error) }
         case .closed:
@@ -115,13 +115,9 @@ final class HolderPool: Sendable {
         }
     }
 
-    private static func command(_ semaphoreID: Int32, _ ttlMs: Int64?, _ clientPID: Int32?) -> [UInt8] {
-        Array("\(semaphoreID) \(ttlMs ?? 0) \(clientPID ?? 0)\n".utf8)
-    }
-
     /// The holder's answer to its lease: `acquired`, or it is discarded and the failure said.
     private func conclude(_ holder: HolderProcess, report: String?) throws(Failure) -> HolderProcess {
-        if report == "acquired" { return holder }
+        if report.map(HolderProtocol.Reply.init) == .acquired { return holder }
         Task { await discard(holder) }
         throw Self.failure(report: report)
     }
@@ -180,7 +176,7 @@ final class HolderPool: Sendable {
         options.secondPassedDescriptor = releaseReports
         let process: PidFD
         do {
-            process = try PidFD(child: try spawner.spawn(arguments: [executable, "--pool", Self.padding], environment: [:], options: options))
+            process = try PidFD(child: try spawner.spawn(arguments: [executable, HolderProtocol.poolFlag, Self.padding], environment: [:], options: options))
             Descriptor.close(pair.second)
         } catch {
             Descriptor.close(pair.first)

@@ -35,10 +35,6 @@ final class HolderProcess: Sendable {
         }
     }
 
-    static let release = Array("release\n".utf8)
-    /// Its answer once it gave its reference back.
-    static let released = "released"
-
     /// Writes `bytes` and returns the socket to read the answer on, which stays open (even
     /// if the process exits) until `endExchange`. nil when the socket is closed.
     func beginExchange(_ bytes: [UInt8]) -> Int32? {

@@ -58,9 +58,9 @@ public enum LeaseEnd: String, Sendable {
     /// Reads the holder's exit status (see procref-holder's exit codes).
     static func from(holderExit status: ExitStatus?) -> LeaseEnd {
         switch status {
-        case .exited(code: 0): return .released
-        case .exited(code: 3): return .expired
-        case .exited(code: 4): return .clientExited
+        case .exited(code: HolderProtocol.exitReleased): return .released
+        case .exited(code: HolderProtocol.exitExpired): return .expired
+        case .exited(code: HolderProtocol.exitClientExited): return .clientExited
         default: return .lost
         }
     }

@@ -119,7 +119,7 @@ final class LeaseIssuer: Sendable {
     /// socket and then goes back to the pool; any other gets SIGTERM (see `ReleaseReports`).
     @discardableResult
     func end(_ lease: Lease) async -> ExitStatus? {
-        guard let pooled = lease.pooled, let socket = pooled.beginExchange(HolderProcess.release) else {
+        guard let pooled = lease.pooled, let socket = pooled.beginExchange(HolderProtocol.releaseLine) else {
             return await endBySignal(lease)
         }
         let answer = await context.loop.readLine(socket, timeoutMs: Self.releaseTimeoutMs)
@@ -132,7 +132,7 @@ final class LeaseIssuer: Sendable {
     /// The holder's answer to `release`: `released` sends it back to the pool; anything else
     /// (it ended, or said nothing in time) ends it, and its exit is awaited.
     func concludeEnd(_ lease: Lease, _ pooled: HolderProcess, answer: String?) async -> ExitStatus? {
-        if answer == HolderProcess.released { return returnToPool(lease, pooled) }
+        if answer.map(HolderProtocol.Reply.init) == .released { return returnToPool(lease, pooled) }
         pooled.endExchange()
         if !lease.exitedAlready { await Teardown(loop: context.loop).kill(lease.holder.identity) }
         return await lease.waitForHolderEnd()

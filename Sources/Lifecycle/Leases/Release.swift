@@ -81,7 +81,7 @@ extension Coordinator {
     public func keepalive(id: String, actor: Principal) async throws(LifecycleError) -> LeaseInfo {
         guard let lease = leases[id], lease.phase == .active else { throw .unknownLease(id) }
         guard let ttlMs = lease.info.ttlMs else { throw .leaseNotRenewable(id) }
-        do { try lease.holder.signal(SIGUSR1) } catch { throw .unknownLease(id) }
+        do { try lease.holder.signal(HolderProtocol.keepaliveSignal) } catch { throw .unknownLease(id) }
         let expiresAt = Timestamp.format(Date().addingTimeInterval(Double(ttlMs) / 1000))
         lease.update { $0 = $0.with(expiresAt: expiresAt) }
         let (service, pid) = (lease.service, lease.holder.pid)

@@ -31,8 +31,10 @@ extension Coordinator {
         await registry.lock.lock()
         defer { registry.lock.unlock() }
         guard !shuttingDown.load(ordering: .relaxed), let service = registry.existing(name) else { return }
+        defer { service.rearmSetGoneReport() }
         let removed = service.semaphores
-        guard !SemaphoreSet.isRecorded(key: removed.key, id: removed.id, mode: config.semaphoreMode) else { return }
+        // Gone for good, not a read that raced: IPC_STAT fails too (EINVAL, EIDRM).
+        guard (try? removed.stat()) == nil else { return }
         context.logger.error("semaphore set \(removed.id) of \(name) was removed from outside procrefd: its leases are lost")
         var lost = 0
         for lease in leases.leases(of: name) where lease.beginManaging() {

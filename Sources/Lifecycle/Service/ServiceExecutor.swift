@@ -252,8 +252,10 @@ final class ServiceExecutor: Sendable {
     /// Puts a new set in place of one removed from outside procrefd.
     func replaceSemaphores(_ set: SemaphoreSet) {
         semaphoreSet.withLock { $0 = set }
-        setGoneReported.store(false, ordering: .releasing)
     }
+
+    /// The report of a gone set was handled: a later one is reported again.
+    func rearmSetGoneReport() { setGoneReported.store(false, ordering: .releasing) }
 
     /// The kernel reference count: the truth about how many leases hold the service. A failed
     /// read is `unreadable`, never 0. A set found gone (EINVAL, EIDRM) is reported to the
