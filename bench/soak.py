@@ -17,10 +17,11 @@ set, no holder and no service process.
 Prints its seed and counts; exits 1 on any violation. Everything it starts is stopped and
 removed at the end, and every request goes to loopback or the Unix socket.
 """
-import argparse, ctypes, http.client, json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
+import argparse, ctypes, http.client, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time
 from collections import Counter, defaultdict
 
 from procfs import alive, holders_on, pids_mentioning
+from unix_http import UnixHTTPConnection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_SERVICE = os.path.join(ROOT, "Tests/IntegrationTests/Support/test_service.py")
@@ -34,17 +35,6 @@ def kernel_count(semid):
     """GETVAL of semaphore 0 of the set, straight from the kernel (None once it is gone)."""
     value = LIBC.semctl(ctypes.c_int(semid), ctypes.c_int(0), ctypes.c_int(GETVAL))
     return None if value < 0 else value
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
 
 
 class Daemon:

@@ -4,10 +4,10 @@ import Lifecycle
 import Posix
 import Wire
 
-// The config file's tables as written, before checks: each refuses keys it does not know,
-// and `resolved` turns it into settings or says which key is wrong.
+// The config file's tables as written, before checks: each is decoded through `Strict`, which
+// refuses keys it does not know, and `resolved` turns it into settings or says which key is wrong.
 
-struct LimitsFile: Decodable {
+struct LimitsFile: StrictTable {
     var maxLeases: Int?
     var maxLeasesPerService: Int?
     var maxLeasesPerUser: Int?
@@ -34,21 +34,6 @@ struct LimitsFile: Decodable {
         case maxWaitMs = "max_wait_ms"
     }
 
-    init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "limits")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        maxLeases = try c.decodeIfPresent(Int.self, forKey: .maxLeases)
-        maxLeasesPerService = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerService)
-        maxLeasesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxLeasesPerUser)
-        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes)
-        connectionLimit = try c.decodeIfPresent(Int.self, forKey: .connectionLimit)
-        perIPConnectionLimit = try c.decodeIfPresent(Int.self, forKey: .perIPConnectionLimit)
-        acquireTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .acquireTimeoutMs)
-        maxServices = try c.decodeIfPresent(Int.self, forKey: .maxServices)
-        idempotencyWindowMs = try c.decodeIfPresent(Int.self, forKey: .idempotencyWindowMs)
-        maxWaitMs = try c.decodeIfPresent(Int.self, forKey: .maxWaitMs)
-        maxStreams = try c.decodeIfPresent(Int.self, forKey: .maxStreams)
-    }
 
     func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Limits {
         var limits = DaemonConfig.Limits()
@@ -74,7 +59,7 @@ struct LimitsFile: Decodable {
     }
 }
 
-struct AccessFile: Decodable {
+struct AccessFile: StrictTable {
     var admins: [String]?
     var operators: [String]?
     var readers: [String]?
@@ -83,16 +68,9 @@ struct AccessFile: Decodable {
         case admins, operators, readers
     }
 
-    init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "access")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        admins = try c.decodeIfPresent([String].self, forKey: .admins)
-        operators = try c.decodeIfPresent([String].self, forKey: .operators)
-        readers = try c.decodeIfPresent([String].self, forKey: .readers)
-    }
 }
 
-struct LogsFile: Decodable {
+struct LogsFile: StrictTable {
     var maxBytes: Int?
     var keep: Int?
 
@@ -101,15 +79,9 @@ struct LogsFile: Decodable {
         case keep
     }
 
-    init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "logs")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        maxBytes = try c.decodeIfPresent(Int.self, forKey: .maxBytes)
-        keep = try c.decodeIfPresent(Int.self, forKey: .keep)
-    }
 }
 
-struct AuditFile: Decodable {
+struct AuditFile: StrictTable {
     var retentionDays: Int?
     var retentionMaxEvents: Int?
     var pruneIntervalMs: Int?
@@ -122,14 +94,6 @@ struct AuditFile: Decodable {
         case pruneIntervalMs = "prune_interval_ms"
     }
 
-    init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "audit")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        retentionDays = try c.decodeIfPresent(Int.self, forKey: .retentionDays)
-        retentionMaxEvents = try c.decodeIfPresent(Int.self, forKey: .retentionMaxEvents)
-        pruneIntervalMs = try c.decodeIfPresent(Int.self, forKey: .pruneIntervalMs)
-        anchorIntervalMs = try c.decodeIfPresent(Int.self, forKey: .anchorIntervalMs)
-    }
 
     func resolved(_ fail: (String) -> ConfigError) throws(ConfigError) -> DaemonConfig.Audit {
         var audit = DaemonConfig.Audit()
@@ -155,7 +119,7 @@ struct AuditFile: Decodable {
     }
 }
 
-struct SecurityFile: Decodable {
+struct SecurityFile: StrictTable {
     var tcpReadsNeedToken: Bool?
     var tcpOpenReads: [String]?
     var allowedHosts: [String]?
@@ -172,14 +136,4 @@ struct SecurityFile: Decodable {
         case apiUsers = "api_users"
     }
 
-    init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases.map(\.rawValue), at: "security")
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        tcpReadsNeedToken = try c.decodeIfPresent(Bool.self, forKey: .tcpReadsNeedToken)
-        tcpOpenReads = try c.decodeIfPresent([String].self, forKey: .tcpOpenReads)
-        allowedHosts = try c.decodeIfPresent([String].self, forKey: .allowedHosts)
-        apiPrograms = try c.decodeIfPresent([String].self, forKey: .apiPrograms)
-        apiUsers = try c.decodeIfPresent([String].self, forKey: .apiUsers)
-        apiEnvAllow = try c.decodeIfPresent([String].self, forKey: .apiEnvAllow)
-    }
 }

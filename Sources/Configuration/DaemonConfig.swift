@@ -208,11 +208,11 @@ private struct ConfigFile: Decodable {
         durability = try c.decodeIfPresent(String.self, forKey: .durability)
         onExit = try c.decodeIfPresent(String.self, forKey: .onExit)
         defaultTTLMs = try c.decodeIfPresent(Int64.self, forKey: .defaultTTLMs)
-        limits = try c.decodeIfPresent(LimitsFile.self, forKey: .limits)
-        audit = try c.decodeIfPresent(AuditFile.self, forKey: .audit)
-        logs = try c.decodeIfPresent(LogsFile.self, forKey: .logs)
-        access = try c.decodeIfPresent(AccessFile.self, forKey: .access)
-        security = try c.decodeIfPresent(SecurityFile.self, forKey: .security)
+        limits = try c.decodeIfPresent(Strict<LimitsFile>.self, forKey: .limits)?.table
+        audit = try c.decodeIfPresent(Strict<AuditFile>.self, forKey: .audit)?.table
+        logs = try c.decodeIfPresent(Strict<LogsFile>.self, forKey: .logs)?.table
+        access = try c.decodeIfPresent(Strict<AccessFile>.self, forKey: .access)?.table
+        security = try c.decodeIfPresent(Strict<SecurityFile>.self, forKey: .security)?.table
         services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
     }
 

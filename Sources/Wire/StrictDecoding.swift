@@ -25,3 +25,21 @@ public func rejectUnknownKeys(in decoder: Decoder, allowed: [String], at prefix:
         throw DefinitionError(field: prefix.map { "\($0).\(unknown)" } ?? unknown, message: "unknown field")
     }
 }
+
+/// A table whose every field is optional and decoded by its synthesized `init(from:)`; decode
+/// it through `Strict` so that a key its `CodingKeys` do not name is refused.
+public protocol StrictTable: Decodable {
+    associatedtype CodingKeys: CodingKey, CaseIterable
+}
+
+/// Decodes `Table` after refusing unknown keys, named under the key the table stands at
+/// (`limits.max_leasez: unknown field`).
+public struct Strict<Table: StrictTable>: Decodable {
+    public let table: Table
+
+    public init(from decoder: Decoder) throws {
+        let allowed = Table.CodingKeys.allCases.map(\.stringValue)
+        try rejectUnknownKeys(in: decoder, allowed: allowed, at: decoder.codingPath.last?.stringValue)
+        table = try Table(from: decoder)
+    }
+}

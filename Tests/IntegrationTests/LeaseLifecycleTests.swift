@@ -170,11 +170,7 @@ struct LeaseLifecycleTests {
         try withDaemon { daemon in
             let name = daemon.uniqueName("client")
             _ = try daemon.defineSocketService(name)
-            let client = Process()
-            client.executableURL = URL(fileURLWithPath: "/bin/sleep")
-            client.arguments = ["300"]
-            try client.run()
-            daemon.adopt(pid: client.processIdentifier)
+            let client = try daemon.startSleeper()
 
             let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["client_pid": Int(client.processIdentifier)])
             #expect(grant.status == 201, "\(grant.text)")

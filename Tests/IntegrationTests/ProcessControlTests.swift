@@ -27,11 +27,7 @@ struct ProcessControlTests {
             #expect(try daemon.unix.get("/v1/processes/\(member)").json["owner"] as? String == "service_member")
 
             // Someone else's process: 403, a refusal in the audit log, and the process lives on.
-            let bystander = Process()
-            bystander.executableURL = URL(fileURLWithPath: "/bin/sleep")
-            bystander.arguments = ["300"]
-            try bystander.run()
-            daemon.adopt(pid: bystander.processIdentifier)
+            let bystander = try daemon.startSleeper()
             let pid = bystander.processIdentifier
             // A lookup answers as for a pid that does not exist: readers learn nothing of others' pids.
             #expect(try daemon.unix.get("/v1/processes/\(pid)").status == 404)

@@ -10,18 +10,10 @@ no kernel count, no process.
 
 Usage: security_test.py --bin BIN_DIR
 """
-import argparse, http.client, json, os, shutil, signal, socket, subprocess, sys, tempfile, uuid
+import argparse, http.client, json, os, shutil, signal, subprocess, sys, tempfile, uuid
 
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, host="localhost"):
-        super().__init__(host, timeout=30)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.unix_path)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from unix_http import UnixHTTPConnection  # noqa: E402
 
 
 class Daemon:
@@ -43,7 +35,7 @@ class Daemon:
         if tcp:
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         else:
-            connection = UnixConnection(os.path.join(self.state, "procrefd.sock"))
+            connection = UnixHTTPConnection(os.path.join(self.state, "procrefd.sock"))
         try:
             connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
             connection.putheader("Host", host or ("127.0.0.1:%d" % self.port if tcp else "localhost"))

@@ -11,24 +11,16 @@ actions appear only with the admin token, and Restart and Release from the page 
 Saves a screenshot (ARTIFACTS/dashboard.png). Everything it starts is stopped and removed.
 Usage: dashboard_test.py --bin BIN_DIR --artifacts DIR
 """
-import argparse, http.client, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback, uuid
+import argparse, http.client, json, os, shutil, signal, subprocess, sys, tempfile, time, traceback, uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from unix_http import UnixHTTPConnection  # noqa: E402
 
 os.environ.setdefault("SE_OFFLINE", "true")  # never let selenium fetch a browser or driver
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=30)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
 
 
 class Check:
@@ -74,7 +66,7 @@ class Daemon:
         self.token = open(os.path.join(self.state, "token")).read().strip()
 
     def call(self, method, path, body=None):
-        connection = UnixConnection(os.path.join(self.state, "procrefd.sock"))
+        connection = UnixHTTPConnection(os.path.join(self.state, "procrefd.sock"))
         try:
             connection.request(method, path, body=json.dumps(body) if body is not None else None,
                                headers={"Content-Type": "application/json"} if body is not None else {})

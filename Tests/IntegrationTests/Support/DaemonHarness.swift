@@ -86,6 +86,16 @@ final class DaemonHarness: @unchecked Sendable {
     /// Registers a process the test started itself, to be killed at shutdown.
     func adopt(pid: Int32) { extraPIDs.append(pid) }
 
+    /// A `sleep 300` the test may name as a client (or a bystander), killed at shutdown.
+    func startSleeper() throws -> Process {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["300"]
+        try sleeper.run()
+        adopt(pid: sleeper.processIdentifier)
+        return sleeper
+    }
+
     /// Defines a service that listens on a Unix socket in the state dir, healthy once it
     /// listens (Support/test_service.py; `arguments` select its misbehaviour). `extra` adds
     /// definition fields. Returns the socket path.
