@@ -63,11 +63,15 @@ let package = Package(
         // The daemon's own files: state dir, flock claim and singleton probe, PID file, tokens.
         .target(name: "Daemon", dependencies: ["Posix"], swiftSettings: strict),
 
-        // Leases, services (state machines), holders, health checks, process control.
+        // A service's state machine: events in, actions out. No dependencies at all, so the
+        // build enforces that it does no I/O.
+        .target(name: "LifecycleModel", swiftSettings: strict),
+
+        // Leases, services (their executors), holders, health checks, process control.
         .target(
             name: "Lifecycle",
             dependencies: [
-                "Posix", "AuditStore", "Wire", .product(name: "Logging", package: "swift-log"),
+                "LifecycleModel", "Posix", "AuditStore", "Wire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
@@ -122,7 +126,7 @@ let package = Package(
             dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", "Daemon", "Wire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The lifecycle's pure parts (service machine, lease book, refusal folding) without processes.
-        .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Posix", "AuditStore", "Wire"], swiftSettings: strict),
+        .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "LifecycleModel", "Posix", "AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle", "ControlAPI"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),

@@ -4,6 +4,7 @@ import Logging
 import Posix
 import Synchronization
 import Wire
+import LifecycleModel
 
 /// procrefd's lifecycle core, as the API sees it: a facade over the service registry (one
 /// executor and state machine per service), the lease book and the holders. Acquire and
@@ -185,13 +186,13 @@ public final class Coordinator: Sendable {
     /// Admin restart of a running service; its leases stay granted.
     public func restartService(_ name: String, actor: Principal) async throws(LifecycleError) {
         let service = try registry.service(named: name)
-        try service.expectDone(await service.ask { .restartRequested($0, actor: actor) })
+        try service.expectDone(await service.ask { .restartRequested($0, by: actor) })
     }
 
     /// Takes a service out of `failed`; starts it again if leases still count.
     public func resetService(_ name: String, actor: Principal) async throws(LifecycleError) {
         let service = try registry.service(named: name)
-        try service.expectDone(await service.ask { .resetRequested($0, actor: actor) })
+        try service.expectDone(await service.ask { .resetRequested($0, by: actor) })
     }
 }
 

@@ -1,6 +1,7 @@
 import AuditStore
 import Posix
 import Foundation
+import LifecycleModel
 
 /// Settings of the lifecycle core.
 public struct CoordinatorConfig: Sendable {

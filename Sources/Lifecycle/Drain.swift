@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import LifecycleModel
 
 /// How procrefd leaves: hand-off (everything stays for the next procrefd) or drain.
 extension Coordinator {
@@ -32,7 +33,7 @@ extension Coordinator {
                     context.logger.error("cannot record revocation of \(lease.id): \(error)")
                 }
             }
-            _ = await service.ask { .stopRequested(reason: "shutdown", actor: actor, $0) }
+            _ = await service.ask { .stopRequested(reason: "shutdown", by: actor, $0) }
             service.processes.removeCgroup()
             service.caps.removeV1Groups()
             do { try service.semaphores.remove() } catch {

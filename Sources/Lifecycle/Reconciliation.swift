@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import LifecycleModel
 
 /// What start-up reconciliation found and did.
 public struct ReconcileReport: Sendable, Equatable {
@@ -93,7 +94,7 @@ extension Coordinator {
             await context.recordLogged(NewEvent(.serviceAdopted, service: name, pid: process.pid, detail: count.value.map { ["count": .int(Int64($0))] } ?? [:]))
             report.servicesAdopted += 1
             if count.isZero {
-                _ = await service.ask { .stopRequested(reason: "orphan", actor: Principal.procrefd, $0) }
+                _ = await service.ask { .stopRequested(reason: "orphan", by: Principal.procrefd, $0) }
                 report.servicesStopped += 1
             }
             return
@@ -106,7 +107,7 @@ extension Coordinator {
             }
         }
         guard count.mayBeHeld else { return }
-        let answer = await service.ask { .startRequested($0, actor: Principal.procrefd) }
+        let answer = await service.ask { .startRequested($0, by: Principal.procrefd) }
         if case .refused(let refusal) = answer {
             context.logger.error("could not recover \(name): \(service.error(for: refusal))")
         } else if !service.definition.isLock {  // a lock has nothing to recover: it is ready again

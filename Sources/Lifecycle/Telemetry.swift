@@ -1,5 +1,6 @@
 import Metrics
 import Synchronization
+import LifecycleModel
 
 /// procrefd's metrics, through swift-metrics: the daemon bootstraps a Prometheus backend and
 /// serves it on `GET /metrics`; in tests (no bootstrap) they cost nothing.

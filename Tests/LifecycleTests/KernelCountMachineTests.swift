@@ -1,5 +1,6 @@
 import Glibc
 @testable import Lifecycle
+@testable import LifecycleModel
 import Testing
 
 /// An unreadable kernel count never reads as 0: the machine stops nothing on it, and says so once.
@@ -13,17 +14,17 @@ struct KernelCountMachineTests {
             var driver = MachineDriver { $0.lingerMs = linger }
             driver.startReady()
             driver.count = Self.removed
-            let gone = driver.send(.lastReferenceGone(reason: "last_release", actor: "a", 7))
+            let gone = driver.send(.lastReferenceGone(reason: "last_release", by: "a", 7))
             #expect(gone.teardownReason == nil)
             #expect(gone.schedules(.linger) == nil)
             #expect(gone.answers == [7: .done(stopped: false)])
             #expect(gone.notes == [.kernelUnreadable(errno: EIDRM)])
             #expect(driver.machine.state == .ready)
             // Still unreadable: not recorded again.
-            #expect(driver.send(.lastReferenceGone(reason: "last_release", actor: "a", nil)).notes.isEmpty)
+            #expect(driver.send(.lastReferenceGone(reason: "last_release", by: "a", nil)).notes.isEmpty)
             // Readable again, and 0: the usual rules apply, and a later failure is a new spell.
             driver.count = 0
-            let known = driver.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+            let known = driver.send(.lastReferenceGone(reason: "last_release", by: "a", nil))
             #expect(known.teardownReason != nil || known.schedules(.linger) == linger)
             #expect(driver.machine.kernelUnreadable == nil)
         }
@@ -34,7 +35,7 @@ struct KernelCountMachineTests {
         var lingering = MachineDriver { $0.lingerMs = 1_000 }
         lingering.startReady()
         lingering.count = 0
-        lingering.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        lingering.send(.lastReferenceGone(reason: "last_release", by: "a", nil))
         lingering.count = Self.removed
         #expect(lingering.fire(.linger, after: 1_000).teardownReason == nil)
         #expect(lingering.machine.state == .ready)
@@ -42,7 +43,7 @@ struct KernelCountMachineTests {
         var crashed = MachineDriver()
         crashed.startReady()
         crashed.count = Self.removed
-        crashed.send(.mainExited(.exited(code: 1)))
+        crashed.send(.mainExited(MainExit(.exited(code: 1))))
         // Someone may still count it: restarted after the backoff, as with a count above 0.
         #expect(crashed.send(.teardownFinished).schedules(.backoff) != nil)
         #expect(crashed.fire(.backoff, after: 60_000).spawnReason == .restart)

@@ -1,9 +1,10 @@
 import Posix
 @testable import Lifecycle
+@testable import LifecycleModel
 
-/// Drives a `ServiceMachine` by hand: a fake clock, a made-up kernel count, no processes.
+/// Drives a `Machine` by hand: a fake clock, a made-up kernel count, no processes.
 struct MachineDriver {
-    var machine: ServiceMachine
+    var machine: Machine
     var now: Int64 = 1_000_000
     var count: KernelCount = 1
     /// The token of each timer as last armed, and of the last probe.
@@ -14,12 +15,12 @@ struct MachineDriver {
         var definition = ServiceDefinition(start: ["/bin/true"])
         definition.health = HealthCheck(kind: .tcp(host: "127.0.0.1", port: 9), timeoutMs: 100)
         configure(&definition)
-        machine = ServiceMachine(policy: ServicePolicy(definition))
+        machine = Machine(policy: ServicePolicy(definition))
     }
 
     /// Handles `event` at the current time and count; notes timers and probes it starts.
     @discardableResult
-    mutating func send(_ event: ServiceEvent) -> [ServiceAction] {
+    mutating func send(_ event: MachineEvent) -> [MachineAction] {
         let actions = machine.handle(event, now: now, count: count)
         for action in actions {
             switch action {
@@ -34,22 +35,22 @@ struct MachineDriver {
 
     /// Moves the clock and fires `timer` with its current token.
     @discardableResult
-    mutating func fire(_ timer: ServiceTimer, after ms: Int64 = 0) -> [ServiceAction] {
+    mutating func fire(_ timer: ServiceTimer, after ms: Int64 = 0) -> [MachineAction] {
         now += ms
         guard let token = timers.removeValue(forKey: timer) else { return [] }
         return send(.timerFired(timer, token: token))
     }
 
     @discardableResult
-    mutating func pass() -> [ServiceAction] { send(.probePassed(token: probe ?? 0)) }
+    mutating func pass() -> [MachineAction] { send(.probePassed(token: probe ?? 0)) }
 
     @discardableResult
-    mutating func fail(_ reason: String = "refused") -> [ServiceAction] { send(.probeFailed(token: probe ?? 0, reason: reason)) }
+    mutating func fail(_ reason: String = "refused") -> [MachineAction] { send(.probeFailed(token: probe ?? 0, reason: reason)) }
 
     /// Stopped → ready through one acquire (waiter 1); returns the actions of the last step.
     @discardableResult
-    mutating func startReady() -> [ServiceAction] {
-        send(.acquire(1, actor: "test"))
+    mutating func startReady() -> [MachineAction] {
+        send(.acquire(1, by: "test"))
         send(.spawned)
         return pass()
     }
@@ -60,7 +61,7 @@ extension KernelCount: ExpressibleByIntegerLiteral {
     public init(integerLiteral value: Int) { self = .known(value) }
 }
 
-extension Array where Element == ServiceAction {
+extension Array where Element == MachineAction {
     var answers: [Waiter: ServiceAnswer] {
         var found: [Waiter: ServiceAnswer] = [:]
         for case let .answer(waiter, answer) in self { found[waiter] = answer }

@@ -2,6 +2,7 @@ import AuditStore
 import Posix
 import Testing
 @testable import Lifecycle
+@testable import LifecycleModel
 
 /// Every transition of the service machine, driven with a fake clock and no processes.
 @Suite("Service machine")
@@ -9,11 +10,11 @@ struct ServiceMachineTests {
     @Test("first acquire: spawn, readiness probes until one passes, then ready; acquires meanwhile wait, one started it")
     func firstAcquire() {
         var driver = MachineDriver()
-        let first = driver.send(.acquire(1, actor: "a"))
+        let first = driver.send(.acquire(1, by: "a"))
         #expect(first.spawnReason == .acquire)
         #expect(first.schedules(.startDeadline) == 10_000)
         #expect(driver.machine.state == .starting)
-        #expect(driver.send(.acquire(2, actor: "b")).answers.isEmpty)
+        #expect(driver.send(.acquire(2, by: "b")).answers.isEmpty)
         let spawned = driver.send(.spawned)
         #expect(spawned.contains(.probe(token: driver.probe ?? 0, readiness: true)))
         #expect(driver.fail().schedules(.readinessRetry) == ServicePolicy.readinessRetryMs)
@@ -30,9 +31,9 @@ struct ServiceMachineTests {
     @Test("without a health check the service is ready once spawned")
     func noHealthCheck() {
         var driver = MachineDriver { $0.health = nil }
-        driver.send(.acquire(1, actor: "a"))
+        driver.send(.acquire(1, by: "a"))
         #expect(driver.send(.spawned).answers == [1: .ready(started: true)])
-        #expect(driver.send(.acquire(2, actor: "b")).answers == [2: .ready(started: false)])
+        #expect(driver.send(.acquire(2, by: "b")).answers == [2: .ready(started: false)])
     }
 
     @Test("a probe that passed within fresh_ms covers the next acquire; a stale one is probed again")
@@ -40,12 +41,12 @@ struct ServiceMachineTests {
         var driver = MachineDriver()
         driver.startReady()
         driver.now += 100
-        #expect(driver.send(.acquire(2, actor: "b")).answers == [2: .ready(started: false)])
+        #expect(driver.send(.acquire(2, by: "b")).answers == [2: .ready(started: false)])
         driver.now += 200
-        let stale = driver.send(.acquire(3, actor: "c"))
+        let stale = driver.send(.acquire(3, by: "c"))
         #expect(stale.answers.isEmpty)
         #expect(stale.contains { if case .probe(_, false) = $0 { return true } else { return false } })
-        #expect(driver.send(.acquire(4, actor: "d")).answers.isEmpty)  // shares the probe under way
+        #expect(driver.send(.acquire(4, by: "d")).answers.isEmpty)  // shares the probe under way
         #expect(driver.pass().answers == [3: .ready(started: false), 4: .ready(started: false)])
     }
 
@@ -54,7 +55,7 @@ struct ServiceMachineTests {
         var driver = MachineDriver()
         driver.startReady()
         driver.now += 1_000
-        driver.send(.acquire(2, actor: "b"))
+        driver.send(.acquire(2, by: "b"))
         #expect(driver.fail().schedules(.healthRetry) == 100)
         #expect(driver.machine.state == .unhealthy)
         driver.fire(.healthRetry, after: 100)
@@ -76,7 +77,7 @@ struct ServiceMachineTests {
         var driver = MachineDriver { $0.health?.failures = 1 }
         driver.startReady()
         driver.now += 1_000
-        driver.send(.acquire(2, actor: "b"))
+        driver.send(.acquire(2, by: "b"))
         driver.fail()
         driver.send(.teardownFinished)
         driver.send(.spawned)
@@ -91,20 +92,20 @@ struct ServiceMachineTests {
     func failedStarts() {
         var driver = MachineDriver { $0.restartLimit = 2 }
         for attempt in 1...3 {
-            driver.send(.acquire(Waiter(attempt), actor: "a"))
+            driver.send(.acquire(Waiter(attempt), by: "a"))
             driver.send(.spawnFailed("ENOENT"))
             driver.now += 10
         }
         #expect(driver.machine.failureReason == "3 failed starts within 60000 ms")
-        #expect(driver.send(.acquire(9, actor: "a")).answers == [9: .refused(.failed("3 failed starts within 60000 ms"))])
+        #expect(driver.send(.acquire(9, by: "a")).answers == [9: .refused(.failed("3 failed starts within 60000 ms"))])
     }
 
     @Test("the main process exiting during start-up is a failed start; its leftovers are torn down first")
     func exitDuringStart() {
         var driver = MachineDriver()
-        driver.send(.acquire(1, actor: "a"))
+        driver.send(.acquire(1, by: "a"))
         driver.send(.spawned)
-        let exited = driver.send(.mainExited(.exited(code: 0)))
+        let exited = driver.send(.mainExited(MainExit(.exited(code: 0))))
         #expect(exited.notes == [.startFailed("exited during start-up with exit code 0")])
         #expect(exited.teardownReason == "start_failed")
         #expect(driver.send(.probePassed(token: driver.probe ?? 0)).isEmpty)  // a late probe is stale
@@ -115,23 +116,23 @@ struct ServiceMachineTests {
     @Test("pid_file mode: the start command must exit 0, then the file must name a live process")
     func pidFile() {
         var driver = MachineDriver { $0.pidFile = "/run/x.pid" }
-        driver.send(.acquire(1, actor: "a"))
+        driver.send(.acquire(1, by: "a"))
         #expect(driver.send(.spawned).isEmpty)
-        #expect(driver.send(.mainExited(.exited(code: 0))) == [.readPidFile])
+        #expect(driver.send(.mainExited(MainExit(.exited(code: 0)))) == [.readPidFile])
         #expect(driver.send(.pidFileRead(.notYet)).schedules(.pidFileRetry) == ServicePolicy.pidFileRetryMs)
         #expect(driver.fire(.pidFileRetry, after: 10) == [.readPidFile])
         #expect(driver.send(.pidFileRead(.adopted)).contains { if case .probe(_, true) = $0 { return true } else { return false } })
 
         var failing = MachineDriver { $0.pidFile = "/run/x.pid" }
-        failing.send(.acquire(1, actor: "a"))
+        failing.send(.acquire(1, by: "a"))
         failing.send(.spawned)
-        #expect(failing.send(.mainExited(.exited(code: 1))).notes
+        #expect(failing.send(.mainExited(MainExit(.exited(code: 1)))).notes
             == [.startFailed("the start command ended with exit code 1 (pid_file mode expects exit code 0)")])
 
         var silent = MachineDriver { $0.pidFile = "/run/x.pid" }
-        silent.send(.acquire(1, actor: "a"))
+        silent.send(.acquire(1, by: "a"))
         silent.send(.spawned)
-        silent.send(.mainExited(.exited(code: 0)))
+        silent.send(.mainExited(MainExit(.exited(code: 0))))
         #expect(silent.fire(.startDeadline, after: 10_000).notes == [.startFailed("/run/x.pid names no live process of the service")])
     }
 
@@ -140,8 +141,8 @@ struct ServiceMachineTests {
         var driver = MachineDriver { $0.restartLimit = 2 }
         driver.startReady()
         for (attempt, backoff) in [(1, 500), (2, 1_000)] {
-            let crashed = driver.send(.mainExited(.signaled(signal: 9)))
-            #expect(crashed.notes.first == .exited(.signaled(signal: 9)))
+            let crashed = driver.send(.mainExited(MainExit(.signaled(signal: 9))))
+            #expect(crashed.notes.first == .exited(MainExit(.signaled(signal: 9))))
             #expect(crashed.teardownReason == "exited")
             let planned = driver.send(.teardownFinished)
             #expect(planned.notes == [.restarting(backoffMs: backoff, attempt: attempt)])
@@ -150,7 +151,7 @@ struct ServiceMachineTests {
             driver.send(.spawned)
             #expect(driver.pass().notes == [.ready(startupMs: 0, reason: .restart)])
         }
-        driver.send(.mainExited(nil))
+        driver.send(.mainExited(MainExit(nil)))
         let failed = driver.send(.teardownFinished)
         #expect(failed.notes == [.failed("2 restarts within 60000 ms", count: 1)])
         #expect(driver.machine.state == .failed)
@@ -160,14 +161,14 @@ struct ServiceMachineTests {
     func crashWithoutLeases() {
         var driver = MachineDriver()
         driver.startReady()
-        driver.send(.mainExited(nil))
+        driver.send(.mainExited(MainExit(nil)))
         driver.count = 0
         #expect(driver.send(.teardownFinished).isEmpty)
         #expect(driver.machine.state == .stopped)
 
         var backingOff = MachineDriver()
         backingOff.startReady()
-        backingOff.send(.mainExited(nil))
+        backingOff.send(.mainExited(MainExit(nil)))
         backingOff.send(.teardownFinished)
         backingOff.count = 0
         #expect(backingOff.fire(.backoff, after: 500).isEmpty)
@@ -178,13 +179,13 @@ struct ServiceMachineTests {
     func restartWindow() {
         var driver = MachineDriver { $0.restartLimit = 1 }
         driver.startReady()
-        driver.send(.mainExited(nil))
+        driver.send(.mainExited(MainExit(nil)))
         driver.send(.teardownFinished)
         driver.fire(.backoff, after: 500)
         driver.send(.spawned)
         driver.pass()
         driver.now += 60_001
-        driver.send(.mainExited(nil))
+        driver.send(.mainExited(MainExit(nil)))
         #expect(driver.send(.teardownFinished).notes == [.restarting(backoffMs: 500, attempt: 1)])
     }
 
@@ -193,7 +194,7 @@ struct ServiceMachineTests {
         var driver = MachineDriver()
         driver.startReady()
         driver.count = 0
-        let gone = driver.send(.lastReferenceGone(reason: "last_release", actor: "a", 7))
+        let gone = driver.send(.lastReferenceGone(reason: "last_release", by: "a", 7))
         #expect(gone.teardownReason == "last_release")
         #expect(driver.machine.state == .stopping)
         #expect(driver.send(.teardownFinished).answers == [7: .done(stopped: true)])
@@ -205,7 +206,7 @@ struct ServiceMachineTests {
         var driver = MachineDriver()
         driver.startReady()
         driver.count = 2
-        #expect(driver.send(.lastReferenceGone(reason: "last_release", actor: "a", 7)) == [.answer(7, .done(stopped: false))])
+        #expect(driver.send(.lastReferenceGone(reason: "last_release", by: "a", 7)) == [.answer(7, .done(stopped: false))])
         #expect(driver.machine.state == .ready)
     }
 
@@ -214,16 +215,16 @@ struct ServiceMachineTests {
         var driver = MachineDriver { $0.lingerMs = 2_000 }
         driver.startReady()
         driver.count = 0
-        #expect(driver.send(.lastReferenceGone(reason: "last_release", actor: "a", nil)).schedules(.linger) == 2_000)
+        #expect(driver.send(.lastReferenceGone(reason: "last_release", by: "a", nil)).schedules(.linger) == 2_000)
         #expect(driver.machine.lingerUntil == driver.now + 2_000)
         let stale = driver.timers[.linger] ?? 0
         driver.count = 1
-        let kept = driver.send(.acquire(2, actor: "b"))
+        let kept = driver.send(.acquire(2, by: "b"))
         #expect(kept.contains(.cancel(.linger)))
         #expect(kept.answers == [2: .ready(started: false)])
         #expect(driver.send(.timerFired(.linger, token: stale)).isEmpty)
         driver.count = 0
-        driver.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        driver.send(.lastReferenceGone(reason: "last_release", by: "a", nil))
         #expect(driver.fire(.linger, after: 2_000).teardownReason == "linger_expired")
     }
 
@@ -232,7 +233,7 @@ struct ServiceMachineTests {
         var scenarios: [(String, MachineDriver)] = []
         scenarios.append(("stopped", MachineDriver()))
         var starting = MachineDriver()
-        starting.send(.acquire(1, actor: "a"))
+        starting.send(.acquire(1, by: "a"))
         scenarios.append(("starting", starting))
         var fresh = MachineDriver()
         fresh.startReady()
@@ -246,16 +247,16 @@ struct ServiceMachineTests {
         var lingering = MachineDriver { $0.lingerMs = 2_000 }
         lingering.startReady()
         lingering.count = 0
-        lingering.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        lingering.send(.lastReferenceGone(reason: "last_release", by: "a", nil))
         lingering.count = 1
         scenarios.append(("lingering", lingering))
         var stopping = fresh
         stopping.count = 0
-        stopping.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        stopping.send(.lastReferenceGone(reason: "last_release", by: "a", nil))
         scenarios.append(("stopping", stopping))
         for (name, driver) in scenarios {
             var probe = driver
-            let answeredAtOnce = probe.send(.acquire(99, actor: "x")) == [.answer(99, .ready(started: false))]
+            let answeredAtOnce = probe.send(.acquire(99, by: "x")) == [.answer(99, .ready(started: false))]
             #expect(driver.machine.grantsAtOnce(now: driver.now) == answeredAtOnce, "\(name)")
         }
         #expect(scenarios.filter { $0.1.machine.grantsAtOnce(now: $0.1.now) }.map(\.0) == ["ready, health fresh", "ready, no health check"])
@@ -270,9 +271,9 @@ struct ServiceMachineTests {
         var driver = MachineDriver()
         driver.startReady()
         driver.count = 0
-        driver.send(.lastReferenceGone(reason: "last_release", actor: "a", nil))
+        driver.send(.lastReferenceGone(reason: "last_release", by: "a", nil))
         driver.count = 1
-        #expect(driver.send(.acquire(2, actor: "b")).answers.isEmpty)
+        #expect(driver.send(.acquire(2, by: "b")).answers.isEmpty)
         #expect(driver.send(.teardownFinished).spawnReason == .acquire)
         driver.send(.spawned)
         #expect(driver.pass().answers == [2: .ready(started: true)])
@@ -281,7 +282,7 @@ struct ServiceMachineTests {
     @Test("a service that became ready after every acquirer left is stopped")
     func readyWithNobody() {
         var driver = MachineDriver()
-        driver.send(.acquire(1, actor: "a"))
+        driver.send(.acquire(1, by: "a"))
         driver.send(.abandon(1))
         driver.send(.spawned)
         driver.count = 0
@@ -293,12 +294,12 @@ struct ServiceMachineTests {
     @Test("admin restart: refused unless ready; otherwise a stop and a start, answered when ready")
     func adminRestart() {
         var driver = MachineDriver()
-        #expect(driver.send(.restartRequested(5, actor: "admin")).answers == [5: .refused(.notRunning)])
-        driver.send(.acquire(1, actor: "a"))
-        #expect(driver.send(.restartRequested(5, actor: "admin")).answers == [5: .refused(.busy(.starting))])
+        #expect(driver.send(.restartRequested(5, by: "admin")).answers == [5: .refused(.notRunning)])
+        driver.send(.acquire(1, by: "a"))
+        #expect(driver.send(.restartRequested(5, by: "admin")).answers == [5: .refused(.busy(.starting))])
         driver.send(.spawned)
         driver.pass()
-        #expect(driver.send(.restartRequested(6, actor: "admin")).teardownReason == "admin_restart")
+        #expect(driver.send(.restartRequested(6, by: "admin")).teardownReason == "admin_restart")
         #expect(driver.send(.teardownFinished).spawnReason == .adminRestart)
         driver.send(.spawned)
         #expect(driver.pass().answers == [6: .done(stopped: false)])
@@ -307,20 +308,20 @@ struct ServiceMachineTests {
     @Test("reset: refused unless failed; clears the history, starts again only while leases count")
     func reset() {
         var driver = MachineDriver { $0.restartLimit = 0 }
-        #expect(driver.send(.resetRequested(5, actor: "admin")).answers == [5: .refused(.notFailed)])
-        driver.send(.acquire(1, actor: "a"))
+        #expect(driver.send(.resetRequested(5, by: "admin")).answers == [5: .refused(.notFailed)])
+        driver.send(.acquire(1, by: "a"))
         driver.send(.spawnFailed("ENOENT"))
         #expect(driver.machine.state == .failed)
         driver.count = 0
-        let idle = driver.send(.resetRequested(6, actor: "admin"))
+        let idle = driver.send(.resetRequested(6, by: "admin"))
         #expect(idle.notes == [.reset(count: 0)])
         #expect(idle.answers == [6: .done(stopped: false)])
         #expect(driver.machine.restarts.isEmpty)
 
         var leased = MachineDriver { $0.restartLimit = 0 }
-        leased.send(.acquire(1, actor: "a"))
+        leased.send(.acquire(1, by: "a"))
         leased.send(.spawnFailed("ENOENT"))
-        #expect(leased.send(.resetRequested(7, actor: "admin")).spawnReason == .reset)
+        #expect(leased.send(.resetRequested(7, by: "admin")).spawnReason == .reset)
         leased.send(.spawned)
         #expect(leased.pass().answers == [7: .done(stopped: false)])
     }
@@ -328,8 +329,8 @@ struct ServiceMachineTests {
     @Test("a stop request (drain, removal) tears down, cancels every timer and refuses whoever waits")
     func stopRequest() {
         var driver = MachineDriver()
-        driver.send(.acquire(1, actor: "a"))
-        let stop = driver.send(.stopRequested(reason: "shutdown", actor: "procrefd", 9))
+        driver.send(.acquire(1, by: "a"))
+        let stop = driver.send(.stopRequested(reason: "shutdown", by: "procrefd", 9))
         #expect(stop.contains(.cancel(.startDeadline)))
         #expect(stop.teardownReason == "shutdown")
         #expect(driver.send(.teardownFinished).answers == [9: .done(stopped: true), 1: .refused(.stopped)])
@@ -341,9 +342,9 @@ struct ServiceMachineTests {
         var driver = MachineDriver()
         driver.send(.adopted)
         #expect(driver.machine.state == .ready)
-        #expect(driver.send(.startRequested(3, actor: "procrefd")) == [.answer(3, .done(stopped: false))])
+        #expect(driver.send(.startRequested(3, by: "procrefd")) == [.answer(3, .done(stopped: false))])
         var stopped = MachineDriver()
-        #expect(stopped.send(.startRequested(3, actor: "procrefd")).spawnReason == .reconcile)
+        #expect(stopped.send(.startRequested(3, by: "procrefd")).spawnReason == .reconcile)
     }
 
     @Test("backoff doubles from restart_backoff_ms and stops at restart_backoff_max_ms")

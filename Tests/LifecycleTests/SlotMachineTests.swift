@@ -1,11 +1,12 @@
 import Testing
 @testable import Lifecycle
+@testable import LifecycleModel
 
 /// Counted slots in the service machine: who gets a slot, who queues, in which order, and
 /// how a wait ends. The kernel count is made up; no processes.
 @Suite("Slots")
 struct SlotMachineTests {
-    static func launches(_ actions: [ServiceAction]) -> [Waiter] {
+    static func launches(_ actions: [MachineAction]) -> [Waiter] {
         actions.compactMap { if case .launch(let waiter) = $0 { return waiter } else { return nil } }
     }
 
@@ -99,18 +100,18 @@ struct SlotMachineTests {
     func lockLifecycle() {
         var driver = Self.lock(slots: 1)
         driver.count = 1
-        let acquired = driver.send(.acquire(1, actor: "a"))
+        let acquired = driver.send(.acquire(1, by: "a"))
         #expect(acquired == [.answer(1, .ready(started: false))])
         #expect(driver.machine.state == .ready)
         driver.send(.slotWanted(2, waitMs: 1_000))
         driver.count = 0
-        #expect(driver.send(.lastReferenceGone(reason: "last_release", actor: "a", 9)) == [.answer(9, .done(stopped: false))])
+        #expect(driver.send(.lastReferenceGone(reason: "last_release", by: "a", 9)) == [.answer(9, .done(stopped: false))])
         #expect(driver.machine.state == .stopped)
         // Start-up reconciliation of a lock whose holders outlived procrefd: ready, nothing spawned.
         driver.count = 1
-        #expect(driver.send(.startRequested(10, actor: "procrefd")) == [.answer(10, .done(stopped: false))])
+        #expect(driver.send(.startRequested(10, by: "procrefd")) == [.answer(10, .done(stopped: false))])
         #expect(driver.machine.state == .ready)
-        let stop = driver.send(.stopRequested(reason: "shutdown", actor: "procrefd", 11))
+        let stop = driver.send(.stopRequested(reason: "shutdown", by: "procrefd", 11))
         #expect(stop.teardownReason == "shutdown")
         let stopped = driver.send(.teardownFinished)
         #expect(stopped.contains(.leftQueue(2, position: 1, .serviceStopped)))

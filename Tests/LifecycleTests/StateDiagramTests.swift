@@ -2,6 +2,7 @@ import Foundation
 import Posix
 import Testing
 @testable import Lifecycle
+@testable import LifecycleModel
 
 /// The README's state diagram is checked against the machine: scripted runs through every
 /// kind of event collect the status-state changes they cause, and those must be exactly the
@@ -19,17 +20,17 @@ struct StateDiagramTests {
         var driver: MachineDriver
         var edges: Set<String> = []
 
-        mutating func send(_ event: ServiceEvent) { observe { $0.send(event) } }
+        mutating func send(_ event: MachineEvent) { observe { $0.send(event) } }
         mutating func fire(_ timer: ServiceTimer, after ms: Int64 = 0) { observe { $0.fire(timer, after: ms) } }
         mutating func pass() { observe { $0.pass() } }
         mutating func fail() { observe { $0.fail() } }
         mutating func ready() {
-            send(.acquire(1, actor: "t"))
+            send(.acquire(1, by: "t"))
             send(.spawned)
             pass()
         }
 
-        private mutating func observe(_ step: (inout MachineDriver) -> [ServiceAction]) {
+        private mutating func observe(_ step: (inout MachineDriver) -> [MachineAction]) {
             let before = driver.machine.state
             _ = step(&driver)
             let after = driver.machine.state
@@ -45,12 +46,12 @@ struct StateDiagramTests {
         all.formUnion(edges { run in
             run.ready()
             run.driver.now += 1_000
-            run.send(.acquire(2, actor: "t"))
+            run.send(.acquire(2, by: "t"))
             run.fail()
             run.fire(.healthRetry, after: 100)
             run.pass()
             run.driver.now += 1_000
-            run.send(.acquire(3, actor: "t"))
+            run.send(.acquire(3, by: "t"))
             for _ in 1..<3 {
                 run.fail()
                 run.fire(.healthRetry, after: 100)
@@ -61,19 +62,19 @@ struct StateDiagramTests {
         // Crash, backoff, restart; then a crash past the limit; then reset with leases.
         all.formUnion(edges({ $0.restartLimit = 1 }) { run in
             run.ready()
-            run.send(.mainExited(nil))
+            run.send(.mainExited(MainExit(nil)))
             run.send(.teardownFinished)
             run.fire(.backoff, after: 500)
             run.send(.spawned)
             run.pass()
-            run.send(.mainExited(nil))
+            run.send(.mainExited(MainExit(nil)))
             run.send(.teardownFinished)
-            run.send(.resetRequested(4, actor: "t"))
+            run.send(.resetRequested(4, by: "t"))
         })
         // A backoff that finds nothing counted.
         all.formUnion(edges { run in
             run.ready()
-            run.send(.mainExited(nil))
+            run.send(.mainExited(MainExit(nil)))
             run.send(.teardownFinished)
             run.driver.count = 0
             run.fire(.backoff, after: 500)
@@ -82,43 +83,43 @@ struct StateDiagramTests {
         all.formUnion(edges { run in
             run.ready()
             run.driver.count = 0
-            run.send(.lastReferenceGone(reason: "last_release", actor: "t", nil))
+            run.send(.lastReferenceGone(reason: "last_release", by: "t", nil))
             run.send(.teardownFinished)
             run.driver.count = 1
             run.ready()
             run.driver.count = 0
-            run.send(.lastReferenceGone(reason: "last_release", actor: "t", nil))
+            run.send(.lastReferenceGone(reason: "last_release", by: "t", nil))
             run.driver.count = 1
-            run.send(.acquire(2, actor: "t"))
+            run.send(.acquire(2, by: "t"))
             run.send(.teardownFinished)
             run.send(.spawned)
             run.pass()
-            run.send(.restartRequested(3, actor: "t"))
+            run.send(.restartRequested(3, by: "t"))
         })
         // Failed starts: spawn failures to `failed`, a reset without leases; a start that
         // exits; a failure past the limit after a teardown.
         all.formUnion(edges({ $0.restartLimit = 1 }) { run in
-            run.send(.acquire(1, actor: "t"))
+            run.send(.acquire(1, by: "t"))
             run.send(.spawnFailed("ENOENT"))
-            run.send(.acquire(2, actor: "t"))
+            run.send(.acquire(2, by: "t"))
             run.send(.spawnFailed("ENOENT"))
             run.driver.count = 0
-            run.send(.resetRequested(3, actor: "t"))
+            run.send(.resetRequested(3, by: "t"))
             run.driver.count = 1
-            run.send(.acquire(4, actor: "t"))
+            run.send(.acquire(4, by: "t"))
             run.send(.spawned)
-            run.send(.mainExited(.exited(code: 1)))
+            run.send(.mainExited(MainExit(.exited(code: 1))))
             run.send(.teardownFinished)
-            run.send(.acquire(5, actor: "t"))
+            run.send(.acquire(5, by: "t"))
             run.send(.spawned)
-            run.send(.mainExited(.exited(code: 1)))
+            run.send(.mainExited(MainExit(.exited(code: 1))))
             run.send(.teardownFinished)
         })
         // A lock (slots, no start): ready while counted, stopped at 0.
         all.formUnion(edges({ $0 = ServiceDefinition(start: [], slots: 1) }) { run in
-            run.send(.acquire(1, actor: "t"))
+            run.send(.acquire(1, by: "t"))
             run.driver.count = 0
-            run.send(.lastReferenceGone(reason: "last_release", actor: "t", nil))
+            run.send(.lastReferenceGone(reason: "last_release", by: "t", nil))
         })
         return all
     }

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import LifecycleModel
 
 /// A call tried on the calling thread (the HTTP thread that parsed the request), so the
 /// common case costs no thread hop: see `Coordinator.acquireNow` and `releaseNow`.
@@ -22,7 +23,7 @@ public enum Attempt<T: Sendable>: Sendable {
 /// probe: anything else takes the machine's way, through the service's loop.
 extension Coordinator {
     /// `acquire` without the service's loop, when its machine would answer `ready` with no
-    /// other action (see `ServiceMachine.grantsAtOnce`) and an idle holder is at hand.
+    /// other action (see `Machine.grantsAtOnce`) and an idle holder is at hand.
     public func acquireNow(service name: String, request asked: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> {
         guard !shuttingDown.load(ordering: .relaxed), let service = registry.existing(name), service.grantsAtOnce else {
             return .notAttempted

@@ -3,6 +3,7 @@ import Foundation
 import Posix
 import Synchronization
 import Wire
+import LifecycleModel
 
 /// An acquire the Coordinator has validated and reserved, as the issuer takes it.
 struct LeaseOrder: Sendable {
@@ -111,7 +112,7 @@ final class LeaseIssuer: Sendable {
     func undo(_ lease: Lease, of service: ServiceExecutor, by actor: Principal) async {
         await end(lease)
         service.slotFreed()
-        if service.kernelCount().isZero { service.send(.lastReferenceGone(reason: "acquire_failed", actor: actor, nil)) }
+        if service.kernelCount().isZero { service.send(.lastReferenceGone(reason: "acquire_failed", by: actor, nil)) }
     }
 
     /// Asks the holder to give its reference back and waits until it has (its answer) or

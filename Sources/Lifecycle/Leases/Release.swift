@@ -2,6 +2,7 @@ import AuditStore
 import Foundation
 import Posix
 import Wire
+import LifecycleModel
 
 /// Ending leases: release, keepalive, holder exits, and the lease queries.
 extension Coordinator {
@@ -32,7 +33,7 @@ extension Coordinator {
     ) async throws(LifecycleError) -> ReleaseResult {
         var stopped = false
         if count.isZero {
-            let answer = await service.ask { .lastReferenceGone(reason: "last_release", actor: actor, $0) }
+            let answer = await service.ask { .lastReferenceGone(reason: "last_release", by: actor, $0) }
             stopped = answer == .done(stopped: true)
             await registry.removeIfPending(service)
         }
@@ -132,7 +133,7 @@ extension Coordinator {
                 context.logger.error("recording the end of holder \(lease.holder.pid): \(error)")
             }
             guard let service, count.isZero else { return }
-            _ = await service.ask { .lastReferenceGone(reason: "last_\(reason.rawValue)", actor: Principal.procrefd, $0) }
+            _ = await service.ask { .lastReferenceGone(reason: "last_\(reason.rawValue)", by: Principal.procrefd, $0) }
             await registry.removeIfPending(service)
         }
     }

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import LifecycleModel
 
 /// A service's semaphore set removed from outside procrefd (`ipcrm -s`, or root's IPC_RMID).
 ///
@@ -56,6 +57,6 @@ extension Coordinator {
         }
         service.replaceSemaphores(renewed)
         service.slotFreed()
-        _ = await service.ask { .lastReferenceGone(reason: "semaphore_removed", actor: Principal.procrefd, $0) }
+        _ = await service.ask { .lastReferenceGone(reason: "semaphore_removed", by: Principal.procrefd, $0) }
     }
 }

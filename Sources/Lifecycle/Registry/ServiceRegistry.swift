@@ -2,6 +2,7 @@ import AuditStore
 import Foundation
 import Posix
 import Synchronization
+import LifecycleModel
 
 /// The defined services: their executors by name, their stored definitions and their
 /// semaphore sets. Changes to the set (define, replace, remove, config reload) run one at a
@@ -71,7 +72,7 @@ final class ServiceRegistry: Sendable {
     /// Stops what is left of the service, deletes its row (recording `service.removed`),
     /// removes its semaphore set and cgroup, and drops it.
     func remove(_ service: ServiceExecutor, actor: Principal) async throws(LifecycleError) {
-        _ = await service.ask { .stopRequested(reason: "removed", actor: actor, $0) }
+        _ = await service.ask { .stopRequested(reason: "removed", by: actor, $0) }
         service.processes.removeCgroup()
         service.caps.removeV1Groups()
         let name = service.name

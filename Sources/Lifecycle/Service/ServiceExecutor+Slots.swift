@@ -1,5 +1,6 @@
 import AuditStore
 import Posix
+import LifecycleModel
 
 /// An acquire of a slotted service, from its arrival until it takes a slot or leaves.
 struct SlotWait: Sendable {

@@ -2,9 +2,10 @@ import AuditStore
 import Foundation
 import Posix
 import Synchronization
+import LifecycleModel
 
 /// Runs one service's machine: takes events one at a time from a queue, hands each to the
-/// `ServiceMachine` with the time and the kernel count, and runs the actions it returns.
+/// `Machine` with the time and the kernel count, and runs the actions it returns.
 /// Quick actions (records, a spawn, a timer) run in order before the next event; slow ones
 /// (a health probe, a teardown) run as tasks that report back as events, so the machine
 /// keeps taking events meanwhile. No lock is held across I/O: the machine's state is only
@@ -26,7 +27,7 @@ final class ServiceExecutor: Sendable {
 
     /// What the event loop owns. Only the loop task changes `machine`.
     struct Owned {
-        var machine: ServiceMachine
+        var machine: Machine
         var definition: ServiceDefinition
         /// The main process: the one started, or the one its pid_file names, or adopted.
         var main: PidFD?
@@ -46,7 +47,7 @@ final class ServiceExecutor: Sendable {
         var launchFailures: [Waiter: LifecycleError] = [:]
         var nextWaiter: Waiter = 0
         /// Events an action reports that are handled in the same step, before publishing.
-        var followUps: [ServiceEvent] = []
+        var followUps: [MachineEvent] = []
         /// Records queued by this step's actions and not awaited yet; committed before the
         /// step publishes.
         var queuedRecords: [PendingWrite<Void>] = []
@@ -72,7 +73,7 @@ final class ServiceExecutor: Sendable {
     /// once the machine gives them a slot, so that launches and the counts after them are in
     /// one order per service.
     enum Input: Sendable {
-        case event(ServiceEvent)
+        case event(MachineEvent)
         case acquire(Waiter, LeaseOrder)
     }
 
@@ -120,7 +121,7 @@ final class ServiceExecutor: Sendable {
         self.issuer = issuer
         processes = ServiceProcesses(scope: context.scope, service: name, cgroupRoot: context.cgroupRoot)
         caps = ServiceCaps(scope: context.scope, service: name, v2Parent: context.cgroupRoot, controllers: context.controllers)
-        var owned = Owned(machine: ServiceMachine(policy: ServicePolicy(definition)), definition: definition)
+        var owned = Owned(machine: Machine(policy: ServicePolicy(definition)), definition: definition)
         owned.published = ServiceSnapshot(definition: definition)
         self.owned = Mutex(owned)
         membership = Mutex((fromConfig, false))
@@ -142,11 +143,11 @@ final class ServiceExecutor: Sendable {
     // MARK: Asking
 
     /// Queues an event for the machine.
-    func send(_ event: ServiceEvent) { events.yield(.event(event)) }
+    func send(_ event: MachineEvent) { events.yield(.event(event)) }
 
     /// Sends the event `make` builds for a new waiter and waits for the machine's answer, at
     /// most `timeoutMs` (then the waiter is abandoned and the answer is `busy`).
-    func ask(timeoutMs: Int? = nil, _ make: (Waiter) -> ServiceEvent) async -> ServiceAnswer {
+    func ask(timeoutMs: Int? = nil, _ make: (Waiter) -> MachineEvent) async -> ServiceAnswer {
         let waiter = newWaiter()
         return await wait(waiter, timeoutMs: timeoutMs, input: .event(make(waiter)))
     }
@@ -197,7 +198,7 @@ final class ServiceExecutor: Sendable {
             return true
         }
         guard waiting else { return await issuer.undo(lease, of: self, by: order.by) }
-        await handle(.acquire(waiter, actor: order.by))
+        await handle(.acquire(waiter, by: order.by))
     }
 
     private func newWaiter() -> Waiter {
@@ -222,7 +223,7 @@ final class ServiceExecutor: Sendable {
     }
 
     /// Whether an acquire may be granted at once, without the loop (see
-    /// `ServiceMachine.grantsAtOnce`). Asked before a holder takes its reference and again
+    /// `Machine.grantsAtOnce`). Asked before a holder takes its reference and again
     /// after, so an event the loop handles in between (a last release that began a stop)
     /// is never missed.
     var grantsAtOnce: Bool {
@@ -273,8 +274,8 @@ final class ServiceExecutor: Sendable {
 
     // MARK: The event loop
 
-    private func handle(_ event: ServiceEvent) async {
-        var next: ServiceEvent? = event
+    private func handle(_ event: MachineEvent) async {
+        var next: MachineEvent? = event
         while let event = next {
             // The count is read under the lock `grantsAtOnce` checks with: an acquire granted
             // without the loop took its reference either before this read, or after this
@@ -288,7 +289,7 @@ final class ServiceExecutor: Sendable {
 
     /// Handles `event` in the current step, after this action, with `record` queued (and
     /// committed before the step publishes, or with a later record of the step).
-    func followUp(_ event: ServiceEvent, after record: PendingWrite<Void>) {
+    func followUp(_ event: MachineEvent, after record: PendingWrite<Void>) {
         queue(record)
         owned.withLock { $0.followUps.append(event) }
     }
@@ -308,7 +309,7 @@ final class ServiceExecutor: Sendable {
         owned.withLock { owned in owned.published = owned.published.updated(from: owned) }
     }
 
-    private func run(_ action: ServiceAction) async {
+    private func run(_ action: MachineAction) async {
         switch action {
         case let .spawn(reason, actor): await spawn(reason: reason, actor: actor)
         case .readPidFile: send(.pidFileRead(adoptFromPidFile()))
@@ -367,7 +368,7 @@ final class ServiceExecutor: Sendable {
             // Queued under the lock a teardown reads `mainEnded` with, so that the machine
             // hears of this exit before the teardown's `teardownFinished`, never during the
             // next start.
-            send(.mainExited(status))
+            send(.mainExited(MainExit(status)))
             defer { owned.exitReportWaiters = [:] }
             return Array(owned.exitReportWaiters.values)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Posix
+import LifecycleModel
 
 /// What status shows of a service, copied out of its executor after each event.
 struct ServiceSnapshot: Sendable {

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import LifecycleModel
 
 /// The executor's start actions: spawn into the service's cgroup with its marker, adopt a
 /// forking service's daemon from its pid file, probe its health.

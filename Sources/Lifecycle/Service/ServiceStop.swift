@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 import Posix
+import LifecycleModel
 
 /// The executor's stop actions (every process of the service, through the one `Teardown`)
 /// and the records the machine asks for.
@@ -127,8 +128,8 @@ extension ServiceExecutor {
                 }
             }
             await context.recordLogged(NewEvent(.serviceStartFailed, service: name, pid: pid, actor: actor, detail: detail))
-        case .exited(let status):
-            var detail: [String: DetailValue] = ["exit": .string(ExitStatus.describe(status))]
+        case .exited(let exit):
+            var detail: [String: DetailValue] = ["exit": .string(exit.description)]
             // Killed by the kernel for going past memory_max: said so, and it counts as a crash.
             let (pid, oomKillsAtStart) = owned.withLock { ($0.main?.pid, $0.oomKillsAtStart) }
             if let oomKills = caps.oomKills(), oomKills > oomKillsAtStart {

@@ -1,27 +1,32 @@
-import AuditStore
-import Posix
+/// Who asked for something, as the machine carries it into the actions it returns: it only
+/// passes it on, and needs one value of its own for its own decisions (a crash restart, a
+/// linger's end).
+public protocol Requester: Equatable, Sendable {
+    static var procrefd: Self { get }
+}
 
 /// Every decision about one service, and nothing else: a value that takes an event (with
 /// the time and the kernel count when it happened) and returns the actions to run, in the
 /// style of swift-nio's and swift-service-lifecycle's state machines. No I/O, no clock of
-/// its own: `ServiceExecutor` runs the actions and feeds back what they report, and the
-/// tests drive it with made-up times.
-struct ServiceMachine: Sendable {
+/// its own, and nothing of the project imported (this target has no dependencies):
+/// `ServiceExecutor` runs the actions and feeds back what they report, and the tests drive
+/// it with made-up times. `By` is who asks (procrefd's `Principal`).
+public struct ServiceMachine<By: Requester>: Sendable {
     var phase: Phase = .stopped
-    var policy: ServicePolicy
+    public internal(set) var policy: ServicePolicy
     /// The main process runs (as far as the machine has heard).
     var running = false
-    var lastHealth: String?
+    public internal(set) var lastHealth: String?
     /// When a health probe last passed: within `health.freshMs` it covers later acquires.
     var lastPassedAt: Int64?
     /// Recent restarts and failed starts, for the restart limit.
     var restarts: [Int64] = []
     /// When a pending linger stop is due.
-    var lingerUntil: Int64?
+    public internal(set) var lingerUntil: Int64?
     /// Acquires waiting for the service to be ready, in arrival order.
     var waiters: [Waiter] = []
     /// Acquires waiting for a slot, in arrival order (see `ServiceMachine+Slots.swift`).
-    var slotQueue: [Waiter] = []
+    public internal(set) var slotQueue: [Waiter] = []
     /// Admin requests waiting for a start to finish.
     var requesters: [Waiter] = []
     /// Waiters to tell once the teardown under way is over.
@@ -32,15 +37,15 @@ struct ServiceMachine: Sendable {
     var probeToken: UInt64?
     var nextToken: UInt64 = 0
     /// Who asked for what is under way, for the records.
-    var actor = Principal.procrefd
+    var requestedBy = By.procrefd
     /// The errno of the kernel count's last failed read, while it stays unreadable:
     /// `service.kernel_unreadable` is recorded once per spell, and status shows it.
-    var kernelUnreadable: Int32?
+    public internal(set) var kernelUnreadable: Int32?
 
-    init(policy: ServicePolicy) { self.policy = policy }
+    public init(policy: ServicePolicy) { self.policy = policy }
 
     /// Status's view of the phase.
-    var state: ServiceState {
+    public var state: ServiceState {
         switch phase {
         case .stopped: return .stopped
         case .starting: return .starting
@@ -53,17 +58,17 @@ struct ServiceMachine: Sendable {
         }
     }
 
-    var failureReason: String? {
+    public var failureReason: String? {
         if case .failed(let reason) = phase { return reason }
         return nil
     }
 
     /// Restarts within the restart window at `now`.
-    func restarts(at now: Int64) -> Int { restarts.count { now - $0 <= Int64(policy.restartWindowMs) } }
+    public func restarts(at now: Int64) -> Int { restarts.count { now - $0 <= Int64(policy.restartWindowMs) } }
 
     /// Takes one event. `now` is monotonic milliseconds; `count` the kernel reference count
     /// read as the event is handled. Returns the actions to run, in order.
-    mutating func handle(_ event: ServiceEvent, now: Int64, count: KernelCount) -> [ServiceAction] {
+    public mutating func handle(_ event: ServiceEvent<By>, now: Int64, count: KernelCount) -> [ServiceAction<By>] {
         var step = Step(now: now, count: count)
         noteReadability(of: count, &step)
         dispatch(event, &step)
@@ -77,7 +82,7 @@ struct ServiceMachine: Sendable {
         case .unreadable(let errno):
             guard kernelUnreadable == nil else { return }
             kernelUnreadable = errno
-            step.actions.append(.record(.kernelUnreadable(errno: errno), actor: Principal.procrefd))
+            step.actions.append(.record(.kernelUnreadable(errno: errno), by: .procrefd))
         }
     }
 
@@ -85,26 +90,26 @@ struct ServiceMachine: Sendable {
     struct Step {
         let now: Int64
         let count: KernelCount
-        var actions: [ServiceAction] = []
+        var actions: [ServiceAction<By>] = []
         /// Holders this step launches: each adds one to the kernel count once it runs.
         var launches = 0
     }
 
-    mutating func dispatch(_ event: ServiceEvent, _ step: inout Step) {
+    mutating func dispatch(_ event: ServiceEvent<By>, _ step: inout Step) {
         switch event {
-        case let .acquire(waiter, actor): acquire(waiter, actor: actor, &step)
+        case let .acquire(waiter, by): acquire(waiter, by: by, &step)
         case .abandon(let waiter):
             waiters.removeAll { $0 == waiter }
             if startedBy == waiter { startedBy = nil }
             leaveQueue(waiter, .timeout, &step)
-        case let .lastReferenceGone(reason, actor, waiter): lastReferenceGone(reason, actor: actor, waiter, &step)
-        case let .restartRequested(waiter, actor): restartRequested(waiter, actor: actor, &step)
-        case let .resetRequested(waiter, actor): resetRequested(waiter, actor: actor, &step)
-        case let .stopRequested(reason, actor, waiter): stopRequested(reason, actor: actor, waiter, &step)
-        case let .startRequested(waiter, actor):
+        case let .lastReferenceGone(reason, by, waiter): lastReferenceGone(reason, by: by, waiter, &step)
+        case let .restartRequested(waiter, by): restartRequested(waiter, by: by, &step)
+        case let .resetRequested(waiter, by): resetRequested(waiter, by: by, &step)
+        case let .stopRequested(reason, by, waiter): stopRequested(reason, by: by, waiter, &step)
+        case let .startRequested(waiter, by):
             guard phase == .stopped else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
             requesters.append(waiter)
-            self.actor = actor
+            requestedBy = by
             beginStart(.reconcile, &step)
         case .adopted:
             running = true
@@ -121,10 +126,10 @@ struct ServiceMachine: Sendable {
             guard case .starting(let start) = phase else { return }
             cancel([.startDeadline], &step)
             phase = .stopped
-            step.actions.append(.record(.startFailed("spawn: \(reason)"), actor: actor))
+            step.actions.append(.record(.startFailed("spawn: \(reason)"), by: requestedBy))
             finishFailedStart(reason, start.reason, &step)
         case .pidFileRead(let found): pidFileRead(found, &step)
-        case .mainExited(let status): mainExited(status, &step)
+        case .mainExited(let exit): mainExited(exit, &step)
         case .probePassed(let token): probePassed(token, &step)
         case let .probeFailed(token, reason): probeFailed(token, reason, &step)
         case .teardownFinished: teardownFinished(&step)
@@ -137,21 +142,21 @@ struct ServiceMachine: Sendable {
 
     // MARK: Running
 
-    mutating func mainExited(_ status: ExitStatus?, _ step: inout Step) {
+    mutating func mainExited(_ exit: MainExit, _ step: inout Step) {
         running = false
         switch phase {
         case .starting(var start) where start.step == .awaitingLauncher:
-            guard status == .exited(code: 0) else {
-                return failStart("the start command ended with \(ExitStatus.describe(status)) (pid_file mode expects exit code 0)", &step)
+            guard exit.succeeded else {
+                return failStart("the start command ended with \(exit) (pid_file mode expects exit code 0)", &step)
             }
             start.step = .awaitingPidFile
             phase = .starting(start)
             step.actions.append(.readPidFile)
         case .starting:
-            failStart("exited during start-up with \(ExitStatus.describe(status))", &step)
+            failStart("exited during start-up with \(exit)", &step)
         case .ready, .probing:
-            step.actions.append(.record(.exited(status), actor: Principal.procrefd))
-            actor = Principal.procrefd
+            step.actions.append(.record(.exited(exit), by: .procrefd))
+            requestedBy = .procrefd
             beginStop("exited", then: .crashRestart, &step)
         default: break  // a stop under way expects it
         }
@@ -182,7 +187,7 @@ struct ServiceMachine: Sendable {
                 phase = .probing(attempt: attempt + 1)
                 arm(.healthRetry, afterMs: policy.health?.intervalMs ?? 0, &step)
             } else {
-                step.actions.append(.record(.unhealthy(reason: reason, probes: attempt), actor: actor))
+                step.actions.append(.record(.unhealthy(reason: reason, probes: attempt), by: requestedBy))
                 beginStop("unhealthy", then: .recover, &step)
             }
         default: break
@@ -196,7 +201,7 @@ struct ServiceMachine: Sendable {
         lingerUntil = nil
         probeToken = nil
         phase = .stopping(then: then)
-        step.actions.append(.teardown(reason: reason, actor: actor))
+        step.actions.append(.teardown(reason: reason, by: requestedBy))
     }
 
     mutating func teardownFinished(_ step: inout Step) {
@@ -219,13 +224,13 @@ struct ServiceMachine: Sendable {
     /// After a crash: restart with backoff while the kernel still counts leases, up to
     /// restart_limit within restart_window_ms, then `failed`.
     mutating func planRestart(_ step: inout Step) {
-        actor = Principal.procrefd
+        requestedBy = .procrefd
         guard step.count.mayBeHeld else { return phase = .stopped }
         restarts.removeAll { step.now - $0 > Int64(policy.restartWindowMs) }
         guard restarts.count < policy.restartLimit else {
             let failure = "\(restarts.count) restarts within \(policy.restartWindowMs) ms"
             phase = .failed(failure)
-            step.actions.append(.record(.failed(failure, count: step.count.value), actor: actor))
+            step.actions.append(.record(.failed(failure, count: step.count.value), by: requestedBy))
             for waiter in takeWaiters() { step.actions.append(.answer(waiter, .refused(.failed(failure)))) }
             return
         }
@@ -233,7 +238,7 @@ struct ServiceMachine: Sendable {
         restarts.append(step.now)
         phase = .backoff
         arm(.backoff, afterMs: delay, &step)
-        step.actions.append(.record(.restarting(backoffMs: delay, attempt: restarts.count), actor: actor))
+        step.actions.append(.record(.restarting(backoffMs: delay, attempt: restarts.count), by: requestedBy))
     }
 
     // MARK: Timers
@@ -243,7 +248,7 @@ struct ServiceMachine: Sendable {
         case (.linger, .ready):
             lingerUntil = nil
             if step.count.isZero {
-                actor = Principal.procrefd
+                requestedBy = .procrefd
                 beginStop("linger_expired", then: .idle, &step)
             }
         case (.backoff, .backoff):

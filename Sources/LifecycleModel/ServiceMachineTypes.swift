@@ -1,6 +1,3 @@
-import AuditStore
-import Posix
-
 /// Where a service is in its lifecycle, as status shows it:
 /// stopped → starting → ready ⇄ unhealthy → recovering → ready → stopping → stopped, and
 /// failed (after too many restarts, until reset).
@@ -55,49 +52,59 @@ extension ServiceMachine {
 }
 
 /// Who waits for an answer from a service's machine: an acquire, or an admin request.
-typealias Waiter = UInt64
+public typealias Waiter = UInt64
 
-/// The numbers of a definition the machine decides with.
-struct ServicePolicy: Equatable, Sendable {
-    struct Health: Equatable, Sendable {
-        var failures: Int
-        var intervalMs: Int
-        var freshMs: Int
+/// The numbers of a definition the machine decides with (Lifecycle makes one from a
+/// `ServiceDefinition`).
+public struct ServicePolicy: Equatable, Sendable {
+    public struct Health: Equatable, Sendable {
+        public var failures: Int
+        public var intervalMs: Int
+        public var freshMs: Int
+
+        public init(failures: Int, intervalMs: Int, freshMs: Int) {
+            self.failures = failures
+            self.intervalMs = intervalMs
+            self.freshMs = freshMs
+        }
     }
 
-    var readyTimeoutMs: Int
-    var lingerMs: Int
-    var restartBackoffMs: Int
-    var restartBackoffMaxMs: Int
-    var restartLimit: Int
-    var restartWindowMs: Int
-    var pidFile: String?
-    var health: Health?
+    public var readyTimeoutMs: Int
+    public var lingerMs: Int
+    public var restartBackoffMs: Int
+    public var restartBackoffMaxMs: Int
+    public var restartLimit: Int
+    public var restartWindowMs: Int
+    public var pidFile: String?
+    public var health: Health?
     /// At most this many leases at once (nil: no limit of the service's own).
-    var slots: Int?
+    public var slots: Int?
     /// Nothing to run: a lock that is `ready` while counted.
-    var isLock: Bool
+    public var isLock: Bool
 
     /// How soon a failed readiness probe is tried again during start-up.
     static let readinessRetryMs = 20
     /// How soon a pid file that names no live process is read again during start-up.
     static let pidFileRetryMs = 10
 
-    init(_ definition: ServiceDefinition) {
-        readyTimeoutMs = definition.readyTimeoutMs
-        lingerMs = definition.lingerMs
-        restartBackoffMs = definition.restartBackoffMs
-        restartBackoffMaxMs = definition.restartBackoffMaxMs
-        restartLimit = definition.restartLimit
-        restartWindowMs = definition.restartWindowMs
-        pidFile = definition.pidFile
-        slots = definition.slots
-        isLock = definition.isLock
-        health = definition.health.map { Health(failures: $0.failures, intervalMs: $0.intervalMs, freshMs: $0.freshMs) }
+    public init(
+        readyTimeoutMs: Int, lingerMs: Int, restartBackoffMs: Int, restartBackoffMaxMs: Int, restartLimit: Int,
+        restartWindowMs: Int, pidFile: String?, health: Health?, slots: Int?, isLock: Bool
+    ) {
+        self.readyTimeoutMs = readyTimeoutMs
+        self.lingerMs = lingerMs
+        self.restartBackoffMs = restartBackoffMs
+        self.restartBackoffMaxMs = restartBackoffMaxMs
+        self.restartLimit = restartLimit
+        self.restartWindowMs = restartWindowMs
+        self.pidFile = pidFile
+        self.health = health
+        self.slots = slots
+        self.isLock = isLock
     }
 
     /// The backoff before the restart that follows `earlier` restarts in the window.
-    func backoff(after earlier: Int) -> Int {
+    public func backoff(after earlier: Int) -> Int {
         var delay = restartBackoffMs
         for _ in 0..<earlier where delay < restartBackoffMaxMs { delay *= 2 }
         return min(delay, restartBackoffMaxMs)
@@ -105,7 +112,7 @@ struct ServicePolicy: Equatable, Sendable {
 }
 
 /// Why a service is being started (the `reason` of `service.starting`).
-enum StartReason: String, Sendable {
+public enum StartReason: String, Sendable {
     case acquire
     /// After failed health checks.
     case recover
@@ -118,7 +125,7 @@ enum StartReason: String, Sendable {
 }
 
 /// The machine's timers; each arming has a token, and a fire whose token is stale is ignored.
-enum ServiceTimer: Hashable, Sendable, CaseIterable {
+public enum ServiceTimer: Hashable, Sendable, CaseIterable {
     case startDeadline
     case readinessRetry
     case pidFileRetry
@@ -128,19 +135,19 @@ enum ServiceTimer: Hashable, Sendable, CaseIterable {
 }
 
 /// What happens to a service's machine.
-enum ServiceEvent: Equatable, Sendable {
+public enum ServiceEvent<By: Requester>: Equatable, Sendable {
     // Asked for
-    case acquire(Waiter, actor: Principal)
+    case acquire(Waiter, by: By)
     /// The waiter stopped waiting (its acquire timed out).
     case abandon(Waiter)
     /// The kernel count reached 0. The waiter (if any) hears whether the service stopped.
-    case lastReferenceGone(reason: String, actor: Principal, Waiter?)
-    case restartRequested(Waiter, actor: Principal)
-    case resetRequested(Waiter, actor: Principal)
+    case lastReferenceGone(reason: String, by: By, Waiter?)
+    case restartRequested(Waiter, by: By)
+    case resetRequested(Waiter, by: By)
     /// Stop and stay stopped (drain, removal, an orphan at start-up).
-    case stopRequested(reason: String, actor: Principal, Waiter)
+    case stopRequested(reason: String, by: By, Waiter)
     /// Start if stopped (start-up reconciliation, for leases that outlived procrefd).
-    case startRequested(Waiter, actor: Principal)
+    case startRequested(Waiter, by: By)
     /// A main process left by an earlier procrefd runs; it is the service's now.
     case adopted
     case definitionChanged(ServicePolicy)
@@ -158,7 +165,7 @@ enum ServiceEvent: Equatable, Sendable {
     case spawned
     case spawnFailed(String)
     case pidFileRead(PidFileReading)
-    case mainExited(ExitStatus?)
+    case mainExited(MainExit)
     case probePassed(token: UInt64)
     case probeFailed(token: UInt64, reason: String)
     case teardownFinished
@@ -166,7 +173,7 @@ enum ServiceEvent: Equatable, Sendable {
 }
 
 /// What reading a forking service's pid file found.
-enum PidFileReading: Equatable, Sendable {
+public enum PidFileReading: Equatable, Sendable {
     /// It names a live process of the service, now its main process.
     case adopted
     /// Not there yet, or not yet naming a live process of the service: read again.
@@ -176,10 +183,10 @@ enum PidFileReading: Equatable, Sendable {
 }
 
 /// What the executor does for the machine, in order.
-enum ServiceAction: Equatable, Sendable {
+public enum ServiceAction<By: Requester>: Equatable, Sendable {
     /// Stop strays, spawn the main process, record `service.starting`; report `spawned` or
     /// `spawnFailed`.
-    case spawn(StartReason, actor: Principal)
+    case spawn(StartReason, by: By)
     /// Read the pid file; report `pidFileRead`.
     case readPidFile
     /// Run the health check once; report `probePassed` or `probeFailed` with the token.
@@ -187,11 +194,11 @@ enum ServiceAction: Equatable, Sendable {
     case probe(token: UInt64, readiness: Bool)
     /// Stop every process of the service (recording `service.stopping`/`stopped` when
     /// something ran); report `teardownFinished`.
-    case teardown(reason: String, actor: Principal)
+    case teardown(reason: String, by: By)
     case schedule(ServiceTimer, afterMs: Int, token: UInt64)
     case cancel(ServiceTimer)
     case answer(Waiter, ServiceAnswer)
-    case record(ServiceNote, actor: Principal)
+    case record(ServiceNote, by: By)
     /// The waiter takes a slot: launch its holder, then hand the machine its `acquire`.
     case launch(Waiter)
     /// The waiter is in the queue at `position` (1 = next): record `lease.queued`, and end
@@ -202,7 +209,7 @@ enum ServiceAction: Equatable, Sendable {
 }
 
 /// Why a queued acquire stopped waiting (the `reason` of `lease.queue_left`).
-enum QueueExit: String, Sendable {
+public enum QueueExit: String, Sendable {
     case timeout
     case disconnect
     case clientExit = "client_exit"
@@ -213,7 +220,7 @@ enum QueueExit: String, Sendable {
 }
 
 /// The machine's answer to a waiter.
-enum ServiceAnswer: Equatable, Sendable {
+public enum ServiceAnswer: Equatable, Sendable {
     /// The service is ready for the acquire; `started` when this acquire started it.
     case ready(started: Bool)
     /// The request is done; `stopped` when the service was stopped by it.
@@ -221,7 +228,7 @@ enum ServiceAnswer: Equatable, Sendable {
     case refused(ServiceRefusal)
 }
 
-enum ServiceRefusal: Equatable, Sendable {
+public enum ServiceRefusal: Equatable, Sendable {
     /// The service is `failed` (until reset).
     case failed(String)
     /// The start this waiter waited for failed.
@@ -240,10 +247,10 @@ enum ServiceRefusal: Equatable, Sendable {
 
 /// Records the machine asks for (audit events beyond `service.starting`, `stopping` and
 /// `stopped`, which the executor writes as it acts).
-enum ServiceNote: Equatable, Sendable {
+public enum ServiceNote: Equatable, Sendable {
     case ready(startupMs: Int64, reason: StartReason)
     case startFailed(String)
-    case exited(ExitStatus?)
+    case exited(MainExit)
     case unhealthy(reason: String, probes: Int)
     case recoveryFailed(String)
     case restarting(backoffMs: Int, attempt: Int)
@@ -251,4 +258,16 @@ enum ServiceNote: Equatable, Sendable {
     case reset(count: Int?)
     /// The kernel count could not be read (first time in a spell), with the errno.
     case kernelUnreadable(errno: Int32)
+}
+
+/// How the main process ended, as far as the machine decides on it: whether it exited 0 (a
+/// forking service's launcher must), and words for the records.
+public struct MainExit: Equatable, Sendable, CustomStringConvertible {
+    public let succeeded: Bool
+    public let description: String
+
+    public init(succeeded: Bool, description: String) {
+        self.succeeded = succeeded
+        self.description = description
+    }
 }

@@ -1,16 +1,13 @@
-import AuditStore
-import Posix
-
 /// The machine's transitions for requests and starts; `ServiceMachine.dispatch` names them all.
 extension ServiceMachine {
     // MARK: Requests
 
-    mutating func acquire(_ waiter: Waiter, actor: Principal, _ step: inout Step) {
+    mutating func acquire(_ waiter: Waiter, by: By, _ step: inout Step) {
         switch phase {
         case .failed(let reason): step.actions.append(.answer(waiter, .refused(.failed(reason))))
         case .stopped:
             waiters.append(waiter)
-            self.actor = actor
+            requestedBy = by
             beginStart(.acquire, &step)
         case .starting, .stopping, .backoff, .probing: waiters.append(waiter)
         case .ready:
@@ -23,7 +20,7 @@ extension ServiceMachine {
             }
             waiters.append(waiter)
             phase = .probing(attempt: 1)
-            self.actor = actor
+            requestedBy = by
             probe(readiness: false, &step)
         }
     }
@@ -31,7 +28,7 @@ extension ServiceMachine {
     /// Whether an acquire at `now` would be answered `ready` with no other action: the
     /// service is ready, without slots, not lingering, and its health is fresh (or it has no
     /// check). Such an acquire may be granted without an event (see `Coordinator.acquireNow`).
-    func grantsAtOnce(now: Int64) -> Bool {
+    public func grantsAtOnce(now: Int64) -> Bool {
         guard policy.slots == nil, case .ready = phase, lingerUntil == nil else { return false }
         guard let health = policy.health else { return true }
         return isFresh(health, now)
@@ -41,7 +38,7 @@ extension ServiceMachine {
         lastPassedAt.map { now - $0 < Int64(health.freshMs) } ?? false
     }
 
-    mutating func lastReferenceGone(_ reason: String, actor: Principal, _ waiter: Waiter?, _ step: inout Step) {
+    mutating func lastReferenceGone(_ reason: String, by: By, _ waiter: Waiter?, _ step: inout Step) {
         var stopping = false
         if step.count.isZero {
             switch phase {
@@ -51,7 +48,7 @@ extension ServiceMachine {
                     lingerUntil = step.now + Int64(policy.lingerMs)
                     arm(.linger, afterMs: policy.lingerMs, &step)
                 } else {
-                    self.actor = actor
+                    requestedBy = by
                     beginStop(reason, then: .idle, &step)
                     stopping = true
                 }
@@ -65,33 +62,33 @@ extension ServiceMachine {
         if stopping { stopWaiters.append(waiter) } else { step.actions.append(.answer(waiter, .done(stopped: false))) }
     }
 
-    mutating func restartRequested(_ waiter: Waiter, actor: Principal, _ step: inout Step) {
+    mutating func restartRequested(_ waiter: Waiter, by: By, _ step: inout Step) {
         switch phase {
         case .ready where running:
             requesters.append(waiter)
-            self.actor = actor
+            requestedBy = by
             beginStop("admin_restart", then: .adminRestart, &step)
         case .stopped, .failed, .ready: step.actions.append(.answer(waiter, .refused(.notRunning)))
         default: step.actions.append(.answer(waiter, .refused(.busy(state))))
         }
     }
 
-    mutating func resetRequested(_ waiter: Waiter, actor: Principal, _ step: inout Step) {
+    mutating func resetRequested(_ waiter: Waiter, by: By, _ step: inout Step) {
         guard case .failed = phase else { return step.actions.append(.answer(waiter, .refused(.notFailed))) }
         restarts = []
         phase = .stopped
-        self.actor = actor
-        step.actions.append(.record(.reset(count: step.count.value), actor: actor))
+        requestedBy = by
+        step.actions.append(.record(.reset(count: step.count.value), by: requestedBy))
         guard step.count.mayBeHeld else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
         requesters.append(waiter)
         beginStart(.reset, &step)
     }
 
-    mutating func stopRequested(_ reason: String, actor: Principal, _ waiter: Waiter, _ step: inout Step) {
+    mutating func stopRequested(_ reason: String, by: By, _ waiter: Waiter, _ step: inout Step) {
         cancel(ServiceTimer.allCases, &step)
         lingerUntil = nil
         stopWaiters.append(waiter)
-        self.actor = actor
+        requestedBy = by
         if case .stopping = phase {
             phase = .stopping(then: .hold)  // its teardown is under way: only what follows changes
         } else {
@@ -113,7 +110,7 @@ extension ServiceMachine {
         lastPassedAt = nil
         if reason == .acquire { startedBy = waiters.first }
         arm(.startDeadline, afterMs: policy.readyTimeoutMs, &step)
-        step.actions.append(.spawn(reason, actor: actor))
+        step.actions.append(.spawn(reason, by: requestedBy))
     }
 
     mutating func spawned(_ step: inout Step) {
@@ -148,20 +145,20 @@ extension ServiceMachine {
         phase = .ready
         lastHealth = "ok"
         lastPassedAt = step.now
-        step.actions.append(.record(.ready(startupMs: step.now - start.begunAt, reason: start.reason), actor: actor))
+        step.actions.append(.record(.ready(startupMs: step.now - start.begunAt, reason: start.reason), by: requestedBy))
         let starter = startedBy
         let acquirers = takeWaiters()
         for waiter in acquirers { step.actions.append(.answer(waiter, .ready(started: waiter == starter))) }
         for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
         // Every acquirer may have gone while it started. One still waiting records its lease
         // first, and then the end of a holder that died meanwhile, which stops the service.
-        if step.count.isZero && acquirers.isEmpty { lastReferenceGone("last_release", actor: Principal.procrefd, nil, &step) }
+        if step.count.isZero && acquirers.isEmpty { lastReferenceGone("last_release", by: .procrefd, nil, &step) }
     }
 
     mutating func failStart(_ reason: String, _ step: inout Step) {
         guard case .starting(let start) = phase else { return }
         cancel([.startDeadline, .readinessRetry, .pidFileRetry], &step)
-        step.actions.append(.record(.startFailed(reason), actor: actor))
+        step.actions.append(.record(.startFailed(reason), by: requestedBy))
         beginStop("start_failed", then: .failedStart(reason, start.reason), &step)
     }
 
@@ -170,12 +167,12 @@ extension ServiceMachine {
     mutating func finishFailedStart(_ reason: String, _ startReason: StartReason, _ step: inout Step) {
         for waiter in takeWaiters() + takeRequesters() { step.actions.append(.answer(waiter, .refused(.startFailed(reason)))) }
         if startReason == .restart { return planRestart(&step) }
-        if startReason == .recover { step.actions.append(.record(.recoveryFailed(reason), actor: actor)) }
+        if startReason == .recover { step.actions.append(.record(.recoveryFailed(reason), by: requestedBy)) }
         restarts.removeAll { step.now - $0 > Int64(policy.restartWindowMs) }
         restarts.append(step.now)
         guard restarts.count > policy.restartLimit else { return }
         let failure = "\(restarts.count) failed starts within \(policy.restartWindowMs) ms"
         phase = .failed(failure)
-        step.actions.append(.record(.failed(failure, count: nil), actor: actor))
+        step.actions.append(.record(.failed(failure, count: nil), by: requestedBy))
     }
 }
