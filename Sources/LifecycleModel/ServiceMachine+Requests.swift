@@ -55,7 +55,10 @@ extension ServiceMachine {
             case .backoff:
                 cancel([.backoff], &step)
                 phase = .stopped
-            default: break  // a start under way, a stop under way, or nothing runs
+            // A start, a probe or a stop under way decides when it ends (it reads the count
+            // then); stopped and failed have nothing to stop; a ready service whose main
+            // process is not running is being handled by its exit.
+            case .starting, .probing, .stopping, .stopped, .failed, .ready: break
             }
         }
         guard let waiter else { return }
@@ -69,7 +72,7 @@ extension ServiceMachine {
             requestedBy = by
             beginStop("admin_restart", then: .adminRestart, &step)
         case .stopped, .failed, .ready: step.actions.append(.answer(waiter, .refused(.notRunning)))
-        default: step.actions.append(.answer(waiter, .refused(.busy(state))))
+        case .starting, .probing, .stopping, .backoff: step.actions.append(.answer(waiter, .refused(.busy(state))))
         }
     }
 

@@ -158,7 +158,8 @@ public struct ServiceMachine<By: Requester>: Sendable {
             step.actions.append(.record(.exited(exit), by: .procrefd))
             requestedBy = .procrefd
             beginStop("exited", then: .crashRestart, &step)
-        default: break  // a stop under way expects it
+        // A stop under way expects it; stopped, backing off or failed, the exit was handled.
+        case .stopping, .stopped, .backoff, .failed: break
         }
     }
 
@@ -172,7 +173,9 @@ public struct ServiceMachine<By: Requester>: Sendable {
             lastHealth = "ok"
             lastPassedAt = step.now
             for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: false))) }
-        default: break
+        case .stopped, .ready, .stopping, .backoff, .failed:
+            // A probe runs only while starting or probing, and every way out clears its token.
+            assertionFailure("probe \(token) passed in \(phase)")
         }
     }
 
@@ -190,7 +193,9 @@ public struct ServiceMachine<By: Requester>: Sendable {
                 step.actions.append(.record(.unhealthy(reason: reason, probes: attempt), by: requestedBy))
                 beginStop("unhealthy", then: .recover, &step)
             }
-        default: break
+        case .stopped, .ready, .stopping, .backoff, .failed:
+            // A probe runs only while starting or probing, and every way out clears its token.
+            assertionFailure("probe \(token) failed in \(phase)")
         }
     }
 
@@ -263,7 +268,10 @@ public struct ServiceMachine<By: Requester>: Sendable {
         case (.readinessRetry, .starting(let start)) where start.step == .probing: probe(readiness: true, &step)
         case (.pidFileRetry, .starting(let start)) where start.step == .awaitingPidFile: step.actions.append(.readPidFile)
         case (.healthRetry, .probing): probe(readiness: false, &step)
-        default: break
+        // Each timer is armed in one phase (a start's retries in one step of it), and every
+        // way out of that phase cancels it: its token is gone before another phase can see it.
+        case (.linger, _), (.backoff, _), (.startDeadline, _), (.readinessRetry, _), (.pidFileRetry, _), (.healthRetry, _):
+            assertionFailure("\(timer) fired in \(phase)")
         }
     }
 
