@@ -10,9 +10,9 @@ extension ServiceMachine {
             requestedBy = by
             beginStart(.acquire, &step)
         case .starting, .stopping, .backoff, .probing: waiters.append(waiter)
-        case .ready:
+        case .ready(let lingerUntil):
             if lingerUntil != nil {
-                lingerUntil = nil
+                phase = .ready(lingerUntil: nil)
                 cancel([.linger], &step)
             }
             guard let health = policy.health, !isFresh(health, step.now) else {
@@ -29,7 +29,7 @@ extension ServiceMachine {
     /// service is ready, without slots, not lingering, and its health is fresh (or it has no
     /// check). Such an acquire may be granted without an event (see `Coordinator.acquireNow`).
     public func grantsAtOnce(now: Int64) -> Bool {
-        guard policy.slots == nil, case .ready = phase, lingerUntil == nil else { return false }
+        guard policy.slots == nil, case .ready(lingerUntil: nil) = phase else { return false }
         guard let health = policy.health else { return true }
         return isFresh(health, now)
     }
@@ -45,7 +45,7 @@ extension ServiceMachine {
             case .ready where policy.isLock: phase = .stopped
             case .ready where running:
                 if policy.lingerMs > 0 {
-                    lingerUntil = step.now + Int64(policy.lingerMs)
+                    phase = .ready(lingerUntil: step.now + Int64(policy.lingerMs))
                     arm(.linger, afterMs: policy.lingerMs, &step)
                 } else {
                     requestedBy = by
@@ -89,7 +89,6 @@ extension ServiceMachine {
 
     mutating func stopRequested(_ reason: String, by: By, _ waiter: Waiter, _ step: inout Step) {
         cancel(ServiceTimer.allCases, &step)
-        lingerUntil = nil
         stopWaiters.append(waiter)
         requestedBy = by
         if case .stopping = phase {
@@ -104,14 +103,13 @@ extension ServiceMachine {
     mutating func beginStart(_ reason: StartReason, _ step: inout Step) {
         guard !policy.isLock else {
             // Nothing to start: a lock is ready as soon as it is counted.
-            phase = .ready
+            phase = .ready(lingerUntil: nil)
             for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: false))) }
             for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }
             return
         }
-        phase = .starting(Start(reason: reason, begunAt: step.now, step: .spawning))
+        phase = .starting(Start(reason: reason, begunAt: step.now, step: .spawning, startedBy: reason == .acquire ? waiters.first : nil))
         lastPassedAt = nil
-        if reason == .acquire { startedBy = waiters.first }
         arm(.startDeadline, afterMs: policy.readyTimeoutMs, &step)
         step.actions.append(.spawn(reason, by: requestedBy))
     }
@@ -139,17 +137,19 @@ extension ServiceMachine {
 
     mutating func mainRuns(_ start: Start, _ step: inout Step) {
         guard policy.health != nil else { return becomeReady(start, &step) }
-        phase = .starting(Start(reason: start.reason, begunAt: start.begunAt, step: .probing))
+        var probing = start
+        probing.step = .probing
+        phase = .starting(probing)
         probe(readiness: true, &step)
     }
 
     mutating func becomeReady(_ start: Start, _ step: inout Step) {
         cancel([.startDeadline, .readinessRetry, .pidFileRetry], &step)
-        phase = .ready
+        phase = .ready(lingerUntil: nil)
         lastHealth = "ok"
         lastPassedAt = step.now
         step.actions.append(.record(.ready(startupMs: step.now - start.begunAt, reason: start.reason), by: requestedBy))
-        let starter = startedBy
+        let starter = start.startedBy
         let acquirers = takeWaiters()
         for waiter in acquirers { step.actions.append(.answer(waiter, .ready(started: waiter == starter))) }
         for waiter in takeRequesters() { step.actions.append(.answer(waiter, .done(stopped: false))) }

@@ -21,8 +21,6 @@ public struct ServiceMachine<By: Requester>: Sendable {
     var lastPassedAt: Int64?
     /// Recent restarts and failed starts, for the restart limit.
     var restarts: [Int64] = []
-    /// When a pending linger stop is due.
-    public internal(set) var lingerUntil: Int64?
     /// Acquires waiting for the service to be ready, in arrival order.
     var waiters: [Waiter] = []
     /// Acquires waiting for a slot, in arrival order (see `ServiceMachine+Slots.swift`).
@@ -31,8 +29,6 @@ public struct ServiceMachine<By: Requester>: Sendable {
     var requesters: [Waiter] = []
     /// Waiters to tell once the teardown under way is over.
     var stopWaiters: [Waiter] = []
-    /// The acquire whose arrival started the service.
-    var startedBy: Waiter?
     var tokens: [ServiceTimer: UInt64] = [:]
     var probeToken: UInt64?
     var nextToken: UInt64 = 0
@@ -43,6 +39,12 @@ public struct ServiceMachine<By: Requester>: Sendable {
     public internal(set) var kernelUnreadable: Int32?
 
     public init(policy: ServicePolicy) { self.policy = policy }
+
+    /// When a pending linger stop is due (only while ready).
+    public var lingerUntil: Int64? {
+        if case .ready(let until) = phase { return until }
+        return nil
+    }
 
     /// Status's view of the phase.
     public var state: ServiceState {
@@ -100,7 +102,10 @@ public struct ServiceMachine<By: Requester>: Sendable {
         case let .acquire(waiter, by): acquire(waiter, by: by, &step)
         case .abandon(let waiter):
             waiters.removeAll { $0 == waiter }
-            if startedBy == waiter { startedBy = nil }
+            if case .starting(var start) = phase, start.startedBy == waiter {
+                start.startedBy = nil
+                phase = .starting(start)
+            }
             leaveQueue(waiter, .timeout, &step)
         case let .lastReferenceGone(reason, by, waiter): lastReferenceGone(reason, by: by, waiter, &step)
         case let .restartRequested(waiter, by): restartRequested(waiter, by: by, &step)
@@ -113,7 +118,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
             beginStart(.reconcile, &step)
         case .adopted:
             running = true
-            phase = .ready
+            phase = .ready(lingerUntil: nil)
         case .definitionChanged(let policy):
             self.policy = policy
             grantSlots(&step)  // more slots, or none
@@ -169,7 +174,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
         switch phase {
         case .starting(let start): becomeReady(start, &step)
         case .probing:
-            phase = .ready
+            phase = .ready(lingerUntil: nil)
             lastHealth = "ok"
             lastPassedAt = step.now
             for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: false))) }
@@ -203,7 +208,6 @@ public struct ServiceMachine<By: Requester>: Sendable {
 
     mutating func beginStop(_ reason: String, then: AfterStop, _ step: inout Step) {
         cancel([.linger, .healthRetry, .readinessRetry, .pidFileRetry, .startDeadline], &step)
-        lingerUntil = nil
         probeToken = nil
         phase = .stopping(then: then)
         step.actions.append(.teardown(reason: reason, by: requestedBy))
@@ -251,7 +255,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
     mutating func timerFired(_ timer: ServiceTimer, _ step: inout Step) {
         switch (timer, phase) {
         case (.linger, .ready):
-            lingerUntil = nil
+            phase = .ready(lingerUntil: nil)
             if step.count.isZero {
                 requestedBy = .procrefd
                 beginStop("linger_expired", then: .idle, &step)
@@ -294,7 +298,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
     }
 
     mutating func takeWaiters() -> [Waiter] {
-        defer { (waiters, startedBy) = ([], nil) }
+        defer { waiters = [] }
         return waiters
     }
 

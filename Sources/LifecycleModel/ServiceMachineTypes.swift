@@ -15,7 +15,8 @@ extension ServiceMachine {
     enum Phase: Equatable, Sendable {
         case stopped
         case starting(Start)
-        case ready
+        /// Running and healthy; with `lingerUntil`, nothing counts it and it stops then.
+        case ready(lingerUntil: Int64?)
         /// Ready, with acquires waiting on a health check; `attempt` counts failed probes + 1.
         case probing(attempt: Int)
         case stopping(then: AfterStop)
@@ -36,6 +37,8 @@ extension ServiceMachine {
         var reason: StartReason
         var begunAt: Int64
         var step: Step
+        /// The acquire whose arrival started the service (it hears `started`).
+        var startedBy: Waiter?
     }
 
     /// What follows a teardown.
