@@ -117,7 +117,9 @@ let package = Package(
 
         // bench/: the hand-written stand-ins timed against the library calls they replace
         // (run by `make bench`; a stand-in stays only while it wins there).
-        .executableTarget(name: "wire-bench", dependencies: ["AuditStore", "ControlAPI", "Wire"], path: "bench/WireBench", swiftSettings: strict),
+        .executableTarget(
+            name: "wire-bench", dependencies: ["AuditStore", "ControlAPI", "Wire", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "bench/WireBench", swiftSettings: strict),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
         .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "Wire"], swiftSettings: strict),

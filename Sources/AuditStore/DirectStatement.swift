@@ -11,41 +11,41 @@ import GRDBSQLite
 /// is refused once SQLite rolled that transaction back on its own (an I/O error, a full
 /// disk), so a batch never goes on in autocommit mode. The statement stays GRDB's: GRDB
 /// prepares, caches and finalizes it.
-struct DirectStatement: ~Copyable {
+public struct DirectStatement: ~Copyable {
     private let statement: Statement
     private let handle: OpaquePointer
     private var index: Int32 = 0
 
-    init(_ statement: Statement) {
+    public init(_ statement: Statement) {
         self.statement = statement
         handle = statement.sqliteStatement
     }
 
     /// Binds the next parameter.
-    mutating func bind(_ text: String) {
+    public mutating func bind(_ text: String) {
         index += 1
         // A native Swift string is stored NUL-terminated: no copy before SQLite's own.
         _ = text.withCString { sqlite3_bind_text(handle, index, $0, -1, Self.transient) }
     }
 
-    mutating func bind(_ text: String?) {
+    public mutating func bind(_ text: String?) {
         guard let text else { return bindNull() }
         bind(text)
     }
 
-    mutating func bind(_ value: Int64) {
+    public mutating func bind(_ value: Int64) {
         index += 1
         sqlite3_bind_int64(handle, index, value)
     }
 
-    mutating func bind(_ value: Int64?) {
+    public mutating func bind(_ value: Int64?) {
         guard let value else { return bindNull() }
         bind(value)
     }
 
-    mutating func bind(_ value: Int32?) { bind(value.map(Int64.init)) }
+    public mutating func bind(_ value: Int32?) { bind(value.map(Int64.init)) }
 
-    mutating func bind(bytes: [UInt8]) {
+    public mutating func bind(bytes: [UInt8]) {
         index += 1
         _ = bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
     }
@@ -57,7 +57,7 @@ struct DirectStatement: ~Copyable {
 
     /// Steps the statement to its end, then resets it and clears its bindings (a failed
     /// step too). Throws GRDB's `DatabaseError`, as `execute` would.
-    consuming func run(in db: Database) throws {
+    public consuming func run(in db: Database) throws {
         defer {
             sqlite3_reset(handle)
             sqlite3_clear_bindings(handle)

@@ -2,7 +2,8 @@ import CMicroHTTPD
 import Foundation
 
 // The C side of the server: MHD calls these on its own threads. They live outside
-// main.swift and capture nothing (see PITFALLS: MainActor inference, capturing closures).
+// any main.swift and capture nothing (see ../shared/PITFALLS.md: a C callback in main.swift
+// is inferred MainActor and traps on MHD's thread; a capturing closure cannot be a C pointer).
 
 /// State of one request across MHD's calls, stored in `*req_cls`. MHD calls for one
 /// connection never overlap, and resume happens after the response is stored, so plain

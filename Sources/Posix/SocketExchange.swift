@@ -1,9 +1,11 @@
 import CPosixShims
 import Glibc
 
-/// One request/response exchange over a stream socket: connect, send everything, read until
-/// the peer closes (or `enough` says so), all within one deadline. Used by the CLI to talk
-/// to the daemon and by HTTP health checks.
+/// One request/response exchange over a stream socket, blocking the calling thread: connect,
+/// send everything, read until the peer closes (or `enough` says so), all within one
+/// deadline. Used by the CLI to talk to the daemon (`APIClient`, `ControlCommands`).
+/// Inside procrefd, health checks use the IOLoop's non-blocking form
+/// (`IOLoop.exchange`, IOLoopSockets.swift) with the same `Destination`.
 public enum SocketExchange {
     public enum Destination: Sendable {
         case unix(path: String)

@@ -1,15 +1,17 @@
+import AuditStore
 import Foundation
 import GRDB
 
-/// For `bench/WireBench`: the event row's INSERT bound by `DirectStatement` and by GRDB's
-/// `execute(arguments:)`, so the stand-in is kept only while it measurably wins.
-public enum BindingBenchmark {
+/// The event row's INSERT bound by `DirectStatement` and by GRDB's `execute(arguments:)`,
+/// each on a database with the audit schema (made by `AuditStore`), so the stand-in is kept
+/// only while it measurably wins.
+enum BindingBenchmark {
     /// Nanoseconds per insert for each way, the median of `rounds` transactions of `rows`
     /// inserts each (the two ways alternate, each on its own scratch database in
     /// `directory`, which the caller removes).
-    public static func nanosecondsPerInsert(rows: Int, rounds: Int, directory: String) throws -> (direct: Double, grdb: Double) {
-        let direct = try AuditStore(path: directory + "/direct.db")
-        let grdb = try AuditStore(path: directory + "/grdb.db")
+    static func nanosecondsPerInsert(rows: Int, rounds: Int, directory: String) throws -> (direct: Double, grdb: Double) {
+        let direct = try database(directory + "/direct.db")
+        let grdb = try database(directory + "/grdb.db")
         var directRounds: [Double] = []
         var grdbRounds: [Double] = []
         for _ in 0..<rounds {
@@ -38,8 +40,14 @@ public enum BindingBenchmark {
     private static let time = "2026-11-26T00:30:29.512Z"
     private static let detail = #"{"count":2,"started":false,"ttl_ms":60000}"#
 
-    private static func time(_ rows: Int, on store: AuditStore, _ insert: (Database) throws -> Void) throws -> Double {
-        try store.pool.write { db in
+    /// A database with the audit schema (`AuditStore` applies the migrations), opened with GRDB.
+    private static func database(_ path: String) throws -> DatabaseQueue {
+        _ = try AuditStore(path: path)
+        return try DatabaseQueue(path: path)
+    }
+
+    private static func time(_ rows: Int, on database: DatabaseQueue, _ insert: (Database) throws -> Void) throws -> Double {
+        try database.write { db in
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<rows { try insert(db) }
             return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(rows)
