@@ -122,6 +122,9 @@ final class HolderPool: Sendable {
         throw Self.failure(report: report)
     }
 
+    /// Idle holders waiting for a lease.
+    var idleCount: Int { state.withLock { $0.idle.count } }
+
     /// Takes back a holder whose lease was released (it reported giving its reference back):
     /// it waits for another lease, last in, first out, or retires when the pool is closed or
     /// it served `maxLeasesPerHolder` leases.
