@@ -124,17 +124,6 @@ public struct DaemonConfig: Sendable, Equatable {
         return keys.filter { $0.1 && !ignoring.contains($0.0) }.map(\.0)
     }
 
-    /// Checks every `[services.NAME]` table as a reload would apply them: valid names and
-    /// definitions, errors naming `services.NAME.FIELD`.
-    public func checkServices(path: String) throws(ConfigError) {
-        for (name, definition) in services.sorted(by: { $0.key < $1.key }) {
-            guard ServiceName.isValid(name) else { throw ConfigError(path: path, message: LifecycleError.invalidName(name).description) }
-            do { try definition.validate() } catch {
-                throw ConfigError(path: path, message: "services.\(name).\(error.field): \(error.message)")
-            }
-        }
-    }
-
     /// One service definition in TOML: the keys of a `[services.NAME]` table, at the top
     /// level (`procrefd service define NAME --file def.toml`).
     public static func parseDefinition(_ text: String, path: String) throws(ConfigError) -> ServiceDefinition {
@@ -306,11 +295,7 @@ private struct ConfigFile: Decodable {
             }
             config.security.apiEnvAllow = security.apiEnvAllow ?? []
         }
-        config.services = services ?? [:]
-        for (name, definition) in config.services.sorted(by: { $0.key < $1.key }) {
-            guard ServiceName.isValid(name) else { throw fail("services.\(name): invalid name (^[a-z0-9][a-z0-9._-]{0,62}$)") }
-            do { try definition.validate() } catch { throw fail("services.\(name).\(error.field): \(error.message)") }
-        }
+        do { config.services = try ConfigTables.checked(services ?? [:]) } catch { throw fail(error.description) }
         return config
     }
 }

@@ -115,15 +115,10 @@ public final class Coordinator: Sendable {
     public func applyConfigServices(_ definitions: [String: ServiceDefinition], actor: Principal) async throws(LifecycleError)
         -> ConfigServicesChange
     {
-        var resolved: [String: ServiceDefinition] = [:]
-        for (name, definition) in definitions.sorted(by: { $0.key < $1.key }) {
-            do {
-                resolved[name] = try definition.resolvingPrograms(searchPath: Self.ownSearchPath)
-                try check(resolved[name]!)
-            } catch {
-                guard case .invalidField(let problem) = error else { throw error }
-                throw .invalidField(DefinitionError(field: "services.\(name).\(problem.field)", message: problem.message))
-            }
+        let resolved = try ConfigTables.checked(definitions) { definition throws(LifecycleError) in
+            let resolved = try definition.resolvingPrograms(searchPath: Self.ownSearchPath)
+            try check(resolved)
+            return resolved
         }
         return try await registry.applyConfig(resolved, actor: actor)
     }

@@ -16,15 +16,10 @@ public struct ConfigServicesChange: Sendable, Equatable {
 extension ServiceRegistry {
     /// Makes the config file's `[services.NAME]` tables the set of config services: new ones
     /// appear, changed ones apply at their next start, removed ones stop once unleased. The
-    /// whole set is validated first; nothing changes when one definition is bad.
+    /// `definitions` are checked already, as a whole (`ConfigTables.checked`, by the caller):
+    /// nothing changes when one definition is bad.
     func applyConfig(_ definitions: [String: ServiceDefinition], actor: Principal) async throws(LifecycleError) -> ConfigServicesChange {
         let sorted = definitions.sorted { $0.key < $1.key }
-        for (name, definition) in sorted {
-            guard ServiceName.isValid(name) else { throw .invalidName(name) }
-            do { try definition.validate() } catch {
-                throw .invalidField(DefinitionError(field: "services.\(name).\(error.field)", message: error.message))
-            }
-        }
         await lock.lock()
         defer { lock.unlock() }
         var change = ConfigServicesChange()
