@@ -19,7 +19,6 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the daemon (the default command).",
         discussion: "Exit codes: 0 stopped cleanly, 1 error, 4 already running.")
 
-    static let defaultPort: UInt16 = 7683
     /// Room kept in the state dir for recording a full disk: some thousands of records.
     static let ballastBytes = 1 << 20
 
@@ -58,7 +57,7 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         if let listen {
-            guard let parsed = Self.splitListen(listen) else { throw ValidationError("--listen: expected HOST or HOST:PORT, got \(listen)") }
+            guard let parsed = ListenAddress.split(listen) else { throw ValidationError("--listen: expected HOST or HOST:PORT, got \(listen)") }
             if parsed.port != nil && port != nil { throw ValidationError("give the port once: in --listen HOST:PORT or in --port") }
         }
         if let defaultTtlMs, !CoordinatorConfig.ttlRange.contains(defaultTtlMs) {
@@ -84,11 +83,9 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
 
         let file = try loadConfig()
-        let given = self.listen.flatMap(Self.splitListen)
-        let listen = given?.host ?? file.listen ?? "127.0.0.1"
-        let port = given?.port ?? self.port ?? file.port ?? Self.defaultPort
-        let durability = self.durability ?? file.durability ?? .normal
-        let onExit = self.onExit ?? file.onExit ?? .drain
+        let flags = commandLine
+        let settings = ServeSettings(flags: flags, file: file)
+        let (listen, port, durability, onExit) = (settings.listen, settings.port, settings.durability, settings.onExit)
 
         let directory = file.socketPath.map { StateDirectory(path: location.directory.path, socket: $0) } ?? location.directory
         let claim: DaemonClaim
@@ -122,7 +119,7 @@ struct Serve: AsyncParsableCommand {
             scope: try directory.scope())
         config.serviceCgroups = serviceCgroups == .auto
         config.logPumpExecutable = Self.siblingExecutable("procref-logpump")
-        applyLiveSettings(file, to: &config)
+        ServeSettings.applyLive(file, flags: flags, to: &config)
         Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
         // The file is the truth about config services: without one, none remain.
@@ -165,9 +162,9 @@ struct Serve: AsyncParsableCommand {
             ]))
         }
         let auditSettings = SharedValue(file.audit)
-        let reloader = ConfigReloader(path: self.config, running: file, setByFlags: flagKeys, store: store, logger: logger) { [self, logger] new in
+        let reloader = ConfigReloader(path: self.config, running: file, setByFlags: flags.overriddenKeys, store: store, logger: logger) { [logger] new in
             let change = try await coordinator.applyConfigServices(new.services, actor: .config)
-            coordinator.reconfigure { applyLiveSettings(new, to: &$0) }
+            coordinator.reconfigure { ServeSettings.applyLive(new, flags: flags, to: &$0) }
             Self.raiseDescriptorLimit(for: coordinator.maxLeases, logger: logger)
             api.update(
                 access: Self.accessPolicy(new, token: token, readToken: readToken, listen: listen),
@@ -187,7 +184,18 @@ struct Serve: AsyncParsableCommand {
         reloader.cancel()
         pruner.cancel()
         anchoring.cancel()
-        let mode = trigger.mode ?? onExit
+        try await Self.stop(
+            trigger: trigger, mode: trigger.mode ?? onExit, servers: servers, coordinator: coordinator, store: store, runID: runID,
+            logger: logger)
+    }
+
+    /// The shutdown sequence: stop accepting, close the slot queues and the long-polls, let
+    /// requests in flight finish (30 s at most), drain or hand off, stop the servers, and
+    /// record the stop (then the chain's head goes to the log).
+    static func stop(
+        trigger: ShutdownTrigger, mode: ShutdownMode, servers: [HTTPServer], coordinator: Coordinator, store: AuditStore, runID: Int64,
+        logger: Logger
+    ) async throws {
         logger.info("stopping (\(trigger.reason)): \(mode.rawValue)")
         ServiceManagerNotify.send("STOPPING=1\nSTATUS=stopping (\(mode.rawValue))")
         for server in servers { server.stopAccepting() }
@@ -208,26 +216,9 @@ struct Serve: AsyncParsableCommand {
         ChainAnchor.log(store, logger)
     }
 
-    /// The settings a reload may change, from the file (command-line flags win).
-    func applyLiveSettings(_ file: DaemonConfig, to config: inout CoordinatorConfig) {
-        let defaults = CoordinatorConfig(holderExecutable: "", logsDirectory: "", scope: "")
-        config.defaultTTLMs = defaultTtlMs ?? file.defaultTTLMs ?? defaults.defaultTTLMs
-        config.maxLeases = file.limits.maxLeases ?? defaults.maxLeases
-        config.maxLeasesPerService = file.limits.maxLeasesPerService ?? defaults.maxLeasesPerService
-        // With [access] many users share the host: by default none may take more than a service's worth.
-        config.maxLeasesPerUser = file.limits.maxLeasesPerUser ?? (file.access != nil ? config.maxLeasesPerService : nil)
-        config.acquireTimeoutMs = file.limits.acquireTimeoutMs ?? defaults.acquireTimeoutMs
-        config.confinement = file.security.confinement
-        config.maxServices = file.limits.maxServices ?? defaults.maxServices
-        config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? defaults.idempotencyWindowMs
-        (config.logMaxBytes, config.logKeep) = (file.logs.maxBytes, file.logs.keep)
-    }
-
-    /// The file's keys that command-line flags override (a reload leaves them alone).
-    var flagKeys: Set<String> {
-        let given: [(String, Bool)] = [("listen", listen != nil), ("port", port != nil || listen.flatMap(Self.splitListen)?.port != nil),
-                                       ("durability", durability != nil), ("on_exit", onExit != nil)]
-        return Set(given.filter(\.1).map(\.0))
+    /// The flags that override the config file's keys.
+    var commandLine: CommandLineSettings {
+        CommandLineSettings(listen: listen, port: port, durability: durability, onExit: onExit, defaultTTLMs: defaultTtlMs)
     }
 
     /// Each live lease holds two descriptors here (its holder's pidfd and socket), plus the
@@ -253,24 +244,6 @@ struct Serve: AsyncParsableCommand {
         return AccessPolicy(
             token: token, readToken: readToken, openReads: openReads,
             browsers: BrowserGuard(allowedHosts: security.allowedHosts, listenHost: listen), rules: file.access)
-    }
-
-    /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; nil when malformed.
-    static func splitListen(_ text: String) -> (host: String, port: UInt16?)? {
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            let host = String(text[text.index(after: text.startIndex)..<close])
-            let rest = text[text.index(after: close)...]
-            if rest.isEmpty { return host.isEmpty ? nil : (host, nil) }
-            guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()) else { return nil }
-            return (host, port)
-        }
-        let colons = text.filter { $0 == ":" }.count
-        if colons == 1, let colon = text.firstIndex(of: ":") {
-            guard let port = UInt16(text[text.index(after: colon)...]), colon != text.startIndex else { return nil }
-            return (String(text[..<colon]), port)
-        }
-        return text.isEmpty ? nil : (text, nil)  // a name, an IPv4 address, or a bare IPv6 one
     }
 
     /// Prometheus through swift-metrics, with buckets that fit procrefd's latencies.
