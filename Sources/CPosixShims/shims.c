@@ -2,6 +2,8 @@
 #include "CPosixShims.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <poll.h>
 #include <signal.h>
@@ -606,4 +608,10 @@ void procref_set_arguments(const char *text) {
     size_t i = 0;
     for (; i < room && text[i] != '\0'; i++) start[i] = text[i] == ' ' ? '\0' : text[i];
     for (; i < room; i++) start[i] = '\0';
+}
+
+void procref_set_thread_name(const char *name) {
+    char cut[16];
+    snprintf(cut, sizeof cut, "%s", name);
+    pthread_setname_np(pthread_self(), cut);
 }

@@ -42,4 +42,7 @@ extension Coordinator {
         }
         try? context.cgroupRoot?.remove()
     }
+
+    /// Ends the core's I/O thread, once drained or handed off: nothing is watched after it.
+    public func stopLoop() { context.loop.shutdown() }
 }

@@ -50,19 +50,42 @@ public final class IOLoop: Sendable {
         var timers: [UInt64: (deadline: Int64, fire: @Sendable () -> Void)] = [:]
         /// Deadlines in order; entries whose timer is cancelled are skipped when reached.
         var schedule = TimerHeap()
+        /// The thread has ended (`shutdown`): nothing registers any more.
+        var closed = false
     }
 
     private let epollFD: Int32
     private let wakeFD: Int32
     private let state = Mutex(State())
+    /// Set by `shutdown`: the thread ends after its current pass.
+    private let stopping = Atomic<Bool>(false)
 
     public init(name: String = "procrefd-io") throws(SystemCallError) {
         epollFD = try check("epoll_create1", procref_epoll_create())
         wakeFD = try check("eventfd", procref_eventfd())
         _ = try check("epoll_ctl", procref_epoll_add(epollFD, wakeFD, 0))
-        let thread = Thread { [self] in self.run() }
+        // The thread holds the loop until `shutdown` ends it; then the last owner's release
+        // closes the descriptors (`deinit`), so no call on another thread can meet a closed
+        // and reused number.
+        let thread = Thread { [self] in
+            // The kernel's name of the thread (`top -H`, /proc/PID/task/*/comm; 15 bytes).
+            procref_set_thread_name(name)
+            self.run()
+        }
         thread.name = name
         thread.start()
+    }
+
+    deinit {
+        _ = procref_close(epollFD)
+        _ = procref_close(wakeFD)
+    }
+
+    /// Ends the loop's thread after its current pass. One-shot waits still pending answer
+    /// `false` (as if timed out); exit watches and timers are dropped unheard.
+    public func shutdown() {
+        stopping.store(true, ordering: .releasing)
+        wake()
     }
 
     // MARK: Registrations
@@ -70,7 +93,7 @@ public final class IOLoop: Sendable {
     /// Calls `handler` once when `process` exits, with its status when it was our child
     /// (reaped first when `reap`), else nil. One watch per pidfd.
     public func watchExit(of process: PidFD, reap: Bool = true, handler: @escaping ExitHandler) throws(SystemCallError) {
-        let token = register(.exit(process, reap: reap, handler))
+        guard let token = register(.exit(process, reap: reap, handler)) else { throw Self.closedError }
         if procref_epoll_add(epollFD, process.fd, token) != 0 {
             let error = SystemCallError.current("epoll_ctl")
             _ = state.withLock { $0.registrations.removeValue(forKey: token) }
@@ -80,7 +103,7 @@ public final class IOLoop: Sendable {
 
     /// Calls `handler` each time `fd` is readable, for as long as the loop runs.
     public func watchReadable(_ fd: Int32, handler: @escaping @Sendable () -> Void) throws(SystemCallError) {
-        let token = register(.always(fd: fd, handler))
+        guard let token = register(.always(fd: fd, handler)) else { throw Self.closedError }
         _ = try check("epoll_ctl", procref_epoll_add(epollFD, fd, token))
     }
 
@@ -88,7 +111,9 @@ public final class IOLoop: Sendable {
     /// when the descriptor cannot be watched.
     public func wait(for readiness: Readiness, on fd: Int32, timeoutMs: Int?) async -> Bool {
         await withCheckedContinuation { continuation in
-            let token = register(.once(fd: fd, timer: nil) { continuation.resume(returning: $0) })
+            guard let token = register(.once(fd: fd, timer: nil) { continuation.resume(returning: $0) }) else {
+                return continuation.resume(returning: false)
+            }
             if let timeoutMs {
                 let timer = schedule(afterMs: timeoutMs) { [self] in finishOnce(token, ready: false) }
                 let waiting = state.withLock { state -> Bool in
@@ -105,7 +130,7 @@ public final class IOLoop: Sendable {
     /// Calls `handler` once, when `fd` is ready, unless `unwatch` comes first. nil when the
     /// descriptor cannot be watched. Unwatch before closing `fd`.
     public func watch(_ readiness: Readiness, on fd: Int32, handler: @escaping @Sendable () -> Void) -> WatchID? {
-        let token = register(.once(fd: fd, timer: nil) { ready in if ready { handler() } })
+        guard let token = register(.once(fd: fd, timer: nil) { ready in if ready { handler() } }) else { return nil }
         guard procref_epoll_add_once(epollFD, fd, readiness.mode, token) == 0 else {
             finishOnce(token, ready: false)
             return nil
@@ -155,8 +180,13 @@ public final class IOLoop: Sendable {
 
     // MARK: The loop
 
-    private func register(_ registration: Registration) -> UInt64 {
+    /// What registering on a loop that was shut down throws.
+    static let closedError = SystemCallError("epoll_ctl (loop shut down)", errno: .badFileDescriptor)
+
+    /// The registration's token; nil once the loop is shut down.
+    private func register(_ registration: Registration) -> UInt64? {
         state.withLock { state in
+            guard !state.closed else { return nil }
             let token = state.nextToken
             state.nextToken += 1
             state.registrations[token] = registration
@@ -180,11 +210,19 @@ public final class IOLoop: Sendable {
 
     private func run() {
         var tokens = [UInt64](repeating: 0, count: 64)
-        while true {
+        while !stopping.load(ordering: .acquiring) {
             let n = tokens.withUnsafeMutableBufferPointer { procref_epoll_wait(epollFD, $0.baseAddress, 64, nextTimeout()) }
             for token in tokens[0..<max(0, Int(n))] { dispatch(token) }
             fireDueTimers()
         }
+        let pending = state.withLock { state -> [Registration] in
+            defer {
+                state = State()
+                state.closed = true
+            }
+            return Array(state.registrations.values)
+        }
+        for case let .once(_, _, resume) in pending { resume(false) }
     }
 
     /// Milliseconds until the next timer, -1 without one.

@@ -208,6 +208,7 @@ struct Serve: AsyncParsableCommand {
         case .drain: await coordinator.drain(actor: Principal.procrefd)
         case .handoff: await coordinator.handOff()
         }
+        coordinator.stopLoop()
         for server in servers { server.stop() }
         try store.write { tx in
             try tx.append(NewEvent(.daemonStopped, pid: getpid(), detail: ["trigger": .string(trigger.reason), "mode": .string(mode.rawValue)]))

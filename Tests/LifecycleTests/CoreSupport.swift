@@ -41,9 +41,11 @@ func withCore(_ body: (Coordinator) async throws -> Void) async throws {
         try await body(core)
     } catch {
         await core.drain(actor: .procrefd)
+        core.stopLoop()
         throw error
     }
     await core.drain(actor: .procrefd)
+    core.stopLoop()
 }
 
 extension Coordinator {

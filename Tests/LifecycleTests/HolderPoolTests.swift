@@ -16,7 +16,10 @@ struct HolderPoolTests {
         let pool = HolderPool(loop: loop, executable: "\(binDirectory)/procref-holder", spawner: Spawner(), size: size, releaseReports: reports.holderEnd)
         let key = SemaphoreSet.key(scope: "pool-test", service: UUID().uuidString.lowercased())
         let set = try #require(try SemaphoreSet.create(key: key))
-        defer { try? set.remove() }
+        defer {
+            try? set.remove()
+            loop.shutdown()
+        }
         do { try await body(pool, set) } catch {
             await pool.shutdown()
             throw error
@@ -82,7 +85,10 @@ struct HolderPoolTests {
         let reports = try ReleaseReports(loop: loop)
         let pool = HolderPool(loop: loop, executable: "\(binDirectory)/procref-holder", spawner: Spawner(), size: 2, releaseReports: reports.holderEnd)
         let set = try #require(try SemaphoreSet.create(key: SemaphoreSet.key(scope: "pool-test", service: UUID().uuidString.lowercased())))
-        defer { try? set.remove() }
+        defer {
+            try? set.remove()
+            loop.shutdown()
+        }
         let leased = try await pool.launch(semaphoreID: set.id, ttlMs: nil, clientPID: nil, clientFD: nil)
         #expect(eventually { pool.idleCount >= 1 })  // the refill thread fills the pool meanwhile
         await pool.shutdown()

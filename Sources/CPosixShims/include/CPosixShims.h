@@ -136,6 +136,8 @@ int procref_poll3(int fd0, int fd1, int fd2, int timeout_ms, int *ready0, int *r
 ssize_t procref_read(int fd, void *buf, size_t count);
 ssize_t procref_write(int fd, const void *buf, size_t count);
 int procref_close(int fd);
+/* Names the calling thread for the kernel (comm, 15 bytes; longer names are cut). */
+void procref_set_thread_name(const char *name);
 void procref_exit(int code) __attribute__((noreturn));
 int procref_errno(void);
 long long procref_parse_int(const char *text, int *ok);
