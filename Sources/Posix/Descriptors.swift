@@ -1,30 +1,65 @@
 import CPosixShims
 import Glibc
 
-/// A connected pair of close-on-exec Unix datagram sockets: many writers (each holding a
-/// copy of `second`), one reader of `first`, message boundaries kept.
-public struct DatagramPair: Sendable {
-    public let first: Int32
-    public let second: Int32
+/// A descriptor this value owns: closed exactly once, when the value ends, unless `take()`
+/// hands its number to a new owner that closes it itself (a holder's record, a table).
+@frozen
+public struct OwnedDescriptor: ~Copyable, Sendable {
+    public let raw: Int32
 
-    public init() throws(SystemCallError) {
-        var fds: [Int32] = [-1, -1]
-        try check("socketpair", fds.withUnsafeMutableBufferPointer { procref_socketpair_datagram_cloexec($0.baseAddress) })
-        first = fds[0]
-        second = fds[1]
+    public init(_ raw: Int32) { self.raw = raw }
+
+    /// The number, now the caller's to close.
+    public consuming func take() -> Int32 {
+        let raw = self.raw
+        discard self
+        return raw
     }
+
+    deinit { _ = procref_close(raw) }
 }
 
-/// A connected pair of close-on-exec Unix stream sockets (a two-way pipe).
-public struct SocketPair: Sendable {
-    public let first: Int32
-    public let second: Int32
+/// A connected pair of close-on-exec Unix stream sockets (a two-way pipe): the end procrefd
+/// keeps, and the end a child is given as one of its descriptors.
+@frozen
+public struct SocketPair: ~Copyable {
+    public let ours: OwnedDescriptor
+    public let theirs: OwnedDescriptor
 
     public init() throws(SystemCallError) {
         var fds: [Int32] = [-1, -1]
         try check("socketpair", fds.withUnsafeMutableBufferPointer { procref_socketpair_cloexec($0.baseAddress) })
-        first = fds[0]
-        second = fds[1]
+        ours = OwnedDescriptor(fds[0])
+        theirs = OwnedDescriptor(fds[1])
+    }
+}
+
+/// A connected pair of close-on-exec Unix datagram sockets, message boundaries kept: the
+/// end procrefd reads, and the end many writers share (each child holding a copy).
+@frozen
+public struct DatagramPair: ~Copyable {
+    public let reader: OwnedDescriptor
+    public let writers: OwnedDescriptor
+
+    public init() throws(SystemCallError) {
+        var fds: [Int32] = [-1, -1]
+        try check("socketpair", fds.withUnsafeMutableBufferPointer { procref_socketpair_datagram_cloexec($0.baseAddress) })
+        reader = OwnedDescriptor(fds[0])
+        writers = OwnedDescriptor(fds[1])
+    }
+}
+
+/// A pipe, both ends close-on-exec (a spawn passes the end it gives as 0, 1 or 2).
+@frozen
+public struct PipeEnds: ~Copyable {
+    public let readEnd: OwnedDescriptor
+    public let writeEnd: OwnedDescriptor
+
+    public init() throws(SystemCallError) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check("pipe2", procref_pipe_cloexec(&fds))
+        readEnd = OwnedDescriptor(fds[0])
+        writeEnd = OwnedDescriptor(fds[1])
     }
 }
 
@@ -93,16 +128,9 @@ public enum Descriptor {
         return .closed
     }
 
-    /// A pipe, both ends close-on-exec (a spawn passes the end it gives as 0, 1 or 2).
-    public static func pipe() throws(SystemCallError) -> (read: Int32, write: Int32) {
-        var fds: [Int32] = [-1, -1]
-        _ = try check("pipe2", procref_pipe_cloexec(&fds))
-        return (fds[0], fds[1])
-    }
-
     /// Opens (creating, appending) a log file for a child's output.
-    public static func openLog(_ path: String) throws(SystemCallError) -> Int32 {
-        try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600))
+    public static func openLog(_ path: String) throws(SystemCallError) -> OwnedDescriptor {
+        OwnedDescriptor(try check("open(\(path))", open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)))
     }
 }
 

@@ -19,16 +19,13 @@ struct IOLoopShutdownTests {
         let loop = try IOLoop(name: name)
         #expect(waitFor { threadRuns(name) })
         let pair = try SocketPair()
-        defer {
-            close(pair.first)
-            close(pair.second)
-        }
+        let quiet = pair.ours.raw
         // Nothing is ever written: the wait ends only by the shutdown.
-        let pending = Task { await loop.wait(for: .readable, on: pair.first, timeoutMs: nil) }
+        let pending = Task { await loop.wait(for: .readable, on: quiet, timeoutMs: nil) }
         loop.schedule(afterMs: 50) { loop.shutdown() }
         #expect(await pending.value == false)
         #expect(waitFor { !threadRuns(name) })
-        #expect(await loop.wait(for: .readable, on: pair.first, timeoutMs: nil) == false)
-        #expect(throws: SystemCallError.self) { try loop.watchReadable(pair.first) {} }
+        #expect(await loop.wait(for: .readable, on: pair.ours.raw, timeoutMs: nil) == false)
+        #expect(throws: SystemCallError.self) { try loop.watchReadable(pair.ours.raw) {} }
     }
 }

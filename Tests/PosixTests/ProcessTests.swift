@@ -84,12 +84,8 @@ struct ProcessTests {
     func readiness() async throws {
         let loop = try IOLoop(name: "test-io")
         let pair = try SocketPair()
-        defer {
-            Descriptor.close(pair.first)
-            Descriptor.close(pair.second)
-        }
-        #expect(await !loop.wait(for: .readable, on: pair.first, timeoutMs: 20))
-        #expect(Descriptor.writeAll(pair.second, Array("acquired\n".utf8)))
-        #expect(await loop.readLine(pair.first, timeoutMs: 5_000) == "acquired")
+        #expect(await !loop.wait(for: .readable, on: pair.ours.raw, timeoutMs: 20))
+        #expect(Descriptor.writeAll(pair.theirs.raw, Array("acquired\n".utf8)))
+        #expect(await loop.readLine(pair.ours.raw, timeoutMs: 5_000) == "acquired")
     }
 }

@@ -172,21 +172,15 @@ final class HolderPool: Sendable {
     }
 
     private func spawnIdle() throws(SystemCallError) -> HolderProcess {
+        // Both ends close with `pair` unless kept: the child's once it has its copy, ours
+        // once the holder's record owns it.
         let pair = try SocketPair()
         var options = Spawner.Options()
         options.newSession = true
-        options.passedDescriptor = pair.second
+        options.passedDescriptor = pair.theirs.raw
         options.secondPassedDescriptor = releaseReports
-        let process: PidFD
-        do {
-            process = try PidFD(child: try spawner.spawn(arguments: [executable, HolderProtocol.poolFlag, Self.padding], environment: [:], options: options))
-            Descriptor.close(pair.second)
-        } catch {
-            Descriptor.close(pair.first)
-            Descriptor.close(pair.second)
-            throw error
-        }
-        let holder = HolderProcess(process: process, socket: pair.first)
+        let process = try PidFD(child: try spawner.spawn(arguments: [executable, HolderProtocol.poolFlag, Self.padding], environment: [:], options: options))
+        let holder = HolderProcess(process: process, socket: pair.ours.take())
         do {
             try loop.watchExit(of: process) { [weak self] status in self?.exited(holder, status) }
         } catch {

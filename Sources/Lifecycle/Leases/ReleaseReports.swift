@@ -11,17 +11,18 @@ import Synchronization
 /// exits in time is killed by the one `Teardown`.
 final class ReleaseReports: Sendable {
     /// Passed to pooled holders as their descriptor 4; never read here.
-    let holderEnd: Int32
-    private let readEnd: Int32
+    private let writers: OwnedDescriptor
+    private let reader: OwnedDescriptor
+    var holderEnd: Int32 { writers.raw }
     private let loop: IOLoop
     private let expected = Mutex<[Int32: (lease: Lease, deadline: IOLoop.TimerID)]>([:])
 
     init(loop: IOLoop) throws(SystemCallError) {
         self.loop = loop
         let pair = try DatagramPair()
-        readEnd = pair.first
-        holderEnd = pair.second
-        try loop.watchReadable(readEnd) { [weak self] in self?.readReports() }
+        reader = pair.reader
+        writers = pair.writers
+        try loop.watchReadable(reader.raw) { [weak self] in self?.readReports() }
     }
 
     /// Watches for `lease`'s holder to report its release; kills it after `timeoutMs`.
@@ -42,7 +43,7 @@ final class ReleaseReports: Sendable {
 
     /// Every report waiting on the socket (called on the loop's thread when it is readable).
     private func readReports() {
-        while let message = Descriptor.receiveDatagram(readEnd, timeoutMs: 0), !message.isEmpty {
+        while let message = Descriptor.receiveDatagram(reader.raw, timeoutMs: 0), !message.isEmpty {
             guard let pid = Int32(String(decoding: message.prefix { $0 != 10 }, as: UTF8.self)),
                 let entry = expected.withLock({ $0.removeValue(forKey: pid) })
             else { continue }

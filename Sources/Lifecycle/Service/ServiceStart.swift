@@ -57,36 +57,30 @@ extension ServiceExecutor {
     /// Spawns the main process: in its cgroups (with their caps), as its user, within its
     /// limits. A cap or user the host cannot give fails the start with the reason.
     private func spawnMain(_ definition: ServiceDefinition) throws -> PidFD {
-        guard let output = startLogPump(definition) else {
-            return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
+        // The pump's pipe closes here once the service has its copy.
+        if let output = startLogPump(definition) {
+            return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, output: output.raw))
         }
-        defer { Descriptor.close(output) }
-        return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, output: output))
+        return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
     }
 
     /// Starts the service's `procref-logpump` on a new pipe and returns the pipe's write
-    /// end, for the service's stdout and stderr (the caller closes it once the service has
-    /// it). nil without a pump, or when it cannot start: the service then writes to its
-    /// log file directly, unrotated (logged).
-    private func startLogPump(_ definition: ServiceDefinition) -> Int32? {
+    /// end, for the service's stdout and stderr. nil without a pump, or when it cannot
+    /// start: the service then writes to its log file directly, unrotated (logged).
+    private func startLogPump(_ definition: ServiceDefinition) -> OwnedDescriptor? {
         let settings = context.settings.current
         guard let pump = settings.logPumpExecutable else { return nil }
         do {
-            let pipe = try Descriptor.pipe()
-            defer { Descriptor.close(pipe.read) }
+            let pipe = try PipeEnds()  // the read end closes here once the pump has its copy
             var options = Spawner.Options()
             options.newSession = true  // like a holder: it outlives procrefd, so the service can always write
-            options.standardInput = pipe.read
+            options.standardInput = pipe.readEnd.raw
             let arguments = [pump, logPath, String(definition.logMaxBytes ?? settings.logMaxBytes), String(definition.logKeep ?? settings.logKeep)]
-            let identity: ProcessIdentity
-            do { identity = try context.spawner.spawn(arguments: arguments, environment: [:], options: options) } catch {
-                Descriptor.close(pipe.write)
-                throw error
-            }
+            let identity = try context.spawner.spawn(arguments: arguments, environment: [:], options: options)
             Children.release(identity.pid)  // it ends by itself at the end of the output
             let watched = try? PidFD(identity: identity)
             owned.withLock { $0.logPump = watched }
-            return pipe.write
+            return pipe.writeEnd
         } catch {
             context.logger.warning("\(name): no log pump (\(error)); its output goes to \(logPath) unrotated")
             return nil
@@ -101,11 +95,15 @@ extension ServiceExecutor {
     ///   log file, appended to.
     func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, output: Int32? = nil) throws -> ProcessIdentity {
         try checkConfinement(definition)
+        if let output { return try spawnAsService(argv, definition, newProcessGroup: newProcessGroup, writingTo: output) }
+        let logFile = try Descriptor.openLog(logPath)  // closed once the child has its copy
+        return try spawnAsService(argv, definition, newProcessGroup: newProcessGroup, writingTo: logFile.raw)
+    }
+
+    private func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, writingTo log: Int32) throws -> ProcessIdentity {
         var options = Spawner.Options()
         options.newProcessGroup = newProcessGroup
         options.workingDirectory = definition.cwd
-        let log = try output ?? Descriptor.openLog(logPath)
-        defer { if output == nil { Descriptor.close(log) } }
         options.standardOutput = log
         options.standardError = log
         let cgroup = try processes.spawnDescriptor()
