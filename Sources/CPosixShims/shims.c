@@ -615,3 +615,33 @@ void procref_set_thread_name(const char *name) {
     snprintf(cut, sizeof cut, "%s", name);
     pthread_setname_np(pthread_self(), cut);
 }
+
+static int sigchld_write_end = -1;
+
+static void on_sigchld(int signo) {
+    (void)signo;
+    int saved = errno;
+    char byte = 0;
+    (void)write(sigchld_write_end, &byte, 1); /* a full pipe already says "reap" */
+    errno = saved;
+}
+
+int procref_sigchld_pipe(void) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == -1) return -1;
+    sigchld_write_end = fds[1];
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_sigchld;
+    action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGCHLD, &action, NULL) == -1) {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        sigchld_write_end = -1;
+        errno = saved;
+        return -1;
+    }
+    return fds[0];
+}

@@ -12,6 +12,8 @@ import Synchronization
 /// registers its child, under the same lock the orphan reaper checks.
 public enum Children {
     private static let registered = Mutex<Set<Int32>>([])
+    /// A scan is scheduled (SIGCHLDs that come meanwhile join it).
+    private static let scanPending = Atomic<Bool>(false)
 
     /// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`).
     public static func becomeSubreaper() throws(SystemCallError) {
@@ -57,14 +59,21 @@ public enum Children {
         }
     }
 
-    /// Reaps orphans every `intervalMs` on a thread of its own, for the life of the process.
-    public static func reapOrphansPeriodically(intervalMs: Int = 1_000) {
-        let thread = Thread {
-            while true {
-                usleep(useconds_t(intervalMs) * 1_000)
-                reapOrphans()
+    /// Reaps orphans whenever a child ends: SIGCHLD wakes the loop (through a pipe its
+    /// handler writes to), and one scan follows within `coalesceMs` for however many ended,
+    /// on a Dispatch queue so the loop never waits for /proc. Orphans that ended before are
+    /// reaped at once. Call once per process.
+    public static func reapOrphansOnExit(through loop: IOLoop, coalesceMs: Int = 20) throws(SystemCallError) {
+        let wakeups = try check("sigaction(SIGCHLD)", procref_sigchld_pipe())
+        reapOrphans()
+        try loop.watchReadable(wakeups) {
+            var drained = [UInt8](repeating: 0, count: 64)
+            while drained.withUnsafeMutableBytes({ read(wakeups, $0.baseAddress, $0.count) }) > 0 {}
+            guard !scanPending.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            loop.schedule(afterMs: coalesceMs) {
+                scanPending.store(false, ordering: .releasing)
+                DispatchQueue.global().async { reapOrphans() }
             }
         }
-        thread.start()
     }
 }

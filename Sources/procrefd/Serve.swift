@@ -96,9 +96,8 @@ struct Serve: AsyncParsableCommand {
         }
         defer { claim.cleanup() }
         // What a service forks and orphans is reparented here, not to init: nothing of a
-        // service escapes its stop. Those orphans are reaped in the background.
+        // service escapes its stop. Those orphans are reaped on SIGCHLD (below, on the core's loop).
         do { try Children.becomeSubreaper() } catch { logger.warning("not a child subreaper: \(error)") }
-        Children.reapOrphansPeriodically()
 
         let store = try AuditStore(path: directory.database, durability: durability)
         // The state dir may be opened to others (0711, for a socket [access] shares): the
@@ -122,6 +121,7 @@ struct Serve: AsyncParsableCommand {
         ServeSettings.applyLive(file, flags: flags, to: &config)
         Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)
+        try Children.reapOrphansOnExit(through: coordinator.loop)
         // The file is the truth about config services: without one, none remain.
         _ = try await coordinator.applyConfigServices(file.services, actor: .config)
         let report = await coordinator.reconcile(previousBootID: previousRun?.bootID, bootID: bootID)

@@ -155,3 +155,33 @@ struct ServiceTreeTests {
         #expect(try second.kernelCount(name) == 1)
     }
 }
+
+/// An orphan a service leaves is reparented to procrefd (a child subreaper), which reaps it
+/// when it ends: no zombie piles up under the daemon.
+@Suite("Orphans")
+struct OrphanTests {
+    @Test("a service's orphan becomes procrefd's child, and is reaped (on SIGCHLD) when it exits")
+    func orphanReaped() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("orphan")
+            let socketPath = "\(daemon.stateDir)/\(name).svc.sock"
+            let pidFile = "\(daemon.stateDir)/\(name).orphan"
+            // The subshell forks the orphan and exits at once; the orphan writes its pid,
+            // outlives its parent for a moment, then exits.
+            let start = ["sh", "-c", "( sh -c 'echo $$ > \(pidFile); exec sleep 0.5' & ); exec python3 \(testServiceScript) \(socketPath)"]
+            _ = try daemon.defineSocketService(name, extra: ["start": start])
+            let grant = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(grant.status == 201, "\(grant.text)")
+            #expect(eventually { ((try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) != nil })
+            let orphan = try #require(Int32((try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+            let daemonPID = try #require(try daemon.unix.get("/v1/daemon").json["pid"] as? Int)
+            // Reparented to procrefd while it sleeps (or already gone: reaped, as below).
+            let parent = ProcessStat.read(pid: orphan)?.parentPID
+            #expect(parent == nil || parent == Int32(daemonPID), "parent \(String(describing: parent))")
+            // Once it exits, procrefd reaps it: no zombie stays behind.
+            #expect(eventually { ProcessStat.read(pid: orphan) == nil }, "\(String(describing: ProcessStat.read(pid: orphan)))")
+            let id = try #require(grant.json["id"] as? String)
+            #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
+        }
+    }
+}

@@ -136,6 +136,10 @@ int procref_poll3(int fd0, int fd1, int fd2, int timeout_ms, int *ready0, int *r
 ssize_t procref_read(int fd, void *buf, size_t count);
 ssize_t procref_write(int fd, const void *buf, size_t count);
 int procref_close(int fd);
+/* Installs a SIGCHLD handler (SA_RESTART | SA_NOCLDSTOP) that writes a byte to a
+   non-blocking pipe, and returns the pipe's read end (-1 and errno on failure). Once per
+   process: the handler only wakes a reader; whoever reads reaps. */
+int procref_sigchld_pipe(void);
 /* Names the calling thread for the kernel (comm, 15 bytes; longer names are cut). */
 void procref_set_thread_name(const char *name);
 void procref_exit(int code) __attribute__((noreturn));
