@@ -28,10 +28,14 @@ extension ServiceMachine {
     /// Whether an acquire at `now` would be answered `ready` with no other action: the
     /// service is ready, without slots, not lingering, and its health is fresh (or it has no
     /// check). Such an acquire may be granted without an event (see `Coordinator.acquireNow`).
-    public func grantsAtOnce(now: Int64) -> Bool {
-        guard policy.slots == nil, case .ready(lingerUntil: nil) = phase else { return false }
-        guard let health = policy.health else { return true }
-        return isFresh(health, now)
+    public func grantsAtOnce(now: Int64) -> Bool { grantWindowEnd.map { now < $0 } ?? false }
+
+    /// Until when (monotonic ms) `grantsAtOnce` holds as long as no event comes: nil never,
+    /// `Int64.max` with no health check to go stale.
+    public var grantWindowEnd: Int64? {
+        guard policy.slots == nil, case .ready(lingerUntil: nil) = phase else { return nil }
+        guard let health = policy.health else { return .max }
+        return lastPassedAt.map { $0 + Int64(health.freshMs) }
     }
 
     func isFresh(_ health: ServicePolicy.Health, _ now: Int64) -> Bool {

@@ -25,17 +25,17 @@ struct SlotWait: Sendable {
 /// The executor's slot actions: queueing an acquire (its record, its deadline, a watch on
 /// its client), launching the holder of one that got a slot, and recording one that left.
 extension ServiceExecutor {
-    func launchQueued(_ waiter: Waiter) async {
+    func launchQueued(_ waiter: Waiter, _ state: inout LoopState) async {
         // The slot the machine gave it goes to the next one when it is gone.
-        guard let wait = owned.withLock({ $0.slotWaits.removeValue(forKey: waiter) }) else { return slotFreed() }
+        guard let wait = state.slotWaits.removeValue(forKey: waiter) else { return slotFreed() }
         wait.stopWatching(on: context.loop)
         let waited = wait.waitedMs(at: monotonicMilliseconds())
         if let waited { Telemetry.queueWaited(service: name, milliseconds: waited) }
-        await launch(waiter, wait.order, waitedMs: waited)
+        await launch(waiter, wait.order, waitedMs: waited, &state)
     }
 
-    func queued(_ waiter: Waiter, position: Int, waitMs: Int) async {
-        guard let order = owned.withLock({ $0.slotWaits[waiter]?.order }) else { return }
+    func queued(_ waiter: Waiter, position: Int, waitMs: Int, _ state: inout LoopState) async {
+        guard let order = state.slotWaits[waiter]?.order else { return }
         let queuedAt = monotonicMilliseconds()
         var detail: [String: DetailValue] = ["position": .int(Int64(position)), "wait_ms": .int(Int64(waitMs))]
         if let clientPID = order.request.clientPID { detail["client_pid"] = .int(Int64(clientPID)) }
@@ -54,16 +54,14 @@ extension ServiceExecutor {
             }
         }
         // The loop runs one action at a time: the wait is still there (only this loop ends it).
-        owned.withLock { owned in
-            owned.slotWaits[waiter]?.queuedAt = queuedAt
-            owned.slotWaits[waiter]?.timer = timer
-            owned.slotWaits[waiter]?.client = client
-        }
+        state.slotWaits[waiter]?.queuedAt = queuedAt
+        state.slotWaits[waiter]?.timer = timer
+        state.slotWaits[waiter]?.client = client
     }
 
-    func leftQueue(_ waiter: Waiter, position: Int, _ reason: QueueExit) async {
+    func leftQueue(_ waiter: Waiter, position: Int, _ reason: QueueExit, _ state: inout LoopState) async {
         // The answer that follows ends the wait's watches.
-        guard let wait = owned.withLock({ $0.slotWaits[waiter] }) else { return }
+        guard let wait = state.slotWaits[waiter] else { return }
         var detail: [String: DetailValue] = ["reason": .string(reason.rawValue), "position": .int(Int64(position))]
         if let waited = wait.waitedMs(at: monotonicMilliseconds()) { detail["waited_ms"] = .int(Int64(waited)) }
         await context.recordLogged(NewEvent(.leaseQueueLeft, service: name, actor: wait.order.by, detail: detail))
@@ -72,6 +70,6 @@ extension ServiceExecutor {
     /// A lease of this service ended (or a slot went unused): with slots, the head of the
     /// queue may take its place.
     func slotFreed() {
-        if owned.withLock({ $0.machine.policy.slots != nil }) { send(.slotFreed) }
+        if shared.withLock({ $0.slotted }) { send(.slotFreed) }
     }
 }

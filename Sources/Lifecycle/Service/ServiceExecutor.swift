@@ -8,9 +8,13 @@ import LifecycleModel
 /// `Machine` with the time and the kernel count, and runs the actions it returns.
 /// Quick actions (records, a spawn, a timer) run in order before the next event; slow ones
 /// (a health probe, a teardown) run as tasks that report back as events, so the machine
-/// keeps taking events meanwhile. No lock is held across I/O: the machine's state is only
-/// touched inside the event loop, and what status shows is published after each event's
-/// records are committed.
+/// keeps taking events meanwhile.
+///
+/// State has two owners. What only the loop touches (`LoopState`: the machine, its timers,
+/// the slot waits, the launched acquires, the step's records) lives in the loop task and is
+/// passed `inout` through a step: no lock. What other threads read or report (`Published`:
+/// status's snapshot, the fast path's grant gate, the waiters' continuations, the main
+/// process and its exit) is behind one small lock. No lock is held across I/O.
 final class ServiceExecutor: Sendable {
     let name: String
     /// The set is replaced only when it was removed from outside (see `replaceSemaphores`).
@@ -25,27 +29,14 @@ final class ServiceExecutor: Sendable {
     /// Its memory, CPU and process caps.
     let caps: ServiceCaps
 
-    /// What the event loop owns. Only the loop task changes `machine`.
-    struct Owned {
+    /// What only the loop task touches, between steps and within one.
+    struct LoopState {
         var machine: Machine
-        var definition: ServiceDefinition
-        /// The main process: the one started, or the one its pid_file names, or adopted.
-        var main: PidFD?
-        /// The main process has exited (its status is `mainExit`, nil when not our child).
-        var mainEnded = false
-        /// The current start's `procref-logpump`, watched for the end of its output.
-        var logPump: PidFD?
-        var mainExit: ExitStatus?
-        /// Teardowns waiting for the exit watcher's report of the main process's exit.
-        var exitReportWaiters: [Waiter: CheckedContinuation<Void, Never>] = [:]
         var timers: [ServiceTimer: IOLoop.TimerID] = [:]
-        var answers: [Waiter: CheckedContinuation<ServiceAnswer, Never>] = [:]
-        /// Acquires of a slotted service until they take a slot or give up.
+        /// Acquires until they take a slot or give up.
         var slotWaits: [Waiter: SlotWait] = [:]
         /// Acquires whose holder the loop launched, until they are answered.
         var launched: [Waiter: Launched] = [:]
-        var launchFailures: [Waiter: LifecycleError] = [:]
-        var nextWaiter: Waiter = 0
         /// Events an action reports that are handled in the same step, before publishing.
         var followUps: [MachineEvent] = []
         /// Records queued by this step's actions and not awaited yet; committed before the
@@ -53,20 +44,44 @@ final class ServiceExecutor: Sendable {
         var queuedRecords: [PendingWrite<Void>] = []
         /// Where the log stood when the last start began, for its output on failure.
         var logOffset: Int64 = 0
-        /// The last failed start's message for clients, with the service's own last words.
-        var startFailure: String?
         /// When the current start began (coarse real time): a pid file older than this is
         /// left from an earlier run.
         var startedAtWallClock = timespec()
         /// OOM kills in the service's memory group when its main process started.
         var oomKillsAtStart = 0
-        /// When the health check last proved (through procfs) that the listener is the
-        /// service's own; within a second, a successful connect is enough.
-        var ownershipProvenAt: Int64?
-        var published = ServiceSnapshot()
+        /// The current start's `procref-logpump`, watched for the end of its output.
+        var logPump: PidFD?
     }
 
-    let owned: Mutex<Owned>
+    /// What other threads read or report.
+    struct Published {
+        var snapshot: ServiceSnapshot
+        var definition: ServiceDefinition
+        /// The fast path's grant gate: until when an acquire may be granted without the loop
+        /// (`Machine.grantWindowEnd`, nil: not now). Set with the count read of every event.
+        var grantWindowEnd: Int64?
+        /// The service has `slots` (a lease's end may free one for the queue).
+        var slotted: Bool
+        var answers: [Waiter: CheckedContinuation<ServiceAnswer, Never>] = [:]
+        /// How each answered acquire settled, for its caller to take.
+        var settled: [Waiter: Settled] = [:]
+        /// The main process: the one started, or the one its pid_file names, or adopted.
+        var main: PidFD?
+        /// The main process has exited (its status is `mainExit`, nil when not our child).
+        var mainEnded = false
+        var mainExit: ExitStatus?
+        /// Teardowns waiting for the exit watcher's report of the main process's exit.
+        var exitReportWaiters: [Waiter: CheckedContinuation<Void, Never>] = [:]
+        /// The last failed start's message for clients, with the service's own last words.
+        var startFailure: String?
+    }
+
+    let shared: Mutex<Published>
+    private let lastWaiter = Atomic<UInt64>(0)
+    /// When the health check last proved (through procfs) that the listener is the service's
+    /// own (monotonic ms, -1: never); within a second, a successful connect is enough.
+    let ownershipProvenAt = Atomic<Int64>(-1)
+
     /// Registry facts, changed by the registry (under its own lock), read by status.
     let membership: Mutex<(fromConfig: Bool, pendingRemoval: Bool)>
     /// What the event loop takes: machine events, and acquires whose holder it launches
@@ -78,13 +93,20 @@ final class ServiceExecutor: Sendable {
     }
 
     /// An acquire whose holder the loop launched, until it is answered: its lease, the kernel
-    /// count right after the launch, how long it queued, and its grant once answered `ready`.
+    /// count right after the launch, and how long it queued.
     struct Launched {
         let lease: Lease
         let order: LeaseOrder
         let count: KernelCount
         let waitedMs: Int?
-        var granted: Granted?
+    }
+
+    /// How an answered acquire settled at the loop: granted, or its holder handed back to the
+    /// caller to give back (the answer was not `ready`), or its launch failed.
+    enum Settled: Sendable {
+        case granted(Granted)
+        case returned(Lease)
+        case launchFailed(LifecycleError)
     }
 
     /// A granted acquire: its lease (not yet in the book), the grant's records queued with the
@@ -121,18 +143,19 @@ final class ServiceExecutor: Sendable {
         self.issuer = issuer
         processes = ServiceProcesses(scope: context.scope, service: name, cgroupRoot: context.cgroupRoot)
         caps = ServiceCaps(scope: context.scope, service: name, v2Parent: context.cgroupRoot, controllers: context.controllers)
-        var owned = Owned(machine: Machine(policy: ServicePolicy(definition)), definition: definition)
-        owned.published = ServiceSnapshot(definition: definition)
-        self.owned = Mutex(owned)
+        let policy = ServicePolicy(definition)
+        shared = Mutex(Published(snapshot: ServiceSnapshot(definition: definition), definition: definition, slotted: policy.slots != nil))
         membership = Mutex((fromConfig, false))
         let (stream, continuation) = AsyncStream<Input>.makeStream()
         events = continuation
         Task { [weak self] in
+            // The loop's own state: only this task touches it, through `inout`.
+            var state = LoopState(machine: Machine(policy: policy))
             for await input in stream {
                 guard let self else { return }
                 switch input {
-                case .event(let event): await self.handle(event)
-                case let .acquire(waiter, order): await self.take(waiter, order)
+                case .event(let event): await self.handle(event, &state)
+                case let .acquire(waiter, order): await self.take(waiter, order, &state)
                 }
             }
         }
@@ -163,57 +186,54 @@ final class ServiceExecutor: Sendable {
         } onCancel: {
             send(.queueLeft(waiter, .disconnect))
         }
-        let (launched, failure) = owned.withLock { ($0.launched.removeValue(forKey: waiter), $0.launchFailures.removeValue(forKey: waiter)) }
-        if let failure { return .launchFailed(failure) }
-        if case .ready = answer, let granted = launched?.granted { return .granted(granted) }
-        if let lease = launched?.lease { await issuer.undo(lease, of: self, by: order.by) }
+        switch shared.withLock({ $0.settled.removeValue(forKey: waiter) }) {
+        case .launchFailed(let failure)?: return .launchFailed(failure)
+        case .granted(let granted)?: return .granted(granted)
+        case .returned(let lease)?: await issuer.undo(lease, of: self, by: order.by)
+        case nil: break
+        }
         if case .refused(let refusal) = answer { return .refused(refusal) }
         return .launchFailed(.holder("unexpected answer \(answer)"))
     }
 
     /// An acquire reaches the loop: the machine decides its slot (a slot, the queue, or a
     /// refusal; always a slot without `slots`).
-    private func take(_ waiter: Waiter, _ order: LeaseOrder) async {
-        owned.withLock { $0.slotWaits[waiter] = SlotWait(order: order) }
-        await handle(.slotWanted(waiter, waitMs: order.request.waitMs))
+    private func take(_ waiter: Waiter, _ order: LeaseOrder, _ state: inout LoopState) async {
+        state.slotWaits[waiter] = SlotWait(order: order)
+        await handle(.slotWanted(waiter, waitMs: order.request.waitMs), &state)
     }
 
     /// Launches the waiter's holder and hands the machine its acquire. A launch that fails
     /// took no slot: the next in the queue gets it.
-    func launch(_ waiter: Waiter, _ order: LeaseOrder, waitedMs: Int?) async {
-        guard owned.withLock({ $0.answers[waiter] != nil }) else { return slotFreed() }  // it stopped waiting
+    func launch(_ waiter: Waiter, _ order: LeaseOrder, waitedMs: Int?, _ state: inout LoopState) async {
+        guard isWaiting(waiter) else { return slotFreed() }  // it stopped waiting
         let lease: Lease
         do { lease = try await issuer.issue(order, on: self) } catch {
-            let waiting = owned.withLock { owned in
-                owned.launchFailures[waiter] = error
-                return owned.answers.removeValue(forKey: waiter)
+            let waiting = shared.withLock { shared in
+                let waiting = shared.answers.removeValue(forKey: waiter)
+                if waiting != nil { shared.settled[waiter] = .launchFailed(error) }
+                return waiting
             }
             waiting?.resume(returning: .refused(.notRunning))
             return slotFreed()
         }
         let count = kernelCount()
-        let waiting = owned.withLock { owned -> Bool in
-            guard owned.answers[waiter] != nil else { return false }
-            owned.launched[waiter] = Launched(lease: lease, order: order, count: count, waitedMs: waitedMs)
-            return true
-        }
-        guard waiting else { return await issuer.undo(lease, of: self, by: order.by) }
-        await handle(.acquire(waiter, by: order.by))
+        // It may stop waiting from here on: then its `abandon` gives the holder back.
+        guard isWaiting(waiter) else { return await issuer.undo(lease, of: self, by: order.by) }
+        state.launched[waiter] = Launched(lease: lease, order: order, count: count, waitedMs: waitedMs)
+        await handle(.acquire(waiter, by: order.by), &state)
     }
 
-    private func newWaiter() -> Waiter {
-        owned.withLock { owned -> Waiter in
-            owned.nextWaiter += 1
-            return owned.nextWaiter
-        }
-    }
+    private func isWaiting(_ waiter: Waiter) -> Bool { shared.withLock { $0.answers[waiter] != nil } }
+
+    func newWaiter() -> Waiter { lastWaiter.add(1, ordering: .relaxed).newValue }
 
     private func wait(_ waiter: Waiter, timeoutMs: Int?, input: Input) async -> ServiceAnswer {
         await withCheckedContinuation { continuation in
-            owned.withLock { $0.answers[waiter] = continuation }
+            shared.withLock { $0.answers[waiter] = continuation }
             if let timeoutMs {
                 context.loop.schedule(afterMs: timeoutMs) { [weak self] in
-                    guard let self, let pending = self.owned.withLock({ $0.answers.removeValue(forKey: waiter) }) else { return }
+                    guard let self, let pending = self.shared.withLock({ $0.answers.removeValue(forKey: waiter) }) else { return }
                     self.send(.abandon(waiter))
                     pending.resume(returning: .refused(.busy(self.snapshot.state)))
                 }
@@ -228,24 +248,27 @@ final class ServiceExecutor: Sendable {
     /// is never missed.
     var grantsAtOnce: Bool {
         guard !membership.withLock({ $0.pendingRemoval }) else { return false }
-        return owned.withLock { $0.machine.grantsAtOnce(now: monotonicMilliseconds()) }
+        return shared.withLock { $0.grantWindowEnd.map { monotonicMilliseconds() < $0 } ?? false }
     }
 
     /// What status shows; published after each event, once its records are committed.
-    var snapshot: ServiceSnapshot { owned.withLock { $0.published } }
+    var snapshot: ServiceSnapshot { shared.withLock { $0.snapshot } }
     /// The published snapshot's version, without copying it.
-    var publishedVersion: UInt64 { owned.withLock { $0.published.version } }
+    var publishedVersion: UInt64 { shared.withLock { $0.snapshot.version } }
 
-    var definition: ServiceDefinition { owned.withLock { $0.definition } }
+    var definition: ServiceDefinition { shared.withLock { $0.definition } }
 
     /// A new definition applies at the next start; timing numbers apply at once.
     func redefine(_ definition: ServiceDefinition) {
-        owned.withLock { $0.definition = definition }
+        shared.withLock { $0.definition = definition }
         send(.definitionChanged(ServicePolicy(definition)))
     }
 
     /// The main process, while it runs.
-    var mainProcess: PidFD? { owned.withLock { $0.mainEnded ? nil : $0.main } }
+    var mainProcess: PidFD? { shared.withLock { $0.mainEnded ? nil : $0.main } }
+
+    /// The last failed start's message, when there is one.
+    var startFailure: String? { shared.withLock { $0.startFailure } }
 
     /// The service's semaphore set: `[0]` counts its references.
     var semaphores: SemaphoreSet { semaphoreSet.withLock { $0 } }
@@ -274,81 +297,105 @@ final class ServiceExecutor: Sendable {
 
     // MARK: The event loop
 
-    private func handle(_ event: MachineEvent) async {
+    private func handle(_ event: MachineEvent, _ state: inout LoopState) async {
+        if case .abandon(let waiter) = event, let launched = state.launched.removeValue(forKey: waiter) {
+            // Its caller stopped waiting after its holder took a reference: give it back.
+            let (lease, by) = (launched.lease, launched.order.by)
+            Task { await self.issuer.undo(lease, of: self, by: by) }
+        }
         var next: MachineEvent? = event
         while let event = next {
-            // The count is read under the lock `grantsAtOnce` checks with: an acquire granted
-            // without the loop took its reference either before this read, or after this
-            // event (and then it sees the machine's new phase).
-            let actions = owned.withLock { $0.machine.handle(event, now: monotonicMilliseconds(), count: kernelCount()) }
-            for action in actions { await run(action) }
-            next = owned.withLock { $0.followUps.isEmpty ? nil : $0.followUps.removeFirst() }
+            // The invariant the fast path relies on: the count is read, and the grant gate set
+            // from the machine's new phase, under the lock `grantsAtOnce` reads the gate with.
+            // So an acquire granted without the loop took its reference either before this
+            // read (and the machine counts it), or after this event (and sees its gate).
+            let actions = shared.withLock { shared in
+                let actions = state.machine.handle(event, now: monotonicMilliseconds(), count: kernelCount())
+                shared.grantWindowEnd = state.machine.grantWindowEnd
+                shared.slotted = state.machine.policy.slots != nil
+                return actions
+            }
+            for action in actions { await run(action, &state) }
+            next = state.followUps.isEmpty ? nil : state.followUps.removeFirst()
         }
-        await publish()
+        await publish(&state)
     }
 
     /// Handles `event` in the current step, after this action, with `record` queued (and
     /// committed before the step publishes, or with a later record of the step).
-    func followUp(_ event: MachineEvent, after record: PendingWrite<Void>) {
-        queue(record)
-        owned.withLock { $0.followUps.append(event) }
-    }
-
-    /// Queues `record` with the step: committed before the step publishes (a storage
-    /// failure is logged there, as for every record of a step).
-    func queue(_ record: PendingWrite<Void>) {
-        owned.withLock { $0.queuedRecords.append(record) }
+    func followUp(_ event: MachineEvent, after record: PendingWrite<Void>, _ state: inout LoopState) {
+        state.queuedRecords.append(record)
+        state.followUps.append(event)
     }
 
     /// Shows the machine's state, once every record of the step is committed: status never
     /// reports a state whose record is not.
-    private func publish() async {
-        for record in owned.withLock({ owned in defer { owned.queuedRecords = [] }; return owned.queuedRecords }) {
+    private func publish(_ state: inout LoopState) async {
+        let records = state.queuedRecords
+        state.queuedRecords = []
+        for record in records {
             do { try await context.committed(record) } catch { context.logger.error("cannot record for \(name): \(error)") }
         }
-        owned.withLock { owned in owned.published = owned.published.updated(from: owned) }
+        let machine = state.machine
+        shared.withLock { shared in
+            shared.snapshot = shared.snapshot.updated(machine: machine, main: shared.main, definition: shared.definition)
+        }
     }
 
-    private func run(_ action: MachineAction) async {
+    private func run(_ action: MachineAction, _ state: inout LoopState) async {
         switch action {
-        case let .spawn(reason, actor): await spawn(reason: reason, actor: actor)
-        case .readPidFile: send(.pidFileRead(adoptFromPidFile()))
+        case let .spawn(reason, by): await spawn(reason: reason, actor: by, &state)
+        case .readPidFile: send(.pidFileRead(adoptFromPidFile(startedAt: state.startedAtWallClock)))
         case let .probe(token, readiness): Task { await self.probe(token: token, readiness: readiness) }
-        case let .teardown(reason, actor): Task { await self.teardown(reason: reason, actor: actor) }
+        case let .teardown(reason, by): Task { await self.teardown(reason: reason, actor: by) }
         case let .schedule(timer, afterMs, token):
-            let id = context.loop.schedule(afterMs: afterMs) { [weak self] in self?.send(.timerFired(timer, token: token)) }
-            owned.withLock { $0.timers[timer] = id }
+            state.timers[timer] = context.loop.schedule(afterMs: afterMs) { [weak self] in self?.send(.timerFired(timer, token: token)) }
         case .cancel(let timer):
-            if let id = owned.withLock({ $0.timers.removeValue(forKey: timer) }) { context.loop.cancel(id) }
+            if let id = state.timers.removeValue(forKey: timer) { context.loop.cancel(id) }
         case let .answer(waiter, answer):
             // Taken before the commit below, so a timeout cannot answer the waiter `busy`
             // while its grant is being recorded.
-            let (waiting, slotWait, launched) = owned.withLock {
-                ($0.answers.removeValue(forKey: waiter), $0.slotWaits.removeValue(forKey: waiter), $0.launched[waiter])
+            let waiting = shared.withLock { $0.answers.removeValue(forKey: waiter) }
+            let slotWait = state.slotWaits.removeValue(forKey: waiter)
+            if let launched = state.launched.removeValue(forKey: waiter) {
+                settle(waiter, launched, answer: answer, waiting: waiting != nil)
             }
-            // A granted acquire's records join this step's: one commit, not two.
-            if waiting != nil, case .ready(let started) = answer, let launched {
-                let write = issuer.recordGrant(launched.lease, count: launched.count, started: started, waitedMs: launched.waitedMs, launched.order)
-                let granted = Granted(lease: launched.lease, write: write, count: launched.count, started: started, waitedMs: launched.waitedMs)
-                owned.withLock { $0.launched[waiter]?.granted = granted }
-            }
-            // The grant's write is queued behind the step's records, so it commits with them
-            // here (or, in a step with none, when its acquire awaits it).
-            await publish()
+            // A granted acquire's records were queued behind the step's, so they commit with
+            // them here (or, in a step with none, when its acquire awaits them).
+            await publish(&state)
             slotWait?.stopWatching(on: context.loop)
             waiting?.resume(returning: answer)
-        case let .record(note, actor): await record(note, actor: actor)
-        case .launch(let waiter): await launchQueued(waiter)
-        case let .queued(waiter, position, waitMs): await queued(waiter, position: position, waitMs: waitMs)
-        case let .leftQueue(waiter, position, reason): await leftQueue(waiter, position: position, reason)
+        case let .record(note, by): await record(note, actor: by, &state)
+        case .launch(let waiter): await launchQueued(waiter, &state)
+        case let .queued(waiter, position, waitMs): await queued(waiter, position: position, waitMs: waitMs, &state)
+        case let .leftQueue(waiter, position, reason): await leftQueue(waiter, position: position, reason, &state)
         }
+    }
+
+    /// A launched acquire is answered: granted (its records queued with the step, one commit
+    /// not two), or its holder goes back through its caller, or, when nobody waits any more,
+    /// here.
+    private func settle(_ waiter: Waiter, _ launched: Launched, answer: ServiceAnswer, waiting: Bool) {
+        guard waiting else {
+            let (lease, by) = (launched.lease, launched.order.by)
+            Task { await self.issuer.undo(lease, of: self, by: by) }
+            return
+        }
+        let settled: Settled
+        if case .ready(let started) = answer {
+            let write = issuer.recordGrant(launched.lease, count: launched.count, started: started, waitedMs: launched.waitedMs, launched.order)
+            settled = .granted(Granted(lease: launched.lease, write: write, count: launched.count, started: started, waitedMs: launched.waitedMs))
+        } else {
+            settled = .returned(launched.lease)
+        }
+        shared.withLock { $0.settled[waiter] = settled }
     }
 
     // MARK: The main process
 
     /// Makes `process` the main process and watches its exit.
     func setMain(_ process: PidFD) {
-        owned.withLock {
+        shared.withLock {
             $0.main = process
             $0.mainEnded = false
             $0.mainExit = nil
@@ -361,16 +408,16 @@ final class ServiceExecutor: Sendable {
     }
 
     private func mainExited(_ process: PidFD, _ status: ExitStatus?) {
-        let reported = owned.withLock { owned -> [CheckedContinuation<Void, Never>] in
-            guard owned.main === process else { return [] }
-            owned.mainEnded = true
-            owned.mainExit = status
+        let reported = shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+            guard shared.main === process else { return [] }
+            shared.mainEnded = true
+            shared.mainExit = status
             // Queued under the lock a teardown reads `mainEnded` with, so that the machine
             // hears of this exit before the teardown's `teardownFinished`, never during the
             // next start.
             send(.mainExited(MainExit(status)))
-            defer { owned.exitReportWaiters = [:] }
-            return Array(owned.exitReportWaiters.values)
+            defer { shared.exitReportWaiters = [:] }
+            return Array(shared.exitReportWaiters.values)
         }
         for waiter in reported { waiter.resume() }
     }

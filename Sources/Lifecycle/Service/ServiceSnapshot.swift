@@ -24,19 +24,18 @@ struct ServiceSnapshot: Sendable {
 
     init(definition: ServiceDefinition) { self.definition = definition }
 
-    func updated(from owned: ServiceExecutor.Owned) -> ServiceSnapshot {
-        let machine = owned.machine
+    func updated(machine: Machine, main: PidFD?, definition: ServiceDefinition) -> ServiceSnapshot {
         let now = monotonicMilliseconds()
         var next = self
         next.state = machine.state
         if next.state != state { next.stateSince = Date() }
-        next.pid = owned.main?.pid
+        next.pid = main?.pid
         next.failureReason = machine.failureReason
         next.lastHealth = machine.lastHealth
         next.lingerUntil = machine.lingerUntil.map { Date().addingTimeInterval(Double($0 - now) / 1000) }
         next.restarts = machine.restarts(at: now)
         next.queued = machine.slotQueue.count
-        next.definition = owned.definition
+        next.definition = definition
         next.version = version &+ 1
         return next
     }

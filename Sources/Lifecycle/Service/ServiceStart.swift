@@ -9,17 +9,15 @@ extension ServiceExecutor {
     /// Stops leftovers of an earlier run (they would hold its port or files), spawns the
     /// main process in its own group (and cgroup, where there is one) and records
     /// `service.starting`. Reports `spawned` or `spawnFailed`.
-    func spawn(reason: StartReason, actor: Principal) async {
+    func spawn(reason: StartReason, actor: Principal, _ state: inout LoopState) async {
         let definition = self.definition
         await stopStrays(actor: actor)
         // A pid file left from an earlier run is told apart by its age, never unlinked:
         // root does not delete by path in a directory a service user may control.
-        owned.withLock {
-            $0.startedAtWallClock = UntrustedFile.now()
-            $0.logOffset = Files.size(logPath)
-            $0.ownershipProvenAt = nil
-            $0.startFailure = nil
-        }
+        state.startedAtWallClock = UntrustedFile.now()
+        state.logOffset = Files.size(logPath)
+        ownershipProvenAt.store(-1, ordering: .relaxed)
+        shared.withLock { $0.startFailure = nil }
         switch reason {
         case .recover: Telemetry.restarted(service: name, cause: "unhealthy")
         case .restart: Telemetry.restarted(service: name, cause: "crash")
@@ -29,13 +27,12 @@ extension ServiceExecutor {
         }
         let launcher: PidFD
         do {
-            launcher = try spawnMain(definition)
+            launcher = try spawnMain(definition, &state)
         } catch {
-            owned.withLock { $0.startFailure = "spawn \(definition.start[0]): \(error)" }
+            shared.withLock { $0.startFailure = "spawn \(definition.start[0]): \(error)" }
             return send(.spawnFailed("\(error)"))
         }
-        let oomKills = caps.oomKills() ?? 0
-        owned.withLock { $0.oomKillsAtStart = oomKills }
+        state.oomKillsAtStart = caps.oomKills() ?? 0
         setMain(launcher)
         FaultPoint.hit(.afterServiceSpawn)
         let count = kernelCount()
@@ -51,14 +48,14 @@ extension ServiceExecutor {
         // Handled in this same step, before anything is published: a service with no health
         // check is ready at once, and its `service.ready` then commits with this record, in
         // one transaction.
-        followUp(.spawned, after: starting)
+        followUp(.spawned, after: starting, &state)
     }
 
     /// Spawns the main process: in its cgroups (with their caps), as its user, within its
     /// limits. A cap or user the host cannot give fails the start with the reason.
-    private func spawnMain(_ definition: ServiceDefinition) throws -> PidFD {
+    private func spawnMain(_ definition: ServiceDefinition, _ state: inout LoopState) throws -> PidFD {
         // The pump's pipe closes here once the service has its copy.
-        if let output = startLogPump(definition) {
+        if let output = startLogPump(definition, &state) {
             return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, output: output.raw))
         }
         return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
@@ -67,7 +64,7 @@ extension ServiceExecutor {
     /// Starts the service's `procref-logpump` on a new pipe and returns the pipe's write
     /// end, for the service's stdout and stderr. nil without a pump, or when it cannot
     /// start: the service then writes to its log file directly, unrotated (logged).
-    private func startLogPump(_ definition: ServiceDefinition) -> OwnedDescriptor? {
+    private func startLogPump(_ definition: ServiceDefinition, _ state: inout LoopState) -> OwnedDescriptor? {
         let settings = context.settings.current
         guard let pump = settings.logPumpExecutable else { return nil }
         do {
@@ -78,8 +75,7 @@ extension ServiceExecutor {
             let arguments = [pump, logPath, String(definition.logMaxBytes ?? settings.logMaxBytes), String(definition.logKeep ?? settings.logKeep)]
             let identity = try context.spawner.spawn(arguments: arguments, environment: [:], options: options)
             Children.release(identity.pid)  // it ends by itself at the end of the output
-            let watched = try? PidFD(identity: identity)
-            owned.withLock { $0.logPump = watched }
+            state.logPump = try? PidFD(identity: identity)
             return pipe.writeEnd
         } catch {
             context.logger.warning("\(name): no log pump (\(error)); its output goes to \(logPath) unrotated")
@@ -124,13 +120,13 @@ extension ServiceExecutor {
     /// The file is the service's, so root reads it as a stranger's: no link followed, no
     /// FIFO waited on, only a regular file of root or the service's user, written during
     /// this start. Those checks never block, so this runs on the executor's task.
-    func adoptFromPidFile() -> PidFileReading {
+    func adoptFromPidFile(startedAt: timespec) -> PidFileReading {
         guard let pidFile = definition.pidFile else { return .refused("no pid_file") }
         var owners: Set<uid_t> = [0, geteuid()]
         if let user = definition.runAs.user, let account = Accounts.user(user) { owners.insert(account.uid) }
         let bytes: [UInt8]
         do {
-            bytes = try UntrustedFile.read(pidFile, owners: owners, notBefore: owned.withLock { $0.startedAtWallClock })
+            bytes = try UntrustedFile.read(pidFile, owners: owners, notBefore: startedAt)
         } catch {
             switch error {
             case .missing, .stale: return .notYet
@@ -155,13 +151,14 @@ extension ServiceExecutor {
             return send(.probeFailed(token: token, reason: "not running"))
         }
         let now = monotonicMilliseconds()
-        let proven = owned.withLock { $0.ownershipProvenAt.map { now - $0 < 1_000 } ?? false }
+        let provenAt = ownershipProvenAt.load(ordering: .relaxed)
+        let proven = provenAt >= 0 && now - provenAt < 1_000
         let checker = HealthChecker(loop: context.loop)
         let failure = await checker.failure(
             of: health, main: main, members: { [processes] in processes.members(main: main) },
             spawnExec: { [self] argv in try spawnAsService(argv, definition, newProcessGroup: false) }, verifyOwnership: !proven)
         guard let failure else {
-            if !proven { owned.withLock { $0.ownershipProvenAt = now } }
+            if !proven { ownershipProvenAt.store(now, ordering: .relaxed) }
             return send(.probePassed(token: token))
         }
         if !readiness { Telemetry.healthCheckFailed(service: name) }
@@ -189,15 +186,13 @@ extension ServiceExecutor {
 
     /// Once the main process has ended, waits (briefly) for the log pump to write what was
     /// left in its pipe: the output of a failed start is read from the file.
-    func logPumpDrained() async {
-        let (pump, ended) = owned.withLock { ($0.logPump, $0.mainEnded) }
-        guard let pump, ended else { return }
+    func logPumpDrained(_ pump: PidFD?) async {
+        guard let pump, shared.withLock({ $0.mainEnded }) else { return }
         _ = await context.loop.waitExited(pump, timeoutMs: 1_000)
     }
 
     /// What the last start wrote to the log: its last lines, at most 2 KiB.
-    func outputOfLastStart() -> String {
-        let offset = owned.withLock { $0.logOffset }
+    func outputOfLastStart(since offset: Int64) -> String {
         let window = Int(min(max(0, Files.size(logPath) - offset), 2_048))
         let bytes = Files.tail(logPath, lines: 10, window: window).bytes
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -10,7 +10,7 @@ extension ServiceExecutor {
     /// Records `service.stopping` and `service.stopped` (with the signal that ended it) when
     /// something ran, then reports `teardownFinished`.
     func teardown(reason: String, actor: Principal) async {
-        let (main, ended, definition) = owned.withLock { ($0.main, $0.mainEnded, $0.definition) }
+        let (main, ended, definition) = shared.withLock { ($0.main, $0.mainEnded, $0.definition) }
         let running = main != nil && !ended
         if main != nil || processes.anyAlive(main: nil) {
             let name = self.name
@@ -29,7 +29,7 @@ extension ServiceExecutor {
             }
             // The exit watcher reaps the main process just after it goes: its status is for the record.
             if let main { await waitForExitReport(of: main, timeoutMs: 1_000) }
-            let exit = owned.withLock { $0.mainExit }
+            let exit = shared.withLock { $0.mainExit }
             var detail: [String: DetailValue] = [
                 "reason": .string(reason), "signal": .string(outcome == .killed ? "KILL" : definition.stopSignal.uppercased()),
             ]
@@ -40,7 +40,7 @@ extension ServiceExecutor {
                 try tx.append(NewEvent(.serviceStopped, service: name, pid: main?.pid, actor: actor, detail: detail))
             }
         }
-        owned.withLock {
+        shared.withLock {
             $0.main = nil
             $0.mainEnded = false
             $0.mainExit = nil
@@ -51,15 +51,15 @@ extension ServiceExecutor {
     /// Waits until the exit watcher has reported `main`'s exit, at most `timeoutMs`.
     private func waitForExitReport(of main: PidFD, timeoutMs: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let id = owned.withLock { owned -> Waiter? in
-                guard owned.main === main, !owned.mainEnded else { return nil }
-                owned.nextWaiter += 1
-                owned.exitReportWaiters[owned.nextWaiter] = continuation
-                return owned.nextWaiter
+            let id = newWaiter()
+            let waiting = shared.withLock { shared -> Bool in
+                guard shared.main === main, !shared.mainEnded else { return false }
+                shared.exitReportWaiters[id] = continuation
+                return true
             }
-            guard let id else { return continuation.resume() }
+            guard waiting else { return continuation.resume() }
             context.loop.schedule(afterMs: timeoutMs) { [weak self] in
-                self?.owned.withLock { $0.exitReportWaiters.removeValue(forKey: id) }?.resume()
+                self?.shared.withLock { $0.exitReportWaiters.removeValue(forKey: id) }?.resume()
             }
         }
     }
@@ -100,14 +100,14 @@ extension ServiceExecutor {
     }
 
     /// Writes what the machine asked to record.
-    func record(_ note: ServiceNote, actor: Principal) async {
+    func record(_ note: ServiceNote, actor: Principal, _ state: inout LoopState) async {
         let (name, pid) = (self.name, mainProcess?.pid)
         switch note {
         case let .ready(startupMs, reason):
-            let main = owned.withLock { $0.main }
+            let main = shared.withLock { $0.main }
             // Queued with the step (committed before it publishes): the answer to an acquire
             // that follows commits with it, in one transaction.
-            queue(context.submitRecord { tx in
+            state.queuedRecords.append(context.submitRecord { tx in
                 if let main {
                     try tx.updateServiceProcess(name: name, state: "ready", pid: main.pid, startTime: main.identity.startTime)
                 }
@@ -116,14 +116,14 @@ extension ServiceExecutor {
                 if reason == .restart { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"])) }
             })
         case .startFailed(let reason):
-            await logPumpDrained()
-            let output = outputOfLastStart()
-            let spawnFailure = owned.withLock { $0.startFailure }
+            await logPumpDrained(state.logPump)
+            let output = outputOfLastStart(since: state.logOffset)
+            let spawnFailure = startFailure
             var detail: [String: DetailValue] = ["reason": .string(reason)]
             if spawnFailure == nil {
                 detail["log"] = .string(logPath)
                 if !output.isEmpty { detail["log_tail"] = .string(output) }
-                owned.withLock {
+                shared.withLock {
                     $0.startFailure = output.isEmpty ? "\(reason) (nothing in \(logPath))" : "\(reason); last output in \(logPath): \(output)"
                 }
             }
@@ -131,7 +131,7 @@ extension ServiceExecutor {
         case .exited(let exit):
             var detail: [String: DetailValue] = ["exit": .string(exit.description)]
             // Killed by the kernel for going past memory_max: said so, and it counts as a crash.
-            let (pid, oomKillsAtStart) = owned.withLock { ($0.main?.pid, $0.oomKillsAtStart) }
+            let (pid, oomKillsAtStart) = (shared.withLock { $0.main?.pid }, state.oomKillsAtStart)
             if let oomKills = caps.oomKills(), oomKills > oomKillsAtStart {
                 detail["reason"] = .string("oom_kill")
                 detail["oom_kills"] = .int(Int64(oomKills - oomKillsAtStart))
@@ -142,7 +142,7 @@ extension ServiceExecutor {
                 "reason": .string(reason), "failed_probes": .int(Int64(probes)),
             ]))
         case .recoveryFailed(let reason):
-            let message = owned.withLock { $0.startFailure } ?? reason
+            let message = startFailure ?? reason
             await context.recordLogged(NewEvent(.serviceRecoveryFailed, service: name, actor: actor, detail: [
                 "reason": .string(LifecycleError.startFailed(service: name, reason: message).description),
             ]))
@@ -168,7 +168,7 @@ extension ServiceExecutor {
     func error(for refusal: ServiceRefusal) -> LifecycleError {
         switch refusal {
         case .failed(let reason): return .serviceFailed(service: name, reason: reason)
-        case .startFailed(let reason): return .startFailed(service: name, reason: owned.withLock { $0.startFailure } ?? reason)
+        case .startFailed(let reason): return .startFailed(service: name, reason: startFailure ?? reason)
         case .notRunning: return .serviceNotRunning(name)
         case .notFailed: return .serviceNotFailed(name)
         case .busy(let state): return .serviceBusy(name, state.rawValue)
