@@ -46,6 +46,12 @@ public struct ServiceMachine<By: Requester>: Sendable {
         return nil
     }
 
+    /// A start is at its first step: its main process is yet to be spawned.
+    public var isSpawning: Bool {
+        if case .starting(let start) = phase { return start.step == .spawning }
+        return false
+    }
+
     /// Status's view of the phase.
     public var state: ServiceState {
         switch phase {

@@ -185,3 +185,40 @@ struct OrphanTests {
         }
     }
 }
+
+extension ServiceTreeTests {
+    @Test("a start's strays are stopped by a task: the service's loop answers meanwhile, and the spawn follows once they are gone")
+    func straysStoppedOffTheLoop() throws {
+        let daemon = try daemon(cgroups: "off")
+        defer { daemon.shutdown() }
+        let name = daemon.uniqueName("strays")
+        try daemon.defineSocketService(name, extra: ["stop_timeout_ms": 3_000])
+        // A process carrying the service's marker, left from no run procrefd knows of, that
+        // ignores SIGTERM: the start must wait the stop timeout, then SIGKILL it.
+        let stray = Process()
+        stray.executableURL = URL(fileURLWithPath: "/bin/sh")
+        stray.arguments = ["-c", "trap '' TERM; exec sleep 300"]
+        stray.environment = ["PATH": "/usr/bin:/bin", "PROCREFD_SERVICE": "\(daemon.scope)/\(name)"]
+        try stray.run()
+        daemon.adopt(pid: stray.processIdentifier)
+        let strayPID = stray.processIdentifier
+        // Once sh has ignored SIGTERM and exec'd sleep (the signal disposition goes with it).
+        #expect(eventually { (try? String(contentsOfFile: "/proc/\(strayPID)/comm", encoding: .utf8)) == "sleep\n" })
+
+        let acquire = SlotsTests.PendingAcquire(daemon, name, body: ["ttl_ms": 60_000])
+        #expect(eventually { (try? daemon.service(name)["state"] as? String) == "starting" })
+        // The loop is free while the stray is being stopped: a restart is refused as busy at
+        // once, before the stray's SIGKILL.
+        let restart = try daemon.unix.send("POST", "/v1/services/\(name)/restart")
+        #expect(restart.status == 409, "\(restart.text)")
+        #expect(isAlive(strayPID), "the stray was already gone: the answer waited for its stop")
+
+        let grant = try #require(acquire.result(timeout: 30))
+        #expect(grant.status == 201, "\(grant.text)")
+        #expect(!isAlive(strayPID))
+        let kinds = try daemon.eventKinds(service: name)
+        let strayStop = try #require(kinds.firstIndex(of: "service.stopped"))
+        let starting = try #require(kinds.firstIndex(of: "service.starting"))
+        #expect(strayStop < starting, "\(kinds)")
+    }
+}

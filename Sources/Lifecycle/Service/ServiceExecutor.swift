@@ -7,8 +7,8 @@ import LifecycleModel
 /// Runs one service's machine: takes events one at a time from a queue, hands each to the
 /// `Machine` with the time and the kernel count, and runs the actions it returns.
 /// Quick actions (records, a spawn, a timer) run in order before the next event; slow ones
-/// (a health probe, a teardown) run as tasks that report back as events, so the machine
-/// keeps taking events meanwhile.
+/// (a health probe, a teardown, the strays a spawn must stop first) run as tasks that report
+/// back (as events, or as a `Resumption`), so the machine keeps taking events meanwhile.
 ///
 /// State has two owners. What only the loop touches (`LoopState`: the machine, its timers,
 /// the slot waits, the launched acquires, the step's records) lives in the loop task and is
@@ -51,6 +51,9 @@ final class ServiceExecutor: Sendable {
         var oomKillsAtStart = 0
         /// The current start's `procref-logpump`, watched for the end of its output.
         var logPump: PidFD?
+        /// Counts `spawn` actions: a spawn resumed after its strays were stopped goes on only
+        /// if no other spawn came since.
+        var spawnGeneration: UInt64 = 0
     }
 
     /// What other threads read or report.
@@ -90,6 +93,14 @@ final class ServiceExecutor: Sendable {
     enum Input: Sendable {
         case event(MachineEvent)
         case acquire(Waiter, LeaseOrder)
+        /// A task the loop started reports back (see `Resumption`).
+        case resume(Resumption)
+    }
+
+    /// What a task the loop started hands back to it.
+    enum Resumption: Sendable {
+        /// The strays of a start are stopped: spawn now, if that start still waits.
+        case spawnAfterStrays(StartReason, by: Principal, generation: UInt64)
     }
 
     /// An acquire whose holder the loop launched, until it is answered: its lease, the kernel
@@ -156,6 +167,7 @@ final class ServiceExecutor: Sendable {
                 switch input {
                 case .event(let event): await self.handle(event, &state)
                 case let .acquire(waiter, order): await self.take(waiter, order, &state)
+                case .resume(let resumption): await self.resume(resumption, &state)
                 }
             }
         }
@@ -297,13 +309,26 @@ final class ServiceExecutor: Sendable {
 
     // MARK: The event loop
 
-    private func handle(_ event: MachineEvent, _ state: inout LoopState) async {
-        if case .abandon(let waiter) = event, let launched = state.launched.removeValue(forKey: waiter) {
+    /// Hands `resumption` to the loop.
+    func resume(_ resumption: Resumption) { events.yield(.resume(resumption)) }
+
+    private func resume(_ resumption: Resumption, _ state: inout LoopState) async {
+        switch resumption {
+        case let .spawnAfterStrays(reason, by, generation):
+            guard generation == state.spawnGeneration, state.machine.isSpawning else { return }  // that start is over
+            await spawn(reason: reason, actor: by, &state)
+            await handle(nil, &state)  // the spawn's follow-ups, then publish
+        }
+    }
+
+    /// Handles `event` (nil: only the follow-ups queued by an action), then publishes.
+    private func handle(_ event: MachineEvent?, _ state: inout LoopState) async {
+        if case .abandon(let waiter)? = event, let launched = state.launched.removeValue(forKey: waiter) {
             // Its caller stopped waiting after its holder took a reference: give it back.
             let (lease, by) = (launched.lease, launched.order.by)
             Task { await self.issuer.undo(lease, of: self, by: by) }
         }
-        var next: MachineEvent? = event
+        var next: MachineEvent? = event ?? (state.followUps.isEmpty ? nil : state.followUps.removeFirst())
         while let event = next {
             // The invariant the fast path relies on: the count is read, and the grant gate set
             // from the machine's new phase, under the lock `grantsAtOnce` reads the gate with.
@@ -344,7 +369,7 @@ final class ServiceExecutor: Sendable {
 
     private func run(_ action: MachineAction, _ state: inout LoopState) async {
         switch action {
-        case let .spawn(reason, by): await spawn(reason: reason, actor: by, &state)
+        case let .spawn(reason, by): await spawnAction(reason: reason, actor: by, &state)
         case .readPidFile: send(.pidFileRead(adoptFromPidFile(startedAt: state.startedAtWallClock)))
         case let .probe(token, readiness): Task { await self.probe(token: token, readiness: readiness) }
         case let .teardown(reason, by): Task { await self.teardown(reason: reason, actor: by) }

@@ -6,12 +6,24 @@ import LifecycleModel
 /// The executor's start actions: spawn into the service's cgroup with its marker, adopt a
 /// forking service's daemon from its pid file, probe its health.
 extension ServiceExecutor {
-    /// Stops leftovers of an earlier run (they would hold its port or files), spawns the
-    /// main process in its own group (and cgroup, where there is one) and records
+    /// The machine's `spawn`. Leftovers of an earlier run (they would hold its port or
+    /// files) are stopped first by a task, which may take up to stop_timeout_ms: the loop
+    /// takes other events meanwhile, and the spawn resumes when the task reports back, if
+    /// that start is still the one waiting for it.
+    func spawnAction(reason: StartReason, actor: Principal, _ state: inout LoopState) async {
+        state.spawnGeneration += 1
+        guard mainProcess == nil, processes.anyAlive(main: nil) else { return await spawn(reason: reason, actor: actor, &state) }
+        let generation = state.spawnGeneration
+        Task {
+            await self.stopStrays(actor: actor)
+            self.resume(.spawnAfterStrays(reason, by: actor, generation: generation))
+        }
+    }
+
+    /// Spawns the main process in its own group (and cgroup, where there is one) and records
     /// `service.starting`. Reports `spawned` or `spawnFailed`.
     func spawn(reason: StartReason, actor: Principal, _ state: inout LoopState) async {
         let definition = self.definition
-        await stopStrays(actor: actor)
         // A pid file left from an earlier run is told apart by its age, never unlinked:
         // root does not delete by path in a directory a service user may control.
         state.startedAtWallClock = UntrustedFile.now()
