@@ -90,10 +90,14 @@ let package = Package(
             swiftSettings: strict,
             plugins: ["EmbedDashboard"]),
 
+        // HTTP requests to procrefd's API and their answers, one protocol for the CLI's client
+        // and the tests'.
+        .target(name: "ProcrefdClient", dependencies: ["Posix"], swiftSettings: strict),
+
         .executableTarget(
             name: "procrefd",
             dependencies: [
-                "ControlAPI", "Configuration", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix", "Daemon", "Wire",
+                "ProcrefdClient", "ControlAPI", "Configuration", "Lifecycle", "MicroHTTPD", "AuditStore", "Posix", "Daemon", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -131,6 +135,6 @@ let package = Package(
         .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "LifecycleModel", "Posix", "AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle", "ControlAPI"], swiftSettings: strict),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["Posix"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),
+            name: "IntegrationTests", dependencies: ["Posix", "ProcrefdClient"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),
     ]
 )

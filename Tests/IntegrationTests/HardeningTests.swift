@@ -188,7 +188,7 @@ struct HardeningTests {
             check.standardOutput = output
             check.standardError = output
             try check.run()
-            input.fileHandleForWriting.write(response.body)
+            input.fileHandleForWriting.write(Data(response.body))
             try input.fileHandleForWriting.close()
             let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             check.waitUntilExit()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lifecycle
+import ProcrefdClient
 
 /// Where client commands send their requests, and how they print answers.
 struct ClientOptions: ParsableArguments {

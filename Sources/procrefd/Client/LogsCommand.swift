@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProcrefdClient
 
 /// `procrefd logs SERVICE [-n N] [-f]`: the service's output, through the API (no shell
 /// access to the state dir needed).

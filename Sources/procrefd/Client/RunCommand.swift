@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 
 /// `procrefd run SERVICE -- CMD ARGS…`: what flock(1) and `consul lock` users expect. The
 /// lease is bound to this process (`client_pid`), so it ends if either side crashes.
@@ -41,7 +42,7 @@ struct RunCommand: ParsableCommand {
         if let ttl { body["ttl_ms"] = ttl.milliseconds }
         let lease: String
         do {
-            lease = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0).object["id"] as? String ?? ""
+            lease = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0).json["id"] as? String ?? ""
         } catch {
             printError("procrefd: \(error)")
             throw ExitCode(125)

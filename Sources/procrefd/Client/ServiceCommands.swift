@@ -13,7 +13,7 @@ struct ServicesCommand: ParsableCommand {
 
     func run() throws {
         try options.request("GET", "/v1/services") { response in
-            let services = response.object["services"] as? [[String: Any]] ?? []
+            let services = response.json["services"] as? [[String: Any]] ?? []
             return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
                 [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]),
                  cell(service["pid"]), age(service["state_since"] as? String), cell(service["restarts"]), cell(service["last_health"])]
@@ -47,7 +47,7 @@ struct ServiceCommand: ParsableCommand {
 
         func run() throws {
             try options.request("GET", "/v1/services/\(name)") { response in
-                let s = response.object
+                let s = response.json
                 var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"])) (since \(cell(s["state_since"])), \(age(s["state_since"] as? String)) ago)",
                              "restarts: \(cell(s["restarts"]))", "pid: \(cell(s["pid"]))",
                              "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
@@ -89,7 +89,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.request("POST", "/v1/services/\(name)/restart") { "restarted \(name): pid \(cell($0.object["pid"]))" }
+            try options.request("POST", "/v1/services/\(name)/restart") { "restarted \(name): pid \(cell($0.json["pid"]))" }
         }
     }
 
@@ -99,7 +99,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.request("POST", "/v1/services/\(name)/reset") { "reset \(name): \(cell($0.object["state"]))" }
+            try options.request("POST", "/v1/services/\(name)/reset") { "reset \(name): \(cell($0.json["state"]))" }
         }
     }
 

@@ -1,23 +1,17 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 
 /// A minimal HTTP/1.1 client over TCP loopback or a Unix socket (one request per
-/// connection), so tests speak to procrefd exactly as curl does.
-struct TestHTTPClient: Sendable {
+/// connection), so tests speak to procrefd exactly as curl does. The request and answer
+/// formats, and the `APIRequester` protocol, are the CLI's (ProcrefdClient).
+struct TestHTTPClient: APIRequester {
     enum Endpoint: Sendable {
         case tcp(port: UInt16)
         case unix(path: String)
     }
 
-    struct Response: Sendable {
-        let status: Int
-        let headers: [String: String]
-        let body: Data
-
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
-        var text: String { String(decoding: body, as: UTF8.self) }
-        var contentType: String { headers["content-type"] ?? "" }
-    }
+    typealias Response = APIResponse
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
@@ -26,22 +20,19 @@ struct TestHTTPClient: Sendable {
     let endpoint: Endpoint
     var token: String?
 
-    func get(_ path: String) throws -> Response { try send("GET", path) }
+    func send(_ method: String, _ path: String, json: Any?, headers: [String: String]) throws -> Response {
+        try send(method, path, json: json, rawBody: nil, headers: headers)
+    }
 
     func send(_ method: String, _ path: String, json: Any? = nil, rawBody: String? = nil, headers: [String: String] = [:]) throws -> Response {
-        var body = Data()
-        if let rawBody { body = Data(rawBody.utf8) }
-        if let json { body = try JSONSerialization.data(withJSONObject: json) }
+        var body: [UInt8] = []
+        if let rawBody { body = Array(rawBody.utf8) }
+        if let json { body = Array(try JSONSerialization.data(withJSONObject: json)) }
         // `headers` may name another Host (a DNS-rebinding page's, say).
-        let host = headers.first { $0.key.lowercased() == "host" } == nil ? "Host: localhost\r\n" : ""
-        var head = "\(method) \(path) HTTP/1.1\r\n\(host)Connection: close\r\nContent-Length: \(body.count)\r\n"
-        if !body.isEmpty { head += "Content-Type: application/json\r\n" }
-        if let token { head += "Authorization: Bearer \(token)\r\n" }
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
         _ = ignoreBrokenPipes
         let fd = try connect()
         defer { close(fd) }
-        try writeAll(fd, Data((head + "\r\n").utf8) + body)
+        try writeAll(fd, Data(APIResponse.request(method, path, body: body, token: token, headers: headers)))
         return try parse(readAll(fd))
     }
 
@@ -108,36 +99,8 @@ struct TestHTTPClient: Sendable {
     }
 
     private func parse(_ bytes: [UInt8]) throws -> Response {
-        let separator: [UInt8] = [13, 10, 13, 10]
-        guard let end = (0...(max(0, bytes.count - 4))).first(where: { Array(bytes[$0..<min($0 + 4, bytes.count)]) == separator }) else {
-            throw Failure(description: "no HTTP header in \(bytes.count) bytes")
-        }
-        let lines = String(decoding: bytes[..<end], as: UTF8.self).components(separatedBy: "\r\n")
-        let statusParts = lines[0].split(separator: " ")
-        guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw Failure(description: "bad status line \(lines[0])") }
-        var headers: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        var body = Array(bytes[(end + 4)...])
-        if headers["transfer-encoding"] == "chunked" { body = Self.dechunk(body) }
-        return Response(status: status, headers: headers, body: Data(body))
-    }
-
-    /// The bytes of a complete chunked body (what arrived of it, when cut short).
-    static func dechunk(_ bytes: [UInt8]) -> [UInt8] {
-        var result: [UInt8] = []
-        var index = 0
-        while let lineEnd = bytes[index...].firstIndex(of: 10) {
-            let sizeText = String(decoding: bytes[index..<lineEnd], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let size = Int(sizeText.split(separator: ";").first ?? "", radix: 16), size > 0 else { break }
-            let start = lineEnd + 1
-            let stop = min(bytes.count, start + size)
-            result += bytes[start..<stop]
-            index = min(bytes.count, stop + 2)
-        }
-        return result
+        guard let response = APIResponse.parse(bytes) else { throw Failure(description: "no HTTP response in \(bytes.count) bytes") }
+        return response
     }
 }
 
