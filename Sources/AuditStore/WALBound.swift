@@ -76,7 +76,9 @@ final class WALBound: Sendable {
     /// old frames, the WAL is not rewound, and the next pass asks again.
     func finishIfDue(_ db: Database) {
         let due = state.withLock { state -> Bool in
-            guard state.finishRequested || (state.frames >= state.fallbackAt && !state.passing) else { return false }
+            // During a pass the writer's checkpoint would only find it busy; the pass's end
+            // asks again.
+            guard !state.passing, state.finishRequested || state.frames >= state.fallbackAt else { return false }
             state.finishRequested = false
             state.fallbackAt = state.frames + 4 * limitFrames
             return true

@@ -101,10 +101,13 @@ struct AuditStoreTests {
         for index in 1...3_000 {
             try store.append(NewEvent(.leaseAcquired, service: "s\(index % 7)", lease: "l\(index)", pid: Int32(index)))
         }
-        // Unbounded, 3,000 commits leave about 25 MB; bounded, at most four times the bound
-        // (the writer's own fallback) and a commit: about 1.3 MB.
+        // Unbounded, 3,000 commits leave about 25 MB. Alone, the writer's own fallback keeps it
+        // within four times the bound and a commit: about 1.3 MB. With the checkpointer, the
+        // WAL cannot rewind while a pass copies it, so it also grows by what is committed during
+        // one pass: on a loaded machine (CI runs the suites in parallel) 2.1 MB was seen. A
+        // quarter of the unbounded size still tells the two apart.
         let wal = try FileManager.default.attributesOfItem(atPath: "\(dir)/procrefd.db-wal")[.size] as? Int ?? 0
-        #expect(wal < 2_000_000)
+        #expect(wal < (withCheckpointer ? 6_000_000 : 2_000_000))
         #expect(store.boundingCheckpoints > 0)
         #expect(try store.read { try $0.events(EventFilter(lease: "l3000")) }.count == 1)
         #expect(try store.read { try $0.events(EventFilter(after: 2_000, limit: 1_000)) }.count == 1_000)
