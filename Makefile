@@ -40,6 +40,7 @@ release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product procrefd
 	$(SWIFT) build -c release --product procref-holder
 	$(SWIFT) build -c release --product procref-logpump
+	$(SWIFT) build -c release --static-swift-stdlib --product procref-door
 
 ## Installs the release binaries, the systemd unit and shell completions under
 ## $(DESTDIR)$(PREFIX) (default /usr/local).
@@ -47,7 +48,7 @@ install: release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
 	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
-	install -m 755 $(RELEASE_DIR)/procrefd $(RELEASE_DIR)/procref-holder $(RELEASE_DIR)/procref-logpump $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(RELEASE_DIR)/procrefd $(RELEASE_DIR)/procref-holder $(RELEASE_DIR)/procref-logpump $(RELEASE_DIR)/procref-door $(DESTDIR)$(PREFIX)/bin/
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' dist/procrefd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/procrefd.service
 	$(RELEASE_DIR)/procrefd --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procrefd
 	$(RELEASE_DIR)/procrefd --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procrefd
@@ -60,8 +61,9 @@ run: release
 
 ## Also for the tests: promtool (Debian's prometheus) lints /metrics; the dashboard is tested
 ## in Debian's headless Chromium through its chromedriver (selenium, in the venv); the sqlite3
-## CLI edits a database that `events verify` must catch; curl is the client other users run.
-TEST_DEB_PACKAGES := prometheus chromium chromium-driver sqlite3 curl
+## CLI edits a database that `events verify` must catch; curl is the client other users run;
+## redis-server (with redis-cli) is the real program behind the front-door tests.
+TEST_DEB_PACKAGES := prometheus chromium chromium-driver sqlite3 curl redis-server
 
 test: deps venv
 	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)"

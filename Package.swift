@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "procrefd", targets: ["procrefd"]),
         .executable(name: "procref-holder", targets: ["procref-holder"]),
         .executable(name: "procref-logpump", targets: ["procref-logpump"]),
+        .executable(name: "procref-door", targets: ["procref-door"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -118,6 +119,10 @@ let package = Package(
 
         // A service's output into its log file, rotated by size; outlives procrefd like a holder.
         .executableTarget(name: "procref-logpump"),
+
+        // A service's front door: every open client connection one kernel reference, bytes
+        // forwarded with splice(2); outlives procrefd like a holder.
+        .executableTarget(name: "procref-door", dependencies: ["CPosixShims"], swiftSettings: strict),
 
         // bench/: the hand-written stand-ins timed against the library calls they replace
         // (run by `make bench`; a stand-in stays only while it wins there).

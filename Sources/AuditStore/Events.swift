@@ -27,6 +27,10 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     /// The service's semaphore set was removed from outside (`ipcrm`); a new one replaces it
     /// (`key`, `semid`, `leases_lost`).
     case serviceSemaphoreRecreated = "service.semaphore_recreated"
+    /// A connection to the service's front door started it (`connections`, `count`).
+    case frontFirstConnection = "front.first_connection"
+    /// The front door's last open connection closed (`connections`, `count`).
+    case frontIdle = "front.idle"
     case processSignaled = "process.signaled"
     case processStopped = "process.stopped"
     case processRefused = "process.refused"

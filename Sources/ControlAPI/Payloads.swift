@@ -12,6 +12,8 @@ struct ServicePayload: Encodable {
     let count: Int?
     let countError: String?
     let leases: Int
+    let connections: Int?
+    let front: [String]?
     let key: Int32
     let semid: Int32
     let lastHealth: String?
@@ -35,6 +37,8 @@ struct ServicePayload: Encodable {
         count = status.count
         countError = status.countError
         leases = status.leases
+        connections = status.connections
+        front = status.front
         key = status.key
         semid = status.semid
         lastHealth = status.lastHealth
@@ -50,7 +54,7 @@ struct ServicePayload: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, state, pid, count, leases, key, semid, definition, source
+        case name, state, pid, count, leases, connections, front, key, semid, definition, source
         case countError = "count_error"
         case lastHealth = "last_health"
         case failureReason = "failure_reason"
@@ -67,6 +71,8 @@ struct ServicePayload: Encodable {
         try c.encode(count, forKey: .count)
         try c.encode(countError, forKey: .countError)
         try c.encode(leases, forKey: .leases)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(front, forKey: .front)
         try c.encode(key, forKey: .key)
         try c.encode(semid, forKey: .semid)
         try c.encode(lastHealth, forKey: .lastHealth)

@@ -49,10 +49,24 @@ public struct APIConfinement: Sendable, Equatable {
             for program in used where !programs.contains(program) { throw .programNotAllowed(program) }
         }
         try checkUser(definition.runAs)
+        try checkFront(definition.frontAddresses)
         guard isConfined else { return }
         for key in definition.env.keys.sorted() where Self.loadsCode(key) && !envAllow.contains(key) {
             throw .invalidField(DefinitionError(
                 field: "env.\(key)", message: "changes how programs load code; refused for services defined over the API (allow it in [security] api_env_allow)"))
+        }
+    }
+
+    /// A front defined over the API listens on loopback only, and never at a path: procrefd
+    /// would create the socket file wherever the caller names (the config file may do both).
+    private func checkFront(_ addresses: [FrontAddress]) throws(LifecycleError) {
+        for address in addresses {
+            switch address {
+            case .tcp(let host, _) where host.hasPrefix("127.") || host == "::1": continue
+            case .tcp, .unix:
+                throw .invalidField(DefinitionError(
+                    field: "front", message: "\(address): a service defined over the API may front only a loopback TCP address (define the others in the config file)"))
+            }
         }
     }
 

@@ -86,7 +86,7 @@ public final class Coordinator: Sendable {
         change(&next)
         (next.holderExecutable, next.logsDirectory, next.scope, next.semaphoreMode, next.serviceCgroups, next.holderPoolSize) =
             (running.holderExecutable, running.logsDirectory, running.scope, running.semaphoreMode, running.serviceCgroups, running.holderPoolSize)
-        next.logPumpExecutable = running.logPumpExecutable
+        (next.logPumpExecutable, next.doorExecutable) = (running.logPumpExecutable, running.doorExecutable)
         context.settings.set(next)
         leases.setLimits(maxLeases: next.maxLeases, maxPerService: next.maxLeasesPerService, maxPerOwner: next.maxLeasesPerUser)
         for service in registry.all where !service.membership.withLock({ $0.fromConfig }) {
@@ -170,6 +170,7 @@ public final class Coordinator: Sendable {
             source: service.membership.withLock { $0.fromConfig } ? "config" : "api", definition: snapshot.definition,
             stateSince: snapshot.stateSince, restarts: snapshot.restarts, queued: snapshot.queued)
         if case .unreadable(let errno) = count { status.countError = "\(String(cString: strerror(errno))) (errno \(errno))" }
+        if let door = service.front.withLock({ $0 }) { (status.connections, status.front) = (door.connections, door.addresses) }
         return status
     }
 

@@ -33,6 +33,8 @@ public struct CoordinatorConfig: Sendable {
     /// `procref-logpump`, which writes services' output and rotates their logs; nil: the
     /// output goes straight into the file, unrotated.
     public var logPumpExecutable: String?
+    /// `procref-door`, a service's front door; nil: services cannot name `front`.
+    public var doorExecutable: String?
     /// Defaults of `log_max_bytes` and `log_keep` (`[logs] max_bytes`, `keep`).
     public var logMaxBytes = 10 << 20
     public var logKeep = 3
@@ -131,6 +133,10 @@ public struct ServiceStatus: Sendable, Equatable {
     public var queued = 0
     /// Why `count` is nil: the kernel count could not be read (errno); nothing stops meanwhile.
     public var countError: String?
+    /// Connections open through its front door (nil: it has none); `count` is `leases` plus these.
+    public var connections: Int?
+    /// Its front addresses as bound (a port 0 in the definition shows the port chosen).
+    public var front: [String]?
 }
 
 /// What a service's summary depends on, cheap to read: the version of its published

@@ -18,6 +18,9 @@ extension Coordinator {
     public func handOff() async {
         shuttingDown.store(true, ordering: .relaxed)
         await holders.shutdown()
+        // Front doors finish their open connections and accept nothing new, so the next
+        // procrefd can bind the addresses.
+        for service in registry.all { service.front.withLock { $0 }?.close(stopConnections: false) }
     }
 
     /// Drains: revokes every lease, stops every service, removes the semaphore sets.
@@ -25,6 +28,7 @@ extension Coordinator {
         shuttingDown.store(true, ordering: .relaxed)
         await holders.shutdown()
         for service in registry.all {
+            service.front.withLock { $0 }?.close(stopConnections: true)
             for lease in leases.leases(of: service.name) where lease.beginManaging() {
                 let status = await issuer.end(lease)
                 let count = service.kernelCount()

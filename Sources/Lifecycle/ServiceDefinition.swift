@@ -37,6 +37,13 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// Who may take leases on it with `[access]`: users, `group:NAME`, `"*"` (nil: nobody
     /// below operator).
     public var lease: [String]?
+    /// Front-door addresses clients connect to (`HOST:PORT`, `unix:PATH`): each open
+    /// connection is a reference, and the first starts the service (`procref-door`).
+    public var front: [String]?
+    /// Where the service itself listens, for the front door to forward to.
+    public var upstream: String?
+    /// Connections a front door holds while the service starts (default 256).
+    public var frontMaxPending: Int?
 
     public static let timeoutRange = 1...600_000
 
@@ -74,7 +81,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case restartWindowMs = "restart_window_ms"
         case logMaxBytes = "log_max_bytes"
         case logKeep = "log_keep"
-        case lease
+        case lease, front, upstream
+        case frontMaxPending = "front_max_pending"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -96,6 +104,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encodeIfPresent(logMaxBytes, forKey: .logMaxBytes)
         try c.encodeIfPresent(logKeep, forKey: .logKeep)
         try c.encodeIfPresent(lease, forKey: .lease)
+        try c.encodeIfPresent(front, forKey: .front)
+        try c.encodeIfPresent(upstream, forKey: .upstream)
+        try c.encodeIfPresent(frontMaxPending, forKey: .frontMaxPending)
         try runAs.encode(to: encoder)
     }
 
@@ -120,6 +131,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         logMaxBytes = try c.decodeIfPresent(Int.self, forKey: .logMaxBytes)
         logKeep = try c.decodeIfPresent(Int.self, forKey: .logKeep)
         lease = try c.decodeIfPresent([String].self, forKey: .lease)
+        front = try c.decodeIfPresent([String].self, forKey: .front)
+        upstream = try c.decodeIfPresent(String.self, forKey: .upstream)
+        frontMaxPending = try c.decodeIfPresent(Int.self, forKey: .frontMaxPending)
         runAs = try RunAs(from: decoder)
     }
 
@@ -194,6 +208,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         guard Signals.number(named: stopSignal) != nil else {
             throw DefinitionError(field: "stop_signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
         }
+        try validateFront()
         if let health {
             let healthRanges: [(String, Int, ClosedRange<Int>)] = [
                 ("timeout_ms", health.timeoutMs, 1...60_000), ("failures", health.failures, 1...100),
@@ -208,6 +223,48 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
             if case .unix(let path) = health.kind, !path.hasPrefix("/") {
                 throw DefinitionError(field: "health.unix", message: "must be an absolute path")
             }
+        }
+    }
+}
+
+/// The front door's fields (see `FrontDoor`).
+extension ServiceDefinition {
+    public static let frontMaxPendingRange = 1...65_536
+    public static let defaultFrontMaxPending = 256
+
+    /// The parsed front addresses (empty without a front door).
+    public var frontAddresses: [FrontAddress] { (front ?? []).compactMap(FrontAddress.init) }
+
+    /// Has a front door.
+    public var hasFront: Bool { !(front ?? []).isEmpty }
+
+    func validateFront() throws(DefinitionError) {
+        guard let front else {
+            if upstream != nil || frontMaxPending != nil {
+                throw DefinitionError(field: upstream != nil ? "upstream" : "front_max_pending", message: "needs front")
+            }
+            return
+        }
+        guard !front.isEmpty else { throw DefinitionError(field: "front", message: "must list at least one address (or be left out)") }
+        guard !isLock else { throw DefinitionError(field: "front", message: "needs a start command (a service with no start is a lock)") }
+        guard slots == nil else { throw DefinitionError(field: "front", message: "cannot be combined with slots") }
+        guard let upstream else { throw DefinitionError(field: "upstream", message: "must be given with front: where the service listens") }
+        guard let target = FrontAddress(upstream) else {
+            throw DefinitionError(field: "upstream", message: "must be HOST:PORT with a numeric host ([V6]:PORT), or unix:/PATH")
+        }
+        var seen = Set<FrontAddress>()
+        for text in front {
+            guard let address = FrontAddress(text) else {
+                throw DefinitionError(field: "front", message: "\(text.debugDescription): must be HOST:PORT with a numeric host ([V6]:PORT), or unix:/PATH")
+            }
+            guard address != target else { throw DefinitionError(field: "front", message: "\(address) is the upstream itself") }
+            guard seen.insert(address).inserted else { throw DefinitionError(field: "front", message: "\(address) is listed twice") }
+            if address.isPrivileged, geteuid() != 0 {
+                throw DefinitionError(field: "front", message: "\(address): ports below 1024 need procrefd to run as root")
+            }
+        }
+        if let frontMaxPending, !Self.frontMaxPendingRange.contains(frontMaxPending) {
+            throw DefinitionError(field: "front_max_pending", message: "must be within \(Self.frontMaxPendingRange)")
         }
     }
 }

@@ -26,9 +26,13 @@ public struct SocketPair: ~Copyable {
     public let ours: OwnedDescriptor
     public let theirs: OwnedDescriptor
 
-    public init() throws(SystemCallError) {
+    /// `messages`: SOCK_SEQPACKET, so each message arrives whole, with a descriptor passed
+    /// along it (a front door's control socket).
+    public init(messages: Bool = false) throws(SystemCallError) {
         var fds: [Int32] = [-1, -1]
-        try check("socketpair", fds.withUnsafeMutableBufferPointer { procref_socketpair_cloexec($0.baseAddress) })
+        try check("socketpair", fds.withUnsafeMutableBufferPointer {
+            messages ? procref_socketpair_seqpacket_cloexec($0.baseAddress) : procref_socketpair_cloexec($0.baseAddress)
+        })
         ours = OwnedDescriptor(fds[0])
         theirs = OwnedDescriptor(fds[1])
     }

@@ -77,4 +77,14 @@ public struct ProcessScan: Sendable {
             return environ.split(separator: 0).contains { $0.elementsEqual(needle) }
         })
     }
+
+    /// Live processes of `uid` whose arguments (/proc/PID/cmdline) satisfy `matches`.
+    public func running(as uid: uid_t, arguments matches: ([String]) -> Bool) -> [ProcessIdentity] {
+        entries.keys.sorted().compactMap { pid in
+            guard ProcessIdentity.ownerUID(of: pid) == uid, let raw = readSmallFileBytes("/proc/\(pid)/cmdline", limit: 64 * 1024),
+                matches(raw.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) })
+            else { return nil }
+            return ProcessIdentity.of(pid: pid)
+        }
+    }
 }

@@ -118,6 +118,7 @@ struct Serve: AsyncParsableCommand {
             scope: try directory.scope())
         config.serviceCgroups = serviceCgroups == .auto
         config.logPumpExecutable = Self.siblingExecutable("procref-logpump")
+        config.doorExecutable = Self.siblingExecutable("procref-door")
         ServeSettings.applyLive(file, flags: flags, to: &config)
         Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)

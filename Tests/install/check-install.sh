@@ -23,14 +23,14 @@ fi
 rm -f "$dest.log"
 bin=$dest/usr/local/bin
 unit=$dest/usr/local/lib/systemd/system/procrefd.service
-check "binaries installed" test -x "$bin/procrefd" -a -x "$bin/procref-holder" -a -x "$bin/procref-logpump"
+check "binaries installed" test -x "$bin/procrefd" -a -x "$bin/procref-holder" -a -x "$bin/procref-logpump" -a -x "$bin/procref-door"
 check "unit installed with the install path" grep -q '^ExecStart=/usr/local/bin/procrefd serve' "$unit"
 check "completions installed" test -s "$dest/usr/local/share/bash-completion/completions/procrefd" \
   -a -s "$dest/usr/local/share/zsh/site-functions/_procrefd" -a -s "$dest/usr/local/share/fish/vendor_completions.d/procrefd.fish"
 
 toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
-no_toolchain_libraries() { ! ldd "$bin/procrefd" | grep -F "$toolchain"; }
-check "procrefd links nothing under $toolchain" no_toolchain_libraries
+no_toolchain_libraries() { ! ldd "$bin/procrefd" "$bin/procref-door" | grep -F "$toolchain"; }
+check "procrefd and procref-door link nothing under $toolchain" no_toolchain_libraries
 
 # It serves from the install, with no toolchain library path, and its holder is the sibling.
 chmod 700 "$state"

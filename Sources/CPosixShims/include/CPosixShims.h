@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include "procref_holder_protocol.h"
+#include "procref_door.h"
 
 /* --- System V semaphores ------------------------------------------------- */
 

@@ -1,4 +1,5 @@
 import AuditStore
+import Wire
 import Foundation
 import Posix
 import Synchronization
@@ -41,6 +42,11 @@ final class ServiceRegistry: Sendable {
         let encoded = try Self.encode(definition)
         let semaphores = try openSemaphores(for: name)
         let source = fromConfig ? "config" : "api"
+        let door: FrontDoor?
+        do { door = try frontDoor(name, definition, semid: semaphores.id) } catch {
+            try? semaphores.remove()
+            throw error
+        }
         do {
             try await context.write { tx in
                 try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: semaphores.key, semID: semaphores.id, source: source))
@@ -51,27 +57,71 @@ final class ServiceRegistry: Sendable {
             }
         } catch {
             try? semaphores.remove()  // never recorded: nobody else can know it
+            door?.close(stopConnections: true)
             throw error
         }
         let service = ServiceExecutor(name: name, definition: definition, semaphores: semaphores, context: context, issuer: issuer, fromConfig: fromConfig)
         table.withLock { $0[name] = service }
+        open(door, for: service)
     }
 
     /// Stores a new definition of an existing service; it applies at the next start.
     func replace(_ service: ServiceExecutor, with definition: ServiceDefinition, fromConfig: Bool, actor: Principal) async throws(LifecycleError) {
         let encoded = try Self.encode(definition)
         let (name, key, id, source) = (service.name, service.semaphores.key, service.semaphores.id, fromConfig ? "config" : "api")
-        try await context.write { tx in
-            try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: key, semID: id, source: source))
-            try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: ["replaced": true, "source": .string(source)]))
+        let previous = service.front.withLock { $0 }
+        let frontChanged = FrontDoor.Settings(definition) != FrontDoor.Settings(service.definition)
+        let door = frontChanged ? try frontDoor(name, definition, semid: id, reusing: previous) : previous
+        do {
+            try await context.write { tx in
+                try tx.saveService(ServiceRecord(name: name, definition: encoded, semKey: key, semID: id, source: source))
+                try tx.append(NewEvent(.serviceDefined, service: name, actor: actor, detail: ["replaced": true, "source": .string(source)]))
+            }
+        } catch {
+            if frontChanged { door?.close(stopConnections: true, unlink: false) }
+            throw error
         }
         service.redefine(definition)
         service.membership.withLock { $0 = (fromConfig, false) }
+        guard frontChanged else { return }
+        // The old door finishes its open connections and accepts nothing new; the new one
+        // takes the listening sockets both share.
+        previous?.close(stopConnections: false)
+        open(door, for: service)
+    }
+
+    /// The front door `definition` asks for, its addresses bound (so a failure changes
+    /// nothing), sharing the listening sockets of `previous` where the addresses are the same.
+    private func frontDoor(_ name: String, _ definition: ServiceDefinition, semid: Int32, reusing previous: FrontDoor? = nil) throws(LifecycleError) -> FrontDoor? {
+        guard definition.hasFront else { return nil }
+        guard let executable = context.settings.current.doorExecutable else {
+            throw .invalidField(DefinitionError(field: "front", message: "this procrefd was started without procref-door"))
+        }
+        return try FrontDoor(service: name, definition: definition, semid: semid, context: context, executable: executable, reusing: previous)
+    }
+
+    private func open(_ door: FrontDoor?, for service: ServiceExecutor) {
+        service.front.withLock { $0 = door }
+        door?.open(for: service)
+    }
+
+    /// A stored service's front door, at start-up. An address still held (by the door of the
+    /// procrefd before this one, finishing its connections) is tried again every second.
+    private func openStoredFront(of service: ServiceExecutor) {
+        guard service.front.withLock({ $0 }) == nil, existing(service.name) === service else { return }
+        do { open(try frontDoor(service.name, service.definition, semid: service.semaphores.id), for: service) } catch {
+            context.logger.error("front door of \(service.name): \(error); trying again in a second")
+            _ = context.loop.schedule(afterMs: 1_000) { [weak self, weak service] in
+                guard let self, let service else { return }
+                openStoredFront(of: service)
+            }
+        }
     }
 
     /// Stops what is left of the service, deletes its row (recording `service.removed`),
     /// removes its semaphore set and cgroup, and drops it.
     func remove(_ service: ServiceExecutor, actor: Principal) async throws(LifecycleError) {
+        service.front.withLock { $0 }?.close(stopConnections: true)
         _ = await service.ask { .stopRequested(reason: "removed", by: actor, $0) }
         service.processes.removeCgroup()
         service.caps.removeV1Groups()
@@ -153,6 +203,7 @@ final class ServiceRegistry: Sendable {
                 context.logger.warning("stored service \(record.name) breaks [security] and will not start: \(rule)")
             }
             table.withLock { $0[record.name] = service }
+            openStoredFront(of: service)
         }
     }
 

@@ -28,6 +28,8 @@ final class ServiceExecutor: Sendable {
     let processes: ServiceProcesses
     /// Its memory, CPU and process caps.
     let caps: ServiceCaps
+    /// Its front door, when it names `front` addresses (see `FrontDoor`).
+    let front = Mutex<FrontDoor?>(nil)
 
     /// What only the loop task touches, between steps and within one.
     struct LoopState {
@@ -288,6 +290,7 @@ final class ServiceExecutor: Sendable {
     /// Puts a new set in place of one removed from outside procrefd.
     func replaceSemaphores(_ set: SemaphoreSet) {
         semaphoreSet.withLock { $0 = set }
+        front.withLock { $0 }?.renew(semid: set.id)
     }
 
     /// The report of a gone set was handled: a later one is reported again.
@@ -362,9 +365,11 @@ final class ServiceExecutor: Sendable {
             do { try await context.committed(record) } catch { context.logger.error("cannot record for \(name): \(error)") }
         }
         let machine = state.machine
-        shared.withLock { shared in
+        let published = shared.withLock { shared in
             shared.snapshot = shared.snapshot.updated(machine: machine, main: shared.main, definition: shared.definition)
+            return shared.snapshot.state
         }
+        front.withLock { $0 }?.serviceChanged(to: published)
     }
 
     private func run(_ action: MachineAction, _ state: inout LoopState) async {

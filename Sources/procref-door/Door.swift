@@ -1,0 +1,346 @@
+import CPosixShims
+import Glibc
+
+/// procref-door: a service's front door. Clients connect to its front addresses; every open
+/// connection is one kernel reference on the service's semaphore set.
+///
+/// Usage: `procref-door SEMID UPSTREAM MAX_PENDING PENDING_TIMEOUT_MS` with descriptor 3 a
+/// SOCK_SEQPACKET socket to procrefd (see `procref_door.h` for its messages). UPSTREAM is
+/// `HOST:PORT` (`[V6]:PORT`) or `unix:PATH`, where the service listens.
+///
+/// - Each accepted connection adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, and gives it back
+///   when it closes. If the door dies, the kernel takes back all of them at once, and its
+///   connections die with it: the count stays true.
+/// - Until procrefd says the service is ready, connections are held (at most MAX_PENDING, each
+///   at most PENDING_TIMEOUT_MS), and procrefd hears `need`: it starts the service. Only then
+///   does the door connect upstream. An upstream that refuses means the service is not there
+///   after all: the connection waits again and procrefd hears `need` again.
+/// - Bytes go both ways with splice(2) through a pipe per direction, in one epoll loop, no
+///   thread per connection; an end-of-file is passed on as a half-close.
+/// - When procrefd goes away (end of file on descriptor 3), the door stops accepting (closing
+///   its listening sockets, so a new procrefd can bind them), closes what waits, lets the open
+///   connections finish, and exits.
+@main
+struct Door {
+    static func main() {
+        let arguments = CommandLine.arguments
+        guard arguments.count == 5,
+            let semid = Int32(arguments[1]),
+            let upstream = Upstream(arguments[2]),
+            let maxPending = Int(arguments[3]), maxPending > 0,
+            let pendingTimeoutMs = Int64(arguments[4]), pendingTimeoutMs > 0
+        else {
+            let usage = Array("usage: procref-door SEMID HOST:PORT|unix:PATH MAX_PENDING PENDING_TIMEOUT_MS (descriptor 3: procrefd)\n".utf8)
+            _ = procref_write(2, usage, usage.count)
+            exit(2)
+        }
+        signal(SIGPIPE, SIG_IGN)
+        var door = DoorLoop(control: 3, semid: semid, upstream: upstream, maxPending: maxPending, pendingTimeoutMs: pendingTimeoutMs)
+        exit(door.run())
+    }
+}
+
+/// Where the service listens.
+enum Upstream {
+    case tcp(host: String, port: String)
+    case unix(String)
+
+    init?(_ text: String) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/") else { return nil }
+            self = .unix(path)
+            return
+        }
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let port = String(text[text.index(after: colon)...])
+        guard !host.isEmpty, UInt16(port) != nil else { return nil }
+        self = .tcp(host: host, port: port)
+    }
+
+    /// A non-blocking connect begun (it may still be in progress), or -1.
+    func beginConnect() -> Int32 {
+        switch self {
+        case let .tcp(host, port): return procref_tcp_connect_begin(host, port, 0)
+        case .unix(let path): return procref_unix_connect_begin(path)
+        }
+    }
+}
+
+/// One direction of a connection: bytes read from `from` wait in a pipe until `to` takes them.
+struct Flow {
+    var pipe: (read: Int32, write: Int32) = (-1, -1)
+    /// Bytes in the pipe, not yet written on.
+    var buffered = 0
+    /// `from` reached end of file (passed on once the pipe is empty).
+    var ended = false
+    /// The half-close was passed on: this direction is done.
+    var closed = false
+}
+
+/// A client connection, from its accept to its close.
+struct Connection {
+    enum Phase { case pending, connecting, forwarding }
+    let client: Int32
+    var upstream: Int32 = -1
+    var phase: Phase = .pending
+    let acceptedAt: Int64
+    var toUpstream = Flow()
+    var toClient = Flow()
+}
+
+/// The door's event loop: listeners, connections and the control socket on one epoll set.
+struct DoorLoop {
+    let control: Int32
+    let semid: Int32
+    let upstream: Upstream
+    let maxPending: Int
+    let pendingTimeoutMs: Int64
+
+    private let epoll = procref_epoll_create()
+    private var listeners: [Int32] = []
+    private var connections: [Int: Connection] = [:]
+    /// Connections waiting for a start (a subset of `connections`), oldest first by id.
+    private var pending: Set<Int> = []
+    private var nextID = 1
+    /// procrefd said the service is ready, and no upstream has refused since.
+    private var ready = false
+    /// `need` was sent and not yet answered.
+    private var needSent = false
+    /// procrefd is gone: accept nothing new, exit once the last connection closes.
+    private var orphaned = false
+    private var reportedCount = -1
+
+    // epoll tokens: the kind in the low two bits, the connection's id above them.
+    private static let controlToken: UInt64 = 0
+    private static let listenerKind: UInt64 = 1, clientKind: UInt64 = 2, upstreamKind: UInt64 = 3
+    private static let chunk = 1 << 16
+
+    init(control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64) {
+        self.control = control
+        self.semid = semid
+        self.upstream = upstream
+        self.maxPending = maxPending
+        self.pendingTimeoutMs = pendingTimeoutMs
+    }
+
+    mutating func run() -> Int32 {
+        guard epoll >= 0, procref_door_epoll_set(epoll, control, 1, 1, 0, Self.controlToken) == 0 else { return 1 }
+        var tokens = [UInt64](repeating: 0, count: 128)
+        var events = [UInt32](repeating: 0, count: 128)
+        while !(orphaned && connections.isEmpty) {
+            let timeout: Int32 = pending.isEmpty ? -1 : 100
+            let n = procref_door_epoll_wait(epoll, &tokens, &events, 128, timeout)
+            guard n >= 0 else { return 1 }
+            for index in 0..<Int(n) {
+                let token = tokens[index], event = events[index]
+                switch token & 3 {
+                case Self.controlToken where token == 0: readControl()
+                case Self.listenerKind: accept(on: Int32(truncatingIfNeeded: token >> 2))
+                case Self.clientKind: clientEvent(Int(token >> 2), event)
+                case Self.upstreamKind: upstreamEvent(Int(token >> 2), event)
+                default: break
+                }
+            }
+            expirePending()
+            report()
+        }
+        return 0
+    }
+
+    // MARK: procrefd
+
+    private mutating func readControl() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while !orphaned {
+            var passed: Int32 = -1
+            let n = procref_door_receive(control, &buffer, buffer.count, &passed)
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                return becomeOrphan()
+            }
+            if n == 0 { return becomeOrphan() }
+            let message = String(decoding: buffer[0..<n], as: UTF8.self)
+            switch message {
+            case PROCREF_DOOR_LISTEN where passed >= 0:
+                _ = procref_set_nonblocking(passed)
+                listeners.append(passed)
+                _ = procref_door_epoll_set(epoll, passed, 1, 1, 0, UInt64(passed) << 2 | Self.listenerKind)
+            case PROCREF_DOOR_READY:
+                ready = true
+                needSent = false
+                for id in pending.sorted() { connectUpstream(id) }
+            case PROCREF_DOOR_FAILED, PROCREF_DOOR_STOPPED:
+                ready = false
+                needSent = false
+                if message == PROCREF_DOOR_FAILED {
+                    for id in pending { close(id) }
+                }
+            default:
+                if passed >= 0 { Glibc.close(passed) }
+            }
+        }
+    }
+
+    private mutating func becomeOrphan() {
+        orphaned = true
+        for listener in listeners { Glibc.close(listener) }
+        listeners = []
+        _ = procref_epoll_remove(epoll, control)
+        for id in pending { close(id) }
+    }
+
+    private func send(_ message: String) {
+        var bytes = Array(message.utf8)
+        _ = procref_send_datagram(control, &bytes, bytes.count)
+    }
+
+    /// The open count, whenever it changed since the last report.
+    private mutating func report() {
+        guard !orphaned, connections.count != reportedCount else { return }
+        reportedCount = connections.count
+        send("\(PROCREF_DOOR_COUNT) \(connections.count)")
+    }
+
+    private mutating func askForStart() {
+        guard !needSent, !orphaned else { return }
+        needSent = true
+        send(PROCREF_DOOR_NEED)
+    }
+
+    // MARK: Connections
+
+    private mutating func accept(on listener: Int32) {
+        while true {
+            let client = procref_door_accept(listener)
+            guard client >= 0 else { return }  // EAGAIN, or a connection that went away
+            guard !orphaned, ready || pending.count < maxPending, procref_door_semop(semid, 1) == 0 else {
+                Glibc.close(client)
+                continue
+            }
+            let id = nextID
+            nextID += 1
+            connections[id] = Connection(client: client, acceptedAt: procref_monotonic_ms())
+            pending.insert(id)
+            if ready { connectUpstream(id) } else { askForStart() }
+        }
+    }
+
+    private mutating func connectUpstream(_ id: Int) {
+        guard var connection = connections[id] else { return }
+        let fd = upstream.beginConnect()
+        guard fd >= 0 else { return notThere(id) }
+        connection.upstream = fd
+        connection.phase = .connecting
+        connections[id] = connection
+        pending.remove(id)
+        _ = procref_door_epoll_set(epoll, fd, 1, 0, 1, UInt64(id) << 2 | Self.upstreamKind)
+    }
+
+    /// The upstream refused: the service is not (or no longer) there. The connection waits
+    /// for a start again.
+    private mutating func notThere(_ id: Int) {
+        guard var connection = connections[id] else { return }
+        if connection.upstream >= 0 {
+            _ = procref_epoll_remove(epoll, connection.upstream)
+            Glibc.close(connection.upstream)
+            connection.upstream = -1
+        }
+        connection.phase = .pending
+        connections[id] = connection
+        pending.insert(id)
+        ready = false
+        askForStart()
+    }
+
+    private mutating func upstreamEvent(_ id: Int, _ event: UInt32) {
+        guard let connection = connections[id] else { return }
+        if connection.phase == .connecting {
+            guard procref_connect_result(connection.upstream) == 0 else { return notThere(id) }
+            return startForwarding(id)
+        }
+        pump(id)
+        // Hung up both ways: once its bytes toward the client are out, nothing more can move.
+        if event & 4 != 0, let after = connections[id], after.toClient.ended { close(id) }
+    }
+
+    private mutating func clientEvent(_ id: Int, _ event: UInt32) {
+        guard connections[id] != nil else { return }
+        pump(id)
+        if event & 4 != 0, let after = connections[id], after.toUpstream.ended { close(id) }
+    }
+
+    private mutating func startForwarding(_ id: Int) {
+        guard var connection = connections[id] else { return }
+        var up: [Int32] = [-1, -1], down: [Int32] = [-1, -1]
+        guard procref_door_pipe(&up) == 0 else { return close(id) }
+        guard procref_door_pipe(&down) == 0 else {
+            Glibc.close(up[0])
+            Glibc.close(up[1])
+            return close(id)
+        }
+        connection.toUpstream.pipe = (up[0], up[1])
+        connection.toClient.pipe = (down[0], down[1])
+        connection.phase = .forwarding
+        connections[id] = connection
+        _ = procref_door_epoll_set(epoll, connection.client, 1, 1, 0, UInt64(id) << 2 | Self.clientKind)
+        pump(id)
+    }
+
+    /// Moves what can move in both directions, then watches for what it waits on.
+    private mutating func pump(_ id: Int) {
+        guard var connection = connections[id], connection.phase == .forwarding else { return }
+        let failedUp = !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream)
+        let failedDown = !Self.move(&connection.toClient, from: connection.upstream, to: connection.client)
+        let done = connection.toUpstream.closed && connection.toClient.closed
+        connections[id] = connection
+        if failedUp || failedDown || done { return close(id) }
+        let upInterest = (!connection.toUpstream.ended && connection.toUpstream.buffered == 0, connection.toUpstream.buffered > 0)
+        let downInterest = (!connection.toClient.ended && connection.toClient.buffered == 0, connection.toClient.buffered > 0)
+        // The client's descriptor: read toward upstream, write what comes from it; and back.
+        _ = procref_door_epoll_set(epoll, connection.client, 0, upInterest.0 ? 1 : 0, downInterest.1 ? 1 : 0, UInt64(id) << 2 | Self.clientKind)
+        _ = procref_door_epoll_set(epoll, connection.upstream, 0, downInterest.0 ? 1 : 0, upInterest.1 ? 1 : 0, UInt64(id) << 2 | Self.upstreamKind)
+    }
+
+    /// One direction: drains the pipe into `to`, refills it from `from`, until either would
+    /// block. False on an error (the connection is closed).
+    private static func move(_ flow: inout Flow, from: Int32, to: Int32) -> Bool {
+        while !flow.closed {
+            if flow.buffered > 0 {
+                let n = procref_door_splice(flow.pipe.read, to, flow.buffered)
+                if n < 0 { return errno == EAGAIN }
+                flow.buffered -= n
+                continue
+            }
+            if flow.ended {
+                _ = procref_door_shutdown_write(to)
+                flow.closed = true
+                return true
+            }
+            let n = procref_door_splice(from, flow.pipe.write, chunk)
+            if n < 0 { return errno == EAGAIN }
+            if n == 0 { flow.ended = true } else { flow.buffered += n }
+        }
+        return true
+    }
+
+    private mutating func close(_ id: Int) {
+        guard let connection = connections.removeValue(forKey: id) else { return }
+        pending.remove(id)
+        for fd in [connection.client, connection.upstream] where fd >= 0 {
+            _ = procref_epoll_remove(epoll, fd)
+            Glibc.close(fd)
+        }
+        for fd in [connection.toUpstream.pipe.read, connection.toUpstream.pipe.write, connection.toClient.pipe.read, connection.toClient.pipe.write]
+        where fd >= 0 { Glibc.close(fd) }
+        _ = procref_door_semop(semid, -1)
+    }
+
+    /// Connections that waited past their bound for a start are closed.
+    private mutating func expirePending() {
+        let now = procref_monotonic_ms()
+        for id in pending where connections[id].map({ now - $0.acceptedAt >= pendingTimeoutMs }) ?? true { close(id) }
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Glibc
+import Posix
+import Testing
+
+/// Front doors with a real program behind them: Debian's redis-server on a Unix socket, and
+/// redis-cli or a plain TCP socket in front (`make test` installs redis-server).
+@Suite("Front door")
+struct FrontDoorTests {
+    /// Defines `name` as redis-server on a Unix socket in the state dir, behind a front on an
+    /// ephemeral loopback port; returns the front's port and the redis socket path.
+    func defineRedis(_ daemon: DaemonHarness, _ name: String, extra: [String: Any] = [:]) throws -> (port: UInt16, socket: String) {
+        let socket = "\(daemon.stateDir)/\(name).redis.sock"
+        var body: [String: Any] = [
+            "start": ["redis-server", "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no"],
+            "health": ["unix": socket, "timeout_ms": 500],
+            "front": ["127.0.0.1:0"], "upstream": "unix:\(socket)",
+            "linger_ms": 200, "ready_timeout_ms": 10_000,
+        ]
+        body.merge(extra) { $1 }
+        let response = try daemon.unix.send("PUT", "/v1/services/\(name)", json: body)
+        guard response.status == 201 else { throw TestHTTPClient.Failure(description: "define \(name): \(response.status) \(response.text)") }
+        let front = try daemon.service(name)["front"] as? [String] ?? []
+        guard let address = front.first, let port = UInt16(address.split(separator: ":").last ?? "") else {
+            throw TestHTTPClient.Failure(description: "no front address in status: \(front)")
+        }
+        return (port, socket)
+    }
+
+    /// The door's pid: `procref-door` with the service's upstream in its command line.
+    func doorPID(upstream socket: String) -> Int32? {
+        pidsMentioning(socket).first { pid in
+            let argv = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")?.split(separator: 0) ?? []
+            return argv.first.map { String(decoding: $0, as: UTF8.self).hasSuffix("/procref-door") } ?? false
+        }
+    }
+
+    @Test("redis behind a front: a ping to a stopped service starts it; a held connection and a lease count 2; both gone and linger past, redis is stopped")
+    func redisBehindAFront() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("front")
+            let (port, socket) = try defineRedis(daemon, name)
+            #expect(try daemon.service(name)["state"] as? String == "stopped")
+
+            let ping = try runProgram("/usr/bin/redis-cli", ["-h", "127.0.0.1", "-p", String(port), "ping"], timeout: 20)
+            #expect(ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "PONG")
+            #expect(try daemon.service(name)["state"] as? String == "ready")
+
+            let held = try FrontConnection(port: port)
+            defer { held.close() }
+            #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+            let lease = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000]).json
+            let id = try #require(lease["id"] as? String)
+            #expect(try daemon.kernelCount(name) == 2)
+            let status = try daemon.service(name)
+            #expect(status["connections"] as? Int == 1)
+            #expect(status["leases"] as? Int == 1)
+
+            held.close()
+            #expect(eventually { (try? daemon.service(name)["connections"] as? Int) == 0 })
+            #expect(try daemon.kernelCount(name) == 1)
+            #expect(try daemon.service(name)["state"] as? String == "ready")  // the lease keeps it
+            #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
+            #expect(eventually { (try? daemon.service(name)["state"] as? String) == "stopped" })
+            #expect(try daemon.kernelCount(name) == 0)
+            #expect(pidsMentioning(socket).filter { $0 != doorPID(upstream: socket) }.isEmpty)
+            let kinds = try daemon.eventKinds(service: name)
+            #expect(kinds.contains("front.first_connection"))
+            #expect(kinds.contains("front.idle"))
+        }
+    }
+
+    @Test("kill -9 of the door: the count drops by exactly its connections; a new door takes the listening socket, and a connection made in the gap is answered")
+    func doorKilled() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("front")
+            let (port, socket) = try defineRedis(daemon, name, extra: ["linger_ms": 60_000])
+            let first = try FrontConnection(port: port), second = try FrontConnection(port: port)
+            defer {
+                first.close()
+                second.close()
+            }
+            #expect(try first.exchange("PING\r\n") == "+PONG\r\n")
+            #expect(try second.exchange("PING\r\n") == "+PONG\r\n")
+            _ = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+            #expect(try daemon.kernelCount(name) == 3)
+
+            let door = try #require(doorPID(upstream: socket))
+            kill(door, SIGKILL)
+            // Made while no door runs: the kernel completes it in procrefd's listening socket.
+            let inTheGap = try FrontConnection(port: port)
+            defer { inTheGap.close() }
+            #expect(try first.exchange("PING\r\n", expectClosed: true) == "")
+            #expect(try inTheGap.exchange("PING\r\n") == "+PONG\r\n")
+            #expect(try daemon.kernelCount(name) == 2)  // the lease and the new connection
+            let replacement = try #require(doorPID(upstream: socket))
+            #expect(replacement != door)
+        }
+    }
+
+    @Test("kill -9 of procrefd: an open connection keeps working; the next procrefd serves the front again, and stops the service once the old door's last connection ends")
+    func procrefdKilled() throws {
+        let first = try DaemonHarness()
+        defer { first.shutdown() }
+        let name = first.uniqueName("front")
+        let (port, socket) = try defineRedis(first, name)
+        let held = try FrontConnection(port: port)
+        defer { held.close() }
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        let oldDoor = try #require(doorPID(upstream: socket))
+
+        first.crash()
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        #expect(try first.kernelCount(name) == 1)
+
+        let second = try DaemonHarness(stateDir: first.stateDir)
+        defer { second.shutdown() }
+        second.adoptServiceName(name)
+        #expect(try second.service(name)["state"] as? String == "ready")
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        let front = try #require(try second.service(name)["front"] as? [String])
+        let newPort = try #require(UInt16(front.first?.split(separator: ":").last ?? ""))
+        let ping = try runProgram("/usr/bin/redis-cli", ["-h", "127.0.0.1", "-p", String(newPort), "ping"], timeout: 20)
+        #expect(ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "PONG")
+
+        held.close()
+        #expect(eventually { !isAlive(oldDoor) })
+        #expect(eventually(timeout: 15) { (try? second.service(name)["state"] as? String) == "stopped" })
+        #expect(try second.kernelCount(name) == 0)
+    }
+
+    @Test("a connection held during a start that fails is closed, and the count returns to 0")
+    func failedStartClosesHeld() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("front")
+            let socket = "\(daemon.stateDir)/\(name).never.sock"
+            let response = try daemon.unix.send("PUT", "/v1/services/\(name)", json: [
+                "start": ["sleep", "30"], "health": ["unix": socket, "timeout_ms": 200],
+                "front": ["127.0.0.1:0"], "upstream": "unix:\(socket)", "ready_timeout_ms": 1_000, "restart_limit": 0,
+            ])
+            #expect(response.status == 201)
+            let front = try #require(try daemon.service(name)["front"] as? [String])
+            let port = try #require(UInt16(front.first?.split(separator: ":").last ?? ""))
+            let held = try FrontConnection(port: port)
+            defer { held.close() }
+            #expect(eventually { (try? daemon.kernelCount(name)) == 1 })
+            #expect(try held.exchange("PING\r\n", expectClosed: true, timeout: 15) == "")
+            #expect(eventually { (try? daemon.kernelCount(name)) == 0 })
+            #expect(eventually { (try? daemon.eventKinds(service: name).contains("service.start_failed")) == true })
+        }
+    }
+
+    @Test("a Unix socket front from the config file: redis-cli -s starts redis through it; once it leaves, redis stops")
+    func unixFrontFromConfig() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let name = "front-\(UUID().uuidString.prefix(8).lowercased())"
+        let (front, upstream) = ("\(dir)/front.sock", "\(dir)/redis.sock")
+        let config = """
+            [services.\(name)]
+            start = ["redis-server", "--port", "0", "--unixsocket", "\(upstream)", "--save", "", "--appendonly", "no"]
+            health = { unix = "\(upstream)" }
+            front = ["unix:\(front)"]
+            upstream = "unix:\(upstream)"
+            """
+        try withDaemon(config: config) { daemon in
+            daemon.adoptServiceName(name)
+            defer { killProcesses(mentioning: dir) }
+            #expect(Files.kind(front)?.isSocket == true)
+            let ping = try runProgram("/usr/bin/redis-cli", ["-s", front, "ping"], timeout: 20)
+            #expect(ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "PONG")
+            #expect(try daemon.service(name)["front"] as? [String] == ["unix:\(front)"])
+            #expect(eventually { (try? daemon.service(name)["state"] as? String) == "stopped" })
+        }
+    }
+
+    @Test("bad fronts get a 422 naming the field, and nothing is defined")
+    func badFronts() throws {
+        try withDaemon { daemon in
+            let taken = try Listener.tcp(host: "127.0.0.1", port: 0)
+            defer { Descriptor.close(taken.fd) }
+            let name = daemon.uniqueName("front")
+            let base: [String: Any] = ["start": ["sleep", "30"], "upstream": "127.0.0.1:9"]
+            let cases: [([String: Any], String)] = [
+                (["front": ["127.0.0.1:9"]], "is the upstream itself"),
+                (["front": ["127.0.0.1:\(taken.port)"]], "in use"),
+                (["front": ["localhost:80"]], "numeric host"),
+                (["front": ["127.0.0.1:7001"], "upstream": NSNull()], "upstream"),
+                (["front": ["127.0.0.1:7001"], "slots": 2], "slots"),
+                (["front": ["127.0.0.1:7001", "127.0.0.1:7001"]], "twice"),
+                (["front": ["0.0.0.0:7001"]], "loopback"),
+                (["front": ["unix:\(daemon.stateDir)/front.sock"]], "loopback"),
+            ]
+            for (extra, message) in cases {
+                var body = base.merging(extra) { $1 }
+                body = body.filter { !($0.value is NSNull) }
+                let response = try daemon.unix.send("PUT", "/v1/services/\(name)", json: body)
+                #expect(response.status == 422, "\(extra)")
+                #expect(response.text.contains(message), "\(response.text)")
+            }
+            #expect(try daemon.unix.get("/v1/services/\(name)").status == 404)
+            #expect(try daemon.events(service: name).isEmpty)
+        }
+    }
+}
+
+/// A client's TCP connection to a front door.
+final class FrontConnection: @unchecked Sendable {
+    private var fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, connected == 0 else {
+            let failure = errno
+            close()
+            throw TestHTTPClient.Failure(description: "connect to front port \(port): errno \(failure)")
+        }
+    }
+
+    /// Sends `request` and reads the answer (up to its first CRLF). With `expectClosed`, the
+    /// door is expected to close the connection instead: "" once it has.
+    func exchange(_ request: String, expectClosed: Bool = false, timeout: Double = 10) throws -> String {
+        let bytes = Array(request.utf8)
+        _ = send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL))
+        var answer: [UInt8] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { return expectClosed ? "" : String(decoding: answer, as: UTF8.self) }
+            answer += buffer[0..<n]
+            if !expectClosed, answer.count >= 2, answer.suffix(2) == [13, 10] { return String(decoding: answer, as: UTF8.self) }
+        }
+        throw TestHTTPClient.Failure(description: "no answer within \(timeout) s (got \(String(decoding: answer, as: UTF8.self).debugDescription))")
+    }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+}
