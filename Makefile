@@ -82,11 +82,11 @@ soak: build
 
 ## Release build, then the benchmarks against etcd (numbers printed and written to
 ## bench/RESULTS.md, never asserted). Needs wrk, etcd-server and supervisor (the cold-cycle
-## comparison), installed when missing.
+## comparison), redis-server and haproxy (the front door's), installed when missing.
 bench: deps
-	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc supervisor"
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc supervisor redis-server haproxy"
 	$(SWIFT) build -c release
-	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit
+	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit --front
 
 clean:
 	rm -rf .build $(VENV)

@@ -386,6 +386,7 @@ def main():
                     help="lease counts to hold for the memory figures (each takes 2 of procrefd's descriptors; 20,000 here)")
     ap.add_argument("--out", default="bench/RESULTS.md")
     ap.add_argument("--audit", action="store_true", help="also run bench/audit_query.py (1M events)")
+    ap.add_argument("--front", action="store_true", help="also run bench/front.py (redis through the front door, systemd-socket-proxyd, HAProxy)")
     args = ap.parse_args()
     build_loadgen()
     conc = [1, 8, 32]
@@ -538,6 +539,13 @@ def main():
         for line in out.strip().splitlines():
             say(line)
         say("```")
+    if args.front:
+        out = subprocess.run([sys.executable, "bench/front.py", "--bin", args.bin], capture_output=True, text=True).stdout
+        say()
+        say("## Front door (redis-benchmark through procrefd's front, systemd-socket-proxyd and HAProxy)")
+        say()
+        for line in out.strip().splitlines():
+            say(line)
     shutil.rmtree(os.path.dirname(LOADGEN), ignore_errors=True)  # floor is built beside it
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

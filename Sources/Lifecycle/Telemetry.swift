@@ -42,6 +42,19 @@ public enum Telemetry {
         Counter(label: "procrefd_service_restarts_total", dimensions: [("service", service), ("cause", cause)]).increment()
     }
 
+    /// Connections a front door accepted since the last report, and how many wait for a start.
+    static func frontAccepted(service: String, new: Int, pending: Int) {
+        if new > 0 { frontAccepts(service).increment(by: new) }
+        Gauge(label: "procrefd_front_pending", dimensions: [("service", service)]).record(pending)
+    }
+
+    /// How long connections waited for the start a front door asked for.
+    static func frontStartWaited(service: String, nanoseconds: UInt64) {
+        Timer(label: "procrefd_front_start_wait_seconds", dimensions: [("service", service)]).recordNanoseconds(Int64(clamping: nanoseconds))
+    }
+
+    private static let frontAccepts = MetricCache { Counter(label: "procrefd_front_connections_total", dimensions: [("service", $0[0])]) }
+
     static func healthCheckFailed(service: String) {
         Counter(label: "procrefd_health_check_failures_total", dimensions: [("service", service)]).increment()
     }
@@ -54,6 +67,9 @@ public enum Telemetry {
             holders += status.leases
             Gauge(label: "procrefd_leases_active", dimensions: [("service", status.name)]).record(status.leases)
             Gauge(label: "procrefd_kernel_refcount", dimensions: [("service", status.name)]).record(status.count ?? -1)
+            if let connections = status.connections {
+                Gauge(label: "procrefd_front_connections", dimensions: [("service", status.name)]).record(connections)
+            }
             if status.definition.slots != nil {
                 Gauge(label: "procrefd_lease_queue_length", dimensions: [("service", status.name)]).record(status.queued)
             }

@@ -78,6 +78,10 @@ struct Flow {
     var ended = false
     /// The half-close was passed on: this direction is done.
     var closed = false
+
+    /// Its source is to be read (1), or its destination written (2): what epoll watches.
+    var wantsRead: UInt8 { !ended && buffered == 0 ? 1 : 0 }
+    var wantsWrite: UInt8 { buffered > 0 ? 2 : 0 }
 }
 
 /// A client connection, from its accept to its close.
@@ -89,6 +93,9 @@ struct Connection {
     let acceptedAt: Int64
     var toUpstream = Flow()
     var toClient = Flow()
+    /// What epoll watches on each descriptor (1 readable, 2 writable), changed only when needed.
+    var clientWatch: UInt8 = 0
+    var upstreamWatch: UInt8 = 2
 }
 
 /// The door's event loop: listeners, connections and the control socket on one epoll set.
@@ -111,7 +118,9 @@ struct DoorLoop {
     private var needSent = false
     /// procrefd is gone: accept nothing new, exit once the last connection closes.
     private var orphaned = false
-    private var reportedCount = -1
+    /// Connections accepted so far, and what the last report said of them and the others.
+    private var accepted = 0
+    private var reported = (open: -1, accepted: 0, pending: -1)
 
     // epoll tokens: the kind in the low two bits, the connection's id above them.
     private static let controlToken: UInt64 = 0
@@ -197,11 +206,12 @@ struct DoorLoop {
         _ = procref_send_datagram(control, &bytes, bytes.count)
     }
 
-    /// The open count, whenever it changed since the last report.
+    /// `count OPEN ACCEPTED PENDING`, whenever one of them changed since the last report.
     private mutating func report() {
-        guard !orphaned, connections.count != reportedCount else { return }
-        reportedCount = connections.count
-        send("\(PROCREF_DOOR_COUNT) \(connections.count)")
+        let now = (open: connections.count, accepted: accepted, pending: pending.count)
+        guard !orphaned, now != reported else { return }
+        reported = now
+        send("\(PROCREF_DOOR_COUNT) \(now.open) \(now.accepted) \(now.pending)")
     }
 
     private mutating func askForStart() {
@@ -222,6 +232,7 @@ struct DoorLoop {
             }
             let id = nextID
             nextID += 1
+            accepted += 1
             connections[id] = Connection(client: client, acceptedAt: procref_monotonic_ms())
             pending.insert(id)
             if ready { connectUpstream(id) } else { askForStart() }
@@ -233,6 +244,7 @@ struct DoorLoop {
         let fd = upstream.beginConnect()
         guard fd >= 0 else { return notThere(id) }
         connection.upstream = fd
+        connection.upstreamWatch = 2
         connection.phase = .connecting
         connections[id] = connection
         pending.remove(id)
@@ -261,14 +273,15 @@ struct DoorLoop {
             guard procref_connect_result(connection.upstream) == 0 else { return notThere(id) }
             return startForwarding(id)
         }
-        pump(id)
+        // Readable: bytes toward the client; writable: room for bytes toward upstream.
+        pump(id, up: event & 6 != 0, down: event & 5 != 0)
         // Hung up both ways: once its bytes toward the client are out, nothing more can move.
         if event & 4 != 0, let after = connections[id], after.toClient.ended { close(id) }
     }
 
     private mutating func clientEvent(_ id: Int, _ event: UInt32) {
         guard connections[id] != nil else { return }
-        pump(id)
+        pump(id, up: event & 5 != 0, down: event & 6 != 0)
         if event & 4 != 0, let after = connections[id], after.toUpstream.ended { close(id) }
     }
 
@@ -284,41 +297,56 @@ struct DoorLoop {
         connection.toUpstream.pipe = (up[0], up[1])
         connection.toClient.pipe = (down[0], down[1])
         connection.phase = .forwarding
+        connection.clientWatch = 1
         connections[id] = connection
         _ = procref_door_epoll_set(epoll, connection.client, 1, 1, 0, UInt64(id) << 2 | Self.clientKind)
-        pump(id)
+        pump(id, up: true, down: true)
     }
 
-    /// Moves what can move in both directions, then watches for what it waits on.
-    private mutating func pump(_ id: Int) {
+    /// Moves what the event lets move (`up`: toward upstream, `down`: toward the client),
+    /// then watches for what each direction waits on.
+    private mutating func pump(_ id: Int, up: Bool, down: Bool) {
         guard var connection = connections[id], connection.phase == .forwarding else { return }
-        let failedUp = !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream)
-        let failedDown = !Self.move(&connection.toClient, from: connection.upstream, to: connection.client)
-        let done = connection.toUpstream.closed && connection.toClient.closed
+        let failedUp = up && !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream)
+        let failedDown = down && !Self.move(&connection.toClient, from: connection.upstream, to: connection.client)
+        if failedUp || failedDown || (connection.toUpstream.closed && connection.toClient.closed) {
+            connections[id] = connection
+            return close(id)
+        }
+        // A descriptor is read for its direction while that pipe is empty, and written while
+        // the other direction's pipe holds bytes.
+        let client = connection.toUpstream.wantsRead | connection.toClient.wantsWrite
+        let upstream = connection.toClient.wantsRead | connection.toUpstream.wantsWrite
+        if client != connection.clientWatch {
+            _ = procref_door_epoll_set(epoll, connection.client, 0, Int32(client & 1), Int32(client >> 1), UInt64(id) << 2 | Self.clientKind)
+            connection.clientWatch = client
+        }
+        if upstream != connection.upstreamWatch {
+            _ = procref_door_epoll_set(epoll, connection.upstream, 0, Int32(upstream & 1), Int32(upstream >> 1), UInt64(id) << 2 | Self.upstreamKind)
+            connection.upstreamWatch = upstream
+        }
         connections[id] = connection
-        if failedUp || failedDown || done { return close(id) }
-        let upInterest = (!connection.toUpstream.ended && connection.toUpstream.buffered == 0, connection.toUpstream.buffered > 0)
-        let downInterest = (!connection.toClient.ended && connection.toClient.buffered == 0, connection.toClient.buffered > 0)
-        // The client's descriptor: read toward upstream, write what comes from it; and back.
-        _ = procref_door_epoll_set(epoll, connection.client, 0, upInterest.0 ? 1 : 0, downInterest.1 ? 1 : 0, UInt64(id) << 2 | Self.clientKind)
-        _ = procref_door_epoll_set(epoll, connection.upstream, 0, downInterest.0 ? 1 : 0, upInterest.1 ? 1 : 0, UInt64(id) << 2 | Self.upstreamKind)
     }
 
-    /// One direction: drains the pipe into `to`, refills it from `from`, until either would
-    /// block. False on an error (the connection is closed).
+    /// One direction, for one readiness event: writes out what the pipe holds, then reads
+    /// once into it and writes that out (level-triggered epoll reports what is left). False
+    /// on an error (the connection is closed).
     private static func move(_ flow: inout Flow, from: Int32, to: Int32) -> Bool {
+        var read = false
         while !flow.closed {
             if flow.buffered > 0 {
                 let n = procref_door_splice(flow.pipe.read, to, flow.buffered)
                 if n < 0 { return errno == EAGAIN }
                 flow.buffered -= n
-                continue
+                if flow.buffered > 0 { continue }
             }
             if flow.ended {
                 _ = procref_door_shutdown_write(to)
                 flow.closed = true
                 return true
             }
+            if read { return true }
+            read = true
             let n = procref_door_splice(from, flow.pipe.write, chunk)
             if n < 0 { return errno == EAGAIN }
             if n == 0 { flow.ended = true } else { flow.buffered += n }

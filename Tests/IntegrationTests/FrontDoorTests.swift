@@ -55,6 +55,13 @@ struct FrontDoorTests {
             let status = try daemon.service(name)
             #expect(status["connections"] as? Int == 1)
             #expect(status["leases"] as? Int == 1)
+            let listing = try runProcrefd(["services", "--state-dir", daemon.stateDir])
+            let row = listing.stdout.split(separator: "\n").first { $0.hasPrefix(name + " ") }?.split(separator: " ").map(String.init)
+            #expect(listing.stdout.contains("CONN"))
+            #expect(row.map { Array($0.prefix(5)) } == [name, "ready", "2", "1", "1"])
+            let metrics = try daemon.unix.get("/metrics").text
+            #expect(metrics.contains("procrefd_front_connections{service=\"\(name)\"} 1"))
+            #expect(metrics.contains("procrefd_front_connections_total{service=\"\(name)\"} 2"))  // redis-cli's, then this one
 
             held.close()
             #expect(eventually { (try? daemon.service(name)["connections"] as? Int) == 0 })

@@ -13,7 +13,8 @@
  * procrefd to the door: a listening socket to accept on (passed with the message); the
  * service is ready (connect upstream); its start failed or it stopped (hold no one: close
  * what waits, and wait for a start again).
- * The door to procrefd: connections wait for a start; how many connections are open now. */
+ * The door to procrefd: connections wait for a start; "count OPEN ACCEPTED PENDING": open
+ * connections, connections accepted since the door started, connections waiting. */
 #define PROCREF_DOOR_LISTEN "listen"
 #define PROCREF_DOOR_READY "ready"
 #define PROCREF_DOOR_FAILED "failed"

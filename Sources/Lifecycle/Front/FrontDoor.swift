@@ -34,6 +34,8 @@ final class FrontDoor: Sendable {
         var watch: IOLoop.WatchID?
         /// Open connections, as the door last reported them.
         var connections = 0
+        /// Connections the running door reported accepted so far.
+        var accepted = 0
         /// An acquire for waiting connections is under way.
         var starting = false
         /// The door was told the service is ready, and not told otherwise since.
@@ -121,7 +123,7 @@ final class FrontDoor: Sendable {
         for fd in listeners { _ = Descriptor.send(control, Array(PROCREF_DOOR_LISTEN.utf8), passing: fd) }
         let stale = state.withLock { state -> Bool in
             guard !state.closed else { return true }
-            (state.process, state.control, state.connections, state.toldReady, state.starting) = (process, control, 0, false, false)
+            (state.process, state.control, state.connections, state.accepted, state.toldReady, state.starting) = (process, control, 0, 0, false, false)
             return false
         }
         if stale {
@@ -155,12 +157,15 @@ final class FrontDoor: Sendable {
 
     private func handle(_ message: String) {
         if message == PROCREF_DOOR_NEED { return startForWaiting() }
-        let prefix = PROCREF_DOOR_COUNT + " "
-        guard message.hasPrefix(prefix), let count = Int(message.dropFirst(prefix.count)) else { return }
-        let (before, owner) = state.withLock { state in
-            defer { state.connections = count }
-            return (state.connections, state.owner)
+        let fields = message.split(separator: " ")
+        guard fields.count == 4, fields[0] == PROCREF_DOOR_COUNT, let count = Int(fields[1]), let accepted = Int(fields[2]),
+            let pending = Int(fields[3])
+        else { return }
+        let (before, new, owner) = state.withLock { state in
+            defer { (state.connections, state.accepted) = (count, accepted) }
+            return (state.connections, accepted - state.accepted, state.owner)
         }
+        Telemetry.frontAccepted(service: service, new: new, pending: pending)
         // A first connection counts as an acquire: it ends a linger, and a stale health check
         // is run again.
         if before == 0, count > 0 { return startForWaiting() }
@@ -179,8 +184,10 @@ final class FrontDoor: Sendable {
             return (owner, state.pendingTimeoutMs)
         }
         guard let (owner, timeoutMs) = ask else { return }
+        let begun = DispatchTime.now().uptimeNanoseconds
         Task {
             let answer = await owner.ask(timeoutMs: timeoutMs) { .acquire($0, by: Principal.procrefd) }
+            Telemetry.frontStartWaited(service: service, nanoseconds: DispatchTime.now().uptimeNanoseconds - begun)
             let left = state.withLock { state -> Int in
                 state.starting = false
                 return state.connections

@@ -7,15 +7,15 @@ import Wire
 
 /// `procrefd services`: a table like `supervisorctl status`.
 struct ServicesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "services", abstract: "List services: state, kernel count, leases, pid.")
+    static let configuration = CommandConfiguration(commandName: "services", abstract: "List services: state, kernel count, leases, front-door connections, pid.")
 
     @OptionGroup var options: ClientOptions
 
     func run() throws {
         try options.request("GET", "/v1/services") { response in
             let services = response.json["services"] as? [[String: Any]] ?? []
-            return table(["NAME", "STATE", "COUNT", "LEASES", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
-                [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]),
+            return table(["NAME", "STATE", "COUNT", "LEASES", "CONN", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
+                [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]), cell(service["connections"]),
                  cell(service["pid"]), age(service["state_since"] as? String), cell(service["restarts"]), cell(service["last_health"])]
             })
         }
@@ -53,6 +53,7 @@ struct ServiceCommand: ParsableCommand {
                              "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
                              "semaphore: key \(cell(s["key"])), semid \(cell(s["semid"]))",
                              "last health: \(cell(s["last_health"]))", "source: \(cell(s["source"]))"]
+                if let front = s["front"] as? [String] { lines.append("front: \(front.joined(separator: ", ")), connections: \(cell(s["connections"]))") }
                 if let reason = s["failure_reason"] as? String { lines.append("failure: \(reason)") }
                 if let until = s["linger_until"] as? String { lines.append("lingers until: \(until)") }
                 if let definition = s["definition"],

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Front-door benchmark: redis-benchmark against redis directly, through procrefd's front door,
+through systemd-socket-proxyd and through HAProxy in TCP mode, all in one run.
+
+Prints a Markdown table (requests/s per test and path, with the ratio to direct), new
+connections per second through each path (redis-benchmark --keepalive 0), and the forwarding
+process's CPU per request (utime+stime of procref-door, systemd-socket-proxyd or haproxy,
+read from /proc, over the requests it forwarded). Everything it starts is stopped and its
+temp dir removed at the end.
+
+    front.py --bin RELEASE_BIN_DIR [--requests 200000] [--clients 50]
+"""
+import argparse, json, os, shutil, signal, socket, subprocess, tempfile, time, urllib.request
+
+TESTS = ["PING_INLINE", "PING_MBULK", "SET", "GET"]
+CLOCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK
+
+
+def redis_benchmark(port, clients, requests, keepalive=True, tests="ping,set,get"):
+    out = subprocess.run(["redis-benchmark", "-q", "-p", str(port), "-t", tests, "-c", str(clients), "-n", str(requests)]
+                         + ([] if keepalive else ["-k", "0"]), capture_output=True, text=True, timeout=600).stdout
+    rates = {}
+    for line in out.replace("\r", "\n").splitlines():
+        if "requests per second" in line and ":" in line:
+            name, rest = line.split(":", 1)
+            rates[name.strip()] = float(rest.split("requests per second")[0].strip())
+    return rates
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--clients", type=int, default=50)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="prf-", dir="/tmp")
+    started = []
+    try:
+        redis_port, front_port, proxyd_port, haproxy_port = free_port(), free_port(), free_port(), free_port()
+        # procrefd starts its own redis through the front; the others forward to a second one.
+        direct_port = free_port()
+        started.append(subprocess.Popen(["redis-server", "--port", str(direct_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                        stdout=subprocess.DEVNULL))
+        with open(f"{work}/procrefd.toml", "w") as f:
+            f.write(f"""[services.cache]
+start = ["redis-server", "--port", "{redis_port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+health = {{ tcp = "127.0.0.1:{redis_port}" }}
+front = ["127.0.0.1:{front_port}"]
+upstream = "127.0.0.1:{redis_port}"
+linger_ms = 600000
+""")
+        daemon = subprocess.Popen([f"{args.bin}/procrefd", "serve", "--state-dir", f"{work}/state", "--port", "0",
+                                   "--config", f"{work}/procrefd.toml", "--log-level", "error"], stdout=subprocess.PIPE)
+        started.append(daemon)
+        json.loads(daemon.stdout.readline())
+        # systemd-socket-proxyd takes its listening socket from systemd: hand it one as fd 3.
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", proxyd_port))
+        listener.listen(1024)
+        fd = listener.fileno()
+        proxyd = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec /lib/systemd/systemd-socket-proxyd 127.0.0.1:{direct_port}"],
+            pass_fds=[fd])
+        started.append(proxyd)
+        listener.close()
+        with open(f"{work}/haproxy.cfg", "w") as f:
+            f.write(f"""global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+listen redis
+    bind 127.0.0.1:{haproxy_port}
+    server r1 127.0.0.1:{direct_port}
+""")
+        haproxy = subprocess.Popen(["haproxy", "-f", f"{work}/haproxy.cfg", "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(haproxy)
+        for port in (direct_port, proxyd_port, haproxy_port):
+            wait_port(port)
+        # The first connection starts redis behind the front.
+        subprocess.run(["redis-cli", "-p", str(front_port), "ping"], capture_output=True, timeout=30)
+        door = int(subprocess.run(["pgrep", "-f", f"procref-door .* 127.0.0.1:{redis_port} "], capture_output=True, text=True).stdout.split()[0])
+
+        paths = [("direct", direct_port, None), ("procrefd front", front_port, door),
+                 ("systemd-socket-proxyd", proxyd_port, proxyd.pid), ("HAProxy (TCP mode)", haproxy_port, haproxy.pid)]
+        results = {}
+        for name, port, pid in paths:
+            before = cpu_seconds(pid) if pid else 0
+            rates = redis_benchmark(port, args.clients, args.requests)
+            cpu = cpu_seconds(pid) - before if pid else 0
+            conns = redis_benchmark(port, 20, max(args.requests // 20, 2000), keepalive=False, tests="ping").get("PING_INLINE", 0)
+            results[name] = (rates, cpu / (args.requests * 4) * 1e6 if pid else None, conns)
+
+        print(f"front door benchmark: redis-benchmark -q -t ping,set,get -c {args.clients} -n {args.requests:,} per path; "
+              f"new connections: -c 20 --keepalive 0 -t ping")
+        print()
+        print("| path | " + " | ".join(f"{t} req/s" for t in TESTS) + " | × direct (min) | forwarder CPU µs/request | new connections/s |")
+        print("|---|" + "---:|" * (len(TESTS) + 3))
+        direct = results["direct"][0]
+        for name, _, _ in paths:
+            rates, cpu, conns = results[name]
+            ratio = min(rates.get(t, 0) / direct[t] for t in TESTS if direct.get(t)) if name != "direct" else 1.0
+            cells = " | ".join(f"{rates.get(t, 0):,.0f}" for t in TESTS)
+            print(f"| {name} | {cells} | {ratio:.2f} | {'-' if cpu is None else f'{cpu:.1f}'} | {conns:,.0f} |")
+    finally:
+        for process in reversed(started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
