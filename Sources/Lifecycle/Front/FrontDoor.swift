@@ -170,9 +170,11 @@ final class FrontDoor: Sendable {
         // is run again.
         if before == 0, count > 0 { return startForWaiting() }
         guard count == 0, before > 0, let owner else { return }
+        // Recorded when it leaves the service unreferenced, once per linger (read before the
+        // machine hears it and starts one).
+        let lingering = owner.snapshot.lingerUntil != nil
         owner.send(.lastReferenceGone(reason: "front_idle", by: Principal.procrefd, nil))
-        // Recorded when it leaves the service unreferenced, once per linger.
-        if owner.kernelCount().isZero, owner.snapshot.lingerUntil == nil { record(.frontIdle) }
+        if owner.kernelCount().isZero, !lingering { record(.frontIdle) }
     }
 
     /// Connections wait: the service is asked for as an acquire would, and the door hears
