@@ -125,6 +125,7 @@ def run(args, check):
         driver = browser()
         driver.get(f"http://127.0.0.1:{daemon.port}/")
         check("the service is listed", wait_for(lambda: service_cells(driver, name)[1] == "stopped", 10), "")
+        check("a service without a front door shows no connections", service_cells(driver, name)[4] == "—", str(service_cells(driver, name)))
         # Without a token: services, but not the audit log; the page says why and polls.
         check("without a token the page says the audit log needs one",
               wait_for(lambda: "audit log and service output need a token" in driver.find_element(By.ID, "message").text, 10),

@@ -149,7 +149,7 @@ async function refreshServices() {
     since_.title = service.state_since;
     since_.dataset.since = service.state_since;
     const tr = row([
-      service.name, badge(service.state), service.count, service.leases,
+      service.name, badge(service.state), service.count, service.leases, service.connections ?? '—',
       slots ? `${service.queued} queued · ${slots} slots` : '—', service.pid, since_, service.restarts, service.last_health, note,
     ]);
     tr.className = 'service' + (service.name === state.selected ? ' selected' : '');
