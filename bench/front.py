@@ -5,8 +5,9 @@ through systemd-socket-proxyd and through HAProxy in TCP mode, all in one run.
 Prints a Markdown table (requests/s per test and path, with the ratio to direct), new
 connections per second through each path (redis-benchmark --keepalive 0), and the forwarding
 process's CPU per request (utime+stime of procref-door, systemd-socket-proxyd or haproxy,
-read from /proc, over the requests it forwarded). Everything it starts is stopped and its
-temp dir removed at the end.
+read from /proc, over the requests it forwarded), and the latency a path adds: GET's p50 at
+one client (no queueing) minus direct's. Everything it starts is stopped and its temp dir
+removed at the end.
 
     front.py --bin RELEASE_BIN_DIR [--requests 200000] [--clients 50]
 """
@@ -42,12 +43,14 @@ def cpu_seconds(pid):
 def redis_benchmark(port, clients, requests, keepalive=True, tests="ping,set,get"):
     out = subprocess.run(["redis-benchmark", "-q", "-p", str(port), "-t", tests, "-c", str(clients), "-n", str(requests)]
                          + ([] if keepalive else ["-k", "0"]), capture_output=True, text=True, timeout=600).stdout
-    rates = {}
+    rates, p50s = {}, {}
     for line in out.replace("\r", "\n").splitlines():
         if "requests per second" in line and ":" in line:
             name, rest = line.split(":", 1)
             rates[name.strip()] = float(rest.split("requests per second")[0].strip())
-    return rates
+            if "p50=" in rest:
+                p50s[name.strip()] = float(rest.split("p50=")[1].split()[0])
+    return rates, p50s
 
 
 def main():
@@ -112,22 +115,26 @@ listen redis
         results = {}
         for name, port, pid in paths:
             before = cpu_seconds(pid) if pid else 0
-            rates = redis_benchmark(port, args.clients, args.requests)
+            rates, p50s = redis_benchmark(port, args.clients, args.requests)
             cpu = cpu_seconds(pid) - before if pid else 0
-            conns = redis_benchmark(port, 20, max(args.requests // 20, 2000), keepalive=False, tests="ping").get("PING_INLINE", 0)
-            results[name] = (rates, cpu / (args.requests * 4) * 1e6 if pid else None, conns)
+            # Added latency without queueing: one client, one request at a time.
+            _, single = redis_benchmark(port, 1, max(args.requests // 10, 5000), tests="get")
+            conns = redis_benchmark(port, 20, max(args.requests // 20, 2000), keepalive=False, tests="ping")[0].get("PING_INLINE", 0)
+            results[name] = (rates, cpu / (args.requests * 4) * 1e6 if pid else None, conns, single.get("GET"))
 
         print(f"front door benchmark: redis-benchmark -q -t ping,set,get -c {args.clients} -n {args.requests:,} per path; "
               f"new connections: -c 20 --keepalive 0 -t ping")
         print()
-        print("| path | " + " | ".join(f"{t} req/s" for t in TESTS) + " | × direct (min) | forwarder CPU µs/request | new connections/s |")
-        print("|---|" + "---:|" * (len(TESTS) + 3))
-        direct = results["direct"][0]
+        print("| path | " + " | ".join(f"{t} req/s" for t in TESTS)
+              + " | × direct (min) | forwarder CPU µs/request | new connections/s | GET p50 at 1 client, µs (added) |")
+        print("|---|" + "---:|" * (len(TESTS) + 4))
+        direct, direct_p50 = results["direct"][0], results["direct"][3]
         for name, _, _ in paths:
-            rates, cpu, conns = results[name]
+            rates, cpu, conns, p50 = results[name]
             ratio = min(rates.get(t, 0) / direct[t] for t in TESTS if direct.get(t)) if name != "direct" else 1.0
             cells = " | ".join(f"{rates.get(t, 0):,.0f}" for t in TESTS)
-            print(f"| {name} | {cells} | {ratio:.2f} | {'-' if cpu is None else f'{cpu:.1f}'} | {conns:,.0f} |")
+            latency = "-" if p50 is None else f"{p50 * 1000:.0f}" + ("" if name == "direct" or direct_p50 is None else f" (+{(p50 - direct_p50) * 1000:.0f})")
+            print(f"| {name} | {cells} | {ratio:.2f} | {'-' if cpu is None else f'{cpu:.1f}'} | {conns:,.0f} | {latency} |")
     finally:
         for process in reversed(started):
             if process.poll() is None:
