@@ -227,9 +227,8 @@ final class FrontDoor: Sendable {
     }
 
     private func record(_ kind: EventKind) {
-        let (service, count) = (service, state.withLock { $0.connections })
-        let owner = state.withLock { $0.owner }
-        let kernel = owner?.kernelCount().value
+        let (count, owner) = state.withLock { ($0.connections, $0.owner) }
+        let (service, kernel) = (service, owner?.kernelCount().value)
         Task {
             await context.writeLogged { tx in
                 var detail: [String: DetailValue] = ["connections": .int(Int64(count))]

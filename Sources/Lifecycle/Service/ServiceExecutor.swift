@@ -189,60 +189,9 @@ final class ServiceExecutor: Sendable {
         return await wait(waiter, timeoutMs: timeoutMs, input: .event(make(waiter)))
     }
 
-    /// An acquire: the machine gives it a slot (at once without `slots`; in turn with them),
-    /// the loop launches its holder through the issuer and hands the machine the acquire,
-    /// and the machine answers. Cancelling the calling task takes a queued acquire out of the
-    /// queue (its client left).
-    func acquire(_ order: LeaseOrder, timeoutMs: Int) async -> AcquireOutcome {
-        let waiter = newWaiter()
-        let answer = await withTaskCancellationHandler {
-            await wait(waiter, timeoutMs: timeoutMs, input: .acquire(waiter, order))
-        } onCancel: {
-            send(.queueLeft(waiter, .disconnect))
-        }
-        switch shared.withLock({ $0.settled.removeValue(forKey: waiter) }) {
-        case .launchFailed(let failure)?: return .launchFailed(failure)
-        case .granted(let granted)?: return .granted(granted)
-        case .returned(let lease)?: await issuer.undo(lease, of: self, by: order.by)
-        case nil: break
-        }
-        if case .refused(let refusal) = answer { return .refused(refusal) }
-        return .launchFailed(.holder("unexpected answer \(answer)"))
-    }
-
-    /// An acquire reaches the loop: the machine decides its slot (a slot, the queue, or a
-    /// refusal; always a slot without `slots`).
-    private func take(_ waiter: Waiter, _ order: LeaseOrder, _ state: inout LoopState) async {
-        state.slotWaits[waiter] = SlotWait(order: order)
-        await handle(.slotWanted(waiter, waitMs: order.request.waitMs), &state)
-    }
-
-    /// Launches the waiter's holder and hands the machine its acquire. A launch that fails
-    /// took no slot: the next in the queue gets it.
-    func launch(_ waiter: Waiter, _ order: LeaseOrder, waitedMs: Int?, _ state: inout LoopState) async {
-        guard isWaiting(waiter) else { return slotFreed() }  // it stopped waiting
-        let lease: Lease
-        do { lease = try await issuer.issue(order, on: self) } catch {
-            let waiting = shared.withLock { shared in
-                let waiting = shared.answers.removeValue(forKey: waiter)
-                if waiting != nil { shared.settled[waiter] = .launchFailed(error) }
-                return waiting
-            }
-            waiting?.resume(returning: .refused(.notRunning))
-            return slotFreed()
-        }
-        let count = kernelCount()
-        // It may stop waiting from here on: then its `abandon` gives the holder back.
-        guard isWaiting(waiter) else { return await issuer.undo(lease, of: self, by: order.by) }
-        state.launched[waiter] = Launched(lease: lease, order: order, count: count, waitedMs: waitedMs)
-        await handle(.acquire(waiter, by: order.by), &state)
-    }
-
-    private func isWaiting(_ waiter: Waiter) -> Bool { shared.withLock { $0.answers[waiter] != nil } }
-
     func newWaiter() -> Waiter { lastWaiter.add(1, ordering: .relaxed).newValue }
 
-    private func wait(_ waiter: Waiter, timeoutMs: Int?, input: Input) async -> ServiceAnswer {
+    func wait(_ waiter: Waiter, timeoutMs: Int?, input: Input) async -> ServiceAnswer {
         await withCheckedContinuation { continuation in
             shared.withLock { $0.answers[waiter] = continuation }
             if let timeoutMs {
@@ -325,7 +274,7 @@ final class ServiceExecutor: Sendable {
     }
 
     /// Handles `event` (nil: only the follow-ups queued by an action), then publishes.
-    private func handle(_ event: MachineEvent?, _ state: inout LoopState) async {
+    func handle(_ event: MachineEvent?, _ state: inout LoopState) async {
         if case .abandon(let waiter)? = event, let launched = state.launched.removeValue(forKey: waiter) {
             // Its caller stopped waiting after its holder took a reference: give it back.
             let (lease, by) = (launched.lease, launched.order.by)
@@ -400,62 +349,5 @@ final class ServiceExecutor: Sendable {
         case let .queued(waiter, position, waitMs): await queued(waiter, position: position, waitMs: waitMs, &state)
         case let .leftQueue(waiter, position, reason): await leftQueue(waiter, position: position, reason, &state)
         }
-    }
-
-    /// A launched acquire is answered: granted (its records queued with the step, one commit
-    /// not two), or its holder goes back through its caller, or, when nobody waits any more,
-    /// here.
-    private func settle(_ waiter: Waiter, _ launched: Launched, answer: ServiceAnswer, waiting: Bool) {
-        guard waiting else {
-            let (lease, by) = (launched.lease, launched.order.by)
-            Task { await self.issuer.undo(lease, of: self, by: by) }
-            return
-        }
-        let settled: Settled
-        if case .ready(let started) = answer {
-            let write = issuer.recordGrant(launched.lease, count: launched.count, started: started, waitedMs: launched.waitedMs, launched.order)
-            settled = .granted(Granted(lease: launched.lease, write: write, count: launched.count, started: started, waitedMs: launched.waitedMs))
-        } else {
-            settled = .returned(launched.lease)
-        }
-        shared.withLock { $0.settled[waiter] = settled }
-    }
-
-    // MARK: The main process
-
-    /// Makes `process` the main process and watches its exit.
-    func setMain(_ process: PidFD) {
-        shared.withLock {
-            $0.main = process
-            $0.mainEnded = false
-            $0.mainExit = nil
-        }
-        do {
-            try context.loop.watchExit(of: process) { [weak self] status in self?.mainExited(process, status) }
-        } catch {
-            context.logger.error("cannot watch service \(name): \(error)")
-        }
-    }
-
-    private func mainExited(_ process: PidFD, _ status: ExitStatus?) {
-        let reported = shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
-            guard shared.main === process else { return [] }
-            shared.mainEnded = true
-            shared.mainExit = status
-            // Queued under the lock a teardown reads `mainEnded` with, so that the machine
-            // hears of this exit before the teardown's `teardownFinished`, never during the
-            // next start.
-            send(.mainExited(MainExit(status)))
-            defer { shared.exitReportWaiters = [:] }
-            return Array(shared.exitReportWaiters.values)
-        }
-        for waiter in reported { waiter.resume() }
-    }
-
-    /// Takes over a main process left running by an earlier procrefd (not our child: its
-    /// exit status is unknown).
-    func adopt(_ process: PidFD) {
-        setMain(process)
-        send(.adopted)
     }
 }
