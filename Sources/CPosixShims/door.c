@@ -7,6 +7,10 @@
 #include <sys/epoll.h>
 #include <sys/sem.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 int procref_socketpair_seqpacket_cloexec(int fds[2]) {
@@ -83,4 +87,74 @@ int procref_door_semop(int semid, int delta) {
         r = semop(semid, &op, 1);
     } while (r == -1 && errno == EINTR);
     return r;
+}
+
+static int fill_address(const char *path, struct sockaddr_un *addr) {
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof addr->sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(addr->sun_path, path, len);
+    return 0;
+}
+
+int procref_door_connect_messages(const char *path) {
+    struct sockaddr_un addr;
+    if (fill_address(path, &addr) == -1) return -1;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1) return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int procref_door_listen_messages(const char *path, unsigned int mode, int backlog) {
+    struct sockaddr_un addr;
+    if (fill_address(path, &addr) == -1) return -1;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd == -1) return -1;
+    /* umask narrows the mode at bind, so nobody can connect before chmod sets it exactly. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old);
+    if (rc == 0) rc = chmod(path, (mode_t)mode);
+    if (rc == 0) rc = listen(fd, backlog);
+    if (rc != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int procref_door_peer(int fd, uid_t *uid, pid_t *pid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    *pid = credentials.pid;
+    return 0;
+}
+
+int procref_door_set_gone(int semid) {
+    if (semctl(semid, 0, GETVAL) >= 0) return 0;
+    return errno == EINVAL || errno == EIDRM ? 1 : 0;
+}
+
+int procref_door_bound_port(int fd) {
+    struct sockaddr_storage storage;
+    socklen_t len = sizeof storage;
+    if (getsockname(fd, (struct sockaddr *)&storage, &len) != 0) return -1;
+    if (storage.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&storage)->sin_port);
+    if (storage.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&storage)->sin6_port);
+    errno = EAFNOSUPPORT;
+    return -1;
 }

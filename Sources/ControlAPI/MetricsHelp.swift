@@ -14,6 +14,7 @@ enum MetricsHelp {
         "procrefd_kernel_refcount": "The service's kernel reference count (GETVAL of its semaphore 0); -1 when unreadable.",
         "procrefd_front_connections": "Connections open through the service's front door (part of its kernel count).",
         "procrefd_front_connections_total": "Connections the service's front door accepted.",
+        "procrefd_front_bytes_total": "Bytes the service's front door forwarded, toward the service (upstream) or its clients (client).",
         "procrefd_front_pending": "Connections the service's front door holds while the service starts.",
         "procrefd_front_start_wait_seconds": "How long connections waited for a start their front door asked for.",
         "procrefd_service_state": "1 for the state each service is in, 0 for the others.",

@@ -23,6 +23,12 @@ public struct StateDirectory: Sendable {
     public var logs: String { "\(path)/logs" }
     /// Room kept for recording that the disk filled (see `Ballast`).
     public var ballast: String { "\(path)/ballast" }
+    /// Where front doors that outlived a procrefd come back to the next one; nil when the
+    /// path is too long for a Unix socket (doors then end with their procrefd).
+    public var doorRendezvous: String? {
+        let path = "\(path)/door.sock"
+        return path.utf8.count < 108 ? path : nil
+    }
 
     /// The default: `$XDG_STATE_HOME/procrefd`, else `~/.local/state/procrefd`.
     public static func defaultPath(environment: [String: String]) -> String {

@@ -20,6 +20,8 @@ public final class Coordinator: Sendable {
     let issuer: LeaseIssuer
     let idempotency = IdempotencyGate()
     let shuttingDown = Atomic<Bool>(false)
+    /// Where front doors left by the procrefd before this one come back.
+    let rendezvous: DoorRendezvous?
 
     /// Loads the stored service definitions. Call `reconcile` before serving.
     public init(config: CoordinatorConfig, store: AuditStore, logger: Logger) throws {
@@ -37,6 +39,8 @@ public final class Coordinator: Sendable {
         issuer = LeaseIssuer(context: context, holders: holders, releaseReports: releaseReports)
         registry = ServiceRegistry(context: context, issuer: issuer)
         try registry.load()
+        let (services, core) = (registry, context)
+        rendezvous = config.doorRendezvous.flatMap { path in DoorRendezvous(path: path, context: core) { services.existing($0) } }
         holders.leaseHolderExited.withLock {
             $0 = { [weak self] lease, status in
                 if lease.holderExited(status) { self?.handleUnexpectedExit(lease) }
@@ -86,7 +90,7 @@ public final class Coordinator: Sendable {
         change(&next)
         (next.holderExecutable, next.logsDirectory, next.scope, next.semaphoreMode, next.serviceCgroups, next.holderPoolSize) =
             (running.holderExecutable, running.logsDirectory, running.scope, running.semaphoreMode, running.serviceCgroups, running.holderPoolSize)
-        (next.logPumpExecutable, next.doorExecutable) = (running.logPumpExecutable, running.doorExecutable)
+        (next.logPumpExecutable, next.doorExecutable, next.doorRendezvous) = (running.logPumpExecutable, running.doorExecutable, running.doorRendezvous)
         context.settings.set(next)
         leases.setLimits(maxLeases: next.maxLeases, maxPerService: next.maxLeasesPerService, maxPerOwner: next.maxLeasesPerUser)
         for service in registry.all where !service.membership.withLock({ $0.fromConfig }) {

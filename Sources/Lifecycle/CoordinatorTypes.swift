@@ -35,6 +35,9 @@ public struct CoordinatorConfig: Sendable {
     public var logPumpExecutable: String?
     /// `procref-door`, a service's front door; nil: services cannot name `front`.
     public var doorExecutable: String?
+    /// Where doors left by an earlier procrefd come back (a Unix socket in the state dir);
+    /// nil: a door whose procrefd goes away finishes its connections and exits.
+    public var doorRendezvous: String?
     /// Defaults of `log_max_bytes` and `log_keep` (`[logs] max_bytes`, `keep`).
     public var logMaxBytes = 10 << 20
     public var logKeep = 3

@@ -18,15 +18,17 @@ extension Coordinator {
     public func handOff() async {
         shuttingDown.store(true, ordering: .relaxed)
         await holders.shutdown()
-        // Front doors finish their open connections and accept nothing new, so the next
-        // procrefd can bind the addresses.
-        for service in registry.all { service.front.withLock { $0 }?.close(stopConnections: false) }
+        // Front doors go on serving, listening sockets and connections, and come back to
+        // the next procrefd's rendezvous.
+        rendezvous?.close()
+        for service in registry.all { service.front.withLock { $0 }?.release() }
     }
 
     /// Drains: revokes every lease, stops every service, removes the semaphore sets.
     public func drain(actor: Principal) async {
         shuttingDown.store(true, ordering: .relaxed)
         await holders.shutdown()
+        rendezvous?.close()
         for service in registry.all {
             service.front.withLock { $0 }?.close(stopConnections: true)
             for lease in leases.leases(of: service.name) where lease.beginManaging() {

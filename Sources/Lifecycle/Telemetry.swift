@@ -55,6 +55,17 @@ public enum Telemetry {
 
     private static let frontAccepts = MetricCache { Counter(label: "procrefd_front_connections_total", dimensions: [("service", $0[0])]) }
 
+    /// Bytes a front door forwarded since the last report: `up` toward the service, `down`
+    /// toward its clients.
+    static func frontForwarded(service: String, up: Int, down: Int) {
+        if up > 0 { frontBytes(service, "upstream").increment(by: up) }
+        if down > 0 { frontBytes(service, "client").increment(by: down) }
+    }
+
+    private static let frontBytes = MetricCache {
+        Counter(label: "procrefd_front_bytes_total", dimensions: [("service", $0[0]), ("direction", $0[1])])
+    }
+
     static func healthCheckFailed(service: String) {
         Counter(label: "procrefd_health_check_failures_total", dimensions: [("service", service)]).increment()
     }

@@ -4,9 +4,10 @@ import Glibc
 /// procref-door: a service's front door. Clients connect to its front addresses; every open
 /// connection is one kernel reference on the service's semaphore set.
 ///
-/// Usage: `procref-door SEMID UPSTREAM MAX_PENDING PENDING_TIMEOUT_MS` with descriptor 3 a
-/// SOCK_SEQPACKET socket to procrefd (see `procref_door.h` for its messages). UPSTREAM is
-/// `HOST:PORT` (`[V6]:PORT`) or `unix:PATH`, where the service listens.
+/// Usage: `procref-door SEMID UPSTREAM MAX_PENDING PENDING_TIMEOUT_MS RENDEZVOUS SERVICE` with
+/// descriptor 3 a SOCK_SEQPACKET socket to procrefd (see `procref_door.h` for its messages).
+/// UPSTREAM is `HOST:PORT` (`[V6]:PORT`) or `unix:PATH`, where the service listens.
+/// RENDEZVOUS is the socket where a later procrefd takes the door back (`-`: none).
 ///
 /// - Each accepted connection adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, and gives it back
 ///   when it closes. If the door dies, the kernel takes back all of them at once, and its
@@ -17,25 +18,32 @@ import Glibc
 ///   after all: the connection waits again and procrefd hears `need` again.
 /// - Bytes go both ways with splice(2) through a pipe per direction, in one epoll loop, no
 ///   thread per connection; an end-of-file is passed on as a half-close.
-/// - When procrefd goes away (end of file on descriptor 3), the door stops accepting (closing
-///   its listening sockets, so a new procrefd can bind them), closes what waits, lets the open
-///   connections finish, and exits.
+/// - When procrefd goes away (end of file on descriptor 3), the door goes on: open connections
+///   flow, new ones to a ready service are forwarded, and new ones to a stopped service wait
+///   (within PENDING_TIMEOUT_MS). Every 250 ms it tries RENDEZVOUS; the procrefd found there
+///   (same user, or root) is told `adopt` and given the listening sockets back, and the door
+///   is its again. Once its semaphore set is gone (procrefd drained, or the set was removed),
+///   nobody can take it back: it closes everything and exits.
+/// - Told `retire` (or, without a rendezvous, at the end of file), it stops accepting, closes
+///   what waits, lets the open connections finish, and exits.
 @main
 struct Door {
     static func main() {
         let arguments = CommandLine.arguments
-        guard arguments.count == 5,
+        guard arguments.count == 7,
             let semid = Int32(arguments[1]),
             let upstream = Upstream(arguments[2]),
             let maxPending = Int(arguments[3]), maxPending > 0,
             let pendingTimeoutMs = Int64(arguments[4]), pendingTimeoutMs > 0
         else {
-            let usage = Array("usage: procref-door SEMID HOST:PORT|unix:PATH MAX_PENDING PENDING_TIMEOUT_MS (descriptor 3: procrefd)\n".utf8)
+            let usage = Array("usage: procref-door SEMID HOST:PORT|unix:PATH MAX_PENDING PENDING_TIMEOUT_MS RENDEZVOUS|- SERVICE (descriptor 3: procrefd)\n".utf8)
             _ = procref_write(2, usage, usage.count)
             exit(2)
         }
         signal(SIGPIPE, SIG_IGN)
-        var door = DoorLoop(control: 3, semid: semid, upstream: upstream, maxPending: maxPending, pendingTimeoutMs: pendingTimeoutMs)
+        var door = DoorLoop(
+            control: 3, semid: semid, upstream: upstream, maxPending: maxPending, pendingTimeoutMs: pendingTimeoutMs,
+            rendezvous: arguments[5] == "-" ? nil : arguments[5], service: arguments[6])
         exit(door.run())
     }
 }
@@ -100,14 +108,19 @@ struct Connection {
 
 /// The door's event loop: listeners, connections and the control socket on one epoll set.
 struct DoorLoop {
-    let control: Int32
+    /// The socket to procrefd; -1 while procrefd is away.
+    private var control: Int32
     let semid: Int32
     let upstream: Upstream
     let maxPending: Int
     let pendingTimeoutMs: Int64
+    /// Where a later procrefd takes the door back, and the service it names there.
+    let rendezvous: String?
+    let service: String
 
     private let epoll = procref_epoll_create()
-    private var listeners: [Int32] = []
+    /// Listening sockets, with procrefd's name for each (given back when rejoining).
+    private var listeners: [(fd: Int32, key: String)] = []
     private var connections: [Int: Connection] = [:]
     /// Connections waiting for a start (a subset of `connections`), oldest first by id.
     private var pending: Set<Int> = []
@@ -116,31 +129,44 @@ struct DoorLoop {
     private var ready = false
     /// `need` was sent and not yet answered.
     private var needSent = false
-    /// procrefd is gone: accept nothing new, exit once the last connection closes.
-    private var orphaned = false
-    /// Connections accepted so far, and what the last report said of them and the others.
+    /// Told to retire: accept nothing new, exit once the last connection closes.
+    private var retiring = false
+    /// When the rendezvous was last tried, while procrefd is away.
+    private var lastRejoinAttempt: Int64 = 0
+    /// Connections accepted so far, bytes forwarded each way, and what the last report said.
     private var accepted = 0
+    private var bytes = (up: 0, down: 0)
     private var reported = (open: -1, accepted: 0, pending: -1)
+    private var reportedBytes = (up: 0, down: 0, atMs: Int64(0))
+    static let rejoinIntervalMs: Int64 = 250
+    /// Bytes alone are reported at most this often.
+    static let bytesReportIntervalMs: Int64 = 1_000
 
     // epoll tokens: the kind in the low two bits, the connection's id above them.
     private static let controlToken: UInt64 = 0
     private static let listenerKind: UInt64 = 1, clientKind: UInt64 = 2, upstreamKind: UInt64 = 3
     private static let chunk = 1 << 16
 
-    init(control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64) {
+    init(control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64, rendezvous: String?, service: String) {
         self.control = control
         self.semid = semid
         self.upstream = upstream
         self.maxPending = maxPending
         self.pendingTimeoutMs = pendingTimeoutMs
+        self.rendezvous = rendezvous
+        self.service = service
     }
+
+    private var procrefdAway: Bool { control < 0 }
 
     mutating func run() -> Int32 {
         guard epoll >= 0, procref_door_epoll_set(epoll, control, 1, 1, 0, Self.controlToken) == 0 else { return 1 }
         var tokens = [UInt64](repeating: 0, count: 128)
         var events = [UInt32](repeating: 0, count: 128)
-        while !(orphaned && connections.isEmpty) {
-            let timeout: Int32 = pending.isEmpty ? -1 : 100
+        while !(retiring && connections.isEmpty) {
+            var timeout: Int32 = pending.isEmpty ? -1 : 100
+            if procrefdAway, !retiring { timeout = timeout < 0 ? Int32(Self.rejoinIntervalMs) : min(timeout, Int32(Self.rejoinIntervalMs)) }
+            if !procrefdAway, bytes != (reportedBytes.up, reportedBytes.down), timeout < 0 { timeout = Int32(Self.bytesReportIntervalMs) }
             let n = procref_door_epoll_wait(epoll, &tokens, &events, 128, timeout)
             guard n >= 0 else { return 1 }
             for index in 0..<Int(n) {
@@ -154,6 +180,7 @@ struct DoorLoop {
                 }
             }
             expirePending()
+            if procrefdAway, !retiring, !rejoinIfDue() { break }
             report()
         }
         return 0
@@ -162,21 +189,26 @@ struct DoorLoop {
     // MARK: procrefd
 
     private mutating func readControl() {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while !orphaned {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        while !procrefdAway {
             var passed: Int32 = -1
             let n = procref_door_receive(control, &buffer, buffer.count, &passed)
             if n < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK { return }
-                return becomeOrphan()
+                return procrefdLeft()
             }
-            if n == 0 { return becomeOrphan() }
+            if n == 0 { return procrefdLeft() }
             let message = String(decoding: buffer[0..<n], as: UTF8.self)
             switch message {
-            case PROCREF_DOOR_LISTEN where passed >= 0:
+            case _ where message.hasPrefix(PROCREF_DOOR_LISTEN + " ") && passed >= 0:
+                guard !retiring else {
+                    Glibc.close(passed)
+                    continue
+                }
                 _ = procref_set_nonblocking(passed)
-                listeners.append(passed)
+                listeners.append((passed, String(message.dropFirst(PROCREF_DOOR_LISTEN.utf8.count + 1))))
                 _ = procref_door_epoll_set(epoll, passed, 1, 1, 0, UInt64(passed) << 2 | Self.listenerKind)
+            case PROCREF_DOOR_RETIRE: retire()
             case PROCREF_DOOR_READY:
                 ready = true
                 needSent = false
@@ -193,12 +225,54 @@ struct DoorLoop {
         }
     }
 
-    private mutating func becomeOrphan() {
-        orphaned = true
-        for listener in listeners { Glibc.close(listener) }
-        listeners = []
+    /// procrefd is gone (it crashed, or handed off to the next one): the door serves on and
+    /// waits for the next one at the rendezvous; without one, it retires.
+    private mutating func procrefdLeft() {
         _ = procref_epoll_remove(epoll, control)
+        Glibc.close(control)
+        control = -1
+        needSent = false
+        if rendezvous == nil { retire() }
+    }
+
+    /// Accepts nothing more and closes what waits; the loop ends with the last connection.
+    private mutating func retire() {
+        retiring = true
+        for listener in listeners {
+            _ = procref_epoll_remove(epoll, listener.fd)
+            Glibc.close(listener.fd)
+        }
+        listeners = []
         for id in pending { close(id) }
+    }
+
+    /// Tries the rendezvous when due. False when the semaphore set is gone: nobody can take
+    /// the door back, and the references it holds count for nothing.
+    private mutating func rejoinIfDue() -> Bool {
+        let now = procref_monotonic_ms()
+        guard let rendezvous, now - lastRejoinAttempt >= Self.rejoinIntervalMs else { return true }
+        lastRejoinAttempt = now
+        if procref_door_set_gone(semid) == 1 { return false }
+        let fd = procref_door_connect_messages(rendezvous)
+        guard fd >= 0 else { return true }
+        var uid: uid_t = 0, pid: pid_t = 0
+        // Only procrefd's user (or root) may take the listening sockets.
+        guard procref_door_peer(fd, &uid, &pid) == 0, uid == geteuid() || uid == 0,
+            procref_door_epoll_set(epoll, fd, 1, 1, 0, Self.controlToken) == 0
+        else {
+            Glibc.close(fd)
+            return true
+        }
+        control = fd
+        send("\(PROCREF_DOOR_ADOPT) \(semid) \(service)")
+        for listener in listeners {
+            var message = Array("\(PROCREF_DOOR_LISTEN) \(listener.key)".utf8)
+            _ = procref_send_with_fd(control, &message, message.count, listener.fd)
+        }
+        reported = (-1, 0, -1)
+        report()
+        if !pending.isEmpty { askForStart() }
+        return true
     }
 
     private func send(_ message: String) {
@@ -206,16 +280,21 @@ struct DoorLoop {
         _ = procref_send_datagram(control, &bytes, bytes.count)
     }
 
-    /// `count OPEN ACCEPTED PENDING`, whenever one of them changed since the last report.
+    /// `count OPEN ACCEPTED PENDING UP DOWN`, whenever one of the first three changed since
+    /// the last report, or the bytes did and the last report is a second old.
     private mutating func report() {
+        guard !procrefdAway else { return }
         let now = (open: connections.count, accepted: accepted, pending: pending.count)
-        guard !orphaned, now != reported else { return }
+        let clock = procref_monotonic_ms()
+        let bytesDue = bytes != (reportedBytes.up, reportedBytes.down) && clock - reportedBytes.atMs >= Self.bytesReportIntervalMs
+        guard now != reported || bytesDue else { return }
         reported = now
-        send("\(PROCREF_DOOR_COUNT) \(now.open) \(now.accepted) \(now.pending)")
+        reportedBytes = (bytes.up, bytes.down, clock)
+        send("\(PROCREF_DOOR_COUNT) \(now.open) \(now.accepted) \(now.pending) \(bytes.up) \(bytes.down)")
     }
 
     private mutating func askForStart() {
-        guard !needSent, !orphaned else { return }
+        guard !needSent, !procrefdAway else { return }
         needSent = true
         send(PROCREF_DOOR_NEED)
     }
@@ -226,7 +305,7 @@ struct DoorLoop {
         while true {
             let client = procref_door_accept(listener)
             guard client >= 0 else { return }  // EAGAIN, or a connection that went away
-            guard !orphaned, ready || pending.count < maxPending, procref_door_semop(semid, 1) == 0 else {
+            guard !retiring, ready || pending.count < maxPending, procref_door_semop(semid, 1) == 0 else {
                 Glibc.close(client)
                 continue
             }
@@ -307,8 +386,8 @@ struct DoorLoop {
     /// then watches for what each direction waits on.
     private mutating func pump(_ id: Int, up: Bool, down: Bool) {
         guard var connection = connections[id], connection.phase == .forwarding else { return }
-        let failedUp = up && !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream)
-        let failedDown = down && !Self.move(&connection.toClient, from: connection.upstream, to: connection.client)
+        let failedUp = up && !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream, counting: &bytes.up)
+        let failedDown = down && !Self.move(&connection.toClient, from: connection.upstream, to: connection.client, counting: &bytes.down)
         if failedUp || failedDown || (connection.toUpstream.closed && connection.toClient.closed) {
             connections[id] = connection
             return close(id)
@@ -329,15 +408,16 @@ struct DoorLoop {
     }
 
     /// One direction, for one readiness event: writes out what the pipe holds, then reads
-    /// once into it and writes that out (level-triggered epoll reports what is left). False
-    /// on an error (the connection is closed).
-    private static func move(_ flow: inout Flow, from: Int32, to: Int32) -> Bool {
+    /// once into it and writes that out (level-triggered epoll reports what is left), adding
+    /// what it wrote to `counted`. False on an error (the connection is closed).
+    private static func move(_ flow: inout Flow, from: Int32, to: Int32, counting counted: inout Int) -> Bool {
         var read = false
         while !flow.closed {
             if flow.buffered > 0 {
                 let n = procref_door_splice(flow.pipe.read, to, flow.buffered)
                 if n < 0 { return errno == EAGAIN }
                 flow.buffered -= n
+                counted += n
                 if flow.buffered > 0 { continue }
             }
             if flow.ended {

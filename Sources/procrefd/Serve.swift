@@ -119,6 +119,7 @@ struct Serve: AsyncParsableCommand {
         config.serviceCgroups = serviceCgroups == .auto
         config.logPumpExecutable = Self.siblingExecutable("procref-logpump")
         config.doorExecutable = Self.siblingExecutable("procref-door")
+        config.doorRendezvous = directory.doorRendezvous
         ServeSettings.applyLive(file, flags: flags, to: &config)
         Self.raiseDescriptorLimit(for: config.maxLeases, logger: logger)
         let coordinator = try Coordinator(config: config, store: store, logger: logger)

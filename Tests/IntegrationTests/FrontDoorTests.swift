@@ -104,7 +104,7 @@ struct FrontDoorTests {
         }
     }
 
-    @Test("kill -9 of procrefd: an open connection keeps working; the next procrefd serves the front again, and stops the service once the old door's last connection ends")
+    @Test("kill -9 of procrefd: open connections keep working and new ones are forwarded; the next procrefd takes the same door back, with its port and its connections")
     func procrefdKilled() throws {
         let first = try DaemonHarness()
         defer { first.shutdown() }
@@ -113,26 +113,102 @@ struct FrontDoorTests {
         let held = try FrontConnection(port: port)
         defer { held.close() }
         #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
-        let oldDoor = try #require(doorPID(upstream: socket))
+        let door = try #require(doorPID(upstream: socket))
 
         first.crash()
         #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
-        #expect(try first.kernelCount(name) == 1)
+        // Accepted and forwarded with no procrefd at all: the service is running.
+        let whileDown = try FrontConnection(port: port)
+        defer { whileDown.close() }
+        #expect(try whileDown.exchange("PING\r\n") == "+PONG\r\n")
+        #expect(try first.kernelCount(name) == 2)
 
         let second = try DaemonHarness(stateDir: first.stateDir)
         defer { second.shutdown() }
         second.adoptServiceName(name)
         #expect(try second.service(name)["state"] as? String == "ready")
+        #expect(eventually { (try? second.service(name)["connections"] as? Int) == 2 })
+        #expect(try second.service(name)["front"] as? [String] == ["127.0.0.1:\(port)"])
+        #expect(doorPID(upstream: socket) == door)
         #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        let ping = try runProgram("/usr/bin/redis-cli", ["-h", "127.0.0.1", "-p", String(port), "ping"], timeout: 20)
+        #expect(ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "PONG")
+        #expect(try second.kernelCount(name) == 2)
+
+        held.close()
+        whileDown.close()
+        #expect(eventually(timeout: 15) { (try? second.service(name)["state"] as? String) == "stopped" })
+        #expect(try second.kernelCount(name) == 0)
+        #expect(isAlive(door))  // the same door goes on listening for the next client
+    }
+
+    @Test("a connection to a stopped service while procrefd is down is held, and counted; the next procrefd takes the door back and starts the service for it")
+    func heldUntilProcrefdReturns() throws {
+        let first = try DaemonHarness()
+        defer { first.shutdown() }
+        let name = first.uniqueName("front")
+        let (port, socket) = try defineRedis(first, name)
+        #expect(try first.service(name)["state"] as? String == "stopped")
+        let door = try #require(doorPID(upstream: socket))
+
+        first.crash()
+        let waiting = try FrontConnection(port: port)
+        defer { waiting.close() }
+        try waiting.send("PING\r\n")
+        #expect(eventually { (try? first.kernelCount(name)) == 1 })  // held, and counted
+
+        let second = try DaemonHarness(stateDir: first.stateDir)
+        defer { second.shutdown() }
+        second.adoptServiceName(name)
+        #expect(try waiting.receive(timeout: 20) == "+PONG\r\n")
+        #expect(try second.service(name)["state"] as? String == "ready")
+        #expect(doorPID(upstream: socket) == door)
+    }
+
+    @Test("a door left by a crashed procrefd that does not come back (stopped) is killed and replaced by a new one")
+    func strayDoorReplaced() throws {
+        let first = try DaemonHarness()
+        defer { first.shutdown() }
+        let name = first.uniqueName("front")
+        let (_, socket) = try defineRedis(first, name)
+        let door = try #require(doorPID(upstream: socket))
+        first.crash()
+        kill(door, SIGSTOP)
+
+        let second = try DaemonHarness(stateDir: first.stateDir)
+        defer { second.shutdown() }
+        second.adoptServiceName(name)
+        #expect(eventually(timeout: 15) { !isAlive(door) })
+        let replacement = try #require(eventually(timeout: 15) { doorPID(upstream: socket) != nil } ? doorPID(upstream: socket) : nil)
+        #expect(replacement != door)
+        // The killed door took the old port with it: the new one listens where the kernel says.
+        #expect(eventually(timeout: 15) { !((try? second.service(name)["front"] as? [String]) ?? []).isEmpty })
         let front = try #require(try second.service(name)["front"] as? [String])
         let newPort = try #require(UInt16(front.first?.split(separator: ":").last ?? ""))
         let ping = try runProgram("/usr/bin/redis-cli", ["-h", "127.0.0.1", "-p", String(newPort), "ping"], timeout: 20)
         #expect(ping.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "PONG")
+    }
 
-        held.close()
-        #expect(eventually { !isAlive(oldDoor) })
-        #expect(eventually(timeout: 15) { (try? second.service(name)["state"] as? String) == "stopped" })
-        #expect(try second.kernelCount(name) == 0)
+    @Test("hand-off: the door outlives procrefd, and the next one takes it back; bytes forwarded are counted")
+    func doorOutlivesHandOff() throws {
+        let first = try DaemonHarness(extraArguments: ["--on-exit", "handoff"])
+        defer { first.shutdown() }
+        let name = first.uniqueName("front")
+        let (port, socket) = try defineRedis(first, name, extra: ["linger_ms": 60_000])
+        let held = try FrontConnection(port: port)
+        defer { held.close() }
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        let door = try #require(doorPID(upstream: socket))
+
+        first.terminate()
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        let second = try DaemonHarness(stateDir: first.stateDir)
+        defer { second.shutdown() }
+        second.adoptServiceName(name)
+        #expect(eventually { (try? second.service(name)["connections"] as? Int) == 1 })
+        #expect(doorPID(upstream: socket) == door)
+        let metrics = try second.unix.get("/metrics").text
+        #expect(metrics.contains("procrefd_front_bytes_total{service=\"\(name)\",direction=\"client\"}"))
     }
 
     @Test("a connection held during a start that fails is closed, and the count returns to 0")
@@ -233,8 +309,20 @@ final class FrontConnection: @unchecked Sendable {
     /// Sends `request` and reads the answer (up to its first CRLF). With `expectClosed`, the
     /// door is expected to close the connection instead: "" once it has.
     func exchange(_ request: String, expectClosed: Bool = false, timeout: Double = 10) throws -> String {
+        try send(request)
+        return try receive(expectClosed: expectClosed, timeout: timeout)
+    }
+
+    func send(_ request: String) throws {
         let bytes = Array(request.utf8)
-        _ = send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL))
+        guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
+            throw TestHTTPClient.Failure(description: "send: errno \(errno)")
+        }
+    }
+
+    /// Reads an answer (up to its first CRLF), or "" once the door closed the connection
+    /// when `expectClosed`.
+    func receive(expectClosed: Bool = false, timeout: Double = 10) throws -> String {
         var answer: [UInt8] = []
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {

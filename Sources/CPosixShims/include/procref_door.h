@@ -10,12 +10,19 @@
 #include <sys/types.h>
 
 /* The control protocol, one SOCK_SEQPACKET message each.
- * procrefd to the door: a listening socket to accept on (passed with the message); the
- * service is ready (connect upstream); its start failed or it stopped (hold no one: close
- * what waits, and wait for a start again).
- * The door to procrefd: connections wait for a start; "count OPEN ACCEPTED PENDING": open
- * connections, connections accepted since the door started, connections waiting. */
+ * procrefd to the door: "listen KEY", a listening socket to accept on (passed with the
+ * message; KEY is procrefd's name for it, given back at a rejoin); the service is ready
+ * (connect upstream); its start failed or it stopped (hold no one: close what waits, and
+ * wait for a start again); retire (accept nothing more, finish the open connections, exit).
+ * The door to procrefd: connections wait for a start; "count OPEN ACCEPTED PENDING UP DOWN":
+ * open connections, connections accepted since the door started, connections waiting, and
+ * bytes forwarded toward upstream and toward clients since the door started.
+ * A door whose procrefd went away keeps serving, and connects to the next procrefd's
+ * rendezvous socket: "adopt SEMID SERVICE", then a "listen KEY" message with each of its
+ * listening sockets, then a count. */
 #define PROCREF_DOOR_LISTEN "listen"
+#define PROCREF_DOOR_RETIRE "retire"
+#define PROCREF_DOOR_ADOPT "adopt"
 #define PROCREF_DOOR_READY "ready"
 #define PROCREF_DOOR_FAILED "failed"
 #define PROCREF_DOOR_STOPPED "stopped"
@@ -42,6 +49,16 @@ int procref_door_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int ma
 /** One message from a control socket, non-blocking: its bytes in buf and a passed
  *  descriptor in *fd (-1 if none). 0 when the peer closed, -1 with EAGAIN when none. */
 ssize_t procref_door_receive(int sock, void *buf, size_t len, int *fd);
+/** A non-blocking, close-on-exec SOCK_SEQPACKET connection to the Unix socket at path. */
+int procref_door_connect_messages(const char *path);
+/** A SOCK_SEQPACKET listener at path, mode exactly `mode`, non-blocking, close-on-exec. */
+int procref_door_listen_messages(const char *path, unsigned int mode, int backlog);
+/** The peer's uid and pid on a connected Unix socket (SO_PEERCRED); 0, or -1. */
+int procref_door_peer(int fd, uid_t *uid, pid_t *pid);
+/** The TCP port a listening socket is bound to, or -1 (not TCP, or an error). */
+int procref_door_bound_port(int fd);
+/** Whether the semaphore set is gone (removed, or never there): 1, else 0. */
+int procref_door_set_gone(int semid);
 /** semop(semnum 0, delta, SEM_UNDO), retried on EINTR. */
 int procref_door_semop(int semid, int delta);
 

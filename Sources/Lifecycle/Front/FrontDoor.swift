@@ -12,15 +12,22 @@ import Synchronization
 /// service's count is leases plus connections, and the machine needs nothing new: the door
 /// asking for a start is an acquire, its last connection closing is a last reference gone.
 /// procrefd keeps the listening sockets, so a door that dies is replaced with the backlog
-/// kept: no client sees a refusal meanwhile.
+/// kept: no client sees a refusal meanwhile. A door outlives its procrefd and comes back to
+/// the next one through the rendezvous socket (`DoorRendezvous`), bringing its listening
+/// sockets and its open connections.
 final class FrontDoor: Sendable {
     let service: String
     private let context: LifecycleContext
     private let executable: String
     /// Delay before a door that died is replaced (a door failing at once must not spin).
     static let respawnDelayMs = 200
+    /// How long a door left by the procrefd before this one has to come back (it tries
+    /// every 250 ms) before it is killed and replaced.
+    static let adoptionWaitMs = 3_000
 
     private struct State {
+        /// The definition's addresses.
+        let addresses: [FrontAddress]
         var listeners: [FrontAddress: Int32]
         /// Each front address as bound (its port when the definition says 0).
         var bound: [FrontAddress: FrontAddress]
@@ -40,12 +47,21 @@ final class FrontDoor: Sendable {
         var starting = false
         /// The door was told the service is ready, and not told otherwise since.
         var toldReady = false
+        /// Bytes the running door reported forwarded so far (toward upstream, toward clients).
+        var bytes = (up: 0, down: 0)
+        /// A door left by the procrefd before this one runs, and holds the addresses: it is
+        /// waited for, not replaced.
+        var awaitingAdoption = false
+        /// The door came back: addresses it did not bring are bound at its first count.
+        var adopted = false
         var closed = false
     }
     private let state: Mutex<State>
 
     /// Binds every front address of `definition` (nothing is kept when one fails) and
-    /// reuses the listeners of `previous` for addresses both have.
+    /// reuses the listeners of `previous` for addresses both have. When a door that an earlier
+    /// procrefd started still runs for `semid`, nothing is bound: it holds the addresses, and
+    /// `open` waits for it to come back.
     init(
         service: String, definition: ServiceDefinition, semid: Int32, context: LifecycleContext, executable: String,
         reusing previous: FrontDoor? = nil
@@ -53,22 +69,39 @@ final class FrontDoor: Sendable {
         self.service = service
         self.context = context
         self.executable = executable
-        let (kept, keptBound) = previous?.state.withLock { ($0.listeners, $0.bound) } ?? ([:], [:])
-        var listeners: [FrontAddress: Int32] = [:], bound: [FrontAddress: FrontAddress] = [:]
-        for address in definition.frontAddresses {
-            if let fd = kept[address] {
-                listeners[address] = procref_dup_cloexec(fd)
-                bound[address] = keptBound[address] ?? address
-                continue
+        var state = State(
+            addresses: definition.frontAddresses, listeners: [:], bound: [:], upstream: definition.upstream ?? "",
+            maxPending: definition.frontMaxPending ?? ServiceDefinition.defaultFrontMaxPending,
+            pendingTimeoutMs: definition.readyTimeoutMs, semid: semid)
+        if previous == nil, !Self.leftBehind(semid: semid).isEmpty {
+            state.awaitingAdoption = true
+        } else {
+            let (kept, keptBound) = previous?.state.withLock { ($0.listeners, $0.bound) } ?? ([:], [:])
+            for (address, fd) in kept where state.addresses.contains(address) {
+                state.listeners[address] = procref_dup_cloexec(fd)
+                state.bound[address] = keptBound[address] ?? address
             }
-            do { (listeners[address], bound[address]) = try address.listen() } catch {
-                for fd in listeners.values { Descriptor.close(fd) }
+            try Self.bindMissing(&state)
+        }
+        self.state = Mutex(state)
+    }
+
+    /// Binds each address that has no listener yet; on a failure, what this call bound is
+    /// closed again.
+    private static func bindMissing(_ state: inout State) throws(LifecycleError) {
+        var added: [FrontAddress] = []
+        for address in state.addresses where state.listeners[address] == nil {
+            do { (state.listeners[address], state.bound[address]) = try address.listen() } catch {
+                for address in added { Descriptor.close(state.listeners.removeValue(forKey: address) ?? -1) }
                 throw error
             }
+            added.append(address)
         }
-        state = Mutex(State(
-            listeners: listeners, bound: bound, upstream: definition.upstream ?? "", maxPending: definition.frontMaxPending ?? ServiceDefinition.defaultFrontMaxPending,
-            pendingTimeoutMs: definition.readyTimeoutMs, semid: semid))
+    }
+
+    /// Doors an earlier procrefd started on the set `semid` that still run.
+    private static func leftBehind(semid: Int32) -> [ProcessIdentity] {
+        ProcessScan.now().running(as: geteuid()) { $0.count >= 5 && $0[0].hasSuffix("/procref-door") && $0[1] == String(semid) }
     }
 
     /// What the door is started with: a redefinition that changes none of it keeps the door.
@@ -88,28 +121,58 @@ final class FrontDoor: Sendable {
     /// Open connections, as the door last reported them.
     var connections: Int { state.withLock { $0.connections } }
 
-    /// Starts the door for `owner`. Doors an earlier procrefd left (finishing their open
-    /// connections, accepting nothing) are watched: their exit takes references away.
+    /// Starts the door for `owner`, or waits for the one an earlier procrefd left to come
+    /// back. Other doors left on the set (finishing their open connections, accepting
+    /// nothing) are watched: their exit takes references away.
     func open(for owner: ServiceExecutor) {
-        let semid = state.withLock { state in
+        let (semid, awaiting) = state.withLock { state in
             state.owner = owner
-            return String(state.semid)
+            return (state.semid, state.awaitingAdoption)
         }
-        let leftBehind = ProcessScan.now().running(as: geteuid()) { $0.count == 5 && $0[0].hasSuffix("/procref-door") && $0[1] == semid }
+        let leftBehind = Self.leftBehind(semid: semid)
         for identity in leftBehind {
             guard let process = try? PidFD(identity: identity) else { continue }
-            try? context.loop.watchExit(of: process, reap: false) { [weak owner] _ in
-                owner?.send(.lastReferenceGone(reason: "front_exited", by: Principal.procrefd, nil))
-            }
+            watchExit(ofForeign: process, notifying: owner)
         }
-        spawn()
+        guard awaiting else { return spawn() }
+        _ = context.loop.schedule(afterMs: Self.adoptionWaitMs) { [weak self] in
+            guard let self, state.withLock({ $0.awaitingAdoption && !$0.closed }) else { return }
+            context.logger.warning("the front door of \(service) left by the last procrefd did not come back; it is replaced")
+            for identity in leftBehind { try? PidFD(identity: identity).signal(SIGKILL) }
+            bindAndSpawn()
+        }
+    }
+
+    /// A door this procrefd did not start: its exit tells the machine, which reads the count.
+    private func watchExit(ofForeign process: PidFD, notifying owner: ServiceExecutor?) {
+        try? context.loop.watchExit(of: process, reap: false) { [weak owner] _ in
+            owner?.send(.lastReferenceGone(reason: "front_exited", by: Principal.procrefd, nil))
+        }
+    }
+
+    /// Binds the addresses (tried again each second while one is held) and starts a door.
+    private func bindAndSpawn() {
+        let bound = state.withLock { state -> Result<Bool, LifecycleError> in
+            guard !state.closed else { return .success(false) }
+            state.awaitingAdoption = false
+            do throws(LifecycleError) { try Self.bindMissing(&state) } catch { return .failure(error) }
+            return .success(true)
+        }
+        switch bound {
+        case .success(let open): if open { spawn() }
+        case .failure(let error):
+            context.logger.error("front door of \(service): \(error); trying again in a second")
+            _ = context.loop.schedule(afterMs: 1_000) { [weak self] in self?.bindAndSpawn() }
+        }
     }
 
     private func spawn() {
         let pair: SocketPair
         do { pair = try SocketPair(messages: true) } catch { return context.logger.error("front door of \(service): \(error)") }
+        let rendezvous = context.settings.current.doorRendezvous ?? "-"
         let (arguments, listeners) = state.withLock { state in
-            ([executable, String(state.semid), state.upstream, String(state.maxPending), String(state.pendingTimeoutMs)], Array(state.listeners.values))
+            ([executable, String(state.semid), state.upstream, String(state.maxPending), String(state.pendingTimeoutMs), rendezvous, service],
+             Array(state.listeners))
         }
         var options = Spawner.Options()
         options.newSession = true
@@ -120,10 +183,10 @@ final class FrontDoor: Sendable {
             return respawnLater()
         }
         let control = pair.ours.take()
-        for fd in listeners { _ = Descriptor.send(control, Array(PROCREF_DOOR_LISTEN.utf8), passing: fd) }
+        for (address, fd) in listeners { _ = Descriptor.send(control, Array("\(PROCREF_DOOR_LISTEN) \(address)".utf8), passing: fd) }
         let stale = state.withLock { state -> Bool in
             guard !state.closed else { return true }
-            (state.process, state.control, state.connections, state.accepted, state.toldReady, state.starting) = (process, control, 0, 0, false, false)
+            Self.begin(&state, process: process, control: control)
             return false
         }
         if stale {
@@ -134,9 +197,52 @@ final class FrontDoor: Sendable {
         do { try context.loop.watchExit(of: process) { [weak self] _ in self?.exited(process) } } catch {
             try? process.signal(SIGKILL)
         }
+        serve()
+    }
+
+    /// A door is this procrefd's now: what it reports is fresh.
+    private static func begin(_ state: inout State, process: PidFD, control: Int32) {
+        (state.process, state.control, state.connections, state.accepted, state.toldReady, state.starting) = (process, control, 0, 0, false, false)
+        state.bytes = (0, 0)
+    }
+
+    /// Reads the door's messages, and lets new connections to a running service straight
+    /// through.
+    private func serve() {
         armWatch()
-        // A running service: new connections go straight through.
         if let owner = state.withLock({ $0.owner }), owner.snapshot.state == .ready { tell(PROCREF_DOOR_READY) }
+    }
+
+    /// A door the procrefd before this one started came back to the rendezvous (`pid`, by the
+    /// kernel's word, as procrefd's user). Takes `control` either way: the door becomes this
+    /// one's, with its listening sockets and open connections, or, when a door already
+    /// serves or the set is another, it is told to retire.
+    func adopt(control: Int32, pid: Int32, semid: Int32) {
+        let process = ProcessIdentity.of(pid: pid).flatMap { try? PidFD(identity: $0) }
+        let owner = state.withLock { $0.owner }
+        let taken = state.withLock { state -> Bool in
+            guard let process, !state.closed, state.process == nil, state.awaitingAdoption, semid == state.semid else { return false }
+            Self.begin(&state, process: process, control: control)
+            (state.awaitingAdoption, state.adopted) = (false, true)
+            return true
+        }
+        guard taken, let process else { return Self.retire(control: control, process: process, notifying: owner, context: context) }
+        context.logger.notice("front door of \(service) (pid \(pid)) taken back from the procrefd before")
+        do { try context.loop.watchExit(of: process, reap: false) { [weak self] _ in self?.exited(process) } } catch {
+            try? process.signal(SIGKILL)
+        }
+        serve()
+    }
+
+    /// Tells a door that is not wanted to retire (accept nothing new, finish its open
+    /// connections); its exit tells `owner`, whose count it held.
+    static func retire(control: Int32, process: PidFD?, notifying owner: ServiceExecutor?, context: LifecycleContext) {
+        _ = Descriptor.send(control, Array(PROCREF_DOOR_RETIRE.utf8), passing: -1)
+        Descriptor.close(control)
+        guard let process else { return }
+        try? context.loop.watchExit(of: process, reap: false) { [weak owner] _ in
+            owner?.send(.lastReferenceGone(reason: "front_exited", by: Principal.procrefd, nil))
+        }
     }
 
     private func armWatch() {
@@ -147,25 +253,69 @@ final class FrontDoor: Sendable {
     }
 
     private func readControl(_ control: Int32) {
-        while let message = Descriptor.receiveDatagram(control, timeoutMs: 0, limit: 64) {
-            guard !message.isEmpty else { return }  // the door is gone: its exit is handled
-            handle(String(decoding: message, as: UTF8.self))
+        while true {
+            switch MessageSocket.receive(control) {
+            case .ended: return  // the door is gone: its exit is handled
+            case .none:
+                guard state.withLock({ $0.control == control }) else { return }
+                return armWatch()
+            case .message(let bytes, let passed):
+                let message = String(decoding: bytes, as: UTF8.self)
+                if message.hasPrefix(PROCREF_DOOR_LISTEN + " ") {
+                    takeBack(listener: passed, key: String(message.dropFirst(PROCREF_DOOR_LISTEN.utf8.count + 1)))
+                } else {
+                    Descriptor.close(passed)
+                    handle(message)
+                }
+            }
         }
-        guard state.withLock({ $0.control == control }) else { return }
-        armWatch()
+    }
+
+    /// A listening socket an adopted door brought back: procrefd's copy again.
+    private func takeBack(listener fd: Int32, key: String) {
+        let kept = state.withLock { state -> Bool in
+            guard fd >= 0, !state.closed, let address = FrontAddress(key), state.addresses.contains(address), state.listeners[address] == nil
+            else { return false }
+            state.listeners[address] = fd
+            if case .tcp(let host, _) = address, let port = MessageSocket.boundPort(fd) {
+                state.bound[address] = .tcp(host: host, port: port)
+            } else {
+                state.bound[address] = address
+            }
+            return true
+        }
+        if !kept { Descriptor.close(fd) }
+    }
+
+    /// An adopted door's addresses that the definition has and it did not bring are bound
+    /// and given to it.
+    private func completeAdoption() {
+        let result = state.withLock { state -> (Int32, [(FrontAddress, Int32)], LifecycleError?) in
+            let before = Set(state.listeners.keys)
+            var failure: LifecycleError?
+            do throws(LifecycleError) { try Self.bindMissing(&state) } catch { failure = error }
+            return (state.control, state.listeners.filter { !before.contains($0.key) }.map { ($0.key, $0.value) }, failure)
+        }
+        let (control, added, failure) = result
+        if let failure { context.logger.error("front door of \(service): \(failure)") }
+        for (address, fd) in added { _ = Descriptor.send(control, Array("\(PROCREF_DOOR_LISTEN) \(address)".utf8), passing: fd) }
     }
 
     private func handle(_ message: String) {
         if message == PROCREF_DOOR_NEED { return startForWaiting() }
         let fields = message.split(separator: " ")
-        guard fields.count == 4, fields[0] == PROCREF_DOOR_COUNT, let count = Int(fields[1]), let accepted = Int(fields[2]),
-            let pending = Int(fields[3])
+        guard fields.count == 6, fields[0] == PROCREF_DOOR_COUNT, let count = Int(fields[1]), let accepted = Int(fields[2]),
+            let pending = Int(fields[3]), let up = Int(fields[4]), let down = Int(fields[5])
         else { return }
-        let (before, new, owner) = state.withLock { state in
-            defer { (state.connections, state.accepted) = (count, accepted) }
-            return (state.connections, accepted - state.accepted, state.owner)
+        let (before, new, moved, owner, adopted) = state.withLock { state in
+            defer {
+                (state.connections, state.accepted, state.bytes, state.adopted) = (count, accepted, (up, down), false)
+            }
+            return (state.connections, accepted - state.accepted, (up: up - state.bytes.up, down: down - state.bytes.down), state.owner, state.adopted)
         }
+        if adopted { completeAdoption() }
         Telemetry.frontAccepted(service: service, new: new, pending: pending)
+        Telemetry.frontForwarded(service: service, up: moved.up, down: moved.down)
         // A first connection counts as an acquire: it ends a linger, and a stale health check
         // is run again.
         if before == 0, count > 0 { return startForWaiting() }
@@ -269,21 +419,36 @@ final class FrontDoor: Sendable {
     private func respawnLater() {
         _ = context.loop.schedule(afterMs: Self.respawnDelayMs) { [weak self] in
             guard let self, !state.withLock({ $0.closed }) else { return }
-            spawn()
+            bindAndSpawn()
         }
     }
 
-    /// Ends the door. `stopConnections`: its open connections end with it and its Unix
-    /// socket paths are removed (`unlink`; drain, removal); otherwise it finishes them
-    /// itself, accepting nothing new (hand-off, or a new door taking over).
-    func close(stopConnections: Bool, unlink: Bool = true) {
+    /// Lets the door go on without this procrefd (hand-off): it keeps its listening sockets
+    /// and connections, and comes back to the next procrefd's rendezvous.
+    func release() {
+        let (_, control, listeners) = detach()
+        Descriptor.close(control)
+        for fd in listeners.values { Descriptor.close(fd) }
+    }
+
+    /// Marks the door closed and takes what procrefd holds of it: the process, the control
+    /// socket (no longer watched) and the listening sockets.
+    private func detach() -> (PidFD?, Int32, [FrontAddress: Int32]) {
         let (process, control, watch, listeners) = state.withLock { state -> (PidFD?, Int32, IOLoop.WatchID?, [FrontAddress: Int32]) in
             state.closed = true
             defer { (state.control, state.watch, state.listeners) = (-1, nil, [:]) }
             return (state.process, state.control, state.watch, state.listeners)
         }
         if let watch { context.loop.unwatch(watch) }
-        if stopConnections { try? process?.signal(SIGTERM) }
+        return (process, control, listeners)
+    }
+
+    /// Ends the door. `stopConnections`: its open connections end with it and its Unix
+    /// socket paths are removed (`unlink`; drain, removal); otherwise it is told to retire:
+    /// it finishes them itself, accepting nothing new (a new door taking over).
+    func close(stopConnections: Bool, unlink: Bool = true) {
+        let (process, control, listeners) = detach()
+        if stopConnections { try? process?.signal(SIGTERM) } else if control >= 0 { _ = Descriptor.send(control, Array(PROCREF_DOOR_RETIRE.utf8), passing: -1) }
         Descriptor.close(control)
         for (address, fd) in listeners {
             Descriptor.close(fd)

@@ -83,6 +83,13 @@ final class DaemonHarness: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// SIGTERM, waited for: with `--on-exit handoff`, holders, services and front doors stay
+    /// for the next procrefd.
+    func terminate() {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+
     /// Registers a process the test started itself, to be killed at shutdown.
     func adopt(pid: Int32) { extraPIDs.append(pid) }
 
