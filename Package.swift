@@ -140,6 +140,6 @@ let package = Package(
         .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "LifecycleModel", "Posix", "AuditStore", "Wire"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Lifecycle", "ControlAPI"], swiftSettings: strict),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["Posix", "ProcrefdClient"], exclude: ["Support/test_service.py", "Support/forking_service.py"], swiftSettings: strict),
+            name: "IntegrationTests", dependencies: ["Posix", "ProcrefdClient"], exclude: ["Support/test_service.py", "Support/forking_service.py", "Support/activated_service.py"], swiftSettings: strict),
     ]
 )

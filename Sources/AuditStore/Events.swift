@@ -31,6 +31,12 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case frontFirstConnection = "front.first_connection"
     /// The front door's last open connection closed (`connections`, `count`).
     case frontIdle = "front.idle"
+    /// With `front_audit = "connections"`: a connection was accepted (`connection`, its
+    /// number at the door; `peer`; the event's pid is the door's).
+    case frontConnectionOpened = "front.connection_opened"
+    /// With `front_audit = "connections"`: it closed (`connection`, `bytes_up`, `bytes_down`,
+    /// `duration_ms`).
+    case frontConnectionClosed = "front.connection_closed"
     case processSignaled = "process.signaled"
     case processStopped = "process.stopped"
     case processRefused = "process.refused"

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/sem.h>
@@ -157,4 +158,22 @@ int procref_door_bound_port(int fd) {
     if (storage.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&storage)->sin6_port);
     errno = EAFNOSUPPORT;
     return -1;
+}
+
+int procref_door_peer_text(int fd, char *buf, size_t len) {
+    struct sockaddr_storage storage;
+    socklen_t size = sizeof storage;
+    if (len < 64 || getpeername(fd, (struct sockaddr *)&storage, &size) != 0) return -1;
+    char host[INET6_ADDRSTRLEN];
+    if (storage.ss_family == AF_INET) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&storage;
+        if (inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host) == NULL) return -1;
+        return snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in4->sin_port));
+    }
+    if (storage.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&storage;
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) == NULL) return -1;
+        return snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    }
+    return snprintf(buf, len, "unix");
 }

@@ -98,7 +98,7 @@ pid_t procref_spawn(const char *path, char *const argv[], char *const envp[],
                     const procref_spawn_options *o) {
     if (o->failed_step != NULL) *o->failed_step = 0;
     if (o->cgroup_fd >= 0 || o->join_count > 0 || o->rlimit_count > 0 || o->umask_value >= 0 || o->group_count >= 0 ||
-        o->gid >= 0 || o->uid >= 0)
+        o->gid >= 0 || o->uid >= 0 || o->listen_count > 0)
         return procref_spawn_in_cgroup(path, argv, envp, o);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;

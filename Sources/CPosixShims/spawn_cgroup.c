@@ -94,8 +94,36 @@ static void run_child(const char *path, char *const argv[], char *const envp[], 
     if (o->uid > 0 && syscall(SYS_setresuid, 0, 0, 0) == 0) child_fail(report_fd, PROCREF_STEP_PRIVILEGES_KEPT, EPERM);
     /* As the service's user: a cwd it cannot enter is its error, not a mystery exit. */
     if (o->cwd != NULL && chdir(o->cwd) < 0) child_fail(report_fd, PROCREF_STEP_CWD, errno);
-    /* Keep only 0-2 and the report pipe (close-on-exec) open. */
-    if (report_fd > 3 && syscall(SYS_close_range, 3U, (unsigned)report_fd - 1, 0U) < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
+    /* Socket activation, once every other descriptor of the parent's has been used: the
+     * report pipe and the sockets first move above the range they will occupy, so no dup2
+     * lands on a descriptor still to be moved. */
+    int first_kept = 3 + (o->listen_count > 0 ? o->listen_count : 0);
+    if (o->listen_count > 0) {
+        if (o->listen_count > PROCREF_MAX_LISTEN_FDS) child_fail(report_fd, PROCREF_STEP_SETUP, EINVAL);
+        int moved = fcntl(report_fd, F_DUPFD_CLOEXEC, first_kept);
+        if (moved < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
+        report_fd = moved;
+        int high[PROCREF_MAX_LISTEN_FDS];
+        for (int i = 0; i < o->listen_count; i++) {
+            high[i] = fcntl(o->listen_fds[i], F_DUPFD_CLOEXEC, first_kept);
+            if (high[i] < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
+        }
+        for (int i = 0; i < o->listen_count; i++) {
+            if (dup2(high[i], 3 + i) < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
+        }
+        if (o->listen_pid_entry != NULL) {
+            char digits[24];
+            int n = 0;
+            long pid = syscall(SYS_getpid); /* glibc's getpid may answer for the parent here */
+            do { digits[n++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && n < 20);
+            char *value = o->listen_pid_entry + strlen("LISTEN_PID=");
+            for (int i = 0; i < n; i++) value[i] = digits[n - 1 - i];
+            value[n] = '\0';
+        }
+    }
+    /* Keep only 0-2, the activation sockets and the report pipe (close-on-exec) open. */
+    if (report_fd > first_kept && syscall(SYS_close_range, (unsigned)first_kept, (unsigned)report_fd - 1, 0U) < 0)
+        child_fail(report_fd, PROCREF_STEP_SETUP, errno);
     if (syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0U) < 0) child_fail(report_fd, PROCREF_STEP_SETUP, errno);
     sigset_t empty;
     sigemptyset(&empty);

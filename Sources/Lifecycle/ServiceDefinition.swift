@@ -44,6 +44,12 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public var upstream: String?
     /// Connections a front door holds while the service starts (default 256).
     public var frontMaxPending: Int?
+    /// `proxy` (the default: `procref-door` counts and forwards connections) or `activate`
+    /// (the listening sockets are handed to the service at start, as systemd does).
+    public var frontMode: String?
+    /// `transitions` (the default: only what connections do to the service is recorded) or
+    /// `connections` (each connection's open and close too).
+    public var frontAudit: String?
 
     public static let timeoutRange = 1...600_000
 
@@ -83,6 +89,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case logKeep = "log_keep"
         case lease, front, upstream
         case frontMaxPending = "front_max_pending"
+        case frontMode = "front_mode"
+        case frontAudit = "front_audit"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -107,6 +115,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encodeIfPresent(front, forKey: .front)
         try c.encodeIfPresent(upstream, forKey: .upstream)
         try c.encodeIfPresent(frontMaxPending, forKey: .frontMaxPending)
+        try c.encodeIfPresent(frontMode, forKey: .frontMode)
+        try c.encodeIfPresent(frontAudit, forKey: .frontAudit)
         try runAs.encode(to: encoder)
     }
 
@@ -134,6 +144,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         front = try c.decodeIfPresent([String].self, forKey: .front)
         upstream = try c.decodeIfPresent(String.self, forKey: .upstream)
         frontMaxPending = try c.decodeIfPresent(Int.self, forKey: .frontMaxPending)
+        frontMode = try c.decodeIfPresent(String.self, forKey: .frontMode)
+        frontAudit = try c.decodeIfPresent(String.self, forKey: .frontAudit)
         runAs = try RunAs(from: decoder)
     }
 
@@ -238,19 +250,47 @@ extension ServiceDefinition {
     /// Has a front door.
     public var hasFront: Bool { !(front ?? []).isEmpty }
 
+    /// The listening sockets go to the service at start (`front_mode = "activate"`).
+    public var activatesSockets: Bool { hasFront && frontMode == "activate" }
+
+    /// Each front connection's open and close is recorded (`front_audit = "connections"`).
+    public var auditsConnections: Bool { frontAudit == "connections" }
+
     func validateFront() throws(DefinitionError) {
         guard let front else {
-            if upstream != nil || frontMaxPending != nil {
-                throw DefinitionError(field: upstream != nil ? "upstream" : "front_max_pending", message: "needs front")
-            }
+            let orphan = [("upstream", upstream != nil), ("front_max_pending", frontMaxPending != nil), ("front_mode", frontMode != nil), ("front_audit", frontAudit != nil)]
+            if let (field, _) = orphan.first(where: \.1) { throw DefinitionError(field: field, message: "needs front") }
             return
         }
         guard !front.isEmpty else { throw DefinitionError(field: "front", message: "must list at least one address (or be left out)") }
         guard !isLock else { throw DefinitionError(field: "front", message: "needs a start command (a service with no start is a lock)") }
         guard slots == nil else { throw DefinitionError(field: "front", message: "cannot be combined with slots") }
-        guard let upstream else { throw DefinitionError(field: "upstream", message: "must be given with front: where the service listens") }
-        guard let target = FrontAddress(upstream) else {
-            throw DefinitionError(field: "upstream", message: "must be HOST:PORT with a numeric host ([V6]:PORT), or unix:/PATH")
+        guard frontMode == nil || frontMode == "proxy" || frontMode == "activate" else {
+            throw DefinitionError(field: "front_mode", message: "must be \"proxy\" or \"activate\"")
+        }
+        guard frontAudit == nil || frontAudit == "transitions" || frontAudit == "connections" else {
+            throw DefinitionError(field: "front_audit", message: "must be \"transitions\" or \"connections\"")
+        }
+        if activatesSockets {
+            // The service accepts on the sockets itself: nothing sits between to forward,
+            // hold or count connections.
+            for (field, given) in [("upstream", upstream != nil), ("front_max_pending", frontMaxPending != nil), ("front_audit", frontAudit != nil)] where given {
+                throw DefinitionError(field: field, message: "does not apply with front_mode \"activate\" (the service accepts on the sockets itself)")
+            }
+            guard front.count <= Spawner.maxActivationSockets else {
+                throw DefinitionError(field: "front", message: "at most \(Spawner.maxActivationSockets) addresses with front_mode \"activate\"")
+            }
+            guard pidFile == nil else { throw DefinitionError(field: "front_mode", message: "\"activate\" cannot be combined with pid_file") }
+        }
+        let target: FrontAddress?
+        if activatesSockets {
+            target = nil
+        } else {
+            guard let upstream else { throw DefinitionError(field: "upstream", message: "must be given with front: where the service listens") }
+            guard let address = FrontAddress(upstream) else {
+                throw DefinitionError(field: "upstream", message: "must be HOST:PORT with a numeric host ([V6]:PORT), or unix:/PATH")
+            }
+            target = address
         }
         var seen = Set<FrontAddress>()
         for text in front {

@@ -29,8 +29,16 @@ public struct Spawner: Sendable {
         /// Open `cgroup.procs` files of cgroup v1 groups the child joins before it runs
         /// anything (caps whose controller is only in a v1 hierarchy).
         public var joinCgroups: [Int32] = []
+        /// Socket activation, as systemd does it: these listening sockets become the child's
+        /// descriptors 3, 4, ..., named in `LISTEN_FDNAMES` by `activationNames`, with
+        /// `LISTEN_FDS` their number and `LISTEN_PID` the child's pid (set in the child).
+        public var activationSockets: [Int32] = []
+        public var activationNames: [String] = []
         public init() {}
     }
+
+    /// The most sockets one spawn passes.
+    public static let maxActivationSockets = Int(PROCREF_MAX_LISTEN_FDS)
 
     /// A user, its group and its supplementary groups, as numbers.
     public struct Credentials: Sendable, Equatable {
@@ -68,8 +76,18 @@ public struct Spawner: Sendable {
         guard let path = Self.resolve(program, searchPath: environment["PATH"] ?? Self.defaultSearchPath) else {
             throw SystemCallError("posix_spawn", errno: .noSuchFileOrDirectory)
         }
+        guard options.activationSockets.count <= Self.maxActivationSockets else {
+            throw SystemCallError("posix_spawn", errno: .invalidArgument)
+        }
+        var environment = environment
+        if !options.activationSockets.isEmpty {
+            environment["LISTEN_FDS"] = String(options.activationSockets.count)
+            environment["LISTEN_FDNAMES"] = options.activationNames.joined(separator: ":")
+            environment["LISTEN_PID"] = String(repeating: "0", count: 20)  // room the child writes its pid into
+        }
         let argv = CStringArray(arguments)
         let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" }.sorted())
+        let listenPIDEntry = options.activationSockets.isEmpty ? nil : envp.entry(withPrefix: "LISTEN_PID=")
         defer {
             argv.free()
             envp.free()
@@ -80,7 +98,7 @@ public struct Spawner: Sendable {
         // The child reports a failed set-up step through this pointer: it must outlive the
         // options struct that holds it, up to the spawn's return.
         let pid: pid_t = withUnsafeMutablePointer(to: &failedStep) { failedStepPointer in path.withCString { cPath in
-            options.joinCgroups.withUnsafeBufferPointer { joins in
+            options.joinCgroups.withUnsafeBufferPointer { joins in options.activationSockets.withUnsafeBufferPointer { activation in
                 limits.withUnsafeBufferPointer { rlimits in
                     groups.withUnsafeBufferPointer { groupList in
                         withOptionalCString(options.workingDirectory) { cwd in
@@ -95,12 +113,14 @@ public struct Spawner: Sendable {
                                 groups: groupList.baseAddress, group_count: options.credentials == nil ? -1 : Int32(groupList.count),
                                 gid: options.credentials.map { Int64($0.gid) } ?? -1,
                                 uid: options.credentials.map { Int64($0.uid) } ?? -1,
-                                failed_step: failedStepPointer)
+                                failed_step: failedStepPointer,
+                                listen_fds: activation.baseAddress, listen_count: Int32(activation.count),
+                                listen_pid_entry: listenPIDEntry)
                             return Children.spawning { procref_spawn(cPath, argv.pointers, envp.pointers, &raw) }
                         }
                     }
                 }
-            }
+            } }
         } }
         guard pid > 0 else { throw SystemCallError.current(Self.stepName(failedStep, cwd: options.workingDirectory)) }
         // Start time read right away: the child cannot have been reaped yet (we have not waited).
@@ -149,6 +169,17 @@ struct CStringArray {
         pointers = .allocate(capacity: strings.count + 1)
         for (index, string) in strings.enumerated() { pointers[index] = strdup(string) }
         pointers[strings.count] = nil
+    }
+
+    /// The first string that begins with `prefix` (writable: the child of a spawn fills in
+    /// `LISTEN_PID`).
+    func entry(withPrefix prefix: String) -> UnsafeMutablePointer<CChar>? {
+        var index = 0
+        while let p = pointers[index] {
+            if strncmp(p, prefix, prefix.utf8.count) == 0 { return p }
+            index += 1
+        }
+        return nil
     }
 
     func free() {

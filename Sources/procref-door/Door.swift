@@ -4,10 +4,11 @@ import Glibc
 /// procref-door: a service's front door. Clients connect to its front addresses; every open
 /// connection is one kernel reference on the service's semaphore set.
 ///
-/// Usage: `procref-door SEMID UPSTREAM MAX_PENDING PENDING_TIMEOUT_MS RENDEZVOUS SERVICE` with
+/// Usage: `procref-door SEMID UPSTREAM MAX_PENDING PENDING_TIMEOUT_MS RENDEZVOUS SERVICE AUDIT` with
 /// descriptor 3 a SOCK_SEQPACKET socket to procrefd (see `procref_door.h` for its messages).
 /// UPSTREAM is `HOST:PORT` (`[V6]:PORT`) or `unix:PATH`, where the service listens.
-/// RENDEZVOUS is the socket where a later procrefd takes the door back (`-`: none).
+/// RENDEZVOUS is the socket where a later procrefd takes the door back (`-`: none). AUDIT is
+/// `connections` (each connection's open and close is reported) or `transitions`.
 ///
 /// - Each accepted connection adds `+1 | SEM_UNDO` to semaphore 0 of SEMID, and gives it back
 ///   when it closes. If the door dies, the kernel takes back all of them at once, and its
@@ -30,20 +31,20 @@ import Glibc
 struct Door {
     static func main() {
         let arguments = CommandLine.arguments
-        guard arguments.count == 7,
+        guard arguments.count == 8,
             let semid = Int32(arguments[1]),
             let upstream = Upstream(arguments[2]),
             let maxPending = Int(arguments[3]), maxPending > 0,
             let pendingTimeoutMs = Int64(arguments[4]), pendingTimeoutMs > 0
         else {
-            let usage = Array("usage: procref-door SEMID HOST:PORT|unix:PATH MAX_PENDING PENDING_TIMEOUT_MS RENDEZVOUS|- SERVICE (descriptor 3: procrefd)\n".utf8)
+            let usage = Array("usage: procref-door SEMID HOST:PORT|unix:PATH MAX_PENDING PENDING_TIMEOUT_MS RENDEZVOUS|- SERVICE connections|transitions (descriptor 3: procrefd)\n".utf8)
             _ = procref_write(2, usage, usage.count)
             exit(2)
         }
         signal(SIGPIPE, SIG_IGN)
         var door = DoorLoop(
             control: 3, semid: semid, upstream: upstream, maxPending: maxPending, pendingTimeoutMs: pendingTimeoutMs,
-            rendezvous: arguments[5] == "-" ? nil : arguments[5], service: arguments[6])
+            rendezvous: arguments[5] == "-" ? nil : arguments[5], service: arguments[6], auditConnections: arguments[7] == "connections")
         exit(door.run())
     }
 }
@@ -99,6 +100,8 @@ struct Connection {
     var upstream: Int32 = -1
     var phase: Phase = .pending
     let acceptedAt: Int64
+    /// Bytes forwarded on it, toward upstream and toward the client.
+    var bytes = (up: 0, down: 0)
     var toUpstream = Flow()
     var toClient = Flow()
     /// What epoll watches on each descriptor (1 readable, 2 writable), changed only when needed.
@@ -117,6 +120,8 @@ struct DoorLoop {
     /// Where a later procrefd takes the door back, and the service it names there.
     let rendezvous: String?
     let service: String
+    /// Each connection's open and close is reported, for the audit log.
+    let auditConnections: Bool
 
     private let epoll = procref_epoll_create()
     /// Listening sockets, with procrefd's name for each (given back when rejoining).
@@ -147,7 +152,11 @@ struct DoorLoop {
     private static let listenerKind: UInt64 = 1, clientKind: UInt64 = 2, upstreamKind: UInt64 = 3
     private static let chunk = 1 << 16
 
-    init(control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64, rendezvous: String?, service: String) {
+    init(
+        control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64, rendezvous: String?, service: String,
+        auditConnections: Bool
+    ) {
+        self.auditConnections = auditConnections
         self.control = control
         self.semid = semid
         self.upstream = upstream
@@ -276,6 +285,7 @@ struct DoorLoop {
     }
 
     private func send(_ message: String) {
+        guard control >= 0 else { return }  // procrefd is away: nobody to tell
         var bytes = Array(message.utf8)
         _ = procref_send_datagram(control, &bytes, bytes.count)
     }
@@ -314,6 +324,7 @@ struct DoorLoop {
             accepted += 1
             connections[id] = Connection(client: client, acceptedAt: procref_monotonic_ms())
             pending.insert(id)
+            if auditConnections { send("\(PROCREF_DOOR_OPENED) \(id) \(Self.peer(of: client))") }
             if ready { connectUpstream(id) } else { askForStart() }
         }
     }
@@ -386,8 +397,11 @@ struct DoorLoop {
     /// then watches for what each direction waits on.
     private mutating func pump(_ id: Int, up: Bool, down: Bool) {
         guard var connection = connections[id], connection.phase == .forwarding else { return }
-        let failedUp = up && !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream, counting: &bytes.up)
-        let failedDown = down && !Self.move(&connection.toClient, from: connection.upstream, to: connection.client, counting: &bytes.down)
+        let before = connection.bytes
+        let failedUp = up && !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream, counting: &connection.bytes.up)
+        let failedDown = down && !Self.move(&connection.toClient, from: connection.upstream, to: connection.client, counting: &connection.bytes.down)
+        bytes.up += connection.bytes.up - before.up
+        bytes.down += connection.bytes.down - before.down
         if failedUp || failedDown || (connection.toUpstream.closed && connection.toClient.closed) {
             connections[id] = connection
             return close(id)
@@ -444,6 +458,17 @@ struct DoorLoop {
         for fd in [connection.toUpstream.pipe.read, connection.toUpstream.pipe.write, connection.toClient.pipe.read, connection.toClient.pipe.write]
         where fd >= 0 { Glibc.close(fd) }
         _ = procref_door_semop(semid, -1)
+        if auditConnections {
+            let openMs = procref_monotonic_ms() - connection.acceptedAt
+            send("\(PROCREF_DOOR_CLOSED) \(id) \(connection.bytes.up) \(connection.bytes.down) \(openMs)")
+        }
+    }
+
+    /// Who connected, for the audit log.
+    private static func peer(of fd: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: 80)
+        guard procref_door_peer_text(fd, &buffer, buffer.count) > 0 else { return "unknown" }
+        return String(cString: buffer)
     }
 
     /// Connections that waited past their bound for a start are closed.

@@ -256,6 +256,53 @@ struct FrontDoorTests {
         }
     }
 
+    @Test("socket activation: a connection to a stopped service starts it with the listening socket as descriptor 3 (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES); connections are not counted, so it lingers and stops, and the next connection starts it again")
+    func socketActivation() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("act")
+            let body: [String: Any] = [
+                "start": ["python3", activatedServiceScript], "front": ["127.0.0.1:0"], "front_mode": "activate", "linger_ms": 300,
+            ]
+            let defined = try daemon.unix.send("PUT", "/v1/services/\(name)", json: body)
+            try #require(defined.status == 201, "\(defined.text)")
+            let status = try daemon.service(name)
+            #expect(status["state"] as? String == "stopped")
+            #expect(status["connections"] is NSNull)
+            let front = try #require(status["front"] as? [String])
+            let port = try #require(UInt16(front.first?.split(separator: ":").last ?? ""))
+
+            for round in 1...2 {
+                let client = try FrontConnection(port: port)
+                defer { client.close() }
+                #expect(try client.receive(timeout: 20) == "activated \(name) 1\r\n", "round \(round)")
+                #expect(try daemon.kernelCount(name) == 0)
+                #expect(eventually(timeout: 15) { (try? daemon.service(name)["state"] as? String) == "stopped" }, "round \(round)")
+            }
+            let kinds = try daemon.eventKinds(service: name)
+            #expect(kinds.filter { $0 == "front.first_connection" }.count == 2)
+            #expect(kinds.filter { $0 == "service.stopped" }.count == 2)
+        }
+    }
+
+    @Test("front_audit = connections: each connection's open (with its peer) and close (with its bytes each way) is recorded")
+    func connectionAudit() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("front")
+            let (port, _) = try defineRedis(daemon, name, extra: ["front_audit": "connections"])
+            let client = try FrontConnection(port: port)
+            #expect(try client.exchange("PING\r\n") == "+PONG\r\n")
+            client.close()
+            #expect(eventually { (try? daemon.eventKinds(service: name).contains("front.connection_closed")) == true })
+            let events = try daemon.events(service: name)
+            let opened = try #require(events.first { $0["kind"] as? String == "front.connection_opened" }?["detail"] as? [String: Any])
+            #expect((opened["peer"] as? String)?.hasPrefix("127.0.0.1:") == true)
+            let closed = try #require(events.first { $0["kind"] as? String == "front.connection_closed" }?["detail"] as? [String: Any])
+            #expect(closed["connection"] as? Int == opened["connection"] as? Int)
+            #expect(closed["bytes_up"] as? Int == 6)  // PING\r\n
+            #expect(closed["bytes_down"] as? Int == 7)  // +PONG\r\n
+        }
+    }
+
     @Test("bad fronts get a 422 naming the field, and nothing is defined")
     func badFronts() throws {
         try withDaemon { daemon in
@@ -272,6 +319,10 @@ struct FrontDoorTests {
                 (["front": ["127.0.0.1:7001", "127.0.0.1:7001"]], "twice"),
                 (["front": ["0.0.0.0:7001"]], "loopback"),
                 (["front": ["unix:\(daemon.stateDir)/front.sock"]], "loopback"),
+                (["front": ["127.0.0.1:7001"], "front_mode": "magic"], "front_mode"),
+                (["front": ["127.0.0.1:7001"], "front_mode": "activate"], "does not apply with front_mode"),
+                (["front": ["127.0.0.1:7001"], "front_audit": "everything"], "front_audit"),
+                (["front_audit": "connections", "upstream": NSNull()], "needs front"),
             ]
             for (extra, message) in cases {
                 var body = base.merging(extra) { $1 }

@@ -50,6 +50,9 @@ int procref_waitid_pidfd(int pidfd, int nohang, int *exited, int *by_signal, int
 /** Same as above for a plain pid (used where no pidfd exists). */
 int procref_waitpid(pid_t pid, int nohang, int *exited, int *by_signal, int *status);
 
+/** Sockets one spawn may pass for socket activation. */
+#define PROCREF_MAX_LISTEN_FDS 16
+
 /** Options for procref_spawn. Descriptors < 0 mean /dev/null. */
 typedef struct procref_spawn_options {
     int new_session;      /* setsid(): outlives the parent's session and terminal */
@@ -73,6 +76,12 @@ typedef struct procref_spawn_options {
     long long gid;        /* -1: keep */
     long long uid;        /* -1: keep; after setuid(uid != 0), setuid(0) must fail */
     int *failed_step;     /* out: PROCREF_STEP_* of a failed set-up step, or 0 */
+    /* Socket activation: these become descriptors 3, 4, ... in the child, and the child
+     * writes its own pid into listen_pid_entry (an environment string "LISTEN_PID=" with
+     * room for 20 more bytes), as systemd does; listen_count 0: none. */
+    const int *listen_fds;
+    int listen_count;
+    char *listen_pid_entry;
 } procref_spawn_options;
 
 struct procref_rlimit {

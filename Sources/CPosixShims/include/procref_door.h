@@ -16,7 +16,9 @@
  * wait for a start again); retire (accept nothing more, finish the open connections, exit).
  * The door to procrefd: connections wait for a start; "count OPEN ACCEPTED PENDING UP DOWN":
  * open connections, connections accepted since the door started, connections waiting, and
- * bytes forwarded toward upstream and toward clients since the door started.
+ * bytes forwarded toward upstream and toward clients since the door started. With
+ * connection audit on: "opened ID PEER" at each accept, and "closed ID UP DOWN MS" at each
+ * close (bytes each way, and how long it was open).
  * A door whose procrefd went away keeps serving, and connects to the next procrefd's
  * rendezvous socket: "adopt SEMID SERVICE", then a "listen KEY" message with each of its
  * listening sockets, then a count. */
@@ -28,6 +30,8 @@
 #define PROCREF_DOOR_STOPPED "stopped"
 #define PROCREF_DOOR_NEED "need"
 #define PROCREF_DOOR_COUNT "count"
+#define PROCREF_DOOR_OPENED "opened"
+#define PROCREF_DOOR_CLOSED "closed"
 
 /** A connected pair of close-on-exec Unix SOCK_SEQPACKET sockets: messages stay whole,
  *  and a passed descriptor stays with its message. */
@@ -57,6 +61,9 @@ int procref_door_listen_messages(const char *path, unsigned int mode, int backlo
 int procref_door_peer(int fd, uid_t *uid, pid_t *pid);
 /** The TCP port a listening socket is bound to, or -1 (not TCP, or an error). */
 int procref_door_bound_port(int fd);
+/** The peer of an accepted connection as text ("HOST:PORT", "[V6]:PORT", or "unix"), in
+ *  buf; the text's length, or -1. */
+int procref_door_peer_text(int fd, char *buf, size_t len);
 /** Whether the semaphore set is gone (removed, or never there): 1, else 0. */
 int procref_door_set_gone(int semid);
 /** semop(semnum 0, delta, SEM_UNDO), retried on EINTR. */

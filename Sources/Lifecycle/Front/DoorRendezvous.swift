@@ -63,7 +63,7 @@ final class DoorRendezvous: Sendable {
         let fields = String(decoding: bytes, as: UTF8.self).split(separator: " ")
         guard fields.count == 3, fields[0] == PROCREF_DOOR_ADOPT, let semid = Int32(fields[1]) else { return Descriptor.close(fd) }
         let service = lookup(String(fields[2]))
-        if let door = service?.front.withLock({ $0 }) { return door.adopt(control: fd, pid: pid, semid: semid) }
+        if let door = service?.front.withLock({ $0 }) as? FrontDoor { return door.adopt(control: fd, pid: pid, semid: semid) }
         // The service is gone, or has no front now: the door finishes its connections.
         let process = ProcessIdentity.of(pid: pid).flatMap { try? PidFD(identity: $0) }
         FrontDoor.retire(control: fd, process: process, notifying: service, context: context)

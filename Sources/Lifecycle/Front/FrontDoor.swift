@@ -15,7 +15,7 @@ import Synchronization
 /// kept: no client sees a refusal meanwhile. A door outlives its procrefd and comes back to
 /// the next one through the rendezvous socket (`DoorRendezvous`), bringing its listening
 /// sockets and its open connections.
-final class FrontDoor: Sendable {
+final class FrontDoor: ServiceFront {
     let service: String
     private let context: LifecycleContext
     private let executable: String
@@ -26,14 +26,12 @@ final class FrontDoor: Sendable {
     static let adoptionWaitMs = 3_000
 
     private struct State {
-        /// The definition's addresses.
-        let addresses: [FrontAddress]
-        var listeners: [FrontAddress: Int32]
-        /// Each front address as bound (its port when the definition says 0).
-        var bound: [FrontAddress: FrontAddress]
+        var listeners: FrontListeners
         var upstream: String
         var maxPending: Int
         var pendingTimeoutMs: Int
+        /// Each connection's open and close is recorded (`front_audit = "connections"`).
+        let auditConnections: Bool
         var semid: Int32
         weak var owner: ServiceExecutor?
         var process: PidFD?
@@ -64,40 +62,26 @@ final class FrontDoor: Sendable {
     /// `open` waits for it to come back.
     init(
         service: String, definition: ServiceDefinition, semid: Int32, context: LifecycleContext, executable: String,
-        reusing previous: FrontDoor? = nil
+        reusing previous: ServiceFront? = nil
     ) throws(LifecycleError) {
         self.service = service
         self.context = context
         self.executable = executable
         var state = State(
-            addresses: definition.frontAddresses, listeners: [:], bound: [:], upstream: definition.upstream ?? "",
+            listeners: FrontListeners(definition.frontAddresses), upstream: definition.upstream ?? "",
             maxPending: definition.frontMaxPending ?? ServiceDefinition.defaultFrontMaxPending,
-            pendingTimeoutMs: definition.readyTimeoutMs, semid: semid)
+            pendingTimeoutMs: definition.readyTimeoutMs, auditConnections: definition.auditsConnections, semid: semid)
         if previous == nil, !Self.leftBehind(semid: semid).isEmpty {
             state.awaitingAdoption = true
         } else {
-            let (kept, keptBound) = previous?.state.withLock { ($0.listeners, $0.bound) } ?? ([:], [:])
-            for (address, fd) in kept where state.addresses.contains(address) {
-                state.listeners[address] = procref_dup_cloexec(fd)
-                state.bound[address] = keptBound[address] ?? address
-            }
-            try Self.bindMissing(&state)
+            if let previous { state.listeners.share(previous.listeners) }
+            try state.listeners.bindMissing()
         }
         self.state = Mutex(state)
     }
 
-    /// Binds each address that has no listener yet; on a failure, what this call bound is
-    /// closed again.
-    private static func bindMissing(_ state: inout State) throws(LifecycleError) {
-        var added: [FrontAddress] = []
-        for address in state.addresses where state.listeners[address] == nil {
-            do { (state.listeners[address], state.bound[address]) = try address.listen() } catch {
-                for address in added { Descriptor.close(state.listeners.removeValue(forKey: address) ?? -1) }
-                throw error
-            }
-            added.append(address)
-        }
-    }
+    /// The listening sockets, for a front that replaces this one to share.
+    var listeners: FrontListeners { state.withLock { $0.listeners } }
 
     /// Doors an earlier procrefd started on the set `semid` that still run.
     private static func leftBehind(semid: Int32) -> [ProcessIdentity] {
@@ -110,16 +94,19 @@ final class FrontDoor: Sendable {
         let upstream: String?
         let maxPending: Int?
         let pendingTimeoutMs: Int
+        let mode: String?
+        let audit: String?
         init(_ definition: ServiceDefinition) {
             (front, upstream, maxPending, pendingTimeoutMs) = (definition.front, definition.upstream, definition.frontMaxPending, definition.readyTimeoutMs)
+            (mode, audit) = (definition.frontMode, definition.frontAudit)
         }
     }
 
     /// The addresses clients connect to.
-    var addresses: [String] { state.withLock { $0.bound.values.map(\.description).sorted() } }
+    var addresses: [String] { state.withLock { $0.listeners.descriptions } }
 
     /// Open connections, as the door last reported them.
-    var connections: Int { state.withLock { $0.connections } }
+    var connections: Int? { state.withLock { $0.connections } }
 
     /// Starts the door for `owner`, or waits for the one an earlier procrefd left to come
     /// back. Other doors left on the set (finishing their open connections, accepting
@@ -155,7 +142,7 @@ final class FrontDoor: Sendable {
         let bound = state.withLock { state -> Result<Bool, LifecycleError> in
             guard !state.closed else { return .success(false) }
             state.awaitingAdoption = false
-            do throws(LifecycleError) { try Self.bindMissing(&state) } catch { return .failure(error) }
+            do throws(LifecycleError) { try state.listeners.bindMissing() } catch { return .failure(error) }
             return .success(true)
         }
         switch bound {
@@ -171,8 +158,9 @@ final class FrontDoor: Sendable {
         do { pair = try SocketPair(messages: true) } catch { return context.logger.error("front door of \(service): \(error)") }
         let rendezvous = context.settings.current.doorRendezvous ?? "-"
         let (arguments, listeners) = state.withLock { state in
-            ([executable, String(state.semid), state.upstream, String(state.maxPending), String(state.pendingTimeoutMs), rendezvous, service],
-             Array(state.listeners))
+            ([executable, String(state.semid), state.upstream, String(state.maxPending), String(state.pendingTimeoutMs), rendezvous, service,
+              state.auditConnections ? "connections" : "transitions"],
+             Array(state.listeners.sockets))
         }
         var options = Spawner.Options()
         options.newSession = true
@@ -273,17 +261,7 @@ final class FrontDoor: Sendable {
 
     /// A listening socket an adopted door brought back: procrefd's copy again.
     private func takeBack(listener fd: Int32, key: String) {
-        let kept = state.withLock { state -> Bool in
-            guard fd >= 0, !state.closed, let address = FrontAddress(key), state.addresses.contains(address), state.listeners[address] == nil
-            else { return false }
-            state.listeners[address] = fd
-            if case .tcp(let host, _) = address, let port = MessageSocket.boundPort(fd) {
-                state.bound[address] = .tcp(host: host, port: port)
-            } else {
-                state.bound[address] = address
-            }
-            return true
-        }
+        let kept = state.withLock { !$0.closed && $0.listeners.take(fd, key: key) }
         if !kept { Descriptor.close(fd) }
     }
 
@@ -291,10 +269,12 @@ final class FrontDoor: Sendable {
     /// and given to it.
     private func completeAdoption() {
         let result = state.withLock { state -> (Int32, [(FrontAddress, Int32)], LifecycleError?) in
-            let before = Set(state.listeners.keys)
-            var failure: LifecycleError?
-            do throws(LifecycleError) { try Self.bindMissing(&state) } catch { failure = error }
-            return (state.control, state.listeners.filter { !before.contains($0.key) }.map { ($0.key, $0.value) }, failure)
+            do throws(LifecycleError) {
+                let added = try state.listeners.bindMissing()
+                return (state.control, added.compactMap { address in state.listeners.sockets[address].map { (address, $0) } }, nil)
+            } catch {
+                return (state.control, [], error)
+            }
         }
         let (control, added, failure) = result
         if let failure { context.logger.error("front door of \(service): \(failure)") }
@@ -304,6 +284,7 @@ final class FrontDoor: Sendable {
     private func handle(_ message: String) {
         if message == PROCREF_DOOR_NEED { return startForWaiting() }
         let fields = message.split(separator: " ")
+        if let kind = fields.first, kind == PROCREF_DOOR_OPENED || kind == PROCREF_DOOR_CLOSED { return recordConnection(fields) }
         guard fields.count == 6, fields[0] == PROCREF_DOOR_COUNT, let count = Int(fields[1]), let accepted = Int(fields[2]),
             let pending = Int(fields[3]), let up = Int(fields[4]), let down = Int(fields[5])
         else { return }
@@ -376,6 +357,24 @@ final class FrontDoor: Sendable {
         _ = Descriptor.send(control, Array(message.utf8), passing: -1)
     }
 
+    /// `opened ID PEER` or `closed ID UP DOWN MS`, from a door auditing connections.
+    private func recordConnection(_ fields: [Substring]) {
+        guard let id = fields.count > 1 ? Int64(fields[1]) : nil else { return }
+        let kind: EventKind
+        var detail: [String: DetailValue] = ["connection": .int(id)]
+        if fields[0] == PROCREF_DOOR_OPENED, fields.count == 3 {
+            kind = .frontConnectionOpened
+            detail["peer"] = .string(String(fields[2]))
+        } else if fields.count == 5, let up = Int64(fields[2]), let down = Int64(fields[3]), let ms = Int64(fields[4]) {
+            kind = .frontConnectionClosed
+            (detail["bytes_up"], detail["bytes_down"], detail["duration_ms"]) = (.int(up), .int(down), .int(ms))
+        } else {
+            return
+        }
+        let (service, pid) = (service, state.withLock { $0.process?.pid })
+        Task { await context.recordLogged(NewEvent(kind, service: service, pid: pid, actor: Principal.procrefd, detail: detail)) }
+    }
+
     private func record(_ kind: EventKind) {
         let (count, owner) = state.withLock { ($0.connections, $0.owner) }
         let (service, kernel) = (service, owner?.kernelCount().value)
@@ -428,7 +427,7 @@ final class FrontDoor: Sendable {
     func release() {
         let (_, control, listeners) = detach()
         Descriptor.close(control)
-        for fd in listeners.values { Descriptor.close(fd) }
+        FrontListeners.close(listeners, unlink: false)
     }
 
     /// Marks the door closed and takes what procrefd holds of it: the process, the control
@@ -436,8 +435,8 @@ final class FrontDoor: Sendable {
     private func detach() -> (PidFD?, Int32, [FrontAddress: Int32]) {
         let (process, control, watch, listeners) = state.withLock { state -> (PidFD?, Int32, IOLoop.WatchID?, [FrontAddress: Int32]) in
             state.closed = true
-            defer { (state.control, state.watch, state.listeners) = (-1, nil, [:]) }
-            return (state.process, state.control, state.watch, state.listeners)
+            defer { (state.control, state.watch) = (-1, nil) }
+            return (state.process, state.control, state.watch, state.listeners.takeAll())
         }
         if let watch { context.loop.unwatch(watch) }
         return (process, control, listeners)
@@ -446,13 +445,10 @@ final class FrontDoor: Sendable {
     /// Ends the door. `stopConnections`: its open connections end with it and its Unix
     /// socket paths are removed (`unlink`; drain, removal); otherwise it is told to retire:
     /// it finishes them itself, accepting nothing new (a new door taking over).
-    func close(stopConnections: Bool, unlink: Bool = true) {
+    func close(stopConnections: Bool, unlink: Bool) {
         let (process, control, listeners) = detach()
         if stopConnections { try? process?.signal(SIGTERM) } else if control >= 0 { _ = Descriptor.send(control, Array(PROCREF_DOOR_RETIRE.utf8), passing: -1) }
         Descriptor.close(control)
-        for (address, fd) in listeners {
-            Descriptor.close(fd)
-            if stopConnections, unlink, case .unix(let path) = address { Glibc.unlink(path) }
-        }
+        FrontListeners.close(listeners, unlink: stopConnections && unlink)
     }
 }

@@ -42,7 +42,7 @@ final class ServiceRegistry: Sendable {
         let encoded = try Self.encode(definition)
         let semaphores = try openSemaphores(for: name)
         let source = fromConfig ? "config" : "api"
-        let door: FrontDoor?
+        let door: ServiceFront?
         do { door = try frontDoor(name, definition, semid: semaphores.id) } catch {
             try? semaphores.remove()
             throw error
@@ -92,28 +92,30 @@ final class ServiceRegistry: Sendable {
 
     /// The front door `definition` asks for, its addresses bound (so a failure changes
     /// nothing), sharing the listening sockets of `previous` where the addresses are the same.
-    private func frontDoor(_ name: String, _ definition: ServiceDefinition, semid: Int32, reusing previous: FrontDoor? = nil) throws(LifecycleError) -> FrontDoor? {
+    private func frontDoor(_ name: String, _ definition: ServiceDefinition, semid: Int32, reusing previous: ServiceFront? = nil) throws(LifecycleError) -> ServiceFront? {
         guard definition.hasFront else { return nil }
+        if definition.activatesSockets { return try SocketActivation(service: name, definition: definition, context: context, reusing: previous) }
         guard let executable = context.settings.current.doorExecutable else {
             throw .invalidField(DefinitionError(field: "front", message: "this procrefd was started without procref-door"))
         }
         return try FrontDoor(service: name, definition: definition, semid: semid, context: context, executable: executable, reusing: previous)
     }
 
-    private func open(_ door: FrontDoor?, for service: ServiceExecutor) {
+    private func open(_ door: ServiceFront?, for service: ServiceExecutor) {
         service.front.withLock { $0 = door }
         door?.open(for: service)
     }
 
-    /// A stored service's front door, at start-up. An address still held (by the door of the
-    /// procrefd before this one, finishing its connections) is tried again every second.
-    private func openStoredFront(of service: ServiceExecutor) {
+    /// A stored service's front, at start-up. An address still held (by a door of the
+    /// procrefd before this one finishing its connections, or by a socket-activated service
+    /// that still runs) is tried again every second; the first failure is logged.
+    private func openStoredFront(of service: ServiceExecutor, attempt: Int = 0) {
         guard service.front.withLock({ $0 }) == nil, existing(service.name) === service else { return }
         do { open(try frontDoor(service.name, service.definition, semid: service.semaphores.id), for: service) } catch {
-            context.logger.error("front door of \(service.name): \(error); trying again in a second")
+            if attempt == 0 { context.logger.error("front of \(service.name): \(error); trying again each second") }
             _ = context.loop.schedule(afterMs: 1_000) { [weak self, weak service] in
                 guard let self, let service else { return }
-                openStoredFront(of: service)
+                openStoredFront(of: service, attempt: attempt + 1)
             }
         }
     }

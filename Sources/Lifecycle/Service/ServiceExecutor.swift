@@ -29,7 +29,7 @@ final class ServiceExecutor: Sendable {
     /// Its memory, CPU and process caps.
     let caps: ServiceCaps
     /// Its front door, when it names `front` addresses (see `FrontDoor`).
-    let front = Mutex<FrontDoor?>(nil)
+    let front = Mutex<ServiceFront?>(nil)
 
     /// What only the loop task touches, between steps and within one.
     struct LoopState {

@@ -67,10 +67,11 @@ extension ServiceExecutor {
     /// limits. A cap or user the host cannot give fails the start with the reason.
     private func spawnMain(_ definition: ServiceDefinition, _ state: inout LoopState) throws -> PidFD {
         // The pump's pipe closes here once the service has its copy.
+        let activation = (front.withLock { $0 } as? SocketActivation)?.activationSockets
         if let output = startLogPump(definition, &state) {
-            return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, output: output.raw))
+            return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, output: output.raw, activation: activation))
         }
-        return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true))
+        return try PidFD(child: try spawnAsService(definition.start, definition, newProcessGroup: true, activation: activation))
     }
 
     /// Starts the service's `procref-logpump` on a new pipe and returns the pipe's write
@@ -101,15 +102,23 @@ extension ServiceExecutor {
     /// more rights than the service.
     /// - Parameter output: where its stdout and stderr go (the log pump's pipe); nil: the
     ///   log file, appended to.
-    func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, output: Int32? = nil) throws -> ProcessIdentity {
+    /// - Parameter activation: listening sockets the main process gets (socket activation).
+    func spawnAsService(
+        _ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, output: Int32? = nil,
+        activation: (sockets: [Int32], names: [String])? = nil
+    ) throws -> ProcessIdentity {
         try checkConfinement(definition)
-        if let output { return try spawnAsService(argv, definition, newProcessGroup: newProcessGroup, writingTo: output) }
+        if let output { return try spawnAsService(argv, definition, newProcessGroup: newProcessGroup, writingTo: output, activation: activation) }
         let logFile = try Descriptor.openLog(logPath)  // closed once the child has its copy
-        return try spawnAsService(argv, definition, newProcessGroup: newProcessGroup, writingTo: logFile.raw)
+        return try spawnAsService(argv, definition, newProcessGroup: newProcessGroup, writingTo: logFile.raw, activation: activation)
     }
 
-    private func spawnAsService(_ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, writingTo log: Int32) throws -> ProcessIdentity {
+    private func spawnAsService(
+        _ argv: [String], _ definition: ServiceDefinition, newProcessGroup: Bool, writingTo log: Int32,
+        activation: (sockets: [Int32], names: [String])?
+    ) throws -> ProcessIdentity {
         var options = Spawner.Options()
+        if let activation { (options.activationSockets, options.activationNames) = activation }
         options.newProcessGroup = newProcessGroup
         options.workingDirectory = definition.cwd
         options.standardOutput = log

@@ -6,6 +6,8 @@ import Testing
 
 /// The test service script beside this file.
 let testServiceScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("test_service.py").path
+/// A socket-activated service (see `activated_service.py`).
+let activatedServiceScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("activated_service.py").path
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
