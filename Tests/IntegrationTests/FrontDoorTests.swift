@@ -303,6 +303,48 @@ struct FrontDoorTests {
         }
     }
 
+    @Test("a config reload that adds a front address: the open connection keeps flowing, the kept address keeps its port, and the new one answers")
+    func reloadAddsAddress() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = "\(dir)/procrefd.toml", upstream = "\(dir)/redis.sock"
+        let name = "front-\(UUID().uuidString.prefix(8).lowercased())"
+        func config(_ front: String) -> String {
+            """
+            [services.\(name)]
+            start = ["redis-server", "--port", "0", "--unixsocket", "\(upstream)", "--save", "", "--appendonly", "no"]
+            health = { unix = "\(upstream)" }
+            front = [\(front)]
+            upstream = "unix:\(upstream)"
+            linger_ms = 60000
+            """
+        }
+        try config("\"127.0.0.1:0\"").write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try DaemonHarness(stateDir: dir, extraArguments: ["--config", path])
+        defer { daemon.shutdown() }
+        daemon.adoptServiceName(name)
+        let before = try #require(try daemon.service(name)["front"] as? [String])
+        let port = try #require(UInt16(before.first?.split(separator: ":").last ?? ""))
+        let held = try FrontConnection(port: port)
+        defer { held.close() }
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+
+        try config("\"127.0.0.1:0\", \"127.0.0.2:0\"").write(toFile: path, atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(eventually { ((try? daemon.service(name)["front"] as? [String]) ?? []).count == 2 })
+        let after = try #require(try daemon.service(name)["front"] as? [String])
+        #expect(after.contains("127.0.0.1:\(port)"))
+        #expect(try held.exchange("PING\r\n") == "+PONG\r\n")
+        let added = try #require(after.first { $0.hasPrefix("127.0.0.2:") }.flatMap { UInt16($0.split(separator: ":").last ?? "") })
+        let fresh = try FrontConnection(port: added, host: "127.0.0.2")
+        defer { fresh.close() }
+        #expect(try fresh.exchange("PING\r\n") == "+PONG\r\n")
+        let kept = try FrontConnection(port: port)
+        defer { kept.close() }
+        #expect(try kept.exchange("PING\r\n") == "+PONG\r\n")
+        #expect(try daemon.kernelCount(name) == 3)
+    }
+
     @Test("bad fronts get a 422 naming the field, and nothing is defined")
     func badFronts() throws {
         try withDaemon { daemon in
@@ -341,12 +383,12 @@ struct FrontDoorTests {
 final class FrontConnection: @unchecked Sendable {
     private var fd: Int32
 
-    init(port: UInt16) throws {
+    init(port: UInt16, host: String = "127.0.0.1") throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
