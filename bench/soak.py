@@ -7,6 +7,10 @@ At quiet points (clients and chaos paused) it checks, for every service:
   kernel count == live holders on its set == live leases listed, and the service runs
   exactly when something counts it (a lock, with no process: is ready exactly then), and
   nothing is left queued.
+soak-front is redis-server behind a front door: clients also open connections through it,
+hold them across quiet points and close them, and chaos kills its door too. There the
+invariant is kernel count == live holders + the door's open connections, leases listed ==
+holders, and connections == the soak's own live connections.
 Two of the services have slots (soak-slots: 2, a process; soak-lock: 1, no process), and
 their acquires queue with random wait_ms; a sampler reads their kernel counts (GETVAL)
 every few milliseconds throughout: a count above the slots, at any instant, is a violation.
@@ -17,16 +21,18 @@ set, no holder and no service process.
 Prints its seed and counts; exits 1 on any violation. Everything it starts is stopped and
 removed at the end, and every request goes to loopback or the Unix socket.
 """
-import argparse, ctypes, http.client, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time
+import argparse, ctypes, http.client, json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
 from collections import Counter, defaultdict
 
-from procfs import alive, holders_on, pids_mentioning
+from procfs import alive, cmdline, holders_on, pids_mentioning
 from unix_http import UnixHTTPConnection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_SERVICE = os.path.join(ROOT, "Tests/IntegrationTests/Support/test_service.py")
 END_KINDS = {"lease.released", "lease.expired", "lease.client_exited", "lease.lost", "lease.revoked"}
 SLOTTED = {"soak-slots": 2, "soak-lock": 1}  # service -> slots; soak-lock has no process
+FRONTED = "soak-front"  # redis-server behind a front door
+MAX_FRONT_CONNECTIONS = 8
 LIBC = ctypes.CDLL(None, use_errno=True)
 GETVAL = 12
 
@@ -82,6 +88,8 @@ class Soak:
         self.log = open(os.path.join(self.state_dir, "procrefd.stderr"), "wb")
         self.daemon = Daemon(args.bin, self.state_dir, self.log, ["--service-cgroups", args.service_cgroups])
         self.services = [f"soak-{i}" for i in range(args.services)] + list(SLOTTED)
+        if shutil.which("redis-server"):
+            self.services.append(FRONTED)
         self.counts = Counter()
         self.acked_acquires = {}  # lease id -> service
         self.acked_releases = set()
@@ -94,6 +102,8 @@ class Soak:
         self.daemon_lock = threading.Lock()  # held while procrefd is being killed and restarted
         self.violations = []
         self.semids = {}
+        self.front_port = None
+        self.front_connections = []  # sockets open through soak-front's door, held across steps
 
     # --- set-up ---------------------------------------------------------------------
     def define(self):
@@ -106,12 +116,21 @@ class Soak:
             }
             if name == "soak-lock":
                 definition = {}
+            if name == FRONTED:
+                redis = os.path.join(self.state_dir, "soak-front.redis.sock")
+                definition.update({
+                    "start": ["redis-server", "--port", "0", "--unixsocket", redis, "--save", "", "--appendonly", "no"],
+                    "health": {"unix": redis, "timeout_ms": 1000}, "front": ["127.0.0.1:0"], "upstream": f"unix:{redis}",
+                })
             if name in SLOTTED:
                 definition["slots"] = SLOTTED[name]
             status, body = self.daemon.call("PUT", f"/v1/services/{name}", definition)
             if status != 201:
                 raise RuntimeError(f"define {name}: {status} {body}")
             self.semids[name] = body["semid"]
+            if name == FRONTED:
+                _, status_body = self.daemon.call("GET", f"/v1/services/{name}")
+                self.front_port = int(status_body["front"][0].rsplit(":", 1)[1])
 
     # --- clients ----------------------------------------------------------------------
     def note(self, key, n=1):
@@ -137,6 +156,8 @@ class Soak:
 
     def client_step(self, rng):
         service = rng.choice(self.services)
+        if service == FRONTED and rng.random() < 0.5:
+            return self.front_step(rng)
         request = {"holder": "soak"}
         client = None
         if rng.random() < 0.4:
@@ -177,6 +198,51 @@ class Soak:
             self.note("client_exit")
         # else: left to expire, or to its client's later death
 
+    def front_step(self, rng):
+        """Opens a connection through the front door (a PING answered once the service is
+        up), or closes one the soak holds."""
+        with self.lock:
+            open_now = len(self.front_connections)
+            closing = self.front_connections.pop(rng.randrange(open_now)) if open_now and (open_now >= MAX_FRONT_CONNECTIONS or rng.random() < 0.4) else None
+        if closing:
+            closing.close()
+            self.note("front_closed")
+            return
+        try:
+            connection = socket.create_connection(("127.0.0.1", self.front_port), timeout=20)
+            connection.sendall(b"PING\r\n")
+            answer = connection.recv(16)
+        except OSError:
+            self.note("front_failed")
+            return
+        if answer != b"+PONG\r\n":
+            connection.close()
+            self.note("front_failed")  # the door or the service was killed meanwhile
+            return
+        with self.lock:
+            self.front_connections.append(connection)
+        self.note("front_opened")
+
+    def live_front_connections(self):
+        """Closes the soak's connections the other side ended (a killed door or service) and
+        returns how many are still open."""
+        with self.lock:
+            kept = []
+            for connection in self.front_connections:
+                try:
+                    connection.setblocking(False)
+                    ended = connection.recv(1, socket.MSG_PEEK) == b""
+                except BlockingIOError:
+                    ended = False
+                except OSError:
+                    ended = True
+                if ended:
+                    connection.close()
+                else:
+                    kept.append(connection)
+            self.front_connections = kept
+            return len(kept)
+
     # --- chaos -------------------------------------------------------------------------
     def chaos_loop(self):
         while not self.stop.is_set():
@@ -186,7 +252,7 @@ class Soak:
             self.act(self.chaos_step)
 
     def chaos_step(self):
-        kind = self.rng.choices(["holder", "client", "service", "procrefd"], weights=[4, 3, 3, 1])[0]
+        kind = self.rng.choices(["holder", "client", "service", "procrefd", "door"], weights=[4, 3, 3, 1, 1])[0]
         if kind == "holder":
             status, body = self.daemon.call("GET", "/v1/leases")
             if status == 200 and body.get("leases"):
@@ -202,6 +268,10 @@ class Soak:
             status, body = self.daemon.call("GET", f"/v1/services/{self.rng.choice(self.services)}")
             if status == 200 and body.get("pid"):
                 self.kill(body["pid"], "kill_service")
+        elif kind == "door":
+            doors = [pid for pid in pids_mentioning(self.state_dir) if cmdline(pid).split(b"\0")[0].endswith(b"procref-door")]
+            if doors:
+                self.kill(self.rng.choice(doors), "kill_door")
         else:
             with self.daemon_lock:
                 self.daemon.kill()
@@ -255,7 +325,14 @@ class Soak:
                 problems.append(f"{name}: procrefd unreachable ({status}, {status2})")
                 continue
             count, holders, leases = service.get("count"), len(holders_on(service["semid"])), len(listed["leases"])
-            if not count == holders == leases:
+            if name == FRONTED:
+                connections, ours = service.get("connections"), self.live_front_connections()
+                if not (count == holders + (connections or 0) and leases == holders and connections == ours):
+                    problems.append(f"{name}: kernel count {count}, live holders {holders}, connections {connections} "
+                                    f"(the soak holds {ours}), leases listed {leases}")
+                with self.lock:
+                    self.counts["max_front_connections"] = max(self.counts["max_front_connections"], ours)
+            elif not count == holders == leases:
                 problems.append(f"{name}: kernel count {count}, live holders {holders}, leases listed {leases}")
             if name == "soak-lock":
                 running = service.get("pid") is None and service["state"] == "ready"
@@ -355,6 +432,9 @@ class Soak:
         with self.lock:
             for client in self.clients:
                 client.kill()
+            for connection in self.front_connections:
+                connection.close()
+            self.front_connections = []
         self.quiet_point()
         self.violations += self.audit_problems()
         check = self.integrity()
