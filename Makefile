@@ -82,9 +82,9 @@ soak: build
 
 ## Release build, then the benchmarks against etcd (numbers printed and written to
 ## bench/RESULTS.md, never asserted). Needs wrk, etcd-server and supervisor (the cold-cycle
-## comparison), redis-server and haproxy (the front door's), installed when missing.
+## comparison), redis-server, haproxy and postgresql (the front door's), installed when missing.
 bench: deps
-	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc supervisor redis-server haproxy"
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc supervisor redis-server haproxy postgresql"
 	$(SWIFT) build -c release
 	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit --front
 

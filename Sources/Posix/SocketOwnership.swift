@@ -1,10 +1,18 @@
+import CPosixShims
 import Glibc
 
 /// Which processes own which listening sockets, read from procfs. Lets a health check tell
 /// "our service listens here" from "some orphan holds the port".
 public enum SocketOwnership {
-    /// Inodes of sockets listening on TCP `port` (IPv4 and IPv6).
+    /// Inodes of sockets listening on TCP `port` (IPv4 and IPv6): asked of the kernel
+    /// (sock_diag, listening sockets only), else read from /proc/net/tcp{,6}, whose size
+    /// grows with every connection and TIME_WAIT on the host.
     public static func listeningInodes(tcpPort port: Int) -> Set<UInt64> {
+        if let port = UInt16(exactly: port) {
+            var found = [UInt64](repeating: 0, count: 64)
+            let n = procref_tcp_listening_inodes(port, &found, Int32(found.count))
+            if n >= 0 { return Set(found[0..<Int(n)]) }
+        }
         var inodes: Set<UInt64> = []
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let text = readSmallFile(table, limit: 16 << 20) else { continue }

@@ -214,5 +214,9 @@ int procref_connect_result(int fd);
 int procref_unix_listen(const char *path, unsigned int mode, int backlog);
 /** Creates, binds (SO_REUSEADDR) and listens on host:port (numeric); *bound_port gets the port. */
 int procref_tcp_listen(const char *host, uint16_t port, int backlog, uint16_t *bound_port);
+/** Inodes of the TCP sockets listening on `port` (IPv4 and IPv6), asked of the kernel with
+ *  NETLINK_SOCK_DIAG (listening sockets only); how many were written to out (at most max),
+ *  or -1 with errno. */
+int procref_tcp_listening_inodes(uint16_t port, uint64_t *out, int max);
 
 #endif
