@@ -103,8 +103,10 @@ def print_pgbench(pg, pg_bin, seconds, door_of, proxyd, haproxy):
     """pgbench -S through the four paths: tps, the ratio to direct, the forwarder's CPU per
     transaction."""
     for port in (pg["direct"], pg["front"]):  # the front starts its cluster: the first connection waits for it
-        subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "postgres"],
-                       check=True, capture_output=True, timeout=120)
+        init = subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "postgres"],
+                              capture_output=True, text=True, timeout=120)
+        if init.returncode != 0:
+            raise RuntimeError(f"pgbench -i on port {port}: {init.stderr.strip()[-500:]}")
     paths = [("direct", pg["direct"], None), ("procrefd front", pg["front"], door_of(pg["behind"])),
              ("systemd-socket-proxyd", pg["proxyd"], proxyd), ("HAProxy (TCP mode)", pg["haproxy"], haproxy)]
     print(f"pgbench -S -c 8 -j 2 -T {seconds} (read-only, scale 1, fsync off) per path")

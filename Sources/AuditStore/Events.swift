@@ -37,6 +37,8 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     /// With `front_audit = "connections"`: it closed (`connection`, `bytes_up`, `bytes_down`,
     /// `duration_ms`).
     case frontConnectionClosed = "front.connection_closed"
+    /// A hook ran: `hook` (pre_start, post_ready, stop_command), `status`, `duration_ms`.
+    case serviceHook = "service.hook"
     case processSignaled = "process.signaled"
     case processStopped = "process.stopped"
     case processRefused = "process.refused"

@@ -44,7 +44,7 @@ public struct APIConfinement: Sendable, Equatable {
     func check(_ definition: ServiceDefinition) throws(LifecycleError) {
         guard !definition.isLock else { return }  // a lock runs nothing
         if let programs {
-            var used = [definition.start[0]]
+            var used = [definition.start[0]] + definition.hooks.compactMap(\.argv.first)
             if case .exec(let argv) = definition.health?.kind { used.append(argv[0]) }
             for program in used where !programs.contains(program) { throw .programNotAllowed(program) }
         }
@@ -118,6 +118,13 @@ extension ServiceDefinition {
             argv[0] = try resolve(argv[0], field: "health.exec")
             resolved.health?.kind = .exec(argv)
         }
+        func resolveHook(_ argv: [String]?, _ hook: ServiceHook) throws(LifecycleError) -> [String]? {
+            guard let argv, let program = argv.first, !program.isEmpty else { return argv }
+            return [try resolve(program, field: hook.rawValue)] + argv.dropFirst()
+        }
+        resolved.preStart = try resolveHook(preStart, .preStart)
+        resolved.postReady = try resolveHook(postReady, .postReady)
+        resolved.stopCommand = try resolveHook(stopCommand, .stopCommand)
         return resolved
     }
 }

@@ -50,6 +50,14 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// `transitions` (the default: only what connections do to the service is recorded) or
     /// `connections` (each connection's open and close too).
     public var frontAudit: String?
+    /// Runs instead of the stop signal (`docker stop NAME`); stop_timeout_ms still bounds
+    /// the stop, then every process of the service is killed.
+    public var stopCommand: [String]?
+    /// A one-shot that must exit 0 before each start (a migration); a failure fails the start.
+    public var preStart: [String]?
+    /// Runs once the service is first healthy (a warm-up); the start is ready when it exits
+    /// 0, within ready_timeout_ms, and failed otherwise.
+    public var postReady: [String]?
 
     public static let timeoutRange = 1...600_000
 
@@ -91,6 +99,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case frontMaxPending = "front_max_pending"
         case frontMode = "front_mode"
         case frontAudit = "front_audit"
+        case stopCommand = "stop_command"
+        case preStart = "pre_start"
+        case postReady = "post_ready"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -117,6 +128,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encodeIfPresent(frontMaxPending, forKey: .frontMaxPending)
         try c.encodeIfPresent(frontMode, forKey: .frontMode)
         try c.encodeIfPresent(frontAudit, forKey: .frontAudit)
+        try c.encodeIfPresent(stopCommand, forKey: .stopCommand)
+        try c.encodeIfPresent(preStart, forKey: .preStart)
+        try c.encodeIfPresent(postReady, forKey: .postReady)
         try runAs.encode(to: encoder)
     }
 
@@ -146,6 +160,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         frontMaxPending = try c.decodeIfPresent(Int.self, forKey: .frontMaxPending)
         frontMode = try c.decodeIfPresent(String.self, forKey: .frontMode)
         frontAudit = try c.decodeIfPresent(String.self, forKey: .frontAudit)
+        stopCommand = try c.decodeIfPresent([String].self, forKey: .stopCommand)
+        preStart = try c.decodeIfPresent([String].self, forKey: .preStart)
+        postReady = try c.decodeIfPresent([String].self, forKey: .postReady)
         runAs = try RunAs(from: decoder)
     }
 
@@ -221,6 +238,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
             throw DefinitionError(field: "stop_signal", message: "one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
         }
         try validateFront()
+        try validateHooks()
         if let health {
             let healthRanges: [(String, Int, ClosedRange<Int>)] = [
                 ("timeout_ms", health.timeoutMs, 1...60_000), ("failures", health.failures, 1...100),
@@ -307,4 +325,34 @@ extension ServiceDefinition {
             throw DefinitionError(field: "front_max_pending", message: "must be within \(Self.frontMaxPendingRange)")
         }
     }
+}
+
+/// The hooks: commands run beside the service's own, as its user, in its cgroup, with their
+/// output in its log (see `ServiceExecutor+Hooks.swift`).
+extension ServiceDefinition {
+    /// Each hook the definition names, with its field.
+    var hooks: [(hook: ServiceHook, argv: [String])] {
+        [(ServiceHook.preStart, preStart), (.postReady, postReady), (.stopCommand, stopCommand)].compactMap { hook, argv in
+            argv.map { (hook, $0) }
+        }
+    }
+
+    func validateHooks() throws(DefinitionError) {
+        for (hook, argv) in hooks {
+            guard !isLock else { throw DefinitionError(field: hook.rawValue, message: "needs a start command (a service with no start is a lock)") }
+            guard let program = argv.first, !program.isEmpty else {
+                throw DefinitionError(field: hook.rawValue, message: "must be a non-empty argv array, its program first")
+            }
+            guard argv.count <= 256, argv.allSatisfy({ !$0.utf8.contains(0) }) else {
+                throw DefinitionError(field: hook.rawValue, message: "at most 256 arguments, none with a NUL byte")
+            }
+        }
+    }
+}
+
+/// A command a service runs beside its main process.
+public enum ServiceHook: String, Sendable, CaseIterable {
+    case preStart = "pre_start"
+    case postReady = "post_ready"
+    case stopCommand = "stop_command"
 }

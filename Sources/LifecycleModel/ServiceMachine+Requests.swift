@@ -148,6 +148,17 @@ extension ServiceMachine {
     }
 
     mutating func becomeReady(_ start: Start, _ step: inout Step) {
+        if policy.hasPostReady, start.step != .postReady {
+            // Healthy, but not ready until the warm-up has run (still within the deadline).
+            cancel([.readinessRetry, .pidFileRetry], &step)
+            var warming = start
+            warming.step = .postReady
+            phase = .starting(warming)
+            nextToken += 1
+            postReadyToken = nextToken
+            return step.actions.append(.runPostReady(token: nextToken, by: requestedBy))
+        }
+        postReadyToken = nil
         cancel([.startDeadline, .readinessRetry, .pidFileRetry], &step)
         phase = .ready(lingerUntil: nil)
         lastHealth = "ok"
@@ -160,6 +171,23 @@ extension ServiceMachine {
         // Every acquirer may have gone while it started. One still waiting records its lease
         // first, and then the end of a holder that died meanwhile, which stops the service.
         if step.count.isZero && acquirers.isEmpty { lastReferenceGone("last_release", by: .procrefd, nil, &step) }
+    }
+
+    mutating func postReadyFinished(_ token: UInt64, _ failure: String?, _ step: inout Step) {
+        guard postReadyToken == token, case .starting(let start) = phase, start.step == .postReady else { return }
+        postReadyToken = nil
+        if let failure { return failStart(failure, &step) }
+        becomeReady(start, &step)
+    }
+
+    /// Nothing of the start runs (its spawn, or a step before it, failed): stopped, and the
+    /// failure counted.
+    mutating func failBeforeSpawn(_ reason: String, recorded: String, _ step: inout Step) {
+        guard case .starting(let start) = phase else { return }
+        cancel([.startDeadline], &step)
+        phase = .stopped
+        step.actions.append(.record(.startFailed(recorded), by: requestedBy))
+        finishFailedStart(reason, start.reason, &step)
     }
 
     mutating func failStart(_ reason: String, _ step: inout Step) {

@@ -31,6 +31,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
     var stopWaiters: [Waiter] = []
     var tokens: [ServiceTimer: UInt64] = [:]
     var probeToken: UInt64?
+    var postReadyToken: UInt64?
     var nextToken: UInt64 = 0
     /// Who asked for what is under way, for the records.
     var requestedBy = By.procrefd
@@ -133,12 +134,9 @@ public struct ServiceMachine<By: Requester>: Sendable {
         case let .queueLeft(waiter, reason): leaveQueue(waiter, reason, &step)
         case .queueClosed: while let waiter = slotQueue.first { leaveQueue(waiter, .shutdown, &step) }
         case .spawned: spawned(&step)
-        case .spawnFailed(let reason):
-            guard case .starting(let start) = phase else { return }
-            cancel([.startDeadline], &step)
-            phase = .stopped
-            step.actions.append(.record(.startFailed("spawn: \(reason)"), by: requestedBy))
-            finishFailedStart(reason, start.reason, &step)
+        case .spawnFailed(let reason): failBeforeSpawn(reason, recorded: "spawn: \(reason)", &step)
+        case .startStepFailed(let reason): failBeforeSpawn(reason, recorded: reason, &step)
+        case let .postReadyFinished(token, failure): postReadyFinished(token, failure, &step)
         case .pidFileRead(let found): pidFileRead(found, &step)
         case .mainExited(let exit): mainExited(exit, &step)
         case .probePassed(let token): probePassed(token, &step)
@@ -272,6 +270,8 @@ public struct ServiceMachine<By: Requester>: Sendable {
             switch start.step {
             case .awaitingLauncher: failStart("the start command did not exit (pid_file mode expects it to once the daemon runs)", &step)
             case .awaitingPidFile: failStart("\(policy.pidFile ?? "the pid file") names no live process of the service", &step)
+            case .postReady: failStart("post_ready did not finish within \(policy.readyTimeoutMs) ms", &step)
+            case .spawning where policy.hasPreStart: failStart("pre_start did not finish within \(policy.readyTimeoutMs) ms", &step)
             case .spawning, .probing:
                 failStart("not healthy within \(policy.readyTimeoutMs) ms (last: \(lastHealth ?? "no health check passed"))", &step)
             }

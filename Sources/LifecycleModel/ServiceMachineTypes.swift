@@ -33,6 +33,8 @@ extension ServiceMachine {
             /// pid_file mode: waiting for the file to name a live process of the service.
             case awaitingPidFile
             case probing
+            /// Healthy: waiting for the `post_ready` hook to exit 0.
+            case postReady
         }
         var reason: StartReason
         var begunAt: Int64
@@ -84,6 +86,10 @@ public struct ServicePolicy: Equatable, Sendable {
     public var slots: Int?
     /// Nothing to run: a lock that is `ready` while counted.
     public var isLock: Bool
+    /// A `post_ready` hook runs once healthy: the start is ready when it exits 0.
+    public var hasPostReady = false
+    /// A `pre_start` hook runs before the spawn (while the start's step is `spawning`).
+    public var hasPreStart = false
 
     /// How soon a failed readiness probe is tried again during start-up.
     static let readinessRetryMs = 20
@@ -167,6 +173,11 @@ public enum ServiceEvent<By: Requester>: Equatable, Sendable {
     // Reported by the executor
     case spawned
     case spawnFailed(String)
+    /// A step of the start outside the main process failed (`pre_start`): the start fails
+    /// with this reason.
+    case startStepFailed(String)
+    /// The `post_ready` hook ended: nil on success, else why it failed.
+    case postReadyFinished(token: UInt64, failure: String?)
     case pidFileRead(PidFileReading)
     case mainExited(MainExit)
     case probePassed(token: UInt64)
@@ -192,6 +203,8 @@ public enum ServiceAction<By: Requester>: Equatable, Sendable {
     case spawn(StartReason, by: By)
     /// Read the pid file; report `pidFileRead`.
     case readPidFile
+    /// Run the `post_ready` hook; report `postReadyFinished` with the token.
+    case runPostReady(token: UInt64, by: By)
     /// Run the health check once; report `probePassed` or `probeFailed` with the token.
     /// `readiness` probes are start-up polls, not health failures.
     case probe(token: UInt64, readiness: Bool)

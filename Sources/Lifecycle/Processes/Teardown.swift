@@ -47,8 +47,9 @@ struct Teardown: Sendable {
 
     /// Stops every process of a service: `signal` to the main process's group and to every
     /// member (a process that forks meanwhile gets it too), up to `timeoutMs` for all of them
-    /// to end, then SIGKILL (`cgroup.kill` where the service has a cgroup).
-    func stop(service processes: ServiceProcesses, main: Int32?, signal: Int32, timeoutMs: Int) async -> Outcome {
+    /// to end, then SIGKILL (`cgroup.kill` where the service has a cgroup). With no signal (a
+    /// stop command does the stopping), it only waits, then kills.
+    func stop(service processes: ServiceProcesses, main: Int32?, signal: Int32?, timeoutMs: Int) async -> Outcome {
         var signalled: Set<Int32> = []
         defer {
             // Descendants orphaned by the main process's exit are procrefd's children (it is a
@@ -61,7 +62,7 @@ struct Teardown: Sendable {
             await loop.sleep(milliseconds: Self.secondLookDelayMs)
             guard !live(processes, main: main).isEmpty else { return .nothingRan }
         }
-        if let main { _ = try? Signals.sendToGroup(main, signal) }
+        if let main, let signal { _ = try? Signals.sendToGroup(main, signal) }
         let deadline = monotonicMilliseconds() + Int64(timeoutMs)
         if await waitGone(processes, main: main, signal: signal, signalled: &signalled, until: deadline) { return .stopped }
         processes.cgroup?.killAll()
@@ -79,12 +80,12 @@ struct Teardown: Sendable {
     /// a moment later: a /proc scan is not atomic, and a process that forks during one can
     /// slip past it (seen here with a daemonizing service under load).
     private func waitGone(
-        _ processes: ServiceProcesses, main: Int32?, signal: Int32, signalled: inout Set<Int32>, until deadline: Int64
+        _ processes: ServiceProcesses, main: Int32?, signal: Int32?, signalled: inout Set<Int32>, until deadline: Int64
     ) async -> Bool {
         var emptyLooks = 0
         while true {
             let members = live(processes, main: main)
-            for pid in members.subtracting(signalled) { Glibc.kill(pid, signal) }
+            if let signal { for pid in members.subtracting(signalled) { Glibc.kill(pid, signal) } }
             signalled.formUnion(members)
             if members.isEmpty {
                 emptyLooks += 1

@@ -22,6 +22,7 @@ extension ServicePolicy {
             restartWindowMs: definition.restartWindowMs, pidFile: definition.pidFile,
             health: definition.health.map { Health(failures: $0.failures, intervalMs: $0.intervalMs, freshMs: $0.freshMs) },
             slots: definition.slots, isLock: definition.isLock)
+        (hasPreStart, hasPostReady) = (definition.preStart != nil, definition.postReady != nil)
     }
 }
 

@@ -101,8 +101,11 @@ final class ServiceExecutor: Sendable {
 
     /// What a task the loop started hands back to it.
     enum Resumption: Sendable {
-        /// The strays of a start are stopped: spawn now, if that start still waits.
+        /// The strays of a start are stopped, and its `pre_start` passed: spawn now, if that
+        /// start still waits.
         case spawnAfterStrays(StartReason, by: Principal, generation: UInt64)
+        /// The `pre_start` of a start failed: so does the start, if it still waits.
+        case preStartFailed(String, generation: UInt64)
     }
 
     /// An acquire whose holder the loop launched, until it is answered: its lease, the kernel
@@ -270,6 +273,10 @@ final class ServiceExecutor: Sendable {
             guard generation == state.spawnGeneration, state.machine.isSpawning else { return }  // that start is over
             await spawn(reason: reason, actor: by, &state)
             await handle(nil, &state)  // the spawn's follow-ups, then publish
+        case let .preStartFailed(reason, generation):
+            guard generation == state.spawnGeneration, state.machine.isSpawning else { return }
+            shared.withLock { $0.startFailure = reason }
+            await handle(.startStepFailed(reason), &state)
         }
     }
 
@@ -325,6 +332,12 @@ final class ServiceExecutor: Sendable {
         switch action {
         case let .spawn(reason, by): await spawnAction(reason: reason, actor: by, &state)
         case .readPidFile: send(.pidFileRead(adoptFromPidFile(startedAt: state.startedAtWallClock)))
+        case let .runPostReady(token, by):
+            let (argv, timeoutMs) = (definition.postReady ?? [], definition.readyTimeoutMs)
+            Task {
+                let outcome = await self.runHook(.postReady, argv, timeoutMs: timeoutMs, actor: by)
+                self.send(.postReadyFinished(token: token, failure: outcome.failure))
+            }
         case let .probe(token, readiness): Task { await self.probe(token: token, readiness: readiness) }
         case let .teardown(reason, by): Task { await self.teardown(reason: reason, actor: by) }
         case let .schedule(timer, afterMs, token):

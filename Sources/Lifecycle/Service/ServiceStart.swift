@@ -7,15 +7,21 @@ import LifecycleModel
 /// forking service's daemon from its pid file, probe its health.
 extension ServiceExecutor {
     /// The machine's `spawn`. Leftovers of an earlier run (they would hold its port or
-    /// files) are stopped first by a task, which may take up to stop_timeout_ms: the loop
-    /// takes other events meanwhile, and the spawn resumes when the task reports back, if
-    /// that start is still the one waiting for it.
+    /// files) are stopped first, and `pre_start` runs, by a task, which may take up to
+    /// stop_timeout_ms and ready_timeout_ms: the loop takes other events meanwhile, and the
+    /// spawn resumes when the task reports back, if that start is still the one waiting.
     func spawnAction(reason: StartReason, actor: Principal, _ state: inout LoopState) async {
         state.spawnGeneration += 1
-        guard mainProcess == nil, processes.anyAlive(main: nil) else { return await spawn(reason: reason, actor: actor, &state) }
+        let strays = mainProcess == nil && processes.anyAlive(main: nil)
+        let (preStart, timeoutMs) = (definition.preStart, definition.readyTimeoutMs)
+        guard strays || preStart != nil else { return await spawn(reason: reason, actor: actor, &state) }
+        state.logOffset = Files.size(logPath)  // a failed pre_start's output is this start's
         let generation = state.spawnGeneration
         Task {
-            await self.stopStrays(actor: actor)
+            if strays { await self.stopStrays(actor: actor) }
+            if let preStart, let failure = await self.runHook(.preStart, preStart, timeoutMs: timeoutMs, actor: actor).failure {
+                return self.resume(.preStartFailed(failure, generation: generation))
+            }
             self.resume(.spawnAfterStrays(reason, by: actor, generation: generation))
         }
     }

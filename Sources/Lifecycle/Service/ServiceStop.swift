@@ -21,9 +21,14 @@ extension ServiceExecutor {
             let stoppingWrite = context.submitRecord { tx in try tx.append(stopping) }
             // A commit runs only when someone awaits it: a child task does, during the stop.
             async let stoppingCommitted: Void = context.committed(stoppingWrite)
+            // A stop command stops the service instead of the signal, within the same timeout
+            // (it runs in the service's cgroup, so the teardown waits for it too).
+            let stopCommand = running ? definition.stopCommand : nil
+            async let commandOutcome: HookOutcome? = runStopCommand(stopCommand, timeoutMs: definition.stopTimeoutMs, actor: actor)
             let outcome = await Teardown(loop: context.loop).stop(
-                service: processes, main: running ? main?.pid : nil, signal: definition.stopSignalNumber,
+                service: processes, main: running ? main?.pid : nil, signal: stopCommand == nil ? definition.stopSignalNumber : nil,
                 timeoutMs: definition.stopTimeoutMs)
+            let command = await commandOutcome
             do { try await stoppingCommitted } catch {
                 context.logger.error("cannot record service.stopping of \(name): \(error)")
             }
@@ -31,7 +36,8 @@ extension ServiceExecutor {
             if let main { await waitForExitReport(of: main, timeoutMs: 1_000) }
             let exit = shared.withLock { $0.mainExit }
             var detail: [String: DetailValue] = [
-                "reason": .string(reason), "signal": .string(outcome == .killed ? "KILL" : definition.stopSignal.uppercased()),
+                "reason": .string(reason),
+                "signal": .string(outcome == .killed ? "KILL" : command != nil ? "none (stop_command)" : definition.stopSignal.uppercased()),
             ]
             if main != nil { detail["exit"] = .string(ExitStatus.describe(exit)) }
             // Recorded before it shows: status never reports a state whose record is not committed.
@@ -46,6 +52,11 @@ extension ServiceExecutor {
             $0.mainExit = nil
         }
         send(.teardownFinished)
+    }
+
+    private func runStopCommand(_ argv: [String]?, timeoutMs: Int, actor: Principal) async -> HookOutcome? {
+        guard let argv else { return nil }
+        return await runHook(.stopCommand, argv, timeoutMs: timeoutMs, actor: actor)
     }
 
     /// Waits until the exit watcher has reported `main`'s exit, at most `timeoutMs`.
