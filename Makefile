@@ -86,7 +86,7 @@ soak: build
 bench: deps
 	$(MAKE) --no-print-directory deps DEB_PACKAGES="wrk etcd-server gcc supervisor redis-server haproxy postgresql"
 	$(SWIFT) build -c release
-	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit --front
+	python3 bench/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)" --audit --front --freeze
 
 clean:
 	rm -rf .build $(VENV)

@@ -387,6 +387,7 @@ def main():
     ap.add_argument("--out", default="bench/RESULTS.md")
     ap.add_argument("--audit", action="store_true", help="also run bench/audit_query.py (1M events)")
     ap.add_argument("--front", action="store_true", help="also run bench/front.py (redis through the front door, systemd-socket-proxyd, HAProxy)")
+    ap.add_argument("--freeze", action="store_true", help="also run bench/freeze.py (an acquire that thaws a frozen redis against a cold start)")
     args = ap.parse_args()
     build_loadgen()
     conc = [1, 8, 32]
@@ -543,6 +544,13 @@ def main():
         out = subprocess.run([sys.executable, "bench/front.py", "--bin", args.bin], capture_output=True, text=True).stdout
         say()
         say("## Front door (redis-benchmark through procrefd's front, systemd-socket-proxyd and HAProxy)")
+        say()
+        for line in out.strip().splitlines():
+            say(line)
+    if args.freeze:
+        out = subprocess.run([sys.executable, "bench/freeze.py", "--bin", args.bin], capture_output=True, text=True).stdout
+        say()
+        say("## Warm idle (thaw against cold start)")
         say()
         for line in out.strip().splitlines():
             say(line)

@@ -39,6 +39,10 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case frontConnectionClosed = "front.connection_closed"
     /// A hook ran: `hook` (pre_start, post_ready, stop_command), `status`, `duration_ms`.
     case serviceHook = "service.hook"
+    /// Idle with `idle = "freeze"`: its cgroup was frozen (`freeze_max_ms`).
+    case serviceFrozen = "service.frozen"
+    /// An acquire thawed it (`frozen_ms`).
+    case serviceThawed = "service.thawed"
     case processSignaled = "process.signaled"
     case processStopped = "process.stopped"
     case processRefused = "process.refused"

@@ -113,6 +113,10 @@ public final class Coordinator: Sendable {
         if let slots = definition.slots, slots > config.maxLeasesPerService {
             throw .invalidField(DefinitionError(field: "slots", message: "must be within 1...\(config.maxLeasesPerService) (limits.max_leases_per_service)"))
         }
+        if definition.freezesWhenIdle, context.cgroupRoot == nil {
+            throw .invalidField(DefinitionError(
+                field: "idle", message: "\"freeze\" needs cgroup v2 service tracking (cgroup.freeze); this procrefd tracks services by their environment marker"))
+        }
     }
 
     /// Makes the config file's services the set of config services (see `ServiceRegistry.applyConfig`).

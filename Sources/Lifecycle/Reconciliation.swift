@@ -85,6 +85,9 @@ extension Coordinator {
             process = try? PidFD(identity: ProcessIdentity(pid: pid, startTime: start))
         }
         let count = service.kernelCount()
+        // Frozen by the procrefd before (idle = "freeze"): it runs again, and this machine
+        // decides anew whether it idles.
+        service.processes.cgroup?.setFrozen(false)
         if let process { service.adopt(process) }
         // Processes of the service the database does not name (a crash between a spawn and
         // its record) would hold its port and outlive every drain.

@@ -58,6 +58,11 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// Runs once the service is first healthy (a warm-up); the start is ready when it exits
     /// 0, within ready_timeout_ms, and failed otherwise.
     public var postReady: [String]?
+    /// What idle means, once nothing counts it and the linger is over: `stop` (the default)
+    /// or `freeze` (its cgroup frozen: warm, using no CPU; the next acquire thaws it).
+    public var idle: String?
+    /// How long a service stays frozen before it is stopped (default 10 minutes).
+    public var freezeMaxMs: Int?
 
     public static let timeoutRange = 1...600_000
 
@@ -102,6 +107,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case stopCommand = "stop_command"
         case preStart = "pre_start"
         case postReady = "post_ready"
+        case idle
+        case freezeMaxMs = "freeze_max_ms"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -131,6 +138,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encodeIfPresent(stopCommand, forKey: .stopCommand)
         try c.encodeIfPresent(preStart, forKey: .preStart)
         try c.encodeIfPresent(postReady, forKey: .postReady)
+        try c.encodeIfPresent(idle, forKey: .idle)
+        try c.encodeIfPresent(freezeMaxMs, forKey: .freezeMaxMs)
         try runAs.encode(to: encoder)
     }
 
@@ -163,6 +172,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         stopCommand = try c.decodeIfPresent([String].self, forKey: .stopCommand)
         preStart = try c.decodeIfPresent([String].self, forKey: .preStart)
         postReady = try c.decodeIfPresent([String].self, forKey: .postReady)
+        idle = try c.decodeIfPresent(String.self, forKey: .idle)
+        freezeMaxMs = try c.decodeIfPresent(Int.self, forKey: .freezeMaxMs)
         runAs = try RunAs(from: decoder)
     }
 
@@ -239,6 +250,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         }
         try validateFront()
         try validateHooks()
+        try validateIdle()
         if let health {
             let healthRanges: [(String, Int, ClosedRange<Int>)] = [
                 ("timeout_ms", health.timeoutMs, 1...60_000), ("failures", health.failures, 1...100),
@@ -355,4 +367,26 @@ public enum ServiceHook: String, Sendable, CaseIterable {
     case preStart = "pre_start"
     case postReady = "post_ready"
     case stopCommand = "stop_command"
+}
+
+/// Warm idle (`idle = "freeze"`).
+extension ServiceDefinition {
+    public static let defaultFreezeMaxMs = 600_000
+    public static let freezeMaxRange = 1_000...86_400_000
+
+    /// Idle, it is frozen rather than stopped.
+    public var freezesWhenIdle: Bool { idle == "freeze" }
+
+    func validateIdle() throws(DefinitionError) {
+        guard idle == nil || idle == "stop" || idle == "freeze" else {
+            throw DefinitionError(field: "idle", message: "must be \"stop\" or \"freeze\"")
+        }
+        if let freezeMaxMs {
+            guard freezesWhenIdle else { throw DefinitionError(field: "freeze_max_ms", message: "applies only with idle = \"freeze\"") }
+            guard Self.freezeMaxRange.contains(freezeMaxMs) else {
+                throw DefinitionError(field: "freeze_max_ms", message: "must be within \(Self.freezeMaxRange)")
+            }
+        }
+        if freezesWhenIdle, isLock { throw DefinitionError(field: "idle", message: "\"freeze\" needs a start command (a lock has nothing to freeze)") }
+    }
 }

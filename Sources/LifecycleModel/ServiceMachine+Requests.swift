@@ -10,6 +10,14 @@ extension ServiceMachine {
             requestedBy = by
             beginStart(.acquire, &step)
         case .starting, .stopping, .backoff, .probing: waiters.append(waiter)
+        case .frozen:
+            thaw(&step)
+            requestedBy = by
+            guard policy.health != nil else { return step.actions.append(.answer(waiter, .ready(started: false))) }
+            // A thawed service is checked before it is trusted: it may have lost its peers.
+            waiters.append(waiter)
+            phase = .probing(attempt: 1)
+            probe(readiness: false, &step)
         case .ready(let lingerUntil):
             if lingerUntil != nil {
                 phase = .ready(lingerUntil: nil)
@@ -53,8 +61,7 @@ extension ServiceMachine {
                     arm(.linger, afterMs: policy.lingerMs, &step)
                 } else {
                     requestedBy = by
-                    beginStop(reason, then: .idle, &step)
-                    stopping = true
+                    stopping = idle(reason, &step)
                 }
             case .backoff:
                 cancel([.backoff], &step)
@@ -62,20 +69,45 @@ extension ServiceMachine {
             // A start, a probe or a stop under way decides when it ends (it reads the count
             // then); stopped and failed have nothing to stop; a ready service whose main
             // process is not running is being handled by its exit.
-            case .starting, .probing, .stopping, .stopped, .failed, .ready: break
+            case .starting, .probing, .stopping, .stopped, .failed, .ready, .frozen: break
             }
         }
         guard let waiter else { return }
         if stopping { stopWaiters.append(waiter) } else { step.actions.append(.answer(waiter, .done(stopped: false))) }
     }
 
+    /// Nothing counts a running service any more: it is frozen (`idle = "freeze"`), else
+    /// stopped. Returns whether it is stopping.
+    @discardableResult
+    mutating func idle(_ reason: String, _ step: inout Step) -> Bool {
+        guard let freezeMaxMs = policy.freezeMaxMs else {
+            beginStop(reason, then: .idle, &step)
+            return true
+        }
+        phase = .frozen(until: step.now + Int64(freezeMaxMs))
+        arm(.frozenMax, afterMs: freezeMaxMs, &step)
+        step.actions.append(.freeze)
+        step.actions.append(.record(.frozen(forMs: freezeMaxMs), by: requestedBy))
+        return false
+    }
+
+    /// Thaws a frozen service: it is ready again (an acquire then checks its health).
+    mutating func thaw(_ step: inout Step) {
+        guard case .frozen(let until) = phase else { return }
+        cancel([.frozenMax], &step)
+        phase = .ready(lingerUntil: nil)
+        step.actions.append(.thaw)
+        let frozenMs = step.now - (until - Int64(policy.freezeMaxMs ?? 0))
+        step.actions.append(.record(.thawed(frozenMs: frozenMs), by: requestedBy))
+    }
+
     mutating func restartRequested(_ waiter: Waiter, by: By, _ step: inout Step) {
         switch phase {
-        case .ready where running:
+        case .ready where running, .frozen where running:
             requesters.append(waiter)
             requestedBy = by
             beginStop("admin_restart", then: .adminRestart, &step)
-        case .stopped, .failed, .ready: step.actions.append(.answer(waiter, .refused(.notRunning)))
+        case .stopped, .failed, .ready, .frozen: step.actions.append(.answer(waiter, .refused(.notRunning)))
         case .starting, .probing, .stopping, .backoff: step.actions.append(.answer(waiter, .refused(.busy(state))))
         }
     }

@@ -64,6 +64,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
         case .stopping: return .stopping
         case .backoff: return .recovering
         case .failed: return .failed
+        case .frozen: return .frozen
         }
     }
 
@@ -163,7 +164,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
             step.actions.append(.readPidFile)
         case .starting:
             failStart("exited during start-up with \(exit)", &step)
-        case .ready, .probing:
+        case .ready, .probing, .frozen:
             step.actions.append(.record(.exited(exit), by: .procrefd))
             requestedBy = .procrefd
             beginStop("exited", then: .crashRestart, &step)
@@ -182,7 +183,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
             lastHealth = "ok"
             lastPassedAt = step.now
             for waiter in takeWaiters() { step.actions.append(.answer(waiter, .ready(started: false))) }
-        case .stopped, .ready, .stopping, .backoff, .failed:
+        case .stopped, .ready, .stopping, .backoff, .failed, .frozen:
             // A probe runs only while starting or probing, and every way out clears its token.
             assertionFailure("probe \(token) passed in \(phase)")
         }
@@ -202,7 +203,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
                 step.actions.append(.record(.unhealthy(reason: reason, probes: attempt), by: requestedBy))
                 beginStop("unhealthy", then: .recover, &step)
             }
-        case .stopped, .ready, .stopping, .backoff, .failed:
+        case .stopped, .ready, .stopping, .backoff, .failed, .frozen:
             // A probe runs only while starting or probing, and every way out clears its token.
             assertionFailure("probe \(token) failed in \(phase)")
         }
@@ -211,7 +212,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
     // MARK: Stopping
 
     mutating func beginStop(_ reason: String, then: AfterStop, _ step: inout Step) {
-        cancel([.linger, .healthRetry, .readinessRetry, .pidFileRetry, .startDeadline], &step)
+        cancel([.linger, .healthRetry, .readinessRetry, .pidFileRetry, .startDeadline, .frozenMax], &step)
         probeToken = nil
         phase = .stopping(then: then)
         step.actions.append(.teardown(reason: reason, by: requestedBy))
@@ -262,7 +263,14 @@ public struct ServiceMachine<By: Requester>: Sendable {
             phase = .ready(lingerUntil: nil)
             if step.count.isZero {
                 requestedBy = .procrefd
-                beginStop("linger_expired", then: .idle, &step)
+                idle("linger_expired", &step)
+            }
+        case (.frozenMax, .frozen):
+            if step.count.isZero {
+                requestedBy = .procrefd
+                beginStop("frozen_max", then: .idle, &step)
+            } else {
+                thaw(&step)  // something counts it: it runs again
             }
         case (.backoff, .backoff):
             if step.count.isZero { phase = .stopped } else { beginStart(.restart, &step) }
@@ -280,7 +288,7 @@ public struct ServiceMachine<By: Requester>: Sendable {
         case (.healthRetry, .probing): probe(readiness: false, &step)
         // Each timer is armed in one phase (a start's retries in one step of it), and every
         // way out of that phase cancels it: its token is gone before another phase can see it.
-        case (.linger, _), (.backoff, _), (.startDeadline, _), (.readinessRetry, _), (.pidFileRetry, _), (.healthRetry, _):
+        case (.linger, _), (.backoff, _), (.startDeadline, _), (.readinessRetry, _), (.pidFileRetry, _), (.healthRetry, _), (.frozenMax, _):
             assertionFailure("\(timer) fired in \(phase)")
         }
     }

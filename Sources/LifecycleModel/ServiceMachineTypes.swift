@@ -9,6 +9,8 @@ public enum ServiceState: String, Sendable, Codable, CaseIterable {
     case recovering
     case stopping
     case failed
+    /// Idle with `idle = "freeze"`: its cgroup is frozen; the next acquire thaws it.
+    case frozen
 }
 
 extension ServiceMachine {
@@ -23,6 +25,9 @@ extension ServiceMachine {
         /// Waiting out the backoff before a crash restart.
         case backoff
         case failed(String)
+        /// Idle, its cgroup frozen (`idle = "freeze"`): thawed by the next acquire, stopped
+        /// at `until` (freeze_max_ms after it froze).
+        case frozen(until: Int64)
     }
 
     struct Start: Equatable, Sendable {
@@ -90,6 +95,9 @@ public struct ServicePolicy: Equatable, Sendable {
     public var hasPostReady = false
     /// A `pre_start` hook runs before the spawn (while the start's step is `spawning`).
     public var hasPreStart = false
+    /// `idle = "freeze"`: idle, the service is frozen instead of stopped, and stopped after
+    /// this long frozen; nil: stopped.
+    public var freezeMaxMs: Int?
 
     /// How soon a failed readiness probe is tried again during start-up.
     static let readinessRetryMs = 20
@@ -141,6 +149,8 @@ public enum ServiceTimer: Hashable, Sendable, CaseIterable {
     case healthRetry
     case linger
     case backoff
+    /// How long a service stays frozen before it is stopped.
+    case frozenMax
 }
 
 /// What happens to a service's machine.
@@ -205,6 +215,10 @@ public enum ServiceAction<By: Requester>: Equatable, Sendable {
     case readPidFile
     /// Run the `post_ready` hook; report `postReadyFinished` with the token.
     case runPostReady(token: UInt64, by: By)
+    /// Freeze the service's cgroup (nothing is reported back).
+    case freeze
+    /// Thaw it (before anything else of this step).
+    case thaw
     /// Run the health check once; report `probePassed` or `probeFailed` with the token.
     /// `readiness` probes are start-up polls, not health failures.
     case probe(token: UInt64, readiness: Bool)
@@ -274,6 +288,10 @@ public enum ServiceNote: Equatable, Sendable {
     case reset(count: Int?)
     /// The kernel count could not be read (first time in a spell), with the errno.
     case kernelUnreadable(errno: Int32)
+    /// Idle: frozen instead of stopped, until `untilMs` from now at most.
+    case frozen(forMs: Int)
+    /// Thawed for an acquire, after `frozenMs` frozen.
+    case thawed(frozenMs: Int64)
 }
 
 /// How the main process ended, as far as the machine decides on it: whether it exited 0 (a

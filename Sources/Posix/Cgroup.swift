@@ -81,6 +81,14 @@ public struct Cgroup: Sendable, Equatable {
         try check("open(\(path))", open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
     }
 
+    /// Freezes (or thaws) every process in it (`cgroup.freeze`, a core file of cgroup v2):
+    /// frozen, they use no CPU and keep their memory and sockets. False when it cannot.
+    @discardableResult
+    public func setFrozen(_ frozen: Bool) -> Bool { Files.writeSmall("\(path)/cgroup.freeze", frozen ? "1" : "0") }
+
+    /// Whether the cgroup is frozen, as `cgroup.events` says (`frozen 1`).
+    public var isFrozen: Bool { readSmallFile("\(path)/cgroup.events")?.contains("frozen 1") == true }
+
     /// SIGKILL to everything in it, at once (`cgroup.kill`, Linux 5.14+), else one by one.
     public func killAll() {
         if Files.writeSmall("\(path)/cgroup.kill", "1") { return }

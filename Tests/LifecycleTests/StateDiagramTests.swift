@@ -115,6 +115,19 @@ struct StateDiagramTests {
             run.send(.mainExited(MainExit(.exited(code: 1))))
             run.send(.teardownFinished)
         })
+        // Warm idle: frozen at the last release, thawed by an acquire, stopped after freeze_max_ms.
+        all.formUnion(edges({ $0.idle = "freeze" }) { run in
+            run.ready()
+            run.driver.count = 0
+            run.send(.lastReferenceGone(reason: "last_release", by: "t", nil))
+            run.driver.count = 1
+            run.send(.acquire(2, by: "t"))
+            run.pass()
+            run.driver.count = 0
+            run.send(.lastReferenceGone(reason: "last_release", by: "t", nil))
+            run.fire(.frozenMax, after: Int64(ServiceDefinition.defaultFreezeMaxMs))
+            run.send(.teardownFinished)
+        })
         // A lock (slots, no start): ready while counted, stopped at 0.
         all.formUnion(edges({ $0 = ServiceDefinition(start: [], slots: 1) }) { run in
             run.send(.acquire(1, by: "t"))

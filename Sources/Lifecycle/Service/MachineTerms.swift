@@ -23,6 +23,7 @@ extension ServicePolicy {
             health: definition.health.map { Health(failures: $0.failures, intervalMs: $0.intervalMs, freshMs: $0.freshMs) },
             slots: definition.slots, isLock: definition.isLock)
         (hasPreStart, hasPostReady) = (definition.preStart != nil, definition.postReady != nil)
+        freezeMaxMs = definition.freezesWhenIdle ? definition.freezeMaxMs ?? ServiceDefinition.defaultFreezeMaxMs : nil
     }
 }
 

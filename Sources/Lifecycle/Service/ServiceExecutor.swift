@@ -332,6 +332,9 @@ final class ServiceExecutor: Sendable {
         switch action {
         case let .spawn(reason, by): await spawnAction(reason: reason, actor: by, &state)
         case .readPidFile: send(.pidFileRead(adoptFromPidFile(startedAt: state.startedAtWallClock)))
+        case .freeze:
+            if processes.cgroup?.setFrozen(true) != true { context.logger.error("cannot freeze \(name): cgroup.freeze not writable") }
+        case .thaw: processes.cgroup?.setFrozen(false)
         case let .runPostReady(token, by):
             let (argv, timeoutMs) = (definition.postReady ?? [], definition.readyTimeoutMs)
             Task {

@@ -12,6 +12,8 @@ extension ServiceExecutor {
     func teardown(reason: String, actor: Principal) async {
         let (main, ended, definition) = shared.withLock { ($0.main, $0.mainEnded, $0.definition) }
         let running = main != nil && !ended
+        // A frozen service takes no signal but SIGKILL: it is thawed first, to stop cleanly.
+        processes.cgroup?.setFrozen(false)
         if main != nil || processes.anyAlive(main: nil) {
             let name = self.name
             // Committed while the processes stop (and before `service.stopped`, which is
@@ -167,6 +169,14 @@ extension ServiceExecutor {
             await context.recordLogged(NewEvent(.serviceFailed, service: name, actor: actor, detail: detail))
         case .reset(let count):
             await context.recordLogged(NewEvent(.serviceReset, service: name, actor: actor, detail: count.map { ["count": .int(Int64($0))] } ?? [:]))
+        case .frozen(let forMs):
+            state.queuedRecords.append(context.submitRecord { tx in
+                try tx.append(NewEvent(.serviceFrozen, service: name, pid: pid, actor: actor, detail: ["freeze_max_ms": .int(Int64(forMs))]))
+            })
+        case .thawed(let frozenMs):
+            state.queuedRecords.append(context.submitRecord { tx in
+                try tx.append(NewEvent(.serviceThawed, service: name, pid: pid, actor: actor, detail: ["frozen_ms": .int(frozenMs)]))
+            })
         case .kernelUnreadable(let errno):
             context.logger.error("kernel count of \(name) unreadable (errno \(errno)): nothing is stopped until it reads again")
             await context.recordLogged(NewEvent(.serviceKernelUnreadable, service: name, detail: [
