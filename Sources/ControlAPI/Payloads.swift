@@ -14,6 +14,8 @@ struct ServicePayload: Encodable {
     let leases: Int
     let connections: Int?
     let front: [String]?
+    let requires: [String]
+    let requiredBy: [String]
     let key: Int32
     let semid: Int32
     let lastHealth: String?
@@ -39,6 +41,8 @@ struct ServicePayload: Encodable {
         leases = status.leases
         connections = status.connections
         front = status.front
+        requires = status.definition.requires ?? []
+        requiredBy = status.requiredBy
         key = status.key
         semid = status.semid
         lastHealth = status.lastHealth
@@ -60,7 +64,8 @@ struct ServicePayload: Encodable {
         case failureReason = "failure_reason"
         case lingerUntil = "linger_until"
         case stateSince = "state_since"
-        case restarts, queued
+        case restarts, queued, requires
+        case requiredBy = "required_by"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -73,6 +78,8 @@ struct ServicePayload: Encodable {
         try c.encode(leases, forKey: .leases)
         try c.encode(connections, forKey: .connections)
         try c.encode(front, forKey: .front)
+        try c.encode(requires, forKey: .requires)
+        try c.encode(requiredBy, forKey: .requiredBy)
         try c.encode(key, forKey: .key)
         try c.encode(semid, forKey: .semid)
         try c.encode(lastHealth, forKey: .lastHealth)

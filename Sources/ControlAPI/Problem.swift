@@ -40,6 +40,7 @@ extension Problem {
         case .leaseEnded: self.init(status: 404, slug: "lease-ended", title: "Lease Ended", detail: detail)
         case .serviceRunning: self.init(status: 409, slug: "service-running", title: "Service Running", detail: detail)
         case .serviceLeased: self.init(status: 409, slug: "service-leased", title: "Service Leased", detail: detail)
+        case .serviceRequired: self.init(status: 409, slug: "service-required", title: "Service Required", detail: detail)
         case .serviceRemoving: self.init(status: 409, slug: "service-removing", title: "Service Removing", detail: detail)
         case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)
         case .serviceNotFailed: self.init(status: 409, slug: "service-not-failed", title: "Service Not Failed", detail: detail)

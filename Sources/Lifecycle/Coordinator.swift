@@ -49,6 +49,14 @@ public final class Coordinator: Sendable {
         context.semaphoreSetGone.set { [weak self] name in
             Task { await self?.replaceRemovedSet(of: name) }
         }
+        context.dependencyBroker.set(DependencyBroker(
+            acquire: { [weak self] service, request in
+                guard let self else { return .failure(.shuttingDown) }
+                do throws(LifecycleError) { return .success(try await acquire(service: service, request: request, actor: Principal.procrefd)) } catch {
+                    return .failure(error)
+                }
+            },
+            release: { [weak self] id in _ = try? await self?.release(id: id, actor: Principal.procrefd) }))
         sweepSemaphoreSets()
     }
 
@@ -138,7 +146,8 @@ public final class Coordinator: Sendable {
 
     public func serviceStatuses() -> [ServiceStatus] {
         let counts = leases.countsByService
-        return registry.all.map { status($0, leases: counts[$0.name] ?? 0) }
+        let graph = DependencyGraph(registry.dependencyEdges)
+        return registry.all.map { status($0, leases: counts[$0.name] ?? 0, graph: graph) }
     }
 
     /// Every service's stamp, sorted by name: while they compare equal, so do the summaries.
@@ -165,10 +174,10 @@ public final class Coordinator: Sendable {
 
     public func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus {
         let service = try registry.service(named: name)
-        return status(service, leases: leases.count(of: name))
+        return status(service, leases: leases.count(of: name), graph: DependencyGraph(registry.dependencyEdges))
     }
 
-    func status(_ service: ServiceExecutor, leases: Int) -> ServiceStatus {
+    func status(_ service: ServiceExecutor, leases: Int, graph: DependencyGraph) -> ServiceStatus {
         let snapshot = service.snapshot
         let count = service.kernelCount()
         var status = ServiceStatus(
@@ -179,6 +188,7 @@ public final class Coordinator: Sendable {
             stateSince: snapshot.stateSince, restarts: snapshot.restarts, queued: snapshot.queued)
         if case .unreadable(let errno) = count { status.countError = "\(String(cString: strerror(errno))) (errno \(errno))" }
         if let door = service.front.withLock({ $0 }) { (status.connections, status.front) = (door.connections, door.addresses) }
+        status.requiredBy = graph.requiredBy(service.name)
         return status
     }
 

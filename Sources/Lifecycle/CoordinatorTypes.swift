@@ -140,6 +140,8 @@ public struct ServiceStatus: Sendable, Equatable {
     public var connections: Int?
     /// Its front addresses as bound (a port 0 in the definition shows the port chosen).
     public var front: [String]?
+    /// The services whose `requires` name it.
+    public var requiredBy: [String] = []
 }
 
 /// What a service's summary depends on, cheap to read: the version of its published

@@ -22,6 +22,8 @@ struct LifecycleContext: Sendable {
     /// Told the name of a service whose semaphore set a count read found gone (see
     /// `Coordinator.replaceRemovedSet`); set once by the Coordinator.
     let semaphoreSetGone = SharedValue<(@Sendable (String) -> Void)?>(nil)
+    /// How services lease what they require; set once by the Coordinator.
+    let dependencyBroker = SharedValue<DependencyBroker?>(nil)
 
     /// Queues state and event as one transaction, in order behind earlier writes; await
     /// `committed(_:)` for it (see `AuditStore.submit`). Queue first, await later: the next

@@ -11,6 +11,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case serviceRunning(String)
     case serviceRemoving(String)
     case serviceLeased(String)
+    /// Other services name it in `requires`.
+    case serviceRequired(String, by: [String])
     case serviceNotRunning(String)
     case serviceFailed(service: String, reason: String)
     case serviceNotFailed(String)
@@ -54,6 +56,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .serviceRunning(let name): return "service \(name) is running; it can be redefined once stopped"
         case .serviceNotRunning(let name): return "service \(name) is not running"
         case .serviceLeased(let name): return "service \(name) is leased or running; it can be removed once unleased and stopped"
+        case let .serviceRequired(name, by):
+            return "service \(name) is required by \(by.joined(separator: ", ")); it can be removed once nothing requires it"
         case .serviceRemoving(let name):
             return "service \(name) was removed from the config file; it takes no new leases and goes once its last lease ends"
         case let .serviceFailed(service, reason): return "service \(service) has failed (\(reason)); reset it to try again"

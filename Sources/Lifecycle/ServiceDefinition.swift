@@ -63,6 +63,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     public var idle: String?
     /// How long a service stays frozen before it is stopped (default 10 minutes).
     public var freezeMaxMs: Int?
+    /// Services this one needs running: each is leased for it before it starts, held by
+    /// its main process (`client_pid`), so the kernel gives the reference back when it dies.
+    public var requires: [String]?
 
     public static let timeoutRange = 1...600_000
 
@@ -109,6 +112,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case postReady = "post_ready"
         case idle
         case freezeMaxMs = "freeze_max_ms"
+        case requires
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -140,6 +144,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encodeIfPresent(postReady, forKey: .postReady)
         try c.encodeIfPresent(idle, forKey: .idle)
         try c.encodeIfPresent(freezeMaxMs, forKey: .freezeMaxMs)
+        try c.encodeIfPresent(requires, forKey: .requires)
         try runAs.encode(to: encoder)
     }
 
@@ -174,6 +179,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         postReady = try c.decodeIfPresent([String].self, forKey: .postReady)
         idle = try c.decodeIfPresent(String.self, forKey: .idle)
         freezeMaxMs = try c.decodeIfPresent(Int.self, forKey: .freezeMaxMs)
+        requires = try c.decodeIfPresent([String].self, forKey: .requires)
         runAs = try RunAs(from: decoder)
     }
 
@@ -251,6 +257,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try validateFront()
         try validateHooks()
         try validateIdle()
+        try validateRequires()
         if let health {
             let healthRanges: [(String, Int, ClosedRange<Int>)] = [
                 ("timeout_ms", health.timeoutMs, 1...60_000), ("failures", health.failures, 1...100),
@@ -388,5 +395,20 @@ extension ServiceDefinition {
             }
         }
         if freezesWhenIdle, isLock { throw DefinitionError(field: "idle", message: "\"freeze\" needs a start command (a lock has nothing to freeze)") }
+    }
+}
+
+/// Dependencies (`requires`); the graph's checks are the registry's (`DependencyGraph`).
+extension ServiceDefinition {
+    public static let maxRequires = 32
+
+    func validateRequires() throws(DefinitionError) {
+        guard let requires else { return }
+        guard !isLock else { throw DefinitionError(field: "requires", message: "needs a start command (a lock has no process to hold its dependencies)") }
+        guard requires.count <= Self.maxRequires else { throw DefinitionError(field: "requires", message: "at most \(Self.maxRequires) services") }
+        for name in requires where !ServiceName.isValid(name) {
+            throw DefinitionError(field: "requires", message: "\(name.debugDescription) is not a service name")
+        }
+        guard Set(requires).count == requires.count else { throw DefinitionError(field: "requires", message: "names a service twice") }
     }
 }

@@ -22,6 +22,10 @@ extension ServiceRegistry {
         let sorted = definitions.sorted { $0.key < $1.key }
         await lock.lock()
         defer { lock.unlock() }
+        // The services there will be: those of the API, and the file's.
+        var edges = dependencyEdges.filter { name, _ in existing(name).map { !$0.membership.withLock { $0.fromConfig } } ?? false }
+        for (name, definition) in definitions { edges[name] = definition.requires ?? [] }
+        try DependencyGraph(edges).check { definitions[$0] != nil ? "services.\($0).requires" : "requires" }
         var change = ConfigServicesChange()
         for (name, definition) in sorted {
             guard let existing = existing(name) else {
@@ -53,6 +57,9 @@ extension ServiceRegistry {
     func define(_ name: String, _ definition: ServiceDefinition, actor: Principal) async throws(LifecycleError) -> Bool {
         await lock.lock()
         defer { lock.unlock() }
+        var edges = dependencyEdges
+        edges[name] = definition.requires ?? []
+        try DependencyGraph(edges).check()
         if let existing = existing(name) {
             if existing.membership.withLock({ $0.fromConfig }) { throw .definedInConfig(name) }
             guard existing.mainProcess == nil, existing.kernelCount().isZero else {
@@ -71,13 +78,20 @@ extension ServiceRegistry {
         return true
     }
 
-    /// Removes an API-defined service: refused while it is leased or running, or defined in
-    /// the config file.
+    /// Each defined service's `requires`.
+    var dependencyEdges: [String: [String]] {
+        Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0.definition.requires ?? []) })
+    }
+
+    /// Removes an API-defined service: refused while it is leased or running, required by
+    /// another, or defined in the config file.
     func removeDefined(_ name: String, leases: Int, actor: Principal) async throws(LifecycleError) {
         let service = try service(named: name)
         await lock.lock()
         defer { lock.unlock() }
         if service.membership.withLock({ $0.fromConfig }) { throw .definedInConfig(name) }
+        let requiredBy = DependencyGraph(dependencyEdges).requiredBy(name)
+        guard requiredBy.isEmpty else { throw .serviceRequired(name, by: requiredBy) }
         guard service.mainProcess == nil, service.kernelCount().isZero, leases == 0 else { throw .serviceLeased(name) }
         try await remove(service, actor: actor)
     }

@@ -79,6 +79,8 @@ final class ServiceExecutor: Sendable {
         var exitReportWaiters: [Waiter: CheckedContinuation<Void, Never>] = [:]
         /// The last failed start's message for clients, with the service's own last words.
         var startFailure: String?
+        /// Bridge leases on what it requires, held while it starts (see `+Requires`).
+        var dependencyBridges: [String] = []
     }
 
     let shared: Mutex<Published>

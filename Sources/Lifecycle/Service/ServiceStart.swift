@@ -13,12 +13,20 @@ extension ServiceExecutor {
     func spawnAction(reason: StartReason, actor: Principal, _ state: inout LoopState) async {
         state.spawnGeneration += 1
         let strays = mainProcess == nil && processes.anyAlive(main: nil)
-        let (preStart, timeoutMs) = (definition.preStart, definition.readyTimeoutMs)
-        guard strays || preStart != nil else { return await spawn(reason: reason, actor: actor, &state) }
+        let (preStart, timeoutMs, requires) = (definition.preStart, definition.readyTimeoutMs, definition.requires ?? [])
+        guard strays || preStart != nil || !requires.isEmpty else { return await spawn(reason: reason, actor: actor, &state) }
         state.logOffset = Files.size(logPath)  // a failed pre_start's output is this start's
         let generation = state.spawnGeneration
+        let bridgeTTLMs = self.bridgeTTLMs
         Task {
             if strays { await self.stopStrays(actor: actor) }
+            // What it requires runs first, all started at once.
+            if !requires.isEmpty {
+                switch await self.leaseDependencies(requires, clientPID: nil, ttlMs: bridgeTTLMs) {
+                case .failed(let reason): return self.resume(.preStartFailed(reason, generation: generation))
+                case .granted(let bridges): self.shared.withLock { $0.dependencyBridges += bridges }
+                }
+            }
             if let preStart, let failure = await self.runHook(.preStart, preStart, timeoutMs: timeoutMs, actor: actor).failure {
                 return self.resume(.preStartFailed(failure, generation: generation))
             }

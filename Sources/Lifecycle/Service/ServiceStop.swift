@@ -53,6 +53,7 @@ extension ServiceExecutor {
             $0.mainEnded = false
             $0.mainExit = nil
         }
+        settleDependencies(bind: false)  // a start stopped before it was ready
         send(.teardownFinished)
     }
 
@@ -117,6 +118,7 @@ extension ServiceExecutor {
         let (name, pid) = (self.name, mainProcess?.pid)
         switch note {
         case let .ready(startupMs, reason):
+            settleDependencies(bind: true)
             let main = shared.withLock { $0.main }
             // Queued with the step (committed before it publishes): the answer to an acquire
             // that follows commits with it, in one transaction.
@@ -129,6 +131,7 @@ extension ServiceExecutor {
                 if reason == .restart { try tx.append(NewEvent(.serviceRecovered, service: name, pid: pid, detail: ["after": "exit"])) }
             })
         case .startFailed(let reason):
+            settleDependencies(bind: false)
             await logPumpDrained(state.logPump)
             let output = outputOfLastStart(since: state.logOffset)
             let spawnFailure = startFailure

@@ -3,6 +3,7 @@ import AuditStore
 import Configuration
 import Foundation
 import Lifecycle
+import ProcrefdClient
 import Wire
 
 /// `procrefd services`: a table like `supervisorctl status`.
@@ -46,8 +47,21 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.request("GET", "/v1/services/\(name)") { response in
-                let s = response.json
+            try options.perform { client throws(ClientError) in
+                let response = try client.call("GET", "/v1/services/\(name)", json: nil)
+                // The tree of what it requires needs every service's `requires`: one more call.
+                var requires: [String: [String]] = [:]
+                if !options.json, !((response.json["requires"] as? [String]) ?? []).isEmpty {
+                    for service in try client.call("GET", "/v1/services", json: nil).json["services"] as? [[String: Any]] ?? [] {
+                        if let name = service["name"] as? String { requires[name] = service["requires"] as? [String] ?? [] }
+                    }
+                }
+                options.show(response) { Self.text(response.json, requires: requires) }
+            }
+        }
+
+        /// The status as lines, with the tree of what it requires.
+        static func text(_ s: [String: Any], requires: [String: [String]]) -> String {
                 var lines = ["name: \(cell(s["name"]))", "state: \(cell(s["state"])) (since \(cell(s["state_since"])), \(age(s["state_since"] as? String)) ago)",
                              "restarts: \(cell(s["restarts"]))", "pid: \(cell(s["pid"]))",
                              "count: \(cell(s["count"]))", "leases: \(cell(s["leases"]))",
@@ -56,12 +70,26 @@ struct ServiceCommand: ParsableCommand {
                 if let front = s["front"] as? [String] { lines.append("front: \(front.joined(separator: ", ")), connections: \(cell(s["connections"]))") }
                 if let reason = s["failure_reason"] as? String { lines.append("failure: \(reason)") }
                 if let until = s["linger_until"] as? String { lines.append("lingers until: \(until)") }
+                if let name = s["name"] as? String, !(requires[name] ?? []).isEmpty {
+                    lines.append("requires:")
+                    lines += dependencyTree(of: name, requires, indent: "  ")
+                }
+                if let requiredBy = s["required_by"] as? [String], !requiredBy.isEmpty {
+                    lines.append("required by: \(requiredBy.joined(separator: ", "))")
+                }
                 if let definition = s["definition"],
                     let data = try? JSONSerialization.data(withJSONObject: definition, options: [.prettyPrinted, .sortedKeys])
                 {
                     lines.append("definition: " + String(decoding: data, as: UTF8.self))
                 }
                 return lines.joined(separator: "\n")
+        }
+
+        /// What `name` requires, one per line, each with what it requires below it (the
+        /// graph has no cycle: the daemon refuses one).
+        static func dependencyTree(of name: String, _ requires: [String: [String]], indent: String) -> [String] {
+            (requires[name] ?? []).flatMap { dependency in
+                ["\(indent)└─ \(terminalSafe(dependency))"] + dependencyTree(of: dependency, requires, indent: indent + "   ")
             }
         }
     }
