@@ -43,6 +43,9 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case serviceFrozen = "service.frozen"
     /// An acquire thawed it (`frozen_ms`).
     case serviceThawed = "service.thawed"
+    /// Stopped, idle, to make room in its capacity group (`group`, `for`: the service that
+    /// starts, `cost`).
+    case serviceEvicted = "service.evicted"
     case processSignaled = "process.signaled"
     case processStopped = "process.stopped"
     case processRefused = "process.refused"

@@ -70,6 +70,15 @@ struct AccessFile: StrictTable {
 
 }
 
+/// `[groups.NAME]`: a capacity group.
+struct GroupFile: StrictTable {
+    var capacity: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case capacity
+    }
+}
+
 struct LogsFile: StrictTable {
     var maxBytes: Int?
     var keep: Int?

@@ -28,6 +28,8 @@ public struct DaemonConfig: Sendable, Equatable {
     /// socket's owner and group are admin, as before).
     public var access: AccessRules?
     public var services: [String: ServiceDefinition] = [:]
+    /// Capacity groups (`[groups.NAME] capacity`), applied at a reload like services.
+    public var groups: [String: Int] = [:]
 
     /// `[security]`.
     public struct Security: Sendable, Equatable {
@@ -176,9 +178,10 @@ private struct ConfigFile: Decodable {
     var security: SecurityFile?
     var access: AccessFile?
     var services: [String: ServiceDefinition]?
+    var groups: [String: Strict<GroupFile>]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, port, durability, limits, audit, logs, security, services, access
+        case listen, port, durability, limits, audit, logs, security, services, access, groups
         case socketMode = "socket_mode"
         case socketGroup = "socket_group"
         case socketPath = "socket_path"
@@ -203,6 +206,7 @@ private struct ConfigFile: Decodable {
         access = try c.decodeIfPresent(Strict<AccessFile>.self, forKey: .access)?.table
         security = try c.decodeIfPresent(Strict<SecurityFile>.self, forKey: .security)?.table
         services = try c.decodeIfPresent([String: ServiceDefinition].self, forKey: .services)
+        groups = try c.decodeIfPresent([String: Strict<GroupFile>].self, forKey: .groups)
     }
 
     func resolved(path: String) throws(ConfigError) -> DaemonConfig {
@@ -294,6 +298,11 @@ private struct ConfigFile: Decodable {
                 throw fail("security.api_env_allow: \(key) is allowed anyway (list only keys that load code, such as LD_LIBRARY_PATH)")
             }
             config.security.apiEnvAllow = security.apiEnvAllow ?? []
+        }
+        for (name, group) in (groups ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard ServiceName.isValid(name) else { throw fail("groups.\(name): invalid name (^[a-z0-9][a-z0-9._-]{0,62}$)") }
+            guard (1...1_000_000_000).contains(group.table.capacity) else { throw fail("groups.\(name).capacity: must be within 1...1000000000") }
+            config.groups[name] = group.table.capacity
         }
         do { config.services = try ConfigTables.checked(services ?? [:]) } catch { throw fail(error.description) }
         return config

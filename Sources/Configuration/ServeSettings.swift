@@ -60,6 +60,7 @@ public struct ServeSettings: Sendable, Equatable {
         config.maxServices = file.limits.maxServices ?? defaults.maxServices
         config.idempotencyWindowMs = file.limits.idempotencyWindowMs ?? defaults.idempotencyWindowMs
         (config.logMaxBytes, config.logKeep) = (file.logs.maxBytes, file.logs.keep)
+        config.groups = file.groups
     }
 }
 

@@ -97,6 +97,28 @@ struct ServiceListPayload: Encodable {
     let services: [ServicePayload]
 }
 
+/// A capacity group: `GET /v1/groups`.
+struct GroupPayload: Encodable {
+    let name: String
+    let capacity: Int
+    let inUse: Int
+    let running: [String]
+    let queued: [String]
+
+    init(_ status: GroupStatus) {
+        (name, capacity, inUse, running, queued) = (status.name, status.capacity, status.inUse, status.running, status.queued)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, capacity, running, queued
+        case inUse = "in_use"
+    }
+}
+
+struct GroupListPayload: Encodable {
+    let groups: [GroupPayload]
+}
+
 /// The answer to `DELETE /v1/services/{name}`.
 struct ServiceRemovedPayload: Encodable {
     let name: String

@@ -41,6 +41,7 @@ extension Problem {
         case .serviceRunning: self.init(status: 409, slug: "service-running", title: "Service Running", detail: detail)
         case .serviceLeased: self.init(status: 409, slug: "service-leased", title: "Service Leased", detail: detail)
         case .serviceRequired: self.init(status: 409, slug: "service-required", title: "Service Required", detail: detail)
+        case .groupFull: self.init(status: 429, slug: "group-full", title: "Group Full", detail: detail, headers: [("Retry-After", "1")])
         case .serviceRemoving: self.init(status: 409, slug: "service-removing", title: "Service Removing", detail: detail)
         case .serviceNotRunning: self.init(status: 409, slug: "service-not-running", title: "Service Not Running", detail: detail)
         case .serviceNotFailed: self.init(status: 409, slug: "service-not-failed", title: "Service Not Failed", detail: detail)

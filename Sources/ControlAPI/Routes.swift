@@ -58,6 +58,10 @@ extension ControlAPI {
                 return json(ServiceListPayload(services: coordinator.serviceStatuses().map { ServicePayload($0, revealing: admin) }))
             }),
 
+            Route("GET", "/v1/groups", access: .read(.services), .immediate { _, _ in
+                json(GroupListPayload(groups: coordinator.groupStatuses().map(GroupPayload.init)))
+            }),
+
             Route("GET", "/v1/services/{name}", access: .read(.services), .immediate { request, p in
                 answer {
                     json(ServicePayload(try coordinator.serviceStatus(p["name", default: ""]), revealing: callerOf(request).has(.admin)))

@@ -49,6 +49,7 @@ public final class Coordinator: Sendable {
         context.semaphoreSetGone.set { [weak self] name in
             Task { await self?.replaceRemovedSet(of: name) }
         }
+        context.groups.set(CapacityGroups(context: context) { [registry] in registry.existing($0) })
         context.dependencyBroker.set(DependencyBroker(
             acquire: { [weak self] service, request in
                 guard let self else { return .failure(.shuttingDown) }
@@ -121,6 +122,12 @@ public final class Coordinator: Sendable {
         if let slots = definition.slots, slots > config.maxLeasesPerService {
             throw .invalidField(DefinitionError(field: "slots", message: "must be within 1...\(config.maxLeasesPerService) (limits.max_leases_per_service)"))
         }
+        if let group = definition.capacityGroup, config.groups[group] == nil {
+            throw .invalidField(DefinitionError(field: "capacity_group", message: "no group \(group) (define it as [groups.\(group)] with a capacity in the config file)"))
+        }
+        if let group = definition.capacityGroup, let capacity = config.groups[group], (definition.cost ?? 1) > capacity {
+            throw .invalidField(DefinitionError(field: "cost", message: "\(definition.cost ?? 1) is more than group \(group)'s capacity \(capacity)"))
+        }
         if definition.freezesWhenIdle, context.cgroupRoot == nil {
             throw .invalidField(DefinitionError(
                 field: "idle", message: "\"freeze\" needs cgroup v2 service tracking (cgroup.freeze); this procrefd tracks services by their environment marker"))
@@ -143,6 +150,8 @@ public final class Coordinator: Sendable {
     public func removeService(_ name: String, actor: Principal) async throws(LifecycleError) {
         try await registry.removeDefined(name, leases: leases.count(of: name), actor: actor)
     }
+
+    public func groupStatuses() -> [GroupStatus] { context.groups.current?.statuses ?? [] }
 
     public func serviceStatuses() -> [ServiceStatus] {
         let counts = leases.countsByService

@@ -38,6 +38,8 @@ public struct CoordinatorConfig: Sendable {
     /// Where doors left by an earlier procrefd come back (a Unix socket in the state dir);
     /// nil: a door whose procrefd goes away finishes its connections and exits.
     public var doorRendezvous: String?
+    /// Capacity groups and their capacities (`[groups.NAME] capacity`).
+    public var groups: [String: Int] = [:]
     /// Defaults of `log_max_bytes` and `log_keep` (`[logs] max_bytes`, `keep`).
     public var logMaxBytes = 10 << 20
     public var logKeep = 3

@@ -24,6 +24,8 @@ struct LifecycleContext: Sendable {
     let semaphoreSetGone = SharedValue<(@Sendable (String) -> Void)?>(nil)
     /// How services lease what they require; set once by the Coordinator.
     let dependencyBroker = SharedValue<DependencyBroker?>(nil)
+    /// Capacity groups' admission; set once by the Coordinator.
+    let groups = SharedValue<CapacityGroups?>(nil)
 
     /// Queues state and event as one transaction, in order behind earlier writes; await
     /// `committed(_:)` for it (see `AuditStore.submit`). Queue first, await later: the next

@@ -9,6 +9,8 @@ public protocol LifecycleCore: Sendable {
     /// What the summaries depend on (see `ServiceStamp`); nil: no such shortcut.
     func serviceStamps() -> [ServiceStamp]?
     func serviceStatus(_ name: String) throws(LifecycleError) -> ServiceStatus
+    /// Each capacity group: capacity, cost in use, running members, queue.
+    func groupStatuses() -> [GroupStatus]
     func defineService(name: String, definition: ServiceDefinition, actor: Principal) async throws(LifecycleError) -> Bool
     func removeService(_ name: String, actor: Principal) async throws(LifecycleError)
     func logPath(of name: String) throws(LifecycleError) -> String
@@ -36,6 +38,7 @@ extension LifecycleCore {
     public func acquireNow(service name: String, request: AcquireRequest, actor: Principal) -> Attempt<LeaseGrant> { .notAttempted }
     public func releaseNow(id: String, actor: Principal) -> Attempt<ReleaseResult> { .notAttempted }
     public func serviceStamps() -> [ServiceStamp]? { nil }
+    public func groupStatuses() -> [GroupStatus] { [] }
 }
 
 extension Coordinator: LifecycleCore {}

@@ -13,6 +13,8 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
     case serviceLeased(String)
     /// Other services name it in `requires`.
     case serviceRequired(String, by: [String])
+    /// Its capacity group has no room, nothing idle to evict, and the wait ran out.
+    case groupFull(service: String, group: String, members: [GroupMember])
     case serviceNotRunning(String)
     case serviceFailed(service: String, reason: String)
     case serviceNotFailed(String)
@@ -56,6 +58,14 @@ public enum LifecycleError: Error, Sendable, CustomStringConvertible {
         case .serviceRunning(let name): return "service \(name) is running; it can be redefined once stopped"
         case .serviceNotRunning(let name): return "service \(name) is not running"
         case .serviceLeased(let name): return "service \(name) is leased or running; it can be removed once unleased and stopped"
+        case let .groupFull(service, group, members):
+            let held = members.map { member in
+                let leases = member.leases.map { lease in
+                    "\(lease.owner.description) (holder \(lease.holder.debugDescription)\(lease.clientPID.map { ", client_pid \($0)" } ?? ""))"
+                }
+                return "\(member.service) (cost \(member.cost))" + (leases.isEmpty ? "" : " held by " + leases.joined(separator: ", "))
+            }
+            return "service \(service) cannot start: group \(group) is full; running: \(held.joined(separator: "; "))"
         case let .serviceRequired(name, by):
             return "service \(name) is required by \(by.joined(separator: ", ")); it can be removed once nothing requires it"
         case .serviceRemoving(let name):
@@ -97,6 +107,7 @@ extension LifecycleError {
         switch self {
         case .tooManyLeases, .userLimit: return "limit"
         case .slotsExhausted: return "slots_exhausted"
+        case .groupFull: return "group_full"
         case .queueLeft: return "queue_left"
         case .serviceFailed: return "failed"
         case .startFailed: return "start_failed"
@@ -107,4 +118,11 @@ extension LifecycleError {
         default: return nil
         }
     }
+}
+
+/// A running member of a full capacity group, and who holds it.
+public struct GroupMember: Sendable, Equatable {
+    public let service: String
+    public let cost: Int
+    public let leases: [LeaseInfo]
 }

@@ -66,6 +66,11 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
     /// Services this one needs running: each is leased for it before it starts, held by
     /// its main process (`client_pid`), so the kernel gives the reference back when it dies.
     public var requires: [String]?
+    /// The capacity group it belongs to (`[groups.NAME]` in the config file), and what it
+    /// takes of the group's capacity while it runs (default 1). Not `group`: that is the
+    /// Unix group it runs as (`RunAs`).
+    public var capacityGroup: String?
+    public var cost: Int?
 
     public static let timeoutRange = 1...600_000
 
@@ -112,7 +117,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         case postReady = "post_ready"
         case idle
         case freezeMaxMs = "freeze_max_ms"
-        case requires
+        case requires, cost
+        case capacityGroup = "capacity_group"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -145,6 +151,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try c.encodeIfPresent(idle, forKey: .idle)
         try c.encodeIfPresent(freezeMaxMs, forKey: .freezeMaxMs)
         try c.encodeIfPresent(requires, forKey: .requires)
+        try c.encodeIfPresent(capacityGroup, forKey: .capacityGroup)
+        try c.encodeIfPresent(cost, forKey: .cost)
         try runAs.encode(to: encoder)
     }
 
@@ -180,6 +188,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         idle = try c.decodeIfPresent(String.self, forKey: .idle)
         freezeMaxMs = try c.decodeIfPresent(Int.self, forKey: .freezeMaxMs)
         requires = try c.decodeIfPresent([String].self, forKey: .requires)
+        capacityGroup = try c.decodeIfPresent(String.self, forKey: .capacityGroup)
+        cost = try c.decodeIfPresent(Int.self, forKey: .cost)
         runAs = try RunAs(from: decoder)
     }
 
@@ -258,6 +268,7 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         try validateHooks()
         try validateIdle()
         try validateRequires()
+        try validateGroup()
         if let health {
             let healthRanges: [(String, Int, ClosedRange<Int>)] = [
                 ("timeout_ms", health.timeoutMs, 1...60_000), ("failures", health.failures, 1...100),
@@ -410,5 +421,20 @@ extension ServiceDefinition {
             throw DefinitionError(field: "requires", message: "\(name.debugDescription) is not a service name")
         }
         guard Set(requires).count == requires.count else { throw DefinitionError(field: "requires", message: "names a service twice") }
+    }
+}
+
+/// Capacity groups (`capacity_group`, `cost`); the group's existence is the coordinator's check.
+extension ServiceDefinition {
+    public static let costRange = 0...1_000_000
+
+    func validateGroup() throws(DefinitionError) {
+        guard let group = capacityGroup else {
+            if cost != nil { throw DefinitionError(field: "cost", message: "needs capacity_group") }
+            return
+        }
+        guard ServiceName.isValid(group) else { throw DefinitionError(field: "capacity_group", message: "\(group.debugDescription) is not a group name") }
+        guard !isLock else { throw DefinitionError(field: "capacity_group", message: "needs a start command (a lock takes no capacity)") }
+        if let cost, !Self.costRange.contains(cost) { throw DefinitionError(field: "cost", message: "must be within \(Self.costRange)") }
     }
 }

@@ -53,6 +53,13 @@ public enum Telemetry {
         Timer(label: "procrefd_front_start_wait_seconds", dimensions: [("service", service)]).recordNanoseconds(Int64(clamping: nanoseconds))
     }
 
+    /// A capacity group's capacity, the cost of its running members, and its queue.
+    static func group(_ name: String, capacity: Int, inUse: Int, queued: Int) {
+        Gauge(label: "procrefd_group_capacity", dimensions: [("group", name)]).record(capacity)
+        Gauge(label: "procrefd_group_cost_in_use", dimensions: [("group", name)]).record(inUse)
+        Gauge(label: "procrefd_group_queued", dimensions: [("group", name)]).record(queued)
+    }
+
     private static let frontAccepts = MetricCache { Counter(label: "procrefd_front_connections_total", dimensions: [("service", $0[0])]) }
 
     /// Bytes a front door forwarded since the last report: `up` toward the service, `down`

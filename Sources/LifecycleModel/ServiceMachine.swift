@@ -138,6 +138,22 @@ public struct ServiceMachine<By: Requester>: Sendable {
         case .spawnFailed(let reason): failBeforeSpawn(reason, recorded: "spawn: \(reason)", &step)
         case .startStepFailed(let reason): failBeforeSpawn(reason, recorded: reason, &step)
         case let .postReadyFinished(token, failure): postReadyFinished(token, failure, &step)
+        case .startRefused(let refusal):
+            guard case .starting = phase else { return }
+            cancel([.startDeadline], &step)
+            phase = .stopped
+            for waiter in takeWaiters() + takeRequesters() { step.actions.append(.answer(waiter, .refused(refusal))) }
+        case .evictRequested(let waiter):
+            let idle: Bool
+            switch phase {
+            case .ready(let lingerUntil): idle = lingerUntil != nil
+            case .frozen: idle = true
+            default: idle = false
+            }
+            guard idle, step.count.isZero else { return step.actions.append(.answer(waiter, .done(stopped: false))) }
+            requestedBy = .procrefd
+            stopWaiters.append(waiter)
+            beginStop("evicted", then: .idle, &step)
         case .pidFileRead(let found): pidFileRead(found, &step)
         case .mainExited(let exit): mainExited(exit, &step)
         case .probePassed(let token): probePassed(token, &step)

@@ -188,6 +188,11 @@ public enum ServiceEvent<By: Requester>: Equatable, Sendable {
     case startStepFailed(String)
     /// The `post_ready` hook ended: nil on success, else why it failed.
     case postReadyFinished(token: UInt64, failure: String?)
+    /// The start may not go ahead (its capacity group is full): nothing ran, nothing failed.
+    case startRefused(ServiceRefusal)
+    /// Its capacity group needs the room: stop it if nothing counts it and it idles
+    /// (lingering or frozen). The waiter hears whether it stopped.
+    case evictRequested(Waiter)
     case pidFileRead(PidFileReading)
     case mainExited(MainExit)
     case probePassed(token: UInt64)
@@ -273,6 +278,8 @@ public enum ServiceRefusal: Equatable, Sendable {
     case slotsExhausted(position: Int)
     /// It left the queue (its client went).
     case leftQueue(QueueExit)
+    /// Its capacity group has no room (its running members, by name).
+    case groupFull(group: String, members: [String])
 }
 
 /// Records the machine asks for (audit events beyond `service.starting`, `stopping` and

@@ -51,8 +51,19 @@ extension Coordinator {
             return grant
         } catch {
             if let reason = error.refusalReason { Telemetry.refused(service: name, reason: reason) }
-            throw error
+            throw withHolders(error)
         }
+    }
+
+    /// A full group's refusal names who holds each running member, so the caller knows
+    /// whom to ask.
+    private func withHolders(_ error: LifecycleError) -> LifecycleError {
+        guard case let .groupFull(service, group, members) = error else { return error }
+        return .groupFull(service: service, group: group, members: members.map { member in
+            GroupMember(
+                service: member.service, cost: registry.existing(member.service)?.definition.cost ?? 1,
+                leases: leases.leases(of: member.service).map(\.info))
+        })
     }
 
     private func grant(

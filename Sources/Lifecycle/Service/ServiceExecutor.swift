@@ -108,6 +108,8 @@ final class ServiceExecutor: Sendable {
         case spawnAfterStrays(StartReason, by: Principal, generation: UInt64)
         /// The `pre_start` of a start failed: so does the start, if it still waits.
         case preStartFailed(String, generation: UInt64)
+        /// Its capacity group had no room: the start is refused, if it still waits.
+        case startRefused(ServiceRefusal, generation: UInt64)
     }
 
     /// An acquire whose holder the loop launched, until it is answered: its lease, the kernel
@@ -279,6 +281,9 @@ final class ServiceExecutor: Sendable {
             guard generation == state.spawnGeneration, state.machine.isSpawning else { return }
             shared.withLock { $0.startFailure = reason }
             await handle(.startStepFailed(reason), &state)
+        case let .startRefused(refusal, generation):
+            guard generation == state.spawnGeneration, state.machine.isSpawning else { return }
+            await handle(.startRefused(refusal), &state)
         }
     }
 
@@ -328,6 +333,7 @@ final class ServiceExecutor: Sendable {
             return shared.snapshot.state
         }
         front.withLock { $0 }?.serviceChanged(to: published)
+        context.groups.current?.serviceChanged(self, to: published)
     }
 
     private func run(_ action: MachineAction, _ state: inout LoopState) async {

@@ -11,6 +11,12 @@ struct ServiceSnapshot: Sendable {
     var failureReason: String?
     var lastHealth: String?
     var lingerUntil: Date?
+    /// Since when nothing has counted it, while it lingers or is frozen (the order in which
+    /// a capacity group evicts idle members).
+    var idleSince: Date {
+        if state == .ready, let lingerUntil { return lingerUntil.addingTimeInterval(-Double(definition.lingerMs) / 1000) }
+        return stateSince
+    }
     /// Restarts and failed starts within the restart window.
     var restarts = 0
     /// Acquires waiting for a slot.

@@ -14,11 +14,21 @@ extension ServiceExecutor {
         state.spawnGeneration += 1
         let strays = mainProcess == nil && processes.anyAlive(main: nil)
         let (preStart, timeoutMs, requires) = (definition.preStart, definition.readyTimeoutMs, definition.requires ?? [])
-        guard strays || preStart != nil || !requires.isEmpty else { return await spawn(reason: reason, actor: actor, &state) }
+        let (group, cost) = (definition.capacityGroup, definition.cost ?? 1)
+        guard strays || preStart != nil || !requires.isEmpty || group != nil else { return await spawn(reason: reason, actor: actor, &state) }
+        // The longest wait its acquirers asked for, for room in its group.
+        let waitMs = state.launched.values.map(\.order.request.waitMs).max() ?? 0
         state.logOffset = Files.size(logPath)  // a failed pre_start's output is this start's
         let generation = state.spawnGeneration
         let bridgeTTLMs = self.bridgeTTLMs
         Task {
+            if let group, let groups = self.context.groups.current,
+                case .full(let members) = await groups.admit(self, group: group, cost: cost, waitMs: waitMs, evict: { victim, _ in
+                    _ = await victim.ask { .evictRequested($0) }
+                })
+            {
+                return self.resume(.startRefused(.groupFull(group: group, members: members), generation: generation))
+            }
             if strays { await self.stopStrays(actor: actor) }
             // What it requires runs first, all started at once.
             if !requires.isEmpty {

@@ -201,6 +201,8 @@ extension ServiceExecutor {
         case .leftQueue(.serviceStopped): return .serviceRemoving(name)
         case .leftQueue(.shutdown): return .shuttingDown
         case .leftQueue(let reason): return .queueLeft(service: name, reason: reason.rawValue)
+        case let .groupFull(group, members):
+            return .groupFull(service: name, group: group, members: members.map { GroupMember(service: $0, cost: 0, leases: []) })
         }
     }
 }
