@@ -11,6 +11,9 @@ soak-front is redis-server behind a front door: clients also open connections th
 hold them across quiet points and close them, and chaos kills its door too. There the
 invariant is kernel count == live holders + the door's open connections, leases listed ==
 holders, and connections == the soak's own live connections.
+soak-g0, soak-g1 and soak-g2 share the capacity group soak (capacity 2, cost 1 each, some
+lingering): a sampler reads the group every 50 ms, and the cost in use must never exceed
+the capacity, nor may more than two of them have a live main process at once.
 Two of the services have slots (soak-slots: 2, a process; soak-lock: 1, no process), and
 their acquires queue with random wait_ms; a sampler reads their kernel counts (GETVAL)
 every few milliseconds throughout: a count above the slots, at any instant, is a violation.
@@ -33,6 +36,8 @@ END_KINDS = {"lease.released", "lease.expired", "lease.client_exited", "lease.lo
 SLOTTED = {"soak-slots": 2, "soak-lock": 1}  # service -> slots; soak-lock has no process
 FRONTED = "soak-front"  # redis-server behind a front door
 MAX_FRONT_CONNECTIONS = 8
+GROUPED = ["soak-g0", "soak-g1", "soak-g2"]  # capacity group "soak": 2 of them fit
+GROUP_CAPACITY = 2
 LIBC = ctypes.CDLL(None, use_errno=True)
 GETVAL = 12
 
@@ -86,8 +91,11 @@ class Soak:
         self.state_dir = tempfile.mkdtemp(prefix="prd-soak-", dir="/tmp")
         os.chmod(self.state_dir, 0o700)
         self.log = open(os.path.join(self.state_dir, "procrefd.stderr"), "wb")
-        self.daemon = Daemon(args.bin, self.state_dir, self.log, ["--service-cgroups", args.service_cgroups])
-        self.services = [f"soak-{i}" for i in range(args.services)] + list(SLOTTED)
+        config = os.path.join(self.state_dir, "procrefd.toml")
+        with open(config, "w") as f:
+            f.write(f"[groups.soak]\ncapacity = {GROUP_CAPACITY}\n")
+        self.daemon = Daemon(args.bin, self.state_dir, self.log, ["--service-cgroups", args.service_cgroups, "--config", config])
+        self.services = [f"soak-{i}" for i in range(args.services)] + list(SLOTTED) + GROUPED
         if shutil.which("redis-server"):
             self.services.append(FRONTED)
         self.counts = Counter()
@@ -124,6 +132,8 @@ class Soak:
                 })
             if name in SLOTTED:
                 definition["slots"] = SLOTTED[name]
+            if name in GROUPED:
+                definition.update({"capacity_group": "soak", "linger_ms": 300 * GROUPED.index(name)})
             status, body = self.daemon.call("PUT", f"/v1/services/{name}", definition)
             if status != 201:
                 raise RuntimeError(f"define {name}: {status} {body}")
@@ -167,7 +177,7 @@ class Soak:
             request["client_pid"] = client.pid
         else:
             request["ttl_ms"] = rng.randint(300, 3000)
-        if service in SLOTTED and rng.random() < 0.7:
+        if (service in SLOTTED or service in GROUPED) and rng.random() < 0.7:
             request["wait_ms"] = rng.randint(50, 2000)
         status, body = self.daemon.call("POST", f"/v1/services/{service}/leases", request)
         if status != 201:
@@ -284,6 +294,25 @@ class Soak:
             self.note(what)
         except ProcessLookupError:
             pass
+
+    def group_sample_loop(self):
+        """Reads the capacity group every 50 ms, for the whole run: its cost in use, and the
+        members' main processes, never above its capacity."""
+        while not self.stop.is_set():
+            status, body = self.daemon.call("GET", "/v1/groups", timeout=5)
+            if status == 200:
+                group = next((g for g in body["groups"] if g["name"] == "soak"), None)
+                live = sum(1 for name in GROUPED for pid in pids_mentioning(f"{name}.svc.sock") if alive(pid))
+                with self.lock:
+                    self.counts["group_samples"] += 1
+                    if group:
+                        self.counts["max_group_in_use"] = max(self.counts["max_group_in_use"], group["in_use"])
+                        if group["in_use"] > GROUP_CAPACITY:
+                            self.violations.append(f"group soak: {group['in_use']} in use, above its capacity {GROUP_CAPACITY}")
+                    self.counts["max_group_live_members"] = max(self.counts["max_group_live_members"], live)
+                    if live > GROUP_CAPACITY:
+                        self.violations.append(f"group soak: {live} members' processes alive at once, above its capacity {GROUP_CAPACITY}")
+            time.sleep(0.05)
 
     def sample_loop(self):
         """Reads the slotted services' kernel counts every 2 ms, for the whole run."""
@@ -415,6 +444,7 @@ class Soak:
         threads = [threading.Thread(target=self.client_loop, args=(i,), daemon=True) for i in range(self.args.clients)]
         threads.append(threading.Thread(target=self.chaos_loop, daemon=True))
         threads.append(threading.Thread(target=self.sample_loop, daemon=True))
+        threads.append(threading.Thread(target=self.group_sample_loop, daemon=True))
         self.running.set()
         for thread in threads:
             thread.start()

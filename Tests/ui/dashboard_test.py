@@ -101,12 +101,18 @@ def service_cells(driver, name):
     return [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
 
 
+def group_cells(driver, group):
+    rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in driver.find_elements(By.CSS_SELECTOR, "#groups tbody tr")]
+    return next((cells for cells in rows if cells and cells[0] == group), [])
+
+
 def run(args, check):
-    daemon = Daemon(args.bin)
+    daemon = Daemon(args.bin, "[groups.ui-gpu]\ncapacity = 4\n")
     driver = None
     try:
         name = "ui-" + uuid.uuid4().hex[:8]
-        status, _ = daemon.call("PUT", f"/v1/services/{name}", {"start": ["sleep", "600"], "stop_timeout_ms": 2000})
+        status, _ = daemon.call("PUT", f"/v1/services/{name}", {
+            "start": ["sleep", "600"], "stop_timeout_ms": 2000, "capacity_group": "ui-gpu", "cost": 3})
         check("service defined", status == 201, str(status))
 
         # Headers of the page itself: no inline script or eval, no frames, no CORS.
@@ -126,6 +132,8 @@ def run(args, check):
         driver.get(f"http://127.0.0.1:{daemon.port}/")
         check("the service is listed", wait_for(lambda: service_cells(driver, name)[1] == "stopped", 10), "")
         check("a service without a front door shows no connections", service_cells(driver, name)[4] == "—", str(service_cells(driver, name)))
+        check("the capacity group is shown, nothing in use",
+              wait_for(lambda: group_cells(driver, "ui-gpu")[:5] == ["ui-gpu", "0", "4", "—", "—"], 10), str(group_cells(driver, "ui-gpu")))
         # Without a token: services, but not the audit log; the page says why and polls.
         check("without a token the page says the audit log needs one",
               wait_for(lambda: "audit log and service output need a token" in driver.find_element(By.ID, "message").text, 10),
@@ -145,6 +153,8 @@ def run(args, check):
         shown = wait_for(lambda: service_cells(driver, name)[2] == "1" and service_cells(driver, name)[1] == "ready", 1.0)
         check("the new count shows within 1 s", shown, str(wait_for(lambda: service_cells(driver, name), 0)))
         check("no reload", marker and driver.execute_script("return window.notReloaded === true"))
+        check("the group shows the service's cost in use",
+              wait_for(lambda: group_cells(driver, "ui-gpu")[:4] == ["ui-gpu", "3", "4", name], 5), str(group_cells(driver, "ui-gpu")))
 
         status, _ = daemon.call("DELETE", f"/v1/leases/{lease['id']}")
         check("lease released", status == 200)

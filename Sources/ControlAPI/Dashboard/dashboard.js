@@ -161,6 +161,15 @@ async function refreshServices() {
   for (const service of state.services) ensureOption(filter, service.name);
 }
 
+/** Capacity groups, when the config file has any: room in use, who runs, who waits. */
+async function refreshGroups() {
+  const groups = (await api('/v1/groups')).groups;
+  $('groups-section').hidden = groups.length === 0;
+  $('groups').tBodies[0].replaceChildren(...groups.map((group) => row([
+    group.name, group.in_use, group.capacity, group.running.join(', ') || '—', group.queued.join(', ') || '—',
+  ])));
+}
+
 function select(name) {
   state.selected = state.selected === name ? '' : name;
   writeView();
@@ -292,7 +301,7 @@ function setLive(on, text) {
 
 async function refreshAll() {
   try {
-    await refreshServices();
+    await Promise.all([refreshServices(), refreshGroups()]);
     // An older page of the audit log stays as it is; the newest one follows.
     await Promise.all([refreshDetail(), state.onNewestPage && state.auditReadable ? refreshAudit() : null]);
     say(state.auditReadable ? '' : AUDIT_NEEDS_TOKEN);
@@ -314,7 +323,7 @@ async function follow() {
       const page = await api(`/v1/events?after=${state.lastEventId}&order=asc&limit=500&wait_ms=20000`);
       state.lastEventId = page.next_after;
       if (page.events.length) {
-        await refreshServices();
+        await Promise.all([refreshServices(), refreshGroups()]);
         const touched = page.events.some((event) => event.service === state.selected);
         await Promise.all([touched ? refreshDetail() : null, state.onNewestPage ? refreshAudit() : null]);
       }
