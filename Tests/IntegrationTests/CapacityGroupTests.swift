@@ -70,6 +70,24 @@ struct CapacityGroupTests {
         }
     }
 
+    @Test("a frozen member is evicted before a lingering one, even one idle longer")
+    func frozenFirst() throws {
+        try withDaemon(config: Self.config) { daemon in
+            let (lingering, frozen, starting) = (daemon.uniqueName("b"), daemon.uniqueName("a"), daemon.uniqueName("c"))
+            try daemon.defineSocketService(lingering, extra: ["capacity_group": "g", "linger_ms": 60_000])
+            try daemon.defineSocketService(frozen, extra: ["capacity_group": "g", "idle": "freeze"])
+            for (name, idle) in [(lingering, "ready"), (frozen, "frozen")] {
+                let id = try #require(try lease(daemon, name).json["id"] as? String)
+                #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
+                #expect(eventually { (try? daemon.service(name)["state"] as? String) == idle })
+            }
+            try daemon.defineSocketService(starting, extra: ["capacity_group": "g"])
+            #expect(try lease(daemon, starting).status == 201)
+            #expect(try daemon.service(frozen)["state"] as? String == "stopped")
+            #expect(try daemon.service(lingering)["state"] as? String == "ready")
+        }
+    }
+
     @Test("starts that wait queue first in first out, and are served as leases end")
     func queueInOrder() throws {
         try withDaemon(config: Self.config) { daemon in

@@ -111,8 +111,8 @@ final class CapacityGroups: Sendable {
         return .admitted
     }
 
-    /// Running members of `group` nothing counts (lingering or frozen), least recently used
-    /// (idle the longest) first.
+    /// Running members of `group` nothing counts, frozen ones first (warm, but already out
+    /// of use), then lingering ones; each kind idle the longest first.
     private func idleMembers(of group: String, excluding name: String) -> [ServiceExecutor] {
         let names = state.withLock { Array(($0.groups[group] ?? Group()).running.keys) }
         let idle = names.filter { $0 != name }.compactMap { lookup($0) }.filter { member in
@@ -120,7 +120,10 @@ final class CapacityGroups: Sendable {
             let resting = snapshot.state == .frozen || (snapshot.state == .ready && snapshot.lingerUntil != nil)
             return resting && member.kernelCount().isZero
         }
-        return idle.sorted { $0.snapshot.idleSince < $1.snapshot.idleSince }
+        return idle.map { ($0, $0.snapshot) }.sorted { a, b in
+            let (aFrozen, bFrozen) = (a.1.state == .frozen, b.1.state == .frozen)
+            return aFrozen != bFrozen ? aFrozen : a.1.idleSince < b.1.idleSince
+        }.map(\.0)
     }
 
     /// Queues (or stays queued) and waits until room may have freed, or the time is up.
