@@ -155,7 +155,6 @@ struct DoorLoop {
     // epoll tokens: the kind in the low two bits, the connection's id above them.
     private static let controlToken: UInt64 = 0
     private static let listenerKind: UInt64 = 1, clientKind: UInt64 = 2, upstreamKind: UInt64 = 3
-    private static let chunk = 1 << 16
 
     init(
         control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64, rendezvous: String?, service: String,
@@ -428,9 +427,17 @@ struct DoorLoop {
         connections[id] = connection
     }
 
+    /// Where a read lands before it is written on: the loop is one thread, moving one
+    /// direction at a time.
+    nonisolated(unsafe) private static let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 << 10, alignment: 16)
+
     /// One direction, for one readiness event: writes out what the pipe holds, then reads
-    /// once into it and writes that out (level-triggered epoll reports what is left), adding
-    /// what it wrote to `counted`. False on an error (the connection is closed).
+    /// once and writes that out (level-triggered epoll reports what is left), adding what it
+    /// wrote to `counted`. False on an error (the connection is closed).
+    ///
+    /// A read goes through memory (recv, then send), which for request-sized data costs
+    /// less than splicing into the pipe and out again; what the destination cannot take
+    /// yet waits in the pipe, and leaves it by splice.
     private static func move(_ flow: inout Flow, from: Int32, to: Int32, counting counted: inout Int) -> Bool {
         var read = false
         while !flow.closed {
@@ -448,9 +455,28 @@ struct DoorLoop {
             }
             if read { return true }
             read = true
-            let n = procref_door_splice(from, flow.pipe.write, chunk)
-            if n < 0 { return errno == EAGAIN }
-            if n == 0 { flow.ended = true } else { flow.buffered += n }
+            let n = recv(from, scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT))
+            if n < 0 { return errno == EAGAIN || errno == EINTR }
+            if n == 0 {
+                flow.ended = true
+                continue
+            }
+            var sent = 0
+            while sent < n {
+                let m = Glibc.send(to, scratch.baseAddress! + sent, n - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                if m < 0 {
+                    if errno == EAGAIN { break }
+                    if errno == EINTR { continue }
+                    return false
+                }
+                sent += m
+            }
+            counted += sent
+            guard sent < n else { continue }
+            // The rest waits in the (empty) pipe, which holds more than one read.
+            let rest = n - sent
+            guard Glibc.write(flow.pipe.write, scratch.baseAddress! + sent, rest) == rest else { return false }
+            flow.buffered = rest
         }
         return true
     }

@@ -76,6 +76,24 @@ struct FrontDoorTests {
         }
     }
 
+    @Test("4 MiB each way through the door arrive whole (reads larger than its buffer, writes the peer takes in parts)")
+    func bulkBothWays() throws {
+        try withDaemon { daemon in
+            let name = daemon.uniqueName("front")
+            let (port, _) = try defineRedis(daemon, name)
+            let size = 4 << 20
+            let value = String((0..<size).map { index in Character(Unicode.Scalar(UInt8(97 + index % 26))) })
+            let client = try FrontConnection(port: port)
+            defer { client.close() }
+            try client.send("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$\(size)\r\n\(value)\r\n")
+            #expect(try client.receive(timeout: 30) == "+OK\r\n")
+            try client.send("GET big\r\n")
+            let answer = try client.receive(exactly: "$\(size)\r\n".utf8.count + size + 2, timeout: 30)
+            #expect(answer.count == "$\(size)\r\n".utf8.count + size + 2)
+            #expect(answer.dropFirst("$\(size)\r\n".utf8.count).prefix(size).elementsEqual(value.utf8))
+        }
+    }
+
     @Test("kill -9 of the door: the count drops by exactly its connections; a new door takes the listening socket, and a connection made in the gap is answered")
     func doorKilled() throws {
         try withDaemon { daemon in
@@ -411,6 +429,21 @@ final class FrontConnection: @unchecked Sendable {
         guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
             throw TestHTTPClient.Failure(description: "send: errno \(errno)")
         }
+    }
+
+    /// Reads exactly `count` bytes (fewer only if the connection ends first).
+    func receive(exactly count: Int, timeout: Double) throws -> [UInt8] {
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let deadline = Date().addingTimeInterval(timeout)
+        while answer.count < count, Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            let n = recv(fd, &buffer, min(buffer.count, count - answer.count), 0)
+            if n <= 0 { break }
+            answer += buffer[0..<n]
+        }
+        return answer
     }
 
     /// Reads an answer (up to its first CRLF), or "" once the door closed the connection
