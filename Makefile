@@ -71,6 +71,7 @@ test: deps venv
 	PROCREFD_BIN_DIR="$(BIN_DIR)" PROCREFD_PYTHON="$(CURDIR)/$(VENV)/bin/python" $(SWIFT) test
 	$(VENV)/bin/python Tests/ui/dashboard_test.py --bin "$(BIN_DIR)" --artifacts .build/ui-artifacts
 	python3 Tests/security/security_test.py --bin "$(BIN_DIR)"
+	python3 clients/python/test_procrefd_client.py --bin "$(BIN_DIR)"
 	Tests/fuzz/schemathesis.sh "$(BIN_DIR)" "$(VENV)" 100
 	python3 bench/flood.py --bin "$(BIN_DIR)"
 	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 60

@@ -162,7 +162,7 @@ linger_ms = 600000
             config += f"""
 [services.pg]
 start = {json.dumps(postgres_argv(pg_bin, f"{work}/behind/data", pg["behind"], f"{work}/behind"))}
-{user}health = {{ tcp = "127.0.0.1:{pg["behind"]}" }}
+{user}health = {{ exec = ["{pg_bin}/pg_isready", "-q", "-h", "127.0.0.1", "-p", "{pg["behind"]}"] }}
 front = ["127.0.0.1:{pg["front"]}"]
 upstream = "127.0.0.1:{pg["behind"]}"
 linger_ms = 600000
