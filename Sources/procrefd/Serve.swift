@@ -75,7 +75,11 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        if JournalLogHandler.standardErrorIsJournal() {
+            LoggingSystem.bootstrap { JournalLogHandler(label: $0) }
+        } else {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        }
         var logger = Logger(label: "procrefd")
         logger.logLevel = logLevel
         signal(SIGHUP, SIG_IGN)  // until the reloader handles it: its default action kills
