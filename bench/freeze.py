@@ -9,17 +9,7 @@ one acquire over the Unix socket to its 201. Prints p50/p99 of both, and their r
 """
 import argparse, json, os, shutil, socket, subprocess, tempfile, time
 
-from unix_http import UnixHTTPConnection
-
-
-def call(sock, method, path, body=None):
-    conn = UnixHTTPConnection(sock, 60)
-    payload = json.dumps(body) if body is not None else None
-    conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, (json.loads(data) if data else {})
+from unix_http import unix_json as call
 
 
 def free_port():

@@ -540,20 +540,20 @@ def main():
         for line in out.strip().splitlines():
             say(line)
         say("```")
-    if args.front:
-        out = subprocess.run([sys.executable, "bench/front.py", "--bin", args.bin], capture_output=True, text=True).stdout
+    sections = [(args.front, "bench/front.py", "Front door (redis-benchmark and pgbench through procrefd's front, systemd-socket-proxyd and HAProxy)"),
+                (args.freeze, "bench/freeze.py", "Warm idle (thaw against cold start)")]
+    for wanted, script, title in sections:
+        if not wanted:
+            continue
+        result = subprocess.run([sys.executable, script, "--bin", args.bin], capture_output=True, text=True)
         say()
-        say("## Front door (redis-benchmark through procrefd's front, systemd-socket-proxyd and HAProxy)")
+        say(f"## {title}")
         say()
-        for line in out.strip().splitlines():
+        for line in result.stdout.strip().splitlines():
             say(line)
-    if args.freeze:
-        out = subprocess.run([sys.executable, "bench/freeze.py", "--bin", args.bin], capture_output=True, text=True).stdout
-        say()
-        say("## Warm idle (thaw against cold start)")
-        say()
-        for line in out.strip().splitlines():
-            say(line)
+        if result.returncode != 0:  # what it printed stands; why it stopped is said
+            say()
+            say(f"{script} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f'exit {result.returncode}'}")
     shutil.rmtree(os.path.dirname(LOADGEN), ignore_errors=True)  # floor is built beside it
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

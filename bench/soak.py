@@ -28,7 +28,7 @@ import argparse, ctypes, http.client, json, os, random, shutil, signal, socket, 
 from collections import Counter, defaultdict
 
 from procfs import alive, cmdline, holders_on, pids_mentioning
-from unix_http import UnixHTTPConnection
+from unix_http import unix_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_SERVICE = os.path.join(ROOT, "Tests/IntegrationTests/Support/test_service.py")
@@ -73,13 +73,7 @@ class Daemon:
     def call(self, method, path, body=None, timeout=30):
         """(status, json) or (None, error text) when procrefd could not be reached."""
         try:
-            conn = UnixHTTPConnection(self.socket, timeout)
-            payload = json.dumps(body) if body is not None else None
-            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
-            response = conn.getresponse()
-            data = response.read()
-            conn.close()
-            return response.status, (json.loads(data) if data else {})
+            return unix_json(self.socket, method, path, body, timeout)
         except (OSError, http.client.HTTPException, json.JSONDecodeError) as error:
             return None, str(error)
 

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "procref_door.h"
+#include "CPosixShims.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,23 +118,7 @@ int procref_door_connect_messages(const char *path) {
 }
 
 int procref_door_listen_messages(const char *path, unsigned int mode, int backlog) {
-    struct sockaddr_un addr;
-    if (fill_address(path, &addr) == -1) return -1;
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd == -1) return -1;
-    /* umask narrows the mode at bind, so nobody can connect before chmod sets it exactly. */
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
-    umask(old);
-    if (rc == 0) rc = chmod(path, (mode_t)mode);
-    if (rc == 0) rc = listen(fd, backlog);
-    if (rc != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
+    return procref_unix_listen_typed(path, mode, backlog, SOCK_SEQPACKET | SOCK_NONBLOCK);
 }
 
 int procref_door_peer(int fd, uid_t *uid, pid_t *pid) {

@@ -422,9 +422,13 @@ int procref_unix_probe(const char *path, int timeout_ms) {
 }
 
 int procref_unix_listen(const char *path, unsigned int mode, int backlog) {
+    return procref_unix_listen_typed(path, mode, backlog, SOCK_STREAM);
+}
+
+int procref_unix_listen_typed(const char *path, unsigned int mode, int backlog, int type) {
     struct sockaddr_un addr;
     if (fill_unix_address(path, &addr) == -1) return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
     if (fd == -1) return -1;
     /* umask narrows the file's mode at bind; chmod sets the exact mode before anyone can connect. */
     mode_t old = umask(0177);

@@ -5,12 +5,6 @@ import Testing
 /// `requires`: dependencies as kernel references, held by the dependent's main process.
 @Suite("Dependencies")
 struct DependencyTests {
-    func lease(_ daemon: DaemonHarness, _ name: String) throws -> String {
-        let response = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
-        try #require(response.status == 201, "\(response.text)")
-        return try #require(response.json["id"] as? String)
-    }
-
     func leases(_ daemon: DaemonHarness, of name: String) throws -> [[String: Any]] {
         try daemon.unix.get("/v1/leases?service=\(name)").json["leases"] as? [[String: Any]] ?? []
     }
@@ -24,7 +18,7 @@ struct DependencyTests {
             #expect(try daemon.service(web)["requires"] as? [String] == [db])
             #expect(try daemon.service(db)["required_by"] as? [String] == [web])
 
-            let webLease = try lease(daemon, web)
+            let webLease = try daemon.leaseID(web)
             let webPID = try #require(try daemon.service(web)["pid"] as? Int)
             #expect(try daemon.service(db)["state"] as? String == "ready")
             // Held by web's main process once web is ready (the bridge lease goes then).
@@ -37,7 +31,7 @@ struct DependencyTests {
             let webStarting = try #require(events.firstIndex { $0["kind"] as? String == "service.starting" && $0["service"] as? String == web })
             #expect(dbReady < webStarting)
 
-            let direct = try lease(daemon, db)
+            let direct = try daemon.leaseID(db)
             #expect(try daemon.kernelCount(db) == 2)
             let show = try runProcrefd(["service", "show", web, "--state-dir", daemon.stateDir])
             #expect(show.stdout.contains("requires:\n  └─ \(db)"), "\(show.stdout)")
@@ -57,7 +51,7 @@ struct DependencyTests {
             let (db, web) = (daemon.uniqueName("db"), daemon.uniqueName("web"))
             try daemon.defineSocketService(db)
             try daemon.defineSocketService(web, extra: ["requires": [db], "restart_backoff_ms": 100])
-            _ = try lease(daemon, web)
+            _ = try daemon.leaseID(web)
             let first = try #require(try daemon.service(web)["pid"] as? Int)
             #expect(eventually { (try? leases(daemon, of: db).map { $0["client_pid"] as? Int }) == [first] })
             kill(Int32(first), SIGKILL)

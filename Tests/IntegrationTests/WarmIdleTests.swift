@@ -8,12 +8,6 @@ import Testing
 /// services have no cgroup.
 @Suite("Warm idle")
 struct WarmIdleTests {
-    func lease(_ daemon: DaemonHarness, _ name: String) throws -> String {
-        let response = try daemon.unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
-        try #require(response.status == 201, "\(response.text)")
-        return try #require(response.json["id"] as? String)
-    }
-
     func release(_ daemon: DaemonHarness, _ id: String) throws {
         #expect(try daemon.unix.send("DELETE", "/v1/leases/\(id)").status == 200)
     }
@@ -24,13 +18,13 @@ struct WarmIdleTests {
             let name = daemon.uniqueName("warm")
             try daemon.defineSocketService(name, extra: ["idle": "freeze", "freeze_max_ms": 1_500])
             let cgroup = try #require(daemon.cgroupRoot?.child("svc-\(name)"))
-            try release(daemon, try lease(daemon, name))
+            try release(daemon, try daemon.leaseID(name))
             #expect(eventually { (try? daemon.service(name)["state"] as? String) == "frozen" })
             #expect(eventually { cgroup.isFrozen })
             let pid = try #require(try daemon.service(name)["pid"] as? Int)
             #expect(ProcessStat.read(pid: Int32(pid))?.isLive == true)
 
-            let again = try lease(daemon, name)
+            let again = try daemon.leaseID(name)
             #expect(!cgroup.isFrozen)
             let status = try daemon.service(name)
             #expect(status["state"] as? String == "ready")

@@ -212,6 +212,8 @@ int procref_unix_connect_begin(const char *path);
 int procref_connect_result(int fd);
 /** Creates, binds (mode applied with fchmod before listen) and listens on a Unix socket. */
 int procref_unix_listen(const char *path, unsigned int mode, int backlog);
+/** The same with a socket type (SOCK_SEQPACKET, | SOCK_NONBLOCK, ...). */
+int procref_unix_listen_typed(const char *path, unsigned int mode, int backlog, int type);
 /** Creates, binds (SO_REUSEADDR) and listens on host:port (numeric); *bound_port gets the port. */
 int procref_tcp_listen(const char *host, uint16_t port, int backlog, uint16_t *bound_port);
 /** Inodes of the TCP sockets listening on `port` (IPv4 and IPv6), asked of the kernel with

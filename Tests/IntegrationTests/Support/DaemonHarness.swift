@@ -126,6 +126,15 @@ final class DaemonHarness: @unchecked Sendable {
 
     func service(_ name: String) throws -> [String: Any] { try unix.get("/v1/services/\(name)").json }
 
+    /// Takes a one-minute TTL lease on `name` over the Unix socket; returns its id.
+    func leaseID(_ name: String) throws -> String {
+        let response = try unix.send("POST", "/v1/services/\(name)/leases", json: ["ttl_ms": 60_000])
+        guard response.status == 201, let id = response.json["id"] as? String else {
+            throw TestHTTPClient.Failure(description: "lease on \(name): \(response.status) \(response.text)")
+        }
+        return id
+    }
+
     /// The state dir's scope (`DEVICE.INODE`), from which procrefd derives its keys.
     var scope: String {
         let identity = Files.identity(stateDir)
