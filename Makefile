@@ -10,7 +10,7 @@ RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 
-.PHONY: all deps venv build release install run test soak bench clean
+.PHONY: all deps venv build release install man run test soak bench clean
 
 all: build
 
@@ -53,6 +53,17 @@ install: release
 	$(RELEASE_DIR)/procrefd --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procrefd
 	$(RELEASE_DIR)/procrefd --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procrefd
 	$(RELEASE_DIR)/procrefd --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/procrefd.fish
+	$(MAKE) --no-print-directory man
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 644 .build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/procrefd.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+## Man pages: procrefd(1) and one per subcommand, generated from the same definitions as
+## --help (swift-argument-parser's generate-manual), into .build/man; procrefd.toml(5) is
+## written by hand in man/ (a test keeps it to the keys the parser accepts).
+man:
+	rm -rf .build/man && mkdir -p .build/man
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --multi-page --output-directory .build/man
 
 ## Start the release build of procrefd on its embedded defaults (state in
 ## ~/.local/state/procrefd, 127.0.0.1:7683).

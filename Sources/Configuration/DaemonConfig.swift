@@ -106,6 +106,23 @@ public struct DaemonConfig: Sendable, Equatable {
         return try parse(text, path: path)
     }
 
+    /// Every key the file may have, by table: "" for the top level, "limits", …,
+    /// "groups.NAME" and "services.NAME" for the tables under those (procrefd.toml(5) lists
+    /// exactly these; a test compares them).
+    public static var acceptedKeys: [String: [String]] {
+        let tables = ["limits", "audit", "logs", "security", "access", "groups", "services"]
+        return [
+            "": ConfigFile.CodingKeys.allCases.map(\.rawValue).filter { !tables.contains($0) },
+            "limits": LimitsFile.CodingKeys.allCases.map(\.rawValue),
+            "audit": AuditFile.CodingKeys.allCases.map(\.rawValue),
+            "logs": LogsFile.CodingKeys.allCases.map(\.rawValue),
+            "security": SecurityFile.CodingKeys.allCases.map(\.rawValue),
+            "access": AccessFile.CodingKeys.allCases.map(\.rawValue),
+            "groups.NAME": GroupFile.CodingKeys.allCases.map(\.rawValue),
+            "services.NAME": ServiceDefinition.acceptedKeys,
+        ]
+    }
+
     public static func parse(_ text: String, path: String = "<config>") throws(ConfigError) -> DaemonConfig {
         try decode(ConfigFile.self, from: text, path: path).resolved(path: path)
     }

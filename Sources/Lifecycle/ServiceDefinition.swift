@@ -74,6 +74,9 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
 
     public static let timeoutRange = 1...600_000
 
+    /// Every key a definition may have (its own and `RunAs`'s), as JSON and TOML spell them.
+    public static var acceptedKeys: [String] { CodingKeys.allCases.map(\.rawValue) + RunAs.Keys.allCases.map(\.rawValue) }
+
     public init(
         start: [String], slots: Int? = nil, env: [String: String] = [:], cwd: String? = nil, pidFile: String? = nil, health: HealthCheck? = nil,
         readyTimeoutMs: Int = 10_000, stopSignal: String = "TERM", stopTimeoutMs: Int = 5_000, lingerMs: Int = 0,

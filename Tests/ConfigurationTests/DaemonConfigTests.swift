@@ -1,3 +1,4 @@
+import Foundation
 import Configuration
 import ControlAPI
 import Lifecycle
@@ -87,5 +88,46 @@ struct DaemonConfigTests {
         #expect(next.restartOnlyChanges(from: running) == ["port", "durability", "limits.connection_limit"])
         #expect(next.restartOnlyChanges(from: running, ignoring: ["port", "durability"]) == ["limits.connection_limit"])
         #expect(running.restartOnlyChanges(from: running).isEmpty)
+    }
+}
+
+/// procrefd.toml(5), written by hand, against the parser: every key the parser accepts is
+/// documented in its table's section, and every key documented there is accepted.
+@Suite("procrefd.toml(5)")
+struct ConfigManPageTests {
+    /// The keys each section of the page documents (`.TP` then `.B key`), by table.
+    static func documentedKeys() throws -> [String: Set<String>] {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("man/procrefd.toml.5").path
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var section: String?
+        var keys: [String: Set<String>] = [:]
+        for (index, line) in lines.enumerated() {
+            if line.hasPrefix(".SH ") {
+                let title = String(line.dropFirst(4))
+                if title == "TOP-LEVEL KEYS" {
+                    section = ""
+                } else if title.hasPrefix("["), title.hasSuffix("]") {
+                    section = String(title.dropFirst().dropLast())
+                } else {
+                    section = nil
+                }
+            } else if let section, line == ".TP", index + 1 < lines.count, lines[index + 1].hasPrefix(".B ") {
+                keys[section, default: []].insert(String(lines[index + 1].dropFirst(3)))
+            }
+        }
+        return keys
+    }
+
+    @Test("every key the parser accepts is in procrefd.toml(5), in its table's section, and nothing else is")
+    func keysMatch() throws {
+        let documented = try Self.documentedKeys()
+        let accepted = DaemonConfig.acceptedKeys.mapValues(Set.init)
+        #expect(Set(documented.keys) == Set(accepted.keys))
+        for (table, keys) in accepted {
+            let written = documented[table] ?? []
+            #expect(keys.subtracting(written).isEmpty, "[\(table)] accepted but not documented: \(keys.subtracting(written).sorted())")
+            #expect(written.subtracting(keys).isEmpty, "[\(table)] documented but not accepted: \(written.subtracting(keys).sorted())")
+        }
     }
 }

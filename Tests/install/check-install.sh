@@ -31,6 +31,8 @@ check "completions installed" test -s "$dest/usr/local/share/bash-completion/com
 toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
 no_toolchain_libraries() { ! ldd "$bin/procrefd" "$bin/procref-door" | grep -F "$toolchain"; }
 check "procrefd and procref-door link nothing under $toolchain" no_toolchain_libraries
+check "man pages installed (procrefd(1), one per subcommand, procrefd.toml(5))" test -s "$dest/usr/local/share/man/man1/procrefd.1" \
+  -a -s "$dest/usr/local/share/man/man1/procrefd.serve.1" -a -s "$dest/usr/local/share/man/man5/procrefd.toml.5"
 
 # It serves from the install, with no toolchain library path, and its holder is the sibling.
 chmod 700 "$state"
