@@ -10,7 +10,7 @@ RELEASE_DIR   = $(shell $(SWIFT) build -c release --show-bin-path)
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 
-.PHONY: all deps venv build release install man run test soak bench clean
+.PHONY: all deps venv build release install man deb run test soak bench clean
 
 all: build
 
@@ -53,10 +53,19 @@ install: release
 	$(RELEASE_DIR)/procrefd --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procrefd
 	$(RELEASE_DIR)/procrefd --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procrefd
 	$(RELEASE_DIR)/procrefd --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/procrefd.fish
-	$(MAKE) --no-print-directory man
+	$(MAKE) --no-print-directory man  # after the binaries are copied: its own release build is not the static one
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 644 .build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/procrefd.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+## The Debian package: .build/procrefd_VERSION_ARCH.deb (dist/deb/build-deb.sh), checked
+## with lintian.
+deb: deps
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="lintian fakeroot patchelf"
+	$(MAKE) --no-print-directory man
+	$(MAKE) --no-print-directory release  # after man: its plugin's own release build links the runtime dynamically
+	dist/deb/build-deb.sh "$(RELEASE_DIR)" .build/man .build
+	lintian --fail-on error .build/procrefd_*.deb
 
 ## Man pages: procrefd(1) and one per subcommand, generated from the same definitions as
 ## --help (swift-argument-parser's generate-manual), into .build/man; procrefd.toml(5) is
@@ -87,6 +96,8 @@ test: deps venv
 	python3 bench/flood.py --bin "$(BIN_DIR)"
 	python3 bench/soak.py --bin "$(BIN_DIR)" --seconds 60
 	Tests/install/check-install.sh
+	$(MAKE) --no-print-directory deb
+	Tests/install/check-deb.sh .build/procrefd_*.deb
 
 ## The chaos soak for 10 minutes (make test runs 60 s of it). SEED=N repeats a run.
 soak: build

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlAPI
 
 /// `procrefd`: the host's control plane for shared services.
 @main
@@ -6,6 +7,7 @@ struct ProcrefdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "procrefd",
         abstract: "Kernel reference-counted leases on shared services, over REST.",
+        version: ControlAPI.version,
         subcommands: [
             Serve.self, Status.self, Stop.self, Pid.self, Events.self, RunCommand.self, LeaseCommand.self, LeasesCommand.self, WhoamiCommand.self, TokenCommand.self,
             ServicesCommand.self, ServiceCommand.self, LogsCommand.self, CheckConfig.self,
