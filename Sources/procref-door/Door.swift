@@ -49,70 +49,10 @@ struct Door {
     }
 }
 
-/// Where the service listens.
-enum Upstream {
-    case tcp(host: String, port: String)
-    case unix(String)
-
-    init?(_ text: String) {
-        if text.hasPrefix("unix:") {
-            let path = String(text.dropFirst(5))
-            guard path.hasPrefix("/") else { return nil }
-            self = .unix(path)
-            return
-        }
-        guard let colon = text.lastIndex(of: ":") else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        let port = String(text[text.index(after: colon)...])
-        guard !host.isEmpty, UInt16(port) != nil else { return nil }
-        self = .tcp(host: host, port: port)
-    }
-
-    /// A non-blocking connect begun (it may still be in progress), or -1.
-    func beginConnect() -> Int32 {
-        switch self {
-        case let .tcp(host, port): return procref_tcp_connect_begin(host, port, 0)
-        case .unix(let path): return procref_unix_connect_begin(path)
-        }
-    }
-}
-
-/// One direction of a connection: bytes read from `from` wait in a pipe until `to` takes them.
-struct Flow {
-    var pipe: (read: Int32, write: Int32) = (-1, -1)
-    /// Bytes in the pipe, not yet written on.
-    var buffered = 0
-    /// `from` reached end of file (passed on once the pipe is empty).
-    var ended = false
-    /// The half-close was passed on: this direction is done.
-    var closed = false
-
-    /// Its source is to be read (1), or its destination written (2): what epoll watches.
-    var wantsRead: UInt8 { !ended && buffered == 0 ? 1 : 0 }
-    var wantsWrite: UInt8 { buffered > 0 ? 2 : 0 }
-}
-
-/// A client connection, from its accept to its close.
-struct Connection {
-    enum Phase { case pending, connecting, forwarding }
-    let client: Int32
-    var upstream: Int32 = -1
-    var phase: Phase = .pending
-    let acceptedAt: Int64
-    /// Bytes forwarded on it, toward upstream and toward the client.
-    var bytes = (up: 0, down: 0)
-    var toUpstream = Flow()
-    var toClient = Flow()
-    /// What epoll watches on each descriptor (1 readable, 2 writable), changed only when needed.
-    var clientWatch: UInt8 = 0
-    var upstreamWatch: UInt8 = 2
-}
-
 /// The door's event loop: listeners, connections and the control socket on one epoll set.
 struct DoorLoop {
     /// The socket to procrefd; -1 while procrefd is away.
-    private var control: Int32
+    var control: Int32
     let semid: Int32
     let upstream: Upstream
     let maxPending: Int
@@ -123,38 +63,38 @@ struct DoorLoop {
     /// Each connection's open and close is reported, for the audit log.
     let auditConnections: Bool
 
-    private let epoll = procref_epoll_create()
+    let epoll = procref_epoll_create()
     /// Empty pipes of closed connections, kept for new ones.
-    private var freePipes: [(read: Int32, write: Int32)] = []
-    private static let maxFreePipes = 64
+    var freePipes: [(read: Int32, write: Int32)] = []
+    static let maxFreePipes = 64
     /// Listening sockets, with procrefd's name for each (given back when rejoining).
-    private var listeners: [(fd: Int32, key: String)] = []
-    private var connections: [Int: Connection] = [:]
+    var listeners: [(fd: Int32, key: String)] = []
+    var connections: [Int: Connection] = [:]
     /// Connections waiting for a start (a subset of `connections`), oldest first by id.
-    private var pending: Set<Int> = []
-    private var nextID = 1
+    var pending: Set<Int> = []
+    var nextID = 1
     /// procrefd said the service is ready, and no upstream has refused since.
-    private var ready = false
+    var ready = false
     /// `need` was sent and not yet answered.
-    private var needSent = false
+    var needSent = false
     /// Told to retire: accept nothing new, exit once the last connection closes.
-    private var retiring = false
+    var retiring = false
     /// When the rendezvous was last tried, while procrefd is away.
-    private var lastRejoinAttempt: Int64 = 0
+    var lastRejoinAttempt: Int64 = 0
     /// Connections accepted so far, bytes forwarded each way, and what the last report said.
-    private var accepted = 0
-    private var bytes = (up: 0, down: 0)
-    private var reported = (open: -1, accepted: 0, pending: -1)
-    private var reportedBytes = (up: 0, down: 0)
-    private var reportedAtMs: Int64 = 0
+    var accepted = 0
+    var bytes = (up: 0, down: 0)
+    var reported = (open: -1, accepted: 0, pending: -1)
+    var reportedBytes = (up: 0, down: 0)
+    var reportedAtMs: Int64 = 0
     static let rejoinIntervalMs: Int64 = 250
     /// Changes that do not take the open or waiting connections to or from none are
     /// reported at most this often: procrefd is not woken per connection.
     static let reportIntervalMs: Int64 = 100
 
     // epoll tokens: the kind in the low two bits, the connection's id above them.
-    private static let controlToken: UInt64 = 0
-    private static let listenerKind: UInt64 = 1, clientKind: UInt64 = 2, upstreamKind: UInt64 = 3
+    static let controlToken: UInt64 = 0
+    static let listenerKind: UInt64 = 1, clientKind: UInt64 = 2, upstreamKind: UInt64 = 3
 
     init(
         control: Int32, semid: Int32, upstream: Upstream, maxPending: Int, pendingTimeoutMs: Int64, rendezvous: String?, service: String,
@@ -170,7 +110,7 @@ struct DoorLoop {
         self.service = service
     }
 
-    private var procrefdAway: Bool { control < 0 }
+    var procrefdAway: Bool { control < 0 }
 
     mutating func run() -> Int32 {
         guard epoll >= 0, procref_door_epoll_set(epoll, control, 1, 1, 0, Self.controlToken) == 0 else { return 1 }
@@ -199,128 +139,9 @@ struct DoorLoop {
         return 0
     }
 
-    // MARK: procrefd
-
-    private mutating func readControl() {
-        var buffer = [UInt8](repeating: 0, count: 512)
-        while !procrefdAway {
-            var passed: Int32 = -1
-            let n = procref_door_receive(control, &buffer, buffer.count, &passed)
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
-                return procrefdLeft()
-            }
-            if n == 0 { return procrefdLeft() }
-            let message = String(decoding: buffer[0..<n], as: UTF8.self)
-            switch message {
-            case _ where message.hasPrefix(PROCREF_DOOR_LISTEN + " ") && passed >= 0:
-                guard !retiring else {
-                    Glibc.close(passed)
-                    continue
-                }
-                _ = procref_set_nonblocking(passed)
-                listeners.append((passed, String(message.dropFirst(PROCREF_DOOR_LISTEN.utf8.count + 1))))
-                _ = procref_door_epoll_set(epoll, passed, 1, 1, 0, UInt64(passed) << 2 | Self.listenerKind)
-            case PROCREF_DOOR_RETIRE: retire()
-            case PROCREF_DOOR_READY:
-                ready = true
-                needSent = false
-                for id in pending.sorted() { connectUpstream(id) }
-            case PROCREF_DOOR_FAILED, PROCREF_DOOR_STOPPED:
-                ready = false
-                needSent = false
-                if message == PROCREF_DOOR_FAILED {
-                    for id in pending { close(id) }
-                }
-            default:
-                if passed >= 0 { Glibc.close(passed) }
-            }
-        }
-    }
-
-    /// procrefd is gone (it crashed, or handed off to the next one): the door serves on and
-    /// waits for the next one at the rendezvous; without one, it retires.
-    private mutating func procrefdLeft() {
-        _ = procref_epoll_remove(epoll, control)
-        Glibc.close(control)
-        control = -1
-        needSent = false
-        if rendezvous == nil { retire() }
-    }
-
-    /// Accepts nothing more and closes what waits; the loop ends with the last connection.
-    private mutating func retire() {
-        retiring = true
-        for listener in listeners {
-            _ = procref_epoll_remove(epoll, listener.fd)
-            Glibc.close(listener.fd)
-        }
-        listeners = []
-        for id in pending { close(id) }
-    }
-
-    /// Tries the rendezvous when due. False when the semaphore set is gone: nobody can take
-    /// the door back, and the references it holds count for nothing.
-    private mutating func rejoinIfDue() -> Bool {
-        let now = procref_monotonic_ms()
-        guard let rendezvous, now - lastRejoinAttempt >= Self.rejoinIntervalMs else { return true }
-        lastRejoinAttempt = now
-        if procref_door_set_gone(semid) == 1 { return false }
-        let fd = procref_door_connect_messages(rendezvous)
-        guard fd >= 0 else { return true }
-        var uid: uid_t = 0, pid: pid_t = 0
-        // Only procrefd's user (or root) may take the listening sockets.
-        guard procref_door_peer(fd, &uid, &pid) == 0, uid == geteuid() || uid == 0,
-            procref_door_epoll_set(epoll, fd, 1, 1, 0, Self.controlToken) == 0
-        else {
-            Glibc.close(fd)
-            return true
-        }
-        control = fd
-        send("\(PROCREF_DOOR_ADOPT) \(semid) \(service)")
-        for listener in listeners {
-            var message = Array("\(PROCREF_DOOR_LISTEN) \(listener.key)".utf8)
-            _ = procref_send_with_fd(control, &message, message.count, listener.fd)
-        }
-        reported = (-1, 0, -1)
-        report()
-        if !pending.isEmpty { askForStart() }
-        return true
-    }
-
-    private func send(_ message: String) {
-        guard control >= 0 else { return }  // procrefd is away: nobody to tell
-        var bytes = Array(message.utf8)
-        _ = procref_send_datagram(control, &bytes, bytes.count)
-    }
-
-    /// Something changed since the last report.
-    private var unreported: Bool {
-        (connections.count, accepted, pending.count) != reported || bytes != reportedBytes
-    }
-
-    /// `count OPEN ACCEPTED PENDING UP DOWN`: at once when the open or the waiting
-    /// connections go to or from none (what the service's machine acts on), otherwise at
-    /// most every `reportIntervalMs` while something changed.
-    private mutating func report() {
-        guard !procrefdAway, unreported else { return }
-        let now = (open: connections.count, accepted: accepted, pending: pending.count)
-        let clock = procref_monotonic_ms()
-        let urgent = (now.open == 0) != (reported.open == 0) || (now.pending == 0) != (reported.pending == 0) || reported.open < 0
-        guard urgent || clock - reportedAtMs >= Self.reportIntervalMs else { return }
-        (reported, reportedBytes, reportedAtMs) = (now, bytes, clock)
-        send("\(PROCREF_DOOR_COUNT) \(now.open) \(now.accepted) \(now.pending) \(bytes.up) \(bytes.down)")
-    }
-
-    private mutating func askForStart() {
-        guard !needSent, !procrefdAway else { return }
-        needSent = true
-        send(PROCREF_DOOR_NEED)
-    }
-
     // MARK: Connections
 
-    private mutating func accept(on listener: Int32) {
+    mutating func accept(on listener: Int32) {
         while true {
             let client = procref_door_accept(listener)
             guard client >= 0 else { return }  // EAGAIN, or a connection that went away
@@ -338,7 +159,7 @@ struct DoorLoop {
         }
     }
 
-    private mutating func connectUpstream(_ id: Int) {
+    mutating func connectUpstream(_ id: Int) {
         guard var connection = connections[id] else { return }
         let fd = upstream.beginConnect()
         guard fd >= 0 else { return notThere(id) }
@@ -352,7 +173,7 @@ struct DoorLoop {
 
     /// The upstream refused: the service is not (or no longer) there. The connection waits
     /// for a start again.
-    private mutating func notThere(_ id: Int) {
+    mutating func notThere(_ id: Int) {
         guard var connection = connections[id] else { return }
         if connection.upstream >= 0 {
             _ = procref_epoll_remove(epoll, connection.upstream)
@@ -366,7 +187,7 @@ struct DoorLoop {
         askForStart()
     }
 
-    private mutating func upstreamEvent(_ id: Int, _ event: UInt32) {
+    mutating func upstreamEvent(_ id: Int, _ event: UInt32) {
         guard let connection = connections[id] else { return }
         if connection.phase == .connecting {
             guard procref_connect_result(connection.upstream) == 0 else { return notThere(id) }
@@ -378,13 +199,13 @@ struct DoorLoop {
         if event & 4 != 0, let after = connections[id], after.toClient.ended { close(id) }
     }
 
-    private mutating func clientEvent(_ id: Int, _ event: UInt32) {
+    mutating func clientEvent(_ id: Int, _ event: UInt32) {
         guard connections[id] != nil else { return }
         pump(id, up: event & 5 != 0, down: event & 6 != 0)
         if event & 4 != 0, let after = connections[id], after.toUpstream.ended { close(id) }
     }
 
-    private mutating func startForwarding(_ id: Int) {
+    mutating func startForwarding(_ id: Int) {
         guard var connection = connections[id] else { return }
         guard let up = takePipe() else { return close(id) }
         guard let down = takePipe() else {
@@ -401,7 +222,7 @@ struct DoorLoop {
 
     /// Moves what the event lets move (`up`: toward upstream, `down`: toward the client),
     /// then watches for what each direction waits on.
-    private mutating func pump(_ id: Int, up: Bool, down: Bool) {
+    mutating func pump(_ id: Int, up: Bool, down: Bool) {
         guard var connection = connections[id], connection.phase == .forwarding else { return }
         let before = connection.bytes
         let failedUp = up && !Self.move(&connection.toUpstream, from: connection.client, to: connection.upstream, counting: &connection.bytes.up)
@@ -438,7 +259,7 @@ struct DoorLoop {
     /// A read goes through memory (recv, then send), which for request-sized data costs
     /// less than splicing into the pipe and out again; what the destination cannot take
     /// yet waits in the pipe, and leaves it by splice.
-    private static func move(_ flow: inout Flow, from: Int32, to: Int32, counting counted: inout Int) -> Bool {
+    static func move(_ flow: inout Flow, from: Int32, to: Int32, counting counted: inout Int) -> Bool {
         var read = false
         while !flow.closed {
             if flow.buffered > 0 {
@@ -481,7 +302,7 @@ struct DoorLoop {
         return true
     }
 
-    private mutating func close(_ id: Int) {
+    mutating func close(_ id: Int) {
         guard let connection = connections.removeValue(forKey: id) else { return }
         pending.remove(id)
         for fd in [connection.client, connection.upstream] where fd >= 0 {
@@ -497,7 +318,7 @@ struct DoorLoop {
     }
 
     /// Who connected, for the audit log.
-    private static func peer(of fd: Int32) -> String {
+    static func peer(of fd: Int32) -> String {
         var buffer = [CChar](repeating: 0, count: 80)
         let length = procref_door_peer_text(fd, &buffer, buffer.count)
         guard length > 0 else { return "unknown" }
@@ -505,7 +326,7 @@ struct DoorLoop {
     }
 
     /// An empty pipe, from those closed connections left, else a new one.
-    private mutating func takePipe() -> (read: Int32, write: Int32)? {
+    mutating func takePipe() -> (read: Int32, write: Int32)? {
         if let pipe = freePipes.popLast() { return pipe }
         var ends: [Int32] = [-1, -1]
         return procref_door_pipe(&ends) == 0 ? (ends[0], ends[1]) : nil
@@ -513,18 +334,18 @@ struct DoorLoop {
 
     /// Keeps a closed connection's pipe for the next one when it is empty (two pipe2 and
     /// four close calls fewer per connection), else closes it.
-    private mutating func givePipeBack(_ flow: Flow) {
+    mutating func givePipeBack(_ flow: Flow) {
         guard flow.buffered == 0, freePipes.count < Self.maxFreePipes else { return Self.closePipe(flow.pipe) }
         freePipes.append(flow.pipe)
     }
 
-    private static func closePipe(_ pipe: (read: Int32, write: Int32)) {
+    static func closePipe(_ pipe: (read: Int32, write: Int32)) {
         Glibc.close(pipe.read)
         Glibc.close(pipe.write)
     }
 
     /// Connections that waited past their bound for a start are closed.
-    private mutating func expirePending() {
+    mutating func expirePending() {
         let now = procref_monotonic_ms()
         for id in pending where connections[id].map({ now - $0.acceptedAt >= pendingTimeoutMs }) ?? true { close(id) }
     }

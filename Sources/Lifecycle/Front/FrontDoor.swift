@@ -17,7 +17,7 @@ import Synchronization
 /// sockets and its open connections.
 final class FrontDoor: ServiceFront {
     let service: String
-    private let context: LifecycleContext
+    let context: LifecycleContext
     private let executable: String
     /// Delay before a door that died is replaced (a door failing at once must not spin).
     static let respawnDelayMs = 200
@@ -25,7 +25,7 @@ final class FrontDoor: ServiceFront {
     /// every 250 ms) before it is killed and replaced.
     static let adoptionWaitMs = 3_000
 
-    private struct State {
+    struct State {
         var listeners: FrontListeners
         var upstream: String
         var maxPending: Int
@@ -54,7 +54,7 @@ final class FrontDoor: ServiceFront {
         var adopted = false
         var closed = false
     }
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// Binds every front address of `definition` (nothing is kept when one fails) and
     /// reuses the listeners of `previous` for addresses both have. When a door that an earlier
@@ -82,11 +82,6 @@ final class FrontDoor: ServiceFront {
 
     /// The listening sockets, for a front that replaces this one to share.
     var listeners: FrontListeners { state.withLock { $0.listeners } }
-
-    /// Doors an earlier procrefd started on the set `semid` that still run.
-    private static func leftBehind(semid: Int32) -> [ProcessIdentity] {
-        ProcessScan.now().running(as: geteuid()) { $0.count >= 5 && $0[0].hasSuffix("/procref-door") && $0[1] == String(semid) }
-    }
 
     /// What the door is started with: a redefinition that changes none of it keeps the door.
     struct Settings: Equatable {
@@ -119,7 +114,7 @@ final class FrontDoor: ServiceFront {
         let leftBehind = Self.leftBehind(semid: semid)
         for identity in leftBehind {
             guard let process = try? PidFD(identity: identity) else { continue }
-            watchExit(ofForeign: process, notifying: owner)
+            Self.watchForeignExit(of: process, notifying: owner, context: context)
         }
         guard awaiting else { return spawn() }
         _ = context.loop.schedule(afterMs: Self.adoptionWaitMs) { [weak self] in
@@ -127,13 +122,6 @@ final class FrontDoor: ServiceFront {
             context.logger.warning("the front door of \(service) left by the last procrefd did not come back; it is replaced")
             for identity in leftBehind { try? PidFD(identity: identity).signal(SIGKILL) }
             bindAndSpawn()
-        }
-    }
-
-    /// A door this procrefd did not start: its exit tells the machine, which reads the count.
-    private func watchExit(ofForeign process: PidFD, notifying owner: ServiceExecutor?) {
-        try? context.loop.watchExit(of: process, reap: false) { [weak owner] _ in
-            owner?.send(.lastReferenceGone(reason: "front_exited", by: Principal.procrefd, nil))
         }
     }
 
@@ -171,7 +159,7 @@ final class FrontDoor: ServiceFront {
             return respawnLater()
         }
         let control = pair.ours.take()
-        for (address, fd) in listeners { _ = Descriptor.send(control, Array("\(PROCREF_DOOR_LISTEN) \(address)".utf8), passing: fd) }
+        for (address, fd) in listeners { Self.give(listener: fd, at: address, on: control) }
         let stale = state.withLock { state -> Bool in
             guard !state.closed else { return true }
             Self.begin(&state, process: process, control: control)
@@ -188,49 +176,22 @@ final class FrontDoor: ServiceFront {
         serve()
     }
 
+    /// Passes a listening socket to a door, named as the definition names its address.
+    static func give(listener fd: Int32, at address: FrontAddress, on control: Int32) {
+        _ = Descriptor.send(control, Array("\(PROCREF_DOOR_LISTEN) \(address)".utf8), passing: fd)
+    }
+
     /// A door is this procrefd's now: what it reports is fresh.
-    private static func begin(_ state: inout State, process: PidFD, control: Int32) {
+    static func begin(_ state: inout State, process: PidFD, control: Int32) {
         (state.process, state.control, state.connections, state.accepted, state.toldReady, state.starting) = (process, control, 0, 0, false, false)
         state.bytes = (0, 0)
     }
 
     /// Reads the door's messages, and lets new connections to a running service straight
     /// through.
-    private func serve() {
+    func serve() {
         armWatch()
         if let owner = state.withLock({ $0.owner }), owner.snapshot.state == .ready { tell(PROCREF_DOOR_READY) }
-    }
-
-    /// A door the procrefd before this one started came back to the rendezvous (`pid`, by the
-    /// kernel's word, as procrefd's user). Takes `control` either way: the door becomes this
-    /// one's, with its listening sockets and open connections, or, when a door already
-    /// serves or the set is another, it is told to retire.
-    func adopt(control: Int32, pid: Int32, semid: Int32) {
-        let process = ProcessIdentity.of(pid: pid).flatMap { try? PidFD(identity: $0) }
-        let owner = state.withLock { $0.owner }
-        let taken = state.withLock { state -> Bool in
-            guard let process, !state.closed, state.process == nil, state.awaitingAdoption, semid == state.semid else { return false }
-            Self.begin(&state, process: process, control: control)
-            (state.awaitingAdoption, state.adopted) = (false, true)
-            return true
-        }
-        guard taken, let process else { return Self.retire(control: control, process: process, notifying: owner, context: context) }
-        context.logger.notice("front door of \(service) (pid \(pid)) taken back from the procrefd before")
-        do { try context.loop.watchExit(of: process, reap: false) { [weak self] _ in self?.exited(process) } } catch {
-            try? process.signal(SIGKILL)
-        }
-        serve()
-    }
-
-    /// Tells a door that is not wanted to retire (accept nothing new, finish its open
-    /// connections); its exit tells `owner`, whose count it held.
-    static func retire(control: Int32, process: PidFD?, notifying owner: ServiceExecutor?, context: LifecycleContext) {
-        _ = Descriptor.send(control, Array(PROCREF_DOOR_RETIRE.utf8), passing: -1)
-        Descriptor.close(control)
-        guard let process else { return }
-        try? context.loop.watchExit(of: process, reap: false) { [weak owner] _ in
-            owner?.send(.lastReferenceGone(reason: "front_exited", by: Principal.procrefd, nil))
-        }
     }
 
     private func armWatch() {
@@ -257,28 +218,6 @@ final class FrontDoor: ServiceFront {
                 }
             }
         }
-    }
-
-    /// A listening socket an adopted door brought back: procrefd's copy again.
-    private func takeBack(listener fd: Int32, key: String) {
-        let kept = state.withLock { !$0.closed && $0.listeners.take(fd, key: key) }
-        if !kept { Descriptor.close(fd) }
-    }
-
-    /// An adopted door's addresses that the definition has and it did not bring are bound
-    /// and given to it.
-    private func completeAdoption() {
-        let result = state.withLock { state -> (Int32, [(FrontAddress, Int32)], LifecycleError?) in
-            do throws(LifecycleError) {
-                let added = try state.listeners.bindMissing()
-                return (state.control, added.compactMap { address in state.listeners.sockets[address].map { (address, $0) } }, nil)
-            } catch {
-                return (state.control, [], error)
-            }
-        }
-        let (control, added, failure) = result
-        if let failure { context.logger.error("front door of \(service): \(failure)") }
-        for (address, fd) in added { _ = Descriptor.send(control, Array("\(PROCREF_DOOR_LISTEN) \(address)".utf8), passing: fd) }
     }
 
     private func handle(_ message: String) {
@@ -390,7 +329,7 @@ final class FrontDoor: ServiceFront {
     /// The door died: the kernel took its connections' references back with it. The machine
     /// hears a last reference gone (it reads the count), and a new door takes the listeners.
     /// A closed door's exit (its last connection ended) is told the machine the same way.
-    private func exited(_ process: PidFD) {
+    func exited(_ process: PidFD) {
         let (closed, owner, control, watch) = state.withLock { state -> (Bool, ServiceExecutor?, Int32, IOLoop.WatchID?) in
             guard state.process === process else { return (true, state.owner, -1, nil) }
             let old = (state.closed, state.owner, state.control, state.watch)
