@@ -1,8 +1,10 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-/// Swift 6 language mode (strict concurrency) everywhere.
-let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// Swift 6 language mode (strict concurrency) everywhere. MemberImportVisibility: a member
+/// is found only in modules a file imports itself, so a Foundation method cannot slip in
+/// through a dependency that imports Foundation (and link ICU's data: see README, Binary size).
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6), .enableUpcomingFeature("MemberImportVisibility")]
 
 let package = Package(
     name: "procrefd",
@@ -17,11 +19,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C: what Swift cannot call directly (variadic functions, hidden _GNU_SOURCE symbols, union semun).
@@ -41,6 +42,11 @@ let package = Package(
         // JSON string literals, strict decoding (unknown keys are errors).
         .target(name: "Wire", swiftSettings: strict),
 
+        // SQLite's C API from the system's libsqlite3, and a small Swift layer over it
+        // (connections, statements, rows, a WAL reader pool) that needs no Foundation.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "SQLite", dependencies: ["CSQLite"], swiftSettings: strict),
+
         // SQLite audit log and lease/service tables; migrations are embedded at build time from ../../migrations.
         .executableTarget(name: "FileEmbedder", swiftSettings: strict),
         .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["FileEmbedder"]),
@@ -49,9 +55,7 @@ let package = Package(
         .target(
             name: "AuditStore",
             dependencies: [
-                "Wire", "CWALFrames", .product(name: "GRDB", package: "GRDB.swift"),
-                // SQLite's C API for the statements every lease commit runs (see DirectStatement).
-                .product(name: "GRDBSQLite", package: "GRDB.swift"), .product(name: "Metrics", package: "swift-metrics"),
+                "Wire", "CWALFrames", "SQLite", "CSQLite", "Posix", .product(name: "Metrics", package: "swift-metrics"),
                 // SHA-256 of the audit log's hash chain.
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -62,7 +66,7 @@ let package = Package(
         .target(name: "MicroHTTPD", dependencies: ["CMicroHTTPD"], swiftSettings: strict),
 
         // The daemon's own files: state dir, flock claim and singleton probe, PID file, tokens.
-        .target(name: "Daemon", dependencies: ["Posix"], swiftSettings: strict),
+        .target(name: "Daemon", dependencies: ["Posix", "Wire"], swiftSettings: strict),
 
         // A service's state machine: events in, actions out. No dependencies at all, so the
         // build enforces that it does no I/O.
@@ -93,7 +97,7 @@ let package = Package(
 
         // HTTP requests to procrefd's API and their answers, one protocol for the CLI's client
         // and the tests'.
-        .target(name: "ProcrefdClient", dependencies: ["Posix"], swiftSettings: strict),
+        .target(name: "ProcrefdClient", dependencies: ["Posix", "Wire"], swiftSettings: strict),
 
         .executableTarget(
             name: "procrefd",
@@ -127,11 +131,11 @@ let package = Package(
         // bench/: the hand-written stand-ins timed against the library calls they replace
         // (run by `make bench`; a stand-in stays only while it wins there).
         .executableTarget(
-            name: "wire-bench", dependencies: ["AuditStore", "ControlAPI", "Wire", .product(name: "GRDB", package: "GRDB.swift")],
+            name: "wire-bench", dependencies: ["AuditStore", "ControlAPI", "Wire", "SQLite"],
             path: "bench/WireBench", swiftSettings: strict),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
-        .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "Wire"], swiftSettings: strict),
+        .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "SQLite", "Wire"], swiftSettings: strict),
         .testTarget(
             name: "ControlAPITests",
             dependencies: ["ControlAPI", "Lifecycle", "AuditStore", "MicroHTTPD", "Daemon", "Wire", .product(name: "Logging", package: "swift-log")],

@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// The audit log's hash chain: each event stores `SHA-256(previous hash ‖ canonical bytes)`,
@@ -140,7 +140,7 @@ extension StoreTransaction {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT anchor_id, anchor_hash FROM audit_chain WHERE id = 1")) else {
             return (0, AuditChain.zero)
         }
-        return (row["anchor_id"], Array(row["anchor_hash"] as Data))
+        return try (row["anchor_id"], Array(row["anchor_hash"] as Data))
     }
 }
 
@@ -149,7 +149,7 @@ extension StoreReader {
     public func verifyChain(batch: Int = 10_000) throws -> ChainVerification {
         let anchorRow = try Row.fetchOne(db, sql: "SELECT anchor_id, anchor_hash FROM audit_chain WHERE id = 1")
         let anchorID: Int64 = anchorRow?["anchor_id"] ?? 0
-        var previous = anchorRow.map { Array($0["anchor_hash"] as Data) } ?? AuditChain.zero
+        var previous = try anchorRow.map { try Array($0["anchor_hash"] as Data) } ?? AuditChain.zero
         var cursor = anchorID
         var checked = 0
         while true {
@@ -157,10 +157,10 @@ extension StoreReader {
                 db, sql: "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", arguments: [cursor, batch])
             guard !rows.isEmpty else { break }
             for row in rows {
-                let id: Int64 = row["id"]
+                let id: Int64 = try row["id"]
                 let by = Self.principal(row)
                 let pid: Int64? = row["pid"]
-                let canonical = AuditChain.canonical(
+                let canonical = try AuditChain.canonical(
                     id: id, time: row["time"], kind: row["kind"], service: row["service"], lease: row["lease"], pid: pid,
                     actor: row["actor"], detail: row["detail"], by: by)
                 let expected = AuditChain.link(previous, canonical)
@@ -178,6 +178,6 @@ extension StoreReader {
     /// The newest event's id and hash (the chain's head), for anchoring outside the file.
     public func chainHead() throws -> (id: Int64, hash: String)? {
         guard let row = try Row.fetchOne(db, sql: "SELECT id, hash FROM events WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1") else { return nil }
-        return (row["id"], AuditChain.hex(Array(row["hash"] as Data)))
+        return try (row["id"], AuditChain.hex(Array(row["hash"] as Data)))
     }
 }

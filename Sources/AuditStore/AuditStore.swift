@@ -1,7 +1,7 @@
 import CWALFrames
-import Foundation
+import FoundationEssentials
 import Glibc
-import GRDB
+import SQLite
 import Synchronization
 
 /// How hard a commit waits for the disk (SQLite `synchronous` under WAL).
@@ -51,14 +51,11 @@ public final class AuditStore: Sendable {
         // Before the first connection opens: each WAL frame is then written with one call.
         // (Should it fail, SQLite's own VFS writes the same bytes in twice as many calls.)
         _ = procref_wal_frames_register()
-        var configuration = Configuration()
-        configuration.readonly = readOnly
-        configuration.busyMode = .timeout(5)
-        configuration.label = "procrefd"
         let synchronous = durability == .full ? "FULL" : "NORMAL"
         let walBound = WALBound(limitFrames: walLimitFrames)
-        configuration.prepareDatabase { db in
-            if !db.configuration.readonly {
+        do {
+            pool = try DatabasePool(path: path, readOnly: readOnly, busyTimeoutMs: 5000) { db in
+                guard !readOnly else { return }
                 // Only takes effect when the file is created. Each commit changes about ten
                 // pages (the lease and event rows, their indexes): 1 KiB pages write a
                 // quarter of the bytes 4 KiB ones do, to the WAL and again at checkpoints.
@@ -69,9 +66,6 @@ public final class AuditStore: Sendable {
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
                 walBound.watch(db)
             }
-        }
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
         } catch {
             throw AuditStoreError.open(path: path, message: Self.message(error))
         }
@@ -148,6 +142,16 @@ public final class AuditStore: Sendable {
         committer.onStorageFailure = handler
     }
 
+    /// The writer connection's `synchronous` setting as SQLite reports it (1 NORMAL, 2 FULL),
+    /// so a check can see that `durability` took effect.
+    public func writerSynchronous() throws -> Int {
+        do {
+            return try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } ?? -1
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
     /// Runs `body` on a read snapshot (concurrent with writes under WAL).
     public func read<T>(_ body: (StoreReader) throws -> T) throws -> T {
         do {
@@ -164,7 +168,7 @@ public final class AuditStore: Sendable {
     }
 
     static func message(_ error: Error) -> String {
-        if let db = error as? DatabaseError { return db.message ?? db.description }
+        if let db = error as? DatabaseError { return db.message }
         return String(describing: error)
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// One run of the daemon, as recorded at start-up.
@@ -32,7 +32,7 @@ extension StoreReader {
     /// The most recent run, if any.
     public func lastRun() throws -> DaemonRun? {
         try Row.fetchOne(db, sql: "SELECT * FROM daemon_runs ORDER BY id DESC LIMIT 1").map {
-            DaemonRun(id: $0["id"], pid: $0["pid"], bootID: $0["boot_id"], startedAt: $0["started_at"],
+            try DaemonRun(id: $0["id"], pid: $0["pid"], bootID: $0["boot_id"], startedAt: $0["started_at"],
                       stoppedAt: $0["stopped_at"], stopMode: $0["stop_mode"])
         }
     }
@@ -41,7 +41,7 @@ extension StoreReader {
     public func serviceProcess(name: String) throws -> (state: String, pid: Int32?, startTime: UInt64?)? {
         try Row.fetchOne(db, sql: "SELECT state, pid, pid_start_time FROM services WHERE name = ?", arguments: [name]).map {
             let start: Int64? = $0["pid_start_time"]
-            return ($0["state"], $0["pid"], start.map { UInt64(bitPattern: $0) })
+            return try ($0["state"], $0["pid"], start.map { UInt64(bitPattern: $0) })
         }
     }
 }

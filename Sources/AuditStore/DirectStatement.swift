@@ -1,16 +1,14 @@
-import GRDB
-import GRDBSQLite
+import CSQLite
+import SQLite
 
-/// One run of a GRDB cached statement, bound and stepped with SQLite's C API instead of
-/// `execute(arguments:)`, for the statements every lease commit runs (its row and its
-/// event). GRDB boxes each argument into a `DatabaseValue` array, then binds temporary
-/// copies through nested closures; here each value is bound where it is (SQLite copies
+/// One run of a cached statement, bound and stepped value by value, for the statements every
+/// lease commit runs (its row and its event): `execute(arguments:)` boxes each argument
+/// into an existential array first; here each value is bound where it is (SQLite copies
 /// it). `bench/WireBench` times both ways; this one stays only while it wins there.
 ///
-/// Only for writes inside a transaction (the group committer's): like GRDB, a statement
-/// is refused once SQLite rolled that transaction back on its own (an I/O error, a full
-/// disk), so a batch never goes on in autocommit mode. The statement stays GRDB's: GRDB
-/// prepares, caches and finalizes it.
+/// Only for writes inside a transaction (the group committer's): a statement is refused
+/// once SQLite rolled that transaction back on its own (an I/O error, a full disk), so a
+/// batch never goes on in autocommit mode. The connection's cache keeps the statement.
 public struct DirectStatement: ~Copyable {
     private let statement: Statement
     private let handle: OpaquePointer
@@ -25,7 +23,7 @@ public struct DirectStatement: ~Copyable {
     public mutating func bind(_ text: String) {
         index += 1
         // A native Swift string is stored NUL-terminated: no copy before SQLite's own.
-        _ = text.withCString { sqlite3_bind_text(handle, index, $0, -1, Self.transient) }
+        _ = text.bind(to: handle, at: index)
     }
 
     public mutating func bind(_ text: String?) {
@@ -35,7 +33,7 @@ public struct DirectStatement: ~Copyable {
 
     public mutating func bind(_ value: Int64) {
         index += 1
-        sqlite3_bind_int64(handle, index, value)
+        _ = value.bind(to: handle, at: index)
     }
 
     public mutating func bind(_ value: Int64?) {
@@ -47,7 +45,7 @@ public struct DirectStatement: ~Copyable {
 
     public mutating func bind(bytes: [UInt8]) {
         index += 1
-        _ = bytes.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
+        _ = bytes.bind(to: handle, at: index)
     }
 
     private mutating func bindNull() {
@@ -56,27 +54,28 @@ public struct DirectStatement: ~Copyable {
     }
 
     /// Steps the statement to its end, then resets it and clears its bindings (a failed
-    /// step too). Throws GRDB's `DatabaseError`, as `execute` would.
+    /// step too). Throws `DatabaseError`, as `execute` would.
     public consuming func run(in db: Database) throws {
         defer {
             sqlite3_reset(handle)
             sqlite3_clear_bindings(handle)
         }
-        guard let connection = db.sqliteConnection, sqlite3_get_autocommit(connection) == 0 else {
-            throw DatabaseError(resultCode: .SQLITE_ABORT, message: "Transaction was aborted", sql: statement.sql)
+        let connection = db.sqliteConnection
+        guard sqlite3_get_autocommit(connection) == 0 else {
+            throw DatabaseError(resultCode: SQLITE_ABORT, message: "Transaction was aborted", sql: statement.sql)
         }
         while true {
             switch sqlite3_step(handle) {
             case SQLITE_DONE: return
             case SQLITE_ROW: continue
             case let code:
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(connection)), sql: statement.sql)
+                throw DatabaseError(resultCode: code, message: String(cString: sqlite3_errmsg(connection)), sql: statement.sql)
             }
         }
     }
 
-    /// Steps a statement that returns one integer (or none: nil), without GRDB's row
-    /// machinery, then resets it.
+    /// Steps a statement that returns one integer (or none: nil), without reading a whole
+    /// row, then resets it.
     consuming func readInt64() throws -> Int64? {
         defer {
             sqlite3_reset(handle)
@@ -85,10 +84,7 @@ public struct DirectStatement: ~Copyable {
         switch sqlite3_step(handle) {
         case SQLITE_ROW: return sqlite3_column_type(handle, 0) == SQLITE_NULL ? nil : sqlite3_column_int64(handle, 0)
         case SQLITE_DONE: return nil
-        case let code: throw DatabaseError(resultCode: ResultCode(rawValue: code), message: "reading", sql: statement.sql)
+        case let code: throw DatabaseError(resultCode: code, message: "reading", sql: statement.sql)
         }
     }
-
-    /// SQLite copies the value before `bind` returns.
-    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 }

@@ -1,5 +1,5 @@
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// Which events to read: every set field must match. Cursors: `after` (ascending) and
@@ -90,9 +90,9 @@ extension StoreReader {
         }
         let decoder = JSONDecoder()
         return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-            let detailText: String = row["detail"]
+            let detailText: String = try row["detail"]
             let detail = (try? decoder.decode([String: DetailValue].self, from: Data(detailText.utf8))) ?? [:]
-            return Event(
+            return try Event(
                 id: row["id"], time: row["time"], kind: row["kind"], service: row["service"],
                 lease: row["lease"], pid: row["pid"], actor: row["actor"], detail: detail, by: Self.principal(row),
                 hash: (row["hash"] as Data?).map { data in AuditChain.hex(Array(data)) })

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// Tells waiters that events were committed: long-polls and NDJSON streams wait on it instead

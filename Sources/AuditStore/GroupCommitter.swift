@@ -1,6 +1,9 @@
-import Foundation
-import GRDB
+import CSQLite
+import Dispatch
 import Metrics
+import Posix
+import SQLite
+import Synchronization
 
 /// Leader/follower group commit. Writers queue their work in call order; whoever waits
 /// while no commit is in progress becomes the leader and commits every queued item, batch
@@ -17,7 +20,8 @@ final class GroupCommitter: @unchecked Sendable {
     /// The chain head the appends of the commits remember: forgotten whenever anything is
     /// rolled back, so it never names an event that is not there.
     let chain: ChainHeadCache
-    private let lock = NSLock()
+    /// Guards the fields below and the jobs' (`Job`).
+    private let lock = Mutex(())
     private var queue: [Job] = []
     /// Records that must not be lost whose commit failed for want of storage (a full disk):
     /// each later commit tries them first, in order, before anything queued after them.
@@ -107,8 +111,8 @@ final class GroupCommitter: @unchecked Sendable {
             }
         }
 
-        /// `body` in a savepoint that rolls back alone when it throws. GRDB's `inSavepoint`
-        /// compiles its three statements anew on every call: these are prepared once.
+        /// `body` in a savepoint that rolls back alone when it throws; its three statements
+        /// are prepared once (the connection's cache).
         private static func inSavepoint<Value>(_ db: Database, _ body: () throws -> Value) throws -> Value {
             try db.cachedStatement(sql: "SAVEPOINT item").execute()
             let value: Value
@@ -116,7 +120,7 @@ final class GroupCommitter: @unchecked Sendable {
                 value = try body()
             } catch {
                 // Rollback alone leaves the savepoint on SQLite's stack: release it too. The
-                // body's error is the one to report (as GRDB does): if SQLite already rolled
+                // body's error is the one to report: if SQLite already rolled
                 // the whole transaction back, these fail too, and so will the commit.
                 try? db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT item").execute()
                 try? db.cachedStatement(sql: "RELEASE SAVEPOINT item").execute()
@@ -171,9 +175,7 @@ final class GroupCommitter: @unchecked Sendable {
     /// in the backlog (bounded by `backlogLimit`) and the writer hears `deferredValue`.
     func submit<T>(_ body: @escaping (Database) throws -> T, deferredValue: T? = nil) -> Pending<T> {
         let pending = Pending(committer: self, body: body, deferredValue: deferredValue)
-        lock.lock()
-        queue.append(pending)
-        lock.unlock()
+        lock.withLock { _ in queue.append(pending) }
         return pending
     }
 
@@ -185,48 +187,47 @@ final class GroupCommitter: @unchecked Sendable {
     /// Leads the commits when none is in progress; returns true once `job` is done that way
     /// (or was already), false when another leader is at work.
     private func leadIfIdle(_ job: Job) -> Bool {
-        lock.lock()
-        if job.done {
-            lock.unlock()
+        enum Turn { case done, busy, lead }
+        let turn = lock.withLock { _ -> Turn in
+            if job.done { return .done }
+            if leaderActive { return .busy }
+            leaderActive = true
+            return .lead
+        }
+        switch turn {
+        case .done: return true
+        case .busy: return false
+        case .lead:
+            commitUntilEmpty(until: job)
             return true
         }
-        guard !leaderActive else {
-            lock.unlock()
-            return false
-        }
-        leaderActive = true
-        lock.unlock()
-        commitUntilEmpty(until: job)
-        return true
     }
 
     private func park(_ job: Job, continuation: CheckedContinuation<Void, Never>) {
-        lock.lock()
-        if job.done {
-            lock.unlock()
-            continuation.resume()
-        } else {
+        let done = lock.withLock { _ -> Bool in
+            if job.done { return true }
             job.continuation = continuation
-            lock.unlock()
+            return false
         }
+        if done { continuation.resume() }
     }
 
     /// Returns false when the job finished meanwhile (call `report` now).
     private func notify(_ job: Job, _ report: @escaping () -> Void) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if job.done { return false }
-        job.onDone = report
-        return true
+        lock.withLock { _ -> Bool in
+            if job.done { return false }
+            job.onDone = report
+            return true
+        }
     }
 
     /// Returns false when the job finished meanwhile (nothing to wait for).
     private func park(_ job: Job, semaphore: DispatchSemaphore) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if job.done { return false }
-        job.semaphore = semaphore
-        return true
+        lock.withLock { _ -> Bool in
+            if job.done { return false }
+            job.semaphore = semaphore
+            return true
+        }
     }
 
     /// Commits batch after batch until the queue is empty. A writer's thread that leads
@@ -237,59 +238,70 @@ final class GroupCommitter: @unchecked Sendable {
     /// 14–17 ms with the hand-off).
     private func commitUntilEmpty(until own: Job? = nil) {
         let begun = DispatchTime.now().uptimeNanoseconds
+        enum Next { case finished, handOff, commit([Job]) }
         while true {
-            lock.lock()
-            if queue.isEmpty {
-                leaderActive = false
-                lock.unlock()
-                return
+            let next = lock.withLock { _ -> Next in
+                if queue.isEmpty {
+                    leaderActive = false
+                    return .finished
+                }
+                if let own, own.done, DispatchTime.now().uptimeNanoseconds - begun > Self.leadBudgetNs { return .handOff }
+                // The backlog goes first: records keep their order.
+                let batch = backlog + queue
+                (queue, backlog) = ([], [])
+                return .commit(batch)
             }
-            if let own, own.done, DispatchTime.now().uptimeNanoseconds - begun > Self.leadBudgetNs {
-                // Still the leader, on the committer thread now.
-                lock.unlock()
-                handOff()
+            let batch: [Job]
+            switch next {
+            case .finished: return
+            case .handOff:
+                handOff()  // still the leader, on the committer thread now
                 return
+            case let .commit(jobs): batch = jobs
             }
-            // The backlog goes first: records keep their order.
-            let batch = backlog + queue
-            (queue, backlog) = ([], [])
-            lock.unlock()
             let commitError = commit(batch)
             let storageFailed = commitError.map(Self.isStorageFailure) ?? false || batch.contains { $0.failedForStorage }
             if storageFailed { onStorageFailure?() }
-            lock.lock()
             var continuations: [CheckedContinuation<Void, Never>] = []
             var semaphores: [DispatchSemaphore] = []
             var reports: [() -> Void] = []
-            for job in batch {
-                // A record waits when storage failed it, and keeps waiting (already answered)
-                // whatever failed its retry.
-                if job.mustRecord, commitError != nil || job.failedForStorage, storageFailed || job.done {
-                    if backlog.count < Self.backlogLimit {
-                        backlog.append(job)
-                        if job.done { continue }  // from the backlog: nobody waits for it any more
-                        job.deferAnswer()
-                    } else {
-                        job.dropBody()
-                        job.commitError = commitError ?? AuditStoreError.database("the backlog of records is full (\(Self.backlogLimit))")
-                    }
-                } else {
-                    job.dropBody()
-                    if job.done { continue }  // a backlog record, now committed
-                    job.commitError = commitError
-                }
-                job.done = true
-                if let continuation = job.continuation { continuations.append(continuation) }
-                if let semaphore = job.semaphore { semaphores.append(semaphore) }
-                if let report = job.onDone {
-                    reports.append(report)
-                    job.onDone = nil
-                }
-            }
-            lock.unlock()
+            lock.withLock { _ in answer(batch, commitError: commitError, storageFailed: storageFailed, &continuations, &semaphores, &reports) }
             for continuation in continuations { continuation.resume() }
             for semaphore in semaphores { semaphore.signal() }
             for report in reports { report() }
+        }
+    }
+
+    /// Under the lock, after a commit: marks the batch's jobs done (or keeps records that
+    /// storage failed in the backlog) and collects how to wake their writers.
+    private func answer(
+        _ batch: [Job], commitError: Error?, storageFailed: Bool, _ continuations: inout [CheckedContinuation<Void, Never>],
+        _ semaphores: inout [DispatchSemaphore], _ reports: inout [() -> Void]
+    ) {
+        for job in batch {
+            // A record waits when storage failed it, and keeps waiting (already answered)
+            // whatever failed its retry.
+            if job.mustRecord, commitError != nil || job.failedForStorage, storageFailed || job.done {
+                if backlog.count < Self.backlogLimit {
+                    backlog.append(job)
+                    if job.done { continue }  // from the backlog: nobody waits for it any more
+                    job.deferAnswer()
+                } else {
+                    job.dropBody()
+                    job.commitError = commitError ?? AuditStoreError.database("the backlog of records is full (\(Self.backlogLimit))")
+                }
+            } else {
+                job.dropBody()
+                if job.done { continue }  // a backlog record, now committed
+                job.commitError = commitError
+            }
+            job.done = true
+            if let continuation = job.continuation { continuations.append(continuation) }
+            if let semaphore = job.semaphore { semaphores.append(semaphore) }
+            if let report = job.onDone {
+                reports.append(report)
+                job.onDone = nil
+            }
         }
     }
 
@@ -298,15 +310,13 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// Records waiting in the backlog for a commit to succeed.
     var backlogCount: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return backlog.count
+        lock.withLock { _ in backlog.count }
     }
 
     /// Whether `error` is SQLite's for a full disk or a failing device.
     static func isStorageFailure(_ error: Error) -> Bool {
         guard let error = error as? DatabaseError else { return false }
-        return error.resultCode == .SQLITE_FULL || error.resultCode == .SQLITE_IOERR
+        return error.resultCode == SQLITE_FULL || error.resultCode == SQLITE_IOERR
     }
 
     /// How long a writer's thread may lead others' batches once its own is committed.
@@ -314,18 +324,25 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// Wakes the committer thread (started on first use) to lead the commits left.
     private func handOff() {
-        lock.lock()
-        let start = !committerStarted
-        committerStarted = true
-        lock.unlock()
+        let start = lock.withLock { _ -> Bool in
+            defer { committerStarted = true }
+            return !committerStarted
+        }
         if start {
-            // Weak: the thread ends once the committer is gone (its deinit wakes it).
-            Thread.detachNewThread { [weak self, handedOff] in
-                while true {
-                    handedOff.wait()
-                    guard let self else { return }
-                    self.commitUntilEmpty()
+            do {
+                // Weak: the thread ends once the committer is gone (its deinit wakes it).
+                try DetachedThread.start(name: "procrefd-commit") { [weak self, handedOff] in
+                    while true {
+                        handedOff.wait()
+                        guard let self else { return }
+                        self.commitUntilEmpty()
+                    }
                 }
+            } catch {
+                // No thread: this one goes on leading.
+                lock.withLock { _ in committerStarted = false }
+                commitUntilEmpty()
+                return
             }
         }
         handedOff.signal()
@@ -345,8 +362,7 @@ final class GroupCommitter: @unchecked Sendable {
         do {
             try pool.writeWithoutTransaction { db in
                 walBound.finishIfDue(db)
-                // Cached BEGIN/COMMIT statements: GRDB's inTransaction compiles both anew
-                // for every commit.
+                // Not `pool.write`: the batch decides between COMMIT and ROLLBACK itself.
                 try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
                 let keep = batch.count == 1 ? batch[0].run(db, alone: true) : batch.map { $0.run(db, alone: false) }.contains(true)
                 do {

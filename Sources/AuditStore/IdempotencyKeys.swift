@@ -1,5 +1,5 @@
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// A remembered acquire: which lease a key produced, and for which request.
@@ -48,7 +48,7 @@ extension StoreReader {
             db, sql: "SELECT * FROM idempotency_keys WHERE key = ? AND created_at >= ?",
             arguments: [key, Timestamp.format(notBefore)]
         ).map {
-            IdempotencyRecord(key: $0["key"], service: $0["service"], requestHash: $0["request_hash"], lease: $0["lease"],
+            try IdempotencyRecord(key: $0["key"], service: $0["service"], requestHash: $0["request_hash"], lease: $0["lease"],
                               count: Self.knownCount($0["count"]), started: $0["started"])
         }
     }

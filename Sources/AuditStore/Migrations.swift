@@ -1,5 +1,5 @@
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// One numbered schema change from `migrations/NNNN_name.sql`.
@@ -9,7 +9,7 @@ public struct Migration: Sendable, Equatable {
 
     /// The files of `migrations/`, embedded at build time, in order.
     public static let embedded: [Migration] = embeddedMigrations
-        .map { Migration(name: ($0.name as NSString).deletingPathExtension, sql: $0.text) }
+        .map { Migration(name: $0.name.hasSuffix(".sql") ? String($0.name.dropLast(4)) : $0.name, sql: $0.text) }
         .sorted { $0.name < $1.name }
 }
 
@@ -18,7 +18,7 @@ public struct Migration: Sendable, Equatable {
 struct MigrationRunner {
     let migrations: [Migration]
 
-    func apply(to writer: some DatabaseWriter) throws {
+    func apply(to writer: DatabasePool) throws {
         do {
             try writer.write { db in
                 try db.execute(sql: """

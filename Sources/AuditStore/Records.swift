@@ -1,5 +1,5 @@
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// A service definition as stored: its JSON body and the kernel set it uses.
@@ -129,9 +129,9 @@ extension AuditStore {
                     arguments: [after, batchSize])
             }
             guard let last = rows.last else { return total }
-            after = last[0]
+            after = try last[0]
             let reachedNewer = rows.contains { (($0[1] as String?) ?? "") >= before }
-            let first: Int64 = rows[0][0]
+            let first: Int64 = try rows[0][0]
             if rows.contains(where: { (($0[2] as String?) ?? before) < before }) {
                 // The batch's range: its rows that ended before the cutoff (live ones stay).
                 total += try write { tx in
@@ -148,7 +148,7 @@ extension AuditStore {
 extension StoreReader {
     public func services() throws -> [ServiceRecord] {
         try Row.fetchAll(db, sql: "SELECT name, definition, sem_key, sem_id, source FROM services ORDER BY name").map {
-            ServiceRecord(name: $0["name"], definition: $0["definition"], semKey: $0["sem_key"], semID: $0["sem_id"], source: $0["source"])
+            try ServiceRecord(name: $0["name"], definition: $0["definition"], semKey: $0["sem_key"], semID: $0["sem_id"], source: $0["source"])
         }
     }
 
@@ -161,8 +161,8 @@ extension StoreReader {
         try Row.fetchOne(db, sql: "SELECT * FROM leases WHERE id = ?", arguments: [id]).map(Self.lease)
     }
 
-    static func lease(_ row: Row) -> LeaseRecord {
-        var record = LeaseRecord(
+    static func lease(_ row: Row) throws -> LeaseRecord {
+        var record = try LeaseRecord(
             id: row["id"], service: row["service"], holder: row["holder"], holderPID: row["holder_pid"],
             holderStartTime: UInt64(bitPattern: row["holder_start_time"]), clientPID: row["client_pid"],
             ttlMs: row["ttl_ms"], acquiredAt: row["acquired_at"], expiresAt: row["expires_at"])

@@ -1,5 +1,5 @@
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// How long events are kept. nil keeps them forever.
@@ -78,8 +78,8 @@ extension AuditStore {
         // The new start of the chain: verification begins from this hash.
         let anchor = try read { reader in try Row.fetchOne(reader.db, sql: "SELECT anchor_id, anchor_hash FROM audit_chain WHERE id = 1") }
         if let anchor {
-            detail["anchor_id"] = .int(anchor["anchor_id"])
-            detail["anchor_hash"] = .string(AuditChain.hex(Array(anchor["anchor_hash"] as Data)))
+            detail["anchor_id"] = try .int(anchor["anchor_id"])
+            detail["anchor_hash"] = try .string(AuditChain.hex(Array(anchor["anchor_hash"] as Data)))
         }
         if let days = policy.maxAgeDays { detail["retention_days"] = .int(Int64(days)) }
         if let keep = policy.maxEvents { detail["retention_max_events"] = .int(Int64(keep)) }

@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import GRDB
+import FoundationEssentials
+import SQLite
 import Wire
 
 /// A named token: who holds it is `token:NAME` in the audit log.
@@ -46,7 +46,7 @@ extension StoreReader {
     public func tokens() throws -> [TokenRecord] {
         try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY name").map { row in
             let services = (try? JSONDecoder().decode([String].self, from: Data((row["services"] as String).utf8))) ?? []
-            return TokenRecord(
+            return try TokenRecord(
                 name: row["name"], role: row["role"], services: services, hash: Array(row["hash"] as Data), createdAt: row["created_at"],
                 createdBy: row["created_by"], revokedAt: row["revoked_at"])
         }

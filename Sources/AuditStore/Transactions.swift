@@ -1,6 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Glibc
-import GRDB
+import SQLite
 import Synchronization
 
 /// A write queued by `AuditStore.submit`.

@@ -1,5 +1,5 @@
-import GRDB
-import GRDBSQLite
+import CSQLite
+import SQLite
 import Synchronization
 
 /// Keeps the WAL from growing without bound under a steady stream of commits.
@@ -40,7 +40,7 @@ final class WALBound: Sendable {
     /// Follows the WAL's size on the writer's connection (set after `wal_autocheckpoint = 0`,
     /// which would replace the hook). The bound must outlive the connection.
     func watch(_ db: Database) {
-        guard let connection = db.sqliteConnection else { return }
+        let connection = db.sqliteConnection
         let context = Unmanaged.passUnretained(self).toOpaque()
         sqlite3_wal_hook(connection, { context, _, _, frames in
             guard let context else { return SQLITE_OK }

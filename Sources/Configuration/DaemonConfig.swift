@@ -1,6 +1,6 @@
 import AuditStore
 import Daemon
-import Foundation
+import FoundationEssentials
 import Lifecycle
 import Posix
 import TOMLKit
@@ -97,11 +97,21 @@ public struct DaemonConfig: Sendable, Equatable {
     /// What `[security] tcp_open_reads` may name (ControlAPI's `ReadScope.openable`).
     public static let openableReads = ["status", "metrics", "services", "events", "logs"]
 
+    /// Why a file could not be read, in words (`localizedDescription` needs Foundation).
+    static func readFailure(_ error: Error) -> String {
+        switch (error as? CocoaError)?.code {
+        case .fileReadNoSuchFile?: return "no such file"
+        case .fileReadNoPermission?: return "permission denied"
+        case .fileReadInapplicableStringEncoding?: return "not UTF-8 text"
+        default: return String(describing: error)
+        }
+    }
+
     /// Reads and checks a config file. Errors name the file, and the line or the key.
     public static func load(path: String) throws(ConfigError) -> DaemonConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(path: path, message: "cannot read: \(error.localizedDescription)")
+            throw ConfigError(path: path, message: "cannot read: \(Self.readFailure(error))")
         }
         return try parse(text, path: path)
     }

@@ -85,7 +85,7 @@ public struct BrowserGuard: Sendable, Equatable {
     /// on either side).
     static func origin(_ origin: String, matches host: String) -> Bool {
         let text = origin.lowercased()
-        guard let separator = text.range(of: "://") else { return false }
+        guard let separator = text.firstRange(of: "://") else { return false }
         let scheme = text[..<separator.lowerBound]
         let authority = String(text[separator.upperBound...])
         let defaultPort = scheme == "https" ? ":443" : ":80"

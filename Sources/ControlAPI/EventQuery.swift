@@ -1,5 +1,5 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
 import MicroHTTPD
 import Posix
 import Wire

@@ -1,5 +1,5 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
 import Lifecycle
 import Posix
 import Wire

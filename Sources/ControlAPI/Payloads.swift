@@ -1,6 +1,8 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
 import Lifecycle
+import LifecycleModel
+import Posix
 import Wire
 
 // JSON bodies of the API (snake_case), as openapi.yaml describes them.

@@ -1,9 +1,11 @@
 import AuditStore
-import Foundation
+import Daemon
+import FoundationEssentials
 import Lifecycle
 import Metrics
 import MicroHTTPD
 import Posix
+import Wire
 
 extension ControlAPI {
     /// Every endpoint. openapi.yaml lists exactly these paths (a test compares them).
@@ -304,7 +306,7 @@ enum ETag {
         func opaque(_ text: Substring) -> Substring { text.hasPrefix("W/") ? text.dropFirst(2) : text }
         let own = opaque(Substring(tag))
         return header.split(separator: ",").contains { part in
-            let candidate = part.trimmingCharacters(in: .whitespaces)
+            let candidate = part.trimmed()
             return candidate == "*" || opaque(Substring(candidate)) == own
         }
     }

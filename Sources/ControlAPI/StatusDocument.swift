@@ -1,6 +1,8 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Lifecycle
+import LifecycleModel
 import MicroHTTPD
 import Synchronization
 import Wire

@@ -1,5 +1,6 @@
 import Glibc
 import Posix
+import SystemPackage
 
 /// A file of reserved room in the state dir: on a full disk it is deleted, so that the fact,
 /// and the records that waited, can still be written.

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Posix
+import SystemPackage
 
 /// What the singleton check found (historia-lifecycle's check_singleton).
 public enum SingletonResult: String, Sendable {

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Posix
+import Wire
 
 /// The daemon's state directory and the files in it.
 public struct StateDirectory: Sendable {
@@ -84,7 +85,7 @@ public struct StateDirectory: Sendable {
             }
             guard kind.ownerUID == geteuid() else { throw .io("\(file) is owned by uid \(kind.ownerUID); refusing to use it") }
         }
-        if let existing = readSmallFile(file)?.trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty { return existing }
+        if let existing = readSmallFile(file)?.trimmed(newlines: true), !existing.isEmpty { return existing }
         let token = Files.randomHex(byteCount: 32)
         do { try Files.writeAtomically(file, contents: token + "\n", mode: 0o600) } catch {
             throw .io("token file: \(error)")
@@ -107,5 +108,5 @@ public struct StateDirectory: Sendable {
 /// This boot of the machine (`/proc/sys/kernel/random/boot_id`): a change means every
 /// recorded process is gone.
 public func currentBootID() -> String {
-    readSmallFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+    readSmallFile("/proc/sys/kernel/random/boot_id")?.trimmed(newlines: true) ?? "unknown"
 }

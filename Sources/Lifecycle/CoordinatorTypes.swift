@@ -1,6 +1,6 @@
 import AuditStore
 import Posix
-import Foundation
+import FoundationEssentials
 import LifecycleModel
 
 /// Settings of the lifecycle core.

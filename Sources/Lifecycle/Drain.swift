@@ -1,7 +1,9 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Logging
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// How procrefd leaves: hand-off (everything stays for the next procrefd) or drain.
 extension Coordinator {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Places where a test can make procrefd die at a chosen moment, to prove what a crash

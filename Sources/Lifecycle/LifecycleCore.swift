@@ -1,5 +1,5 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
 
 /// What the API asks of the lifecycle core. `Coordinator` is the real one; API tests
 /// answer with a stand-in, so request and response handling is tested without processes.

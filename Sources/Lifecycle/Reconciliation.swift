@@ -1,5 +1,6 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Logging
 import Posix
 import LifecycleModel
 

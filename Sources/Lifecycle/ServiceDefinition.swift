@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Posix
 import Wire
 
@@ -234,9 +235,8 @@ public struct ServiceDefinition: Sendable, Equatable, Codable {
         }
         try runAs.validate()
         if let cwd {
-            var isDirectory: ObjCBool = false
-            guard cwd.hasPrefix("/"), FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory),
-                isDirectory.boolValue
+            var isDirectory = false
+            guard cwd.hasPrefix("/"), FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory), isDirectory
             else { throw DefinitionError(field: "cwd", message: "must be an existing absolute directory") }
         }
         if let pidFile, !pidFile.hasPrefix("/") || pidFile.utf8.contains(0) {

@@ -1,3 +1,4 @@
+import AuditStore
 import Metrics
 import Synchronization
 import LifecycleModel

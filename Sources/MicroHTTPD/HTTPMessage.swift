@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Which listener a request arrived on. Authorization differs: the Unix socket is guarded by
 /// its file mode, TCP by a bearer token.
@@ -93,10 +93,26 @@ public struct HTTPResponse: Sendable {
     public static func problem(
         status: Int, title: String, detail: String, type: String = "about:blank", extensions: [String: Int] = [:]
     ) -> HTTPResponse {
-        var object: [String: Any] = ["type": type, "title": title, "status": status, "detail": detail]
-        for (name, value) in extensions { object[name] = value }
-        let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        var object: [String: ProblemMember] = ["type": .text(type), "title": .text(title), "status": .number(status), "detail": .text(detail)]
+        for (name, value) in extensions { object[name] = .number(value) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(object)) ?? Data()
         return HTTPResponse(status: status, headers: [("Content-Type", "application/problem+json")], body: Array(body) + [10])
+    }
+}
+
+/// A member of a problem document: text or a number.
+enum ProblemMember: Encodable {
+    case text(String)
+    case number(Int)
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case let .text(text): try container.encode(text)
+        case let .number(number): try container.encode(number)
+        }
     }
 }
 

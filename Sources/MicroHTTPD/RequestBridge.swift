@@ -1,5 +1,7 @@
 import CMicroHTTPD
-import Foundation
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 // The C side of the server: MHD calls these on its own threads. They live outside
 // any main.swift and capture nothing (see ../shared/PITFALLS.md: a C callback in main.swift

@@ -1,6 +1,7 @@
 import CPosixShims
+import Dispatch
 import Glibc
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// procrefd's children, and the orphans it inherits as a child subreaper.

@@ -1,4 +1,5 @@
 import Glibc
+import SystemPackage
 
 /// File operations of the daemon's state directory, each with a typed error.
 public enum Files {

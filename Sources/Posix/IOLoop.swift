@@ -1,6 +1,8 @@
 import CPosixShims
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
+import SystemPackage
 
 /// procrefd's one I/O thread: an epoll loop that watches process exits (pidfds), reports
 /// descriptors ready to read or write, and fires timers. Async code awaits it instead of
@@ -67,13 +69,7 @@ public final class IOLoop: Sendable {
         // The thread holds the loop until `shutdown` ends it; then the last owner's release
         // closes the descriptors (`deinit`), so no call on another thread can meet a closed
         // and reused number.
-        let thread = Thread { [self] in
-            // The kernel's name of the thread (`top -H`, /proc/PID/task/*/comm; 15 bytes).
-            procref_set_thread_name(name)
-            self.run()
-        }
-        thread.name = name
-        thread.start()
+        try DetachedThread.start(name: name) { [self] in self.run() }
     }
 
     deinit {

@@ -1,5 +1,6 @@
 import CPosixShims
 import Glibc
+import SystemPackage
 
 /// Socket work awaited on the I/O loop: a connect, an exchange or a line read never blocks a
 /// thread, however slow the peer.

@@ -1,5 +1,6 @@
 import CPosixShims
 import Glibc
+import SystemPackage
 
 /// An owned process file descriptor: signals sent through it can never reach a recycled pid,
 /// and it becomes readable when the process exits. Closed on deinit.

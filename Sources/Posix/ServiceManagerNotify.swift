@@ -1,5 +1,5 @@
 import CPosixShims
-import Foundation
+import FoundationEssentials
 
 /// Readiness and state for systemd's `Type=notify` (`sd_notify`): one datagram to
 /// `$NOTIFY_SOCKET`, no library needed. Without that variable every call does nothing.

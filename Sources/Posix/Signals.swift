@@ -1,4 +1,5 @@
 import Glibc
+import SystemPackage
 
 /// Signal names procrefd accepts and prints.
 public enum Signals {

@@ -1,5 +1,6 @@
 import CPosixShims
 import Glibc
+import SystemPackage
 
 /// One request/response exchange over a stream socket, blocking the calling thread: connect,
 /// send everything, read until the peer closes (or `enough` says so), all within one

@@ -1,5 +1,6 @@
 import CPosixShims
 import Glibc
+import SystemPackage
 
 /// Starts programs with posix_spawn (constant cost, unlike fork in a large parent), closing
 /// every inherited descriptor above 2 (and above 3 when one is passed).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Posix
 
 /// The CLI's side of the REST API: one request per connection, over the daemon's Unix
@@ -85,8 +85,8 @@ public struct APIClient: APIRequester {
     private func request(_ method: String, _ path: String, json: Any? = nil, rawBody: [UInt8]? = nil) throws(ClientError) -> [UInt8] {
         var body: [UInt8] = rawBody ?? []
         if let json {
-            guard let data = try? JSONSerialization.data(withJSONObject: json) else { throw .usage("cannot encode the request body") }
-            body = Array(data)
+            guard let data = try? JSONValue.encode(json) else { throw .usage("cannot encode the request body") }
+            body = data
         }
         return APIResponse.request(method, path, body: body, token: token)
     }
@@ -125,7 +125,7 @@ public enum ClientError: Error, CustomStringConvertible {
         switch self {
         case .unreachable(let detail): return "procrefd is not reachable (\(detail))"
         case .problem(let response):
-            let problem = response.json
+            let problem = response.object
             let title = problem["title"] as? String ?? "HTTP \(response.status)"
             let detail = problem["detail"] as? String ?? response.text
             return "\(title) (\(response.status)): \(detail)"

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Wire
 
 /// One request to procrefd's API, and its answer, however the request travels: the CLI's
 /// `APIClient` (over the Unix socket or TCP, with a token) and the tests' raw HTTP client
@@ -28,8 +29,8 @@ public struct APIResponse: Sendable {
     }
 
     public var text: String { String(decoding: body, as: UTF8.self) }
-    /// The body's JSON object (empty when it is not one).
-    public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
+    /// The body's JSON object (empty when it is not one); null members are left out.
+    public var object: [String: Any] { (try? JSONValue.parse(body))?.any as? [String: Any] ?? [:] }
     public var contentType: String { headers["content-type"] ?? "" }
 
     /// Parses an answer (whole, once the connection closed). nil when it has no complete
@@ -43,7 +44,7 @@ public struct APIResponse: Sendable {
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmed()
         }
         var body = Array(reply[(end + 4)...])
         if headers["transfer-encoding"] == "chunked" {
@@ -82,7 +83,7 @@ public struct ChunkedDecoder: Sendable {
         var body: [UInt8] = []
         while !finished, let lineEnd = buffer.indices.first(where: { buffer[$0...].starts(with: [13, 10]) }) {
             let sizeText = String(decoding: buffer[..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else {
+            guard let size = Int(sizeText.trimmed(), radix: 16), size > 0 else {
                 finished = true
                 break
             }
@@ -98,7 +99,7 @@ public struct ChunkedDecoder: Sendable {
     public var partialChunk: [UInt8] {
         guard !finished, let lineEnd = buffer.indices.first(where: { buffer[$0...].starts(with: [13, 10]) }) else { return [] }
         let sizeText = String(decoding: buffer[..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-        guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { return [] }
+        guard let size = Int(sizeText.trimmed(), radix: 16), size > 0 else { return [] }
         return Array(buffer[(lineEnd + 2)...].prefix(size))
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// JSON text written by hand where an encoder costs too much on a hot path.
 public enum JSONText {
@@ -14,7 +14,7 @@ public enum JSONText {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            case _ where scalar.value < 0x20: out += "\\u00" + String(scalar.value >> 4, radix: 16) + String(scalar.value & 0xF, radix: 16)
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// UTC RFC 3339 timestamps with milliseconds: sortable as text.

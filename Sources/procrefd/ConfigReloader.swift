@@ -1,7 +1,7 @@
 import AuditStore
 import Configuration
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Glibc
 import Lifecycle
 import Logging

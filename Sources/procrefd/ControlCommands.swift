@@ -1,6 +1,6 @@
 import ArgumentParser
 import Daemon
-import Foundation
+import FoundationEssentials
 import Glibc
 import Lifecycle
 import Posix
@@ -27,7 +27,7 @@ struct DaemonProbe {
         let text = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
         let reply = String(decoding: try SocketExchange.exchange(.unix(path: directory.socket), request: Array(text.utf8), timeoutMs: timeoutMs), as: UTF8.self)
         let status = reply.split(separator: " ", maxSplits: 2).dropFirst().first.flatMap { Int($0) } ?? 0
-        let body = reply.range(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) } ?? ""
+        let body = reply.firstRange(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) } ?? ""
         return (status, body)
     }
 }

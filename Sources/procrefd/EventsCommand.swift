@@ -1,7 +1,8 @@
 import ArgumentParser
 import AuditStore
 import ControlAPI
-import Foundation
+import Daemon
+import FoundationEssentials
 import Glibc
 import Posix
 import Wire
@@ -157,12 +158,20 @@ struct EventPrinter {
         return encoder
     }()
 
-    private static let localTime: DateFormatter = {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
-        formatter.timeZone = .current
-        return formatter
-    }()
+    /// `yyyy-MM-dd HH:mm:ss.SSS` in the local time zone (TZ, else /etc/localtime).
+    static func localTime(_ date: Date) -> String {
+        let since1970 = date.timeIntervalSince1970
+        var seconds = time_t(since1970.rounded(.down))
+        var parts = tm()
+        guard localtime_r(&seconds, &parts) != nil else { return Timestamp.format(date) }
+        let milliseconds = Int((since1970 - Double(seconds)) * 1000)
+        func zeroPadded(_ value: Int, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(zeroPadded(Int(parts.tm_year) + 1900, 4))-\(zeroPadded(Int(parts.tm_mon) + 1, 2))-\(zeroPadded(Int(parts.tm_mday), 2)) "
+            + "\(zeroPadded(Int(parts.tm_hour), 2)):\(zeroPadded(Int(parts.tm_min), 2)):\(zeroPadded(Int(parts.tm_sec), 2)).\(zeroPadded(milliseconds, 3))"
+    }
 
     /// The API's page object, cursors included.
     func page(_ page: EventPagePayload) {
@@ -180,7 +189,7 @@ struct EventPrinter {
             case .ndjson, .json:
                 write((try? Self.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
             case .table:
-                let time = Timestamp.parse(event.time).map(Self.localTime.string(from:)) ?? event.time
+                let time = Timestamp.parse(event.time).map(Self.localTime) ?? event.time
                 let detail = (try? Self.encoder.encode(event.detail)).map { String(decoding: $0, as: UTF8.self) } ?? ""
                 write(row([String(event.id), time, event.kind, event.service ?? "-", event.lease ?? "-",
                            event.pid.map(String.init) ?? "-", event.actor, detail], kind: event.kind))
@@ -194,7 +203,7 @@ struct EventPrinter {
         var line = ""
         for (index, cell) in cells.map(terminalSafe).enumerated() {
             if index < Self.widths.count {
-                var padded = cell.padding(toLength: max(Self.widths[index], cell.count), withPad: " ", startingAt: 0)
+                var padded = cell.padded(to: Self.widths[index])
                 if index == 2, let kind, colour { padded = Self.colourise(padded, kind: kind) }
                 line += padded + " "
             } else {
@@ -215,6 +224,6 @@ struct EventPrinter {
     }
 
     private func write(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        writeStandardOutput(Array((line + "\n").utf8))
     }
 }

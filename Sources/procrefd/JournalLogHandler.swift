@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
+import Posix
+import Synchronization
 
 /// procrefd's log lines on standard error, in the form journald understands when it holds
 /// that stream: each line begins with its syslog priority (`<3>` error, `<4>` warning,
@@ -11,7 +13,8 @@ struct JournalLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
-    private static let lock = NSLock()
+    /// One writer at a time: a record's lines stay together.
+    private static let lock = Mutex(())
 
     init(label: String) { self.label = label }
 
@@ -49,6 +52,6 @@ struct JournalLogHandler: LogHandler {
         let text = "\(label): [\(event.source)]\(fields) \(event.message)"
         let prefix = "<\(Self.priority(event.level))>"
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { prefix + $0 }.joined(separator: "\n") + "\n"
-        Self.lock.withLock { FileHandle.standardError.write(Data(lines.utf8)) }
+        Self.lock.withLock { _ in _ = Descriptor.writeAll(STDERR_FILENO, Array(lines.utf8)) }
     }
 }

@@ -3,7 +3,8 @@ import AuditStore
 import Configuration
 import ControlAPI
 import Daemon
-import Foundation
+import FoundationEssentials
+import Glibc
 import Lifecycle
 import Logging
 import Metrics
@@ -181,7 +182,7 @@ struct Serve: AsyncParsableCommand {
         logger.info("procrefd \(ControlAPI.version) listening on http://\(address) and unix:\(directory.socket), state in \(directory.path)")
         // One machine-readable line for scripts and tests that start procrefd on port 0.
         let line = #"{"ready":true,"pid":\#(getpid()),"tcp":"\#(address)","socket":"\#(directory.socket)"}"# + "\n"
-        FileHandle.standardOutput.write(Data(line.utf8))
+        writeStandardOutput(Array(line.utf8))
         ServiceManagerNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=listening on \(address)")
 
         let pruner = Self.startPruner(store: store, coordinator: coordinator, audit: auditSettings, logger: logger)

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Daemon
-import Foundation
+import FoundationEssentials
+import Glibc
 import Lifecycle
+import Posix
 
 /// `--state-dir`, shared by every command.
 struct StateLocation: ParsableArguments {
@@ -19,5 +21,10 @@ struct StateLocation: ParsableArguments {
 
 /// Writes a line to standard error.
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    _ = Descriptor.writeAll(STDERR_FILENO, Array((message + "\n").utf8))
+}
+
+/// Writes `bytes` whole to standard output.
+func writeStandardOutput(_ bytes: [UInt8]) {
+    _ = Descriptor.writeAll(STDOUT_FILENO, bytes)
 }

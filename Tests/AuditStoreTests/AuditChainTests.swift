@@ -1,6 +1,6 @@
 import AuditStore
 import Foundation
-import GRDB
+import SQLite
 import Testing
 
 /// The hash chain: intact as written, broken where the file was edited, kept whole by
@@ -39,7 +39,7 @@ struct AuditChainTests {
     func tampering() throws {
         try withStore { store, path in
             try appendSome(store, 20)
-            let queue = try DatabaseQueue(path: path)
+            let queue = try DatabasePool(path: path)
             #expect(throws: (any Error).self) { try queue.write { try $0.execute(sql: "UPDATE events SET actor = 'nobody' WHERE id = 5") } }
             #expect(throws: (any Error).self) { try queue.write { try $0.execute(sql: "DELETE FROM events WHERE id = 5") } }
             let ids = try store.read { try $0.events(EventFilter(limit: 1000)) }.map(\.id)
@@ -59,7 +59,7 @@ struct AuditChainTests {
         try withStore { store, path in
             try appendSome(store, 10)
             let ids = try store.read { try $0.events(EventFilter(limit: 1000)) }.map(\.id)
-            let queue = try DatabaseQueue(path: path)
+            let queue = try DatabasePool(path: path)
             try queue.write { db in
                 try db.execute(sql: "DROP TRIGGER events_append_only_delete")
                 try db.execute(sql: "DELETE FROM events WHERE id = ?", arguments: [ids[4]])

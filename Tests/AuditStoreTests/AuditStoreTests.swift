@@ -24,6 +24,16 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("durability sets the writer's synchronous: NORMAL, or FULL (which a WAL set-up must not undo)", arguments: Durability.allCases)
+    func durabilityTakesEffect(_ durability: Durability) throws {
+        let dir = NSTemporaryDirectory() + "procrefd-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AuditStore(path: "\(dir)/procrefd.db", durability: durability)
+        try store.append(NewEvent(.serviceDefined, service: "a"))
+        #expect(try store.writerSynchronous() == (durability == .full ? 2 : 1))
+    }
+
     @Test("events are appended with increasing ids and filtered by service, kind, lease, cursor")
     func eventsQuery() throws {
         try withStore { store, _ in

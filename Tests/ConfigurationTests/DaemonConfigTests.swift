@@ -1,3 +1,5 @@
+import AuditStore
+import Daemon
 import Foundation
 import Configuration
 import ControlAPI

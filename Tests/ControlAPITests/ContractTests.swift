@@ -1,5 +1,6 @@
 import AuditStore
 @testable import ControlAPI
+import Daemon
 import Foundation
 import Lifecycle
 import Logging

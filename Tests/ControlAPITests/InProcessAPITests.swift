@@ -4,6 +4,7 @@ import Daemon
 import Foundation
 @testable import Lifecycle
 import MicroHTTPD
+import Synchronization
 import Testing
 
 /// The router, handlers and error mapping, called in process: no HTTP server, no

@@ -1,6 +1,7 @@
 import AuditStore
 import Foundation
 @testable import Lifecycle
+import LifecycleModel
 import Synchronization
 
 /// A lifecycle core that answers from a script: one service, `web`, and what each call

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// Real users of the host, made for the test (`useradd`) and removed after it: what each

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// The audit log as a product: exact sequences, long-poll, streaming, paging, retention,

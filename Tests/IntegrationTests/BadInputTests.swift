@@ -1,4 +1,5 @@
 import Foundation
+import ProcrefdClient
 import Testing
 
 /// Bad requests get a clear problem+json error and change nothing: not the audit log, not

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// Capacity groups with real services: only what fits runs; a full group evicts idle

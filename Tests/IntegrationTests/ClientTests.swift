@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// The command-line client (`procrefd run`, `lease`, `leases`, `services`, `service`,

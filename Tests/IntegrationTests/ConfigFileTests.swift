@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// `serve --config FILE`: config services, API refusal, SIGHUP reload, bad files.

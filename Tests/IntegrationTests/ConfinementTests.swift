@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// `api_users` and `api_programs` confine whoever defines services over the API: no root

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// Killing or upgrading procrefd loses no lease; one daemon per state dir; clean exits.

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// `requires`: dependencies as kernel references, held by the dependent's main process.

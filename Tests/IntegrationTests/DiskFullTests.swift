@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// A full disk: lease ends and service transitions are never lost, new leases are refused

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// Front doors with a real program behind them: Debian's redis-server on a Unix socket, and

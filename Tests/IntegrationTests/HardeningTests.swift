@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// Limits, idempotent acquire, the auth model, metrics, and the status ETag.

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// One dropped connection must not restart a shared service; a burst of acquires shares

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// The kernel-truth promise at a real host's edges: several daemons, SIGHUP, restarts.

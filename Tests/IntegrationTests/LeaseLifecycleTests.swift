@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// End-to-end: real procrefd, real holders, real semaphores, real service processes.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// Service logs are bounded: rotated by renaming past `log_max_bytes`, `log_keep` kept, by a

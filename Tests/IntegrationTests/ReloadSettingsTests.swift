@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// SIGHUP applies `[security]`, `[limits]` and `[audit]` as well as services, and refuses a

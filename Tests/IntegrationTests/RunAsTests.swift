@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// Services that run as their own user within limits: user and groups, umask, rlimits,

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// A service's set removed from outside procrefd (`ipcrm -s`): its leases are lost with reason

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// pre_start, post_ready and stop_command, run by a real procrefd: exit codes, time-outs,

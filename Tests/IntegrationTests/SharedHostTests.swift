@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// A shared host: web pages, other local users and their services are strangers.

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ProcrefdClient
 import Testing
 
 /// Counted slots on a real daemon: services with `slots`, locks with no process, the FIFO

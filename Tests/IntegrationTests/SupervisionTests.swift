@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// procref's callbacks as a supervisor: health on every later acquire, recovery, crash

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Testing
 
 /// `idle = "freeze"`: a real service's cgroup frozen at the last release, thawed by the next

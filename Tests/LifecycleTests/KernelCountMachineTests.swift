@@ -1,6 +1,7 @@
 import Glibc
 @testable import Lifecycle
 @testable import LifecycleModel
+import Posix
 import Testing
 
 /// An unreadable kernel count never reads as 0: the machine stops nothing on it, and says so once.

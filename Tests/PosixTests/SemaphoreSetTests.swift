@@ -1,3 +1,4 @@
+import CPosixShims
 import Foundation
 import Glibc
 import Posix

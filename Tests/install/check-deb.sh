@@ -22,6 +22,9 @@ touch "$root/var/lib/dpkg/status" "$root/var/lib/dpkg/available"
 dpkg_root() { dpkg --root="$root" --force-script-chrootless --force-depends --log=/dev/null "$@"; }
 
 check "installed into a throwaway root" dpkg_root -i "$deb"
+packaged_size=$(stat -c %s "$root/usr/bin/procrefd")
+echo "deb: /usr/bin/procrefd is $packaged_size bytes"
+check "the packaged procrefd is at most 30 MB" test "$packaged_size" -le 30000000
 check "procrefd --version with a bare environment" test "$(env -i "$root/usr/bin/procrefd" --version)" != ""
 serves() {
   env -i PATH=/usr/bin:/bin "$root/usr/bin/procrefd" serve --state-dir "$root/var/lib/procrefd" --port 0 \

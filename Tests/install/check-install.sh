@@ -28,6 +28,12 @@ check "unit installed with the install path" grep -q '^ExecStart=/usr/local/bin/
 check "completions installed" test -s "$dest/usr/local/share/bash-completion/completions/procrefd" \
   -a -s "$dest/usr/local/share/zsh/site-functions/_procrefd" -a -s "$dest/usr/local/share/fish/vendor_completions.d/procrefd.fish"
 
+# The size the package ships too: stripped, and without Foundation's ICU data (37 MB) linked in.
+small() { size=$(stat -c %s "$bin/procrefd"); echo "install: procrefd is $size bytes"; [ "$size" -le 30000000 ]; }
+check "installed procrefd is at most 30 MB" small
+stripped() { ! readelf -S "$bin/procrefd" | grep -q '\.debug_info'; }
+check "installed procrefd is stripped" stripped
+
 toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
 no_toolchain_libraries() { ! ldd "$bin/procrefd" "$bin/procref-door" | grep -F "$toolchain"; }
 check "procrefd and procref-door link nothing under $toolchain" no_toolchain_libraries

@@ -1,5 +1,5 @@
 // The hand-written stand-ins on the hot path beside the library calls they replace (the
-// text formats against Foundation, the event row's binding against GRDB): time per call,
+// text formats against Foundation, the event row's binding against `execute(arguments:)`): time per call,
 // printed (never asserted). `make bench` runs it (bench/run.py) and
 // writes the table into bench/RESULTS.md; a stand-in stays only while it wins here.
 import AuditStore
@@ -84,7 +84,7 @@ let rows: [(String, Double, Double)] = [
          return object.text.utf8.count
      },
      nanosecondsPerCall(iterations) { (try? encoder.encode(answer($0)))?.count ?? 0 }),
-    { let (direct, grdb) = eventInsert(); return ("event row INSERT (DirectStatement vs GRDB execute(arguments:))", direct, grdb) }(),
+    { let (direct, boxed) = eventInsert(); return ("event row INSERT (DirectStatement vs execute(arguments:))", direct, boxed) }(),
 ]
 print("stand-in                                                          by hand ns    library ns   ratio")
 for (name, byHand, foundation) in rows {

@@ -1,5 +1,6 @@
 import CPosixShims
 import Glibc
+import Logging
 import Posix
 import Synchronization
 

@@ -1,7 +1,11 @@
 import AuditStore
 import CPosixShims
-import Foundation
+import FoundationEssentials
+import Glibc
+import LifecycleModel
+import Logging
 import Posix
+import Synchronization
 
 /// A door that outlived the procrefd before this one: found at start-up, taken back when it
 /// comes to the rendezvous (with its listening sockets), or told to retire.

@@ -1,7 +1,9 @@
 import AuditStore
 import CPosixShims
-import Foundation
+import Dispatch
+import FoundationEssentials
 import LifecycleModel
+import Logging
 import Posix
 import Synchronization
 

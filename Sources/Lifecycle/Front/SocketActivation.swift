@@ -1,6 +1,7 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
 import LifecycleModel
+import Logging
 import Posix
 import Synchronization
 

@@ -1,5 +1,7 @@
 import AuditStore
-import Foundation
+import Dispatch
+import FoundationEssentials
+import LifecycleModel
 import Posix
 import Synchronization
 import Wire

@@ -1,4 +1,5 @@
-import Foundation
+import AuditStore
+import FoundationEssentials
 
 extension Coordinator {
     /// Deletes the rows of leases that ended before the idempotency window: only a replayed

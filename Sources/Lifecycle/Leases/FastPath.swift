@@ -1,7 +1,9 @@
 import AuditStore
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// A call tried on the calling thread (the HTTP thread that parsed the request), so the
 /// common case costs no thread hop: see `Coordinator.acquireNow` and `releaseNow`.

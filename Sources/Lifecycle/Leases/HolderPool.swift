@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import Posix
 import Synchronization
@@ -227,7 +228,12 @@ final class HolderPool: Sendable {
         switch wake {
         case .none: break
         case .signal: refillWanted.signal()
-        case .start: Thread.detachNewThread { [self] in refillUntilQuiet() }
+        case .start:
+            do {
+                try DetachedThread.start(name: "procrefd-refill") { [self] in refillUntilQuiet() }
+            } catch {
+                state.withLock { $0.refillerRunning = false }  // no thread: the next wake tries again
+            }
         }
     }
 

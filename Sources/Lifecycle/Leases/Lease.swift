@@ -1,5 +1,5 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
 import Posix
 import Synchronization
 import Wire

@@ -1,5 +1,6 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Posix
 import Synchronization
 import Wire

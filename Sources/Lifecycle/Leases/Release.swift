@@ -1,5 +1,7 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Glibc
+import Logging
 import Posix
 import Wire
 import LifecycleModel

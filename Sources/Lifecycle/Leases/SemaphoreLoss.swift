@@ -1,7 +1,9 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Logging
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// A service's semaphore set removed from outside procrefd (`ipcrm -s`, or root's IPC_RMID).
 ///

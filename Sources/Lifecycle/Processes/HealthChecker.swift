@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Posix
 
 /// Runs a service's health check once. Where it can, it also confirms that what answered is

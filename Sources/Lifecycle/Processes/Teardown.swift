@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Posix
 
 /// The one way procrefd stops processes: a signal, up to a timeout for the processes to

@@ -1,6 +1,8 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import LifecycleModel
 import Posix
+import Synchronization
 import Wire
 
 /// What applying the config file's services changed.

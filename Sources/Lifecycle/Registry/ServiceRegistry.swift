@@ -1,6 +1,7 @@
 import AuditStore
+import Logging
 import Wire
-import Foundation
+import FoundationEssentials
 import Posix
 import Synchronization
 import LifecycleModel

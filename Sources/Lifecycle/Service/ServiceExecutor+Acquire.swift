@@ -1,6 +1,7 @@
 import AuditStore
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// An acquire through the service's loop: its slot, its holder's launch, and its answer.
 extension ServiceExecutor {

@@ -1,5 +1,6 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Posix
 
 /// Hooks (`pre_start`, `post_ready`, `stop_command`): argv only, run as the service's user,

@@ -1,5 +1,7 @@
+import Logging
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// The service's main process: which one it is, and its exit told to the machine (before a
 /// teardown's end, see `mainExited`).

@@ -1,6 +1,8 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Logging
 import Posix
+import Synchronization
 
 /// How a service leases what it requires: the coordinator's own acquire and release (set
 /// once by the Coordinator; an executor has no coordinator of its own).

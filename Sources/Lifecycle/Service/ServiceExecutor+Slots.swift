@@ -1,6 +1,7 @@
 import AuditStore
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// An acquire of a slotted service, from its arrival until it takes a slot or leaves.
 struct SlotWait: Sendable {

@@ -1,8 +1,11 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Glibc
+import Logging
 import Posix
 import Synchronization
 import LifecycleModel
+import SystemPackage
 
 /// Runs one service's machine: takes events one at a time from a queue, hands each to the
 /// `Machine` with the time and the kernel count, and runs the actions it returns.

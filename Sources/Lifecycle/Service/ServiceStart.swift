@@ -1,7 +1,11 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Glibc
+import Logging
 import Posix
 import LifecycleModel
+import Synchronization
+import Wire
 
 /// The executor's start actions: spawn into the service's cgroup with its marker, adopt a
 /// forking service's daemon from its pid file, probe its health.
@@ -178,7 +182,7 @@ extension ServiceExecutor {
             default: return .refused("pid_file \(pidFile) \(error)")
             }
         }
-        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: bytes, as: UTF8.self).trimmed(newlines: true)
         guard let pid = Int32(text), pid > 1, processes.members(main: nil).contains(pid), let identity = ProcessIdentity.of(pid: pid)
         else { return .notYet }
         // Reparented to procrefd (a subreaper): its exit status is ours to read.
@@ -240,7 +244,7 @@ extension ServiceExecutor {
     func outputOfLastStart(since offset: Int64) -> String {
         let window = Int(min(max(0, Files.size(logPath) - offset), 2_048))
         let bytes = Files.tail(logPath, lines: 10, window: window).bytes
-        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: bytes, as: UTF8.self).trimmed(newlines: true)
     }
 
     /// The service's environment: PATH, HOME, LANG, TZ from procrefd (HOME, USER and LOGNAME

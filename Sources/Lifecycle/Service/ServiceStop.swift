@@ -1,7 +1,9 @@
 import AuditStore
-import Foundation
+import FoundationEssentials
+import Logging
 import Posix
 import LifecycleModel
+import Synchronization
 
 /// The executor's stop actions (every process of the service, through the one `Teardown`)
 /// and the records the machine asks for.

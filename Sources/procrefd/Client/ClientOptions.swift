@@ -1,7 +1,9 @@
 import ArgumentParser
-import Foundation
+import Daemon
+import FoundationEssentials
 import Lifecycle
 import ProcrefdClient
+import Wire
 
 /// Where client commands send their requests, and how they print answers.
 struct ClientOptions: ParsableArguments {
@@ -41,7 +43,7 @@ struct ClientOptions: ParsableArguments {
     /// The token in `path`: its first line, trimmed; nil when unreadable or empty.
     private func fileToken(_ path: String) -> String? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-        let token = text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let token = text.split(separator: "\n").first.map { $0.trimmed() } ?? ""
         return token.isEmpty ? nil : token
     }
 
@@ -97,17 +99,16 @@ struct TimeSpan: ExpressibleByArgument {
 func table(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     return ([header] + rows).map { row in
-        row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-            .trimmingCharacters(in: .whitespaces)
+        row.enumerated().map { $1.padded(to: widths[$0]) }.joined(separator: "  ")
+            .trimmed()
     }.joined(separator: "\n")
 }
 
 /// A JSON value as a table cell: `-` for null or absent.
 func cell(_ value: Any?) -> String {
     switch value {
-    case nil, is NSNull: return "-"
+    case nil: return "-"
     case let string as String: return terminalSafe(string)
-    case let number as NSNumber: return number.stringValue
     default: return terminalSafe("\(value!)")
     }
 }

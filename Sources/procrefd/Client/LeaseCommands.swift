@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import ProcrefdClient
 
 /// `procrefd lease acquire|release|keepalive`.
@@ -27,7 +27,7 @@ struct LeaseCommand: ParsableCommand {
             if let clientPid { body["client_pid"] = clientPid }
             try options.perform { client throws(ClientError) in
                 let response = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0)
-                options.show(response) { cell(response.json["id"]) }
+                options.show(response) { cell(response.object["id"]) }
             }
         }
     }
@@ -41,7 +41,7 @@ struct LeaseCommand: ParsableCommand {
 
         func run() throws {
             try options.request("DELETE", "/v1/leases/\(id)") {
-                "released \(id): count \(cell($0.json["count"]))" + ($0.json["service_stopped"] as? Bool == true ? ", service stopped" : "")
+                "released \(id): count \(cell($0.object["count"]))" + ($0.object["service_stopped"] as? Bool == true ? ", service stopped" : "")
             }
         }
     }
@@ -54,7 +54,7 @@ struct LeaseCommand: ParsableCommand {
         @Argument(help: "The lease id.") var id: String
 
         func run() throws {
-            try options.request("POST", "/v1/leases/\(id)/keepalive") { "\(id) expires at \(cell($0.json["expires_at"]))" }
+            try options.request("POST", "/v1/leases/\(id)/keepalive") { "\(id) expires at \(cell($0.object["expires_at"]))" }
         }
     }
 }
@@ -68,7 +68,7 @@ struct LeasesCommand: ParsableCommand {
 
     func run() throws {
         try options.request("GET", "/v1/leases" + (service.map { "?service=\($0)" } ?? "")) { response in
-            let leases = response.json["leases"] as? [[String: Any]] ?? []
+            let leases = response.object["leases"] as? [[String: Any]] ?? []
             return table(["ID", "SERVICE", "OWNER", "HOLDER", "HOLDER PID", "CLIENT PID", "EXPIRES"], leases.map { lease in
                 [cell(lease["id"]), cell(lease["service"]), cell(lease["owner"]), cell((lease["holder"] as? String).flatMap { $0.isEmpty ? nil : $0 }),
                  cell(lease["holder_pid"]), cell(lease["client_pid"]), cell(lease["expires_at"])]
@@ -85,7 +85,7 @@ struct WhoamiCommand: ParsableCommand {
 
     func run() throws {
         try options.request("GET", "/v1/whoami") { response in
-            let object = response.json
+            let object = response.object
             let role = (object["role"] as? String) ?? "none"
             let rules = object["access_rules"] as? Bool == true ? "by [access]" : "no [access]: the socket and the admin token are admin"
             return "\(cell(object["principal"]))\(object["pid"].map { " pid \(cell($0))" } ?? "")\(object["comm"].map { " (\(cell($0)))" } ?? "")\nrole: \(role) (\(rules))"

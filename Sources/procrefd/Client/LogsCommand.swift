@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import ProcrefdClient
 
 /// `procrefd logs SERVICE [-n N] [-f]`: the service's output, through the API (no shell
@@ -18,7 +18,7 @@ struct LogsCommand: ParsableCommand {
         let path = "/v1/services/\(service)/logs?tail=\(lines)"
         // The tail is streamed too (chunked, from the file), so both are read as they come.
         try options.perform { client throws(ClientError) in
-            try client.follow(follow ? path + "&follow=true" : path) { bytes in FileHandle.standardOutput.write(Data(bytes)) }
+            try client.follow(follow ? path + "&follow=true" : path) { bytes in writeStandardOutput(bytes) }
         }
     }
 }

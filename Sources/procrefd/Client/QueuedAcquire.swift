@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Posix
 import ProcrefdClient
 
@@ -9,7 +9,7 @@ extension APIClient {
     func acquire(service: String, body: [String: Any], waitMs: Int64) throws(ClientError) -> Response {
         let path = "/v1/services/\(service)/leases"
         guard waitMs > 0 else { return try call("POST", path, json: body) }
-        let longest = Int64((try? call("GET", "/v1/daemon").json["acquire_timeout_ms"] as? Int) ?? 60_000)
+        let longest = Int64((try? call("GET", "/v1/daemon").object["acquire_timeout_ms"] as? Int) ?? 60_000)
         let deadline = monotonicMilliseconds() + waitMs
         while true {
             let round = max(1, min(deadline - monotonicMilliseconds(), longest))
@@ -26,5 +26,5 @@ extension APIClient {
 }
 
 extension APIClient.Response {
-    var isSlotsExhausted: Bool { status == 429 && (json["type"] as? String)?.hasSuffix(":slots-exhausted") == true }
+    var isSlotsExhausted: Bool { status == 429 && (object["type"] as? String)?.hasSuffix(":slots-exhausted") == true }
 }

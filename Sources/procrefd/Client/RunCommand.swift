@@ -1,8 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import Posix
 import ProcrefdClient
+import SystemPackage
 
 /// `procrefd run SERVICE -- CMD ARGS…`: what flock(1) and `consul lock` users expect. The
 /// lease is bound to this process (`client_pid`), so it ends if either side crashes.
@@ -42,7 +43,7 @@ struct RunCommand: ParsableCommand {
         if let ttl { body["ttl_ms"] = ttl.milliseconds }
         let lease: String
         do {
-            lease = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0).json["id"] as? String ?? ""
+            lease = try client.acquire(service: service, body: body, waitMs: wait?.milliseconds ?? 0).object["id"] as? String ?? ""
         } catch {
             printError("procrefd: \(error)")
             throw ExitCode(125)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import AuditStore
 import Configuration
-import Foundation
+import FoundationEssentials
 import Lifecycle
 import ProcrefdClient
 import Wire
@@ -14,7 +14,7 @@ struct ServicesCommand: ParsableCommand {
 
     func run() throws {
         try options.request("GET", "/v1/services") { response in
-            let services = response.json["services"] as? [[String: Any]] ?? []
+            let services = response.object["services"] as? [[String: Any]] ?? []
             return table(["NAME", "STATE", "COUNT", "LEASES", "CONN", "PID", "SINCE", "RESTARTS", "LAST HEALTH"], services.map { service in
                 [cell(service["name"]), cell(service["state"]), cell(service["count"]), cell(service["leases"]), cell(service["connections"]),
                  cell(service["pid"]), age(service["state_since"] as? String), cell(service["restarts"]), cell(service["last_health"])]
@@ -51,12 +51,12 @@ struct ServiceCommand: ParsableCommand {
                 let response = try client.call("GET", "/v1/services/\(name)", json: nil)
                 // The tree of what it requires needs every service's `requires`: one more call.
                 var requires: [String: [String]] = [:]
-                if !options.json, !((response.json["requires"] as? [String]) ?? []).isEmpty {
-                    for service in try client.call("GET", "/v1/services", json: nil).json["services"] as? [[String: Any]] ?? [] {
+                if !options.json, !((response.object["requires"] as? [String]) ?? []).isEmpty {
+                    for service in try client.call("GET", "/v1/services", json: nil).object["services"] as? [[String: Any]] ?? [] {
                         if let name = service["name"] as? String { requires[name] = service["requires"] as? [String] ?? [] }
                     }
                 }
-                options.show(response) { Self.text(response.json, requires: requires) }
+                options.show(response) { Self.text(response.object, requires: requires) }
             }
         }
 
@@ -77,9 +77,7 @@ struct ServiceCommand: ParsableCommand {
                 if let requiredBy = s["required_by"] as? [String], !requiredBy.isEmpty {
                     lines.append("required by: \(requiredBy.joined(separator: ", "))")
                 }
-                if let definition = s["definition"],
-                    let data = try? JSONSerialization.data(withJSONObject: definition, options: [.prettyPrinted, .sortedKeys])
-                {
+                if let definition = s["definition"], let data = try? JSONValue.encode(definition, pretty: true) {
                     lines.append("definition: " + String(decoding: data, as: UTF8.self))
                 }
                 return lines.joined(separator: "\n")
@@ -118,7 +116,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.request("POST", "/v1/services/\(name)/restart") { "restarted \(name): pid \(cell($0.json["pid"]))" }
+            try options.request("POST", "/v1/services/\(name)/restart") { "restarted \(name): pid \(cell($0.object["pid"]))" }
         }
     }
 
@@ -128,7 +126,7 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service.") var name: String
 
         func run() throws {
-            try options.request("POST", "/v1/services/\(name)/reset") { "reset \(name): \(cell($0.json["state"]))" }
+            try options.request("POST", "/v1/services/\(name)/reset") { "reset \(name): \(cell($0.object["state"]))" }
         }
     }
 
@@ -150,8 +148,8 @@ enum DefinitionFile {
         guard let data = FileManager.default.contents(atPath: path) else { throw CocoaError(.fileReadNoSuchFile) }
         if path.hasSuffix(".toml") {
             let definition = try DaemonConfig.parseDefinition(String(decoding: data, as: UTF8.self), path: path)
-            return try JSONSerialization.jsonObject(with: JSONEncoder().encode(definition))
+            return try JSONValue.parse(Array(JSONEncoder().encode(definition))).any as Any
         }
-        return try JSONSerialization.jsonObject(with: data)
+        return try JSONValue.parse(Array(data)).any as Any
     }
 }

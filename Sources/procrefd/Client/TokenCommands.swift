@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import ProcrefdClient
 
 /// `procrefd token create|list|revoke`: named tokens for TCP clients (the admin's).
 struct TokenCommand: ParsableCommand {
@@ -19,7 +20,7 @@ struct TokenCommand: ParsableCommand {
 
         func run() throws {
             try options.request("POST", "/v1/tokens", json: ["name": name, "role": role, "services": services]) { response in
-                response.json["secret"] as? String ?? ""
+                response.object["secret"] as? String ?? ""
             }
         }
     }
@@ -31,7 +32,7 @@ struct TokenCommand: ParsableCommand {
 
         func run() throws {
             try options.request("GET", "/v1/tokens") { response in
-                let tokens = response.json["tokens"] as? [[String: Any]] ?? []
+                let tokens = response.object["tokens"] as? [[String: Any]] ?? []
                 return table(["NAME", "ROLE", "SERVICES", "CREATED", "BY", "REVOKED"], tokens.map { token in
                     [cell(token["name"]), cell(token["role"]), cell((token["services"] as? [String])?.joined(separator: ",")),
                      cell(token["created_at"]), cell(token["created_by"]), cell(token["revoked_at"])]
@@ -47,7 +48,7 @@ struct TokenCommand: ParsableCommand {
         @Argument(help: "The token's name.") var name: String
 
         func run() throws {
-            try options.request("DELETE", "/v1/tokens/\(name)") { response in "revoked \(cell(response.json["name"]))" }
+            try options.request("DELETE", "/v1/tokens/\(name)") { response in "revoked \(cell(response.object["name"]))" }
         }
     }
 }

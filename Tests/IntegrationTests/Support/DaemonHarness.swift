@@ -1,7 +1,9 @@
 import Foundation
 import Glibc
 import Posix
+import ProcrefdClient
 import Synchronization
+import SystemPackage
 import Testing
 
 /// The test service script beside this file.
