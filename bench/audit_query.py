@@ -66,6 +66,9 @@ def main():
         fill_s = time.perf_counter() - t0
         daemon, host, port = start(args.bin, state)
         conn = http.client.HTTPConnection(host, port)
+        # Reads over TCP need a token (the admin one here).
+        token = open(f"{state}/token").read().strip()
+        auth = {"Authorization": f"Bearer {token}"}
         mid = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 15 * 86400))
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 14 * 86400))
         queries = {
@@ -87,23 +90,24 @@ def main():
             rows = 0
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                conn.request("GET", "/v1/events?" + query)
+                conn.request("GET", "/v1/events?" + query, headers=auth)
                 response = conn.getresponse()
                 body = json.loads(response.read())
                 times.append((time.perf_counter() - t) * 1000)
+                if "events" not in body:
+                    raise SystemExit(f"{name}: HTTP {response.status}: {body}")
                 rows = len(body["events"])
             print(f"{name:<32}{pct(times, 50):>9.2f}{pct(times, 99):>9.2f}{rows:>7}")
 
         # Long-poll wake-up: a poller waits; a define commits an event; time poll return - define start.
-        token = open(f"{state}/token").read().strip()
         wakes = []
         for i in range(20):
-            conn.request("GET", "/v1/events?order=desc&limit=1")
+            conn.request("GET", "/v1/events?order=desc&limit=1", headers=auth)
             last = json.loads(conn.getresponse().read())["next_after"]
             box = {}
             def poll():
                 c = http.client.HTTPConnection(host, port)
-                c.request("GET", f"/v1/events?after={last}&wait_ms=10000")
+                c.request("GET", f"/v1/events?after={last}&wait_ms=10000", headers=auth)
                 c.getresponse().read()
                 box["t"] = time.perf_counter()
             th = threading.Thread(target=poll)
@@ -111,7 +115,7 @@ def main():
             time.sleep(0.05)
             t = time.perf_counter()
             conn.request("PUT", f"/v1/services/lp-{i}", body=json.dumps({"start": ["true"]}),
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                         headers={**auth, "Content-Type": "application/json"})
             conn.getresponse().read()
             th.join()
             wakes.append((box["t"] - t) * 1000)

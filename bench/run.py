@@ -531,27 +531,25 @@ def main():
         for line in out.strip().splitlines():
             say(line)
         say("```")
-    if args.audit:
-        out = subprocess.run([sys.executable, "bench/audit_query.py", "--bin", args.bin], capture_output=True, text=True).stdout
-        say()
-        say("## Audit log")
-        say()
-        say("```")
-        for line in out.strip().splitlines():
-            say(line)
-        say("```")
-    sections = [(args.front, "bench/front.py", "Front door (redis-benchmark and pgbench through procrefd's front, systemd-socket-proxyd and HAProxy)"),
-                (args.freeze, "bench/freeze.py", "Warm idle (thaw against cold start)")]
-    for wanted, script, title in sections:
+    # Each script's output stands as printed; a script that fails says why below it.
+    sections = [(args.audit, "bench/audit_query.py", "Audit log", True),
+                (True, "bench/size.py", "Binary size and start-up", False),
+                (args.front, "bench/front.py", "Front door (redis-benchmark and pgbench through procrefd's front, systemd-socket-proxyd and HAProxy)", False),
+                (args.freeze, "bench/freeze.py", "Warm idle (thaw against cold start)", False)]
+    for wanted, script, title, fenced in sections:
         if not wanted:
             continue
         result = subprocess.run([sys.executable, script, "--bin", args.bin], capture_output=True, text=True)
         say()
         say(f"## {title}")
         say()
+        if fenced:
+            say("```")
         for line in result.stdout.strip().splitlines():
             say(line)
-        if result.returncode != 0:  # what it printed stands; why it stopped is said
+        if fenced:
+            say("```")
+        if result.returncode != 0:
             say()
             say(f"{script} failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f'exit {result.returncode}'}")
     shutil.rmtree(os.path.dirname(LOADGEN), ignore_errors=True)  # floor is built beside it
