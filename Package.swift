@@ -135,6 +135,8 @@ let package = Package(
             path: "bench/WireBench", swiftSettings: strict),
 
         .testTarget(name: "PosixTests", dependencies: ["Posix"], swiftSettings: strict),
+        .testTarget(name: "SQLiteTests", dependencies: ["SQLite", "CSQLite"], swiftSettings: strict),
+        .testTarget(name: "ProcrefdClientTests", dependencies: ["ProcrefdClient"], swiftSettings: strict),
         .testTarget(name: "AuditStoreTests", dependencies: ["AuditStore", "SQLite", "Wire"], swiftSettings: strict),
         .testTarget(
             name: "ControlAPITests",

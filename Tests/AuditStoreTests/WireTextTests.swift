@@ -20,6 +20,20 @@ struct WireTextTests {
         #expect(JSONText.quoted("a\u{1}") == "\"a\\u0001\"")
     }
 
+    @Test("trimmed and padded do what Foundation's trimmingCharacters and padding do (padded keeps a longer text whole)")
+    func textEditsMatchFoundation() {
+        let samples = ["", "  ", "abc", "  a b  ", "\tx\t", " \n x \r\n", "ünï ✓ ", "\u{00A0}nbsp\u{2003}", "\n\nline\n"]
+        for sample in samples {
+            #expect(sample.trimmed() == sample.trimmingCharacters(in: .whitespaces), "\(sample.debugDescription)")
+            #expect(sample.trimmed(newlines: true) == sample.trimmingCharacters(in: .whitespacesAndNewlines), "\(sample.debugDescription)")
+            #expect(sample.dropFirst(0).trimmed() == sample.trimmed(), "a Substring as its String")
+        }
+        for (text, width) in [("", 3), ("ab", 5), ("abc", 3), ("ünï", 6)] {
+            #expect(text.padded(to: width) == text.padding(toLength: width, withPad: " ", startingAt: 0))
+        }
+        #expect("toolong".padded(to: 3) == "toolong")
+    }
+
     @Test("Timestamp.format writes what Foundation's ISO 8601 style writes, and parses back")
     func timestampMatchesFoundation() {
         let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
