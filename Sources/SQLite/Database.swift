@@ -6,7 +6,6 @@ import CSQLite
 public final class Database: @unchecked Sendable {
     /// The `sqlite3` handle, for C API calls this type does not wrap (a WAL hook).
     public let sqliteConnection: OpaquePointer
-    public let isReadOnly: Bool
     private var statementCache: [String: Statement] = [:]
 
     /// Opens (creating unless `readOnly`) the database file at `path`. A busy database is
@@ -23,7 +22,6 @@ public final class Database: @unchecked Sendable {
             throw error
         }
         sqliteConnection = handle
-        isReadOnly = readOnly
         sqlite3_extended_result_codes(handle, 1)
         sqlite3_busy_timeout(handle, busyTimeoutMs)
     }

@@ -4,7 +4,7 @@ import Synchronization
 /// A database in WAL mode: one writer connection, and reader connections that read
 /// snapshots while it writes (opened on demand, kept for reuse).
 public final class DatabasePool: Sendable {
-    public let path: String
+    private let path: String
     private let busyTimeoutMs: Int32
     private let writer: Mutex<Database>
     /// Idle reader connections; at most `idleReaderLimit` are kept.

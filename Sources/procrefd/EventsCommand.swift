@@ -158,21 +158,6 @@ struct EventPrinter {
         return encoder
     }()
 
-    /// `yyyy-MM-dd HH:mm:ss.SSS` in the local time zone (TZ, else /etc/localtime).
-    static func localTime(_ date: Date) -> String {
-        let since1970 = date.timeIntervalSince1970
-        var seconds = time_t(since1970.rounded(.down))
-        var parts = tm()
-        guard localtime_r(&seconds, &parts) != nil else { return Timestamp.format(date) }
-        let milliseconds = Int((since1970 - Double(seconds)) * 1000)
-        func zeroPadded(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(zeroPadded(Int(parts.tm_year) + 1900, 4))-\(zeroPadded(Int(parts.tm_mon) + 1, 2))-\(zeroPadded(Int(parts.tm_mday), 2)) "
-            + "\(zeroPadded(Int(parts.tm_hour), 2)):\(zeroPadded(Int(parts.tm_min), 2)):\(zeroPadded(Int(parts.tm_sec), 2)).\(zeroPadded(milliseconds, 3))"
-    }
-
     /// The API's page object, cursors included.
     func page(_ page: EventPagePayload) {
         write((try? Self.encoder.encode(page)).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
@@ -189,7 +174,7 @@ struct EventPrinter {
             case .ndjson, .json:
                 write((try? Self.encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
             case .table:
-                let time = Timestamp.parse(event.time).map(Self.localTime) ?? event.time
+                let time = Timestamp.parse(event.time).map(Timestamp.formatLocal) ?? event.time
                 let detail = (try? Self.encoder.encode(event.detail)).map { String(decoding: $0, as: UTF8.self) } ?? ""
                 write(row([String(event.id), time, event.kind, event.service ?? "-", event.lease ?? "-",
                            event.pid.map(String.init) ?? "-", event.actor, detail], kind: event.kind))

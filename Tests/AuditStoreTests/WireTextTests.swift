@@ -20,6 +20,20 @@ struct WireTextTests {
         #expect(JSONText.quoted("a\u{1}") == "\"a\\u0001\"")
     }
 
+    @Test("Timestamp.formatLocal writes what a DateFormatter in the local time zone writes")
+    func localTimeMatchesFoundation() {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        formatter.timeZone = .current
+        // Fractions exact in binary: both then agree on the milliseconds (DateFormatter rounds,
+        // Timestamp truncates, as its UTC form always has).
+        for milliseconds: Int64 in [0, 250, 951_782_400_500, 1_795_651_089_125, 4_102_444_799_750] {
+            let date = Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)
+            #expect(Timestamp.formatLocal(date) == formatter.string(from: date), "\(milliseconds)")
+        }
+    }
+
     @Test("trimmed and padded do what Foundation's trimmingCharacters and padding do (padded keeps a longer text whole)")
     func textEditsMatchFoundation() {
         let samples = ["", "  ", "abc", "  a b  ", "\tx\t", " \n x \r\n", "ünï ✓ ", "\u{00A0}nbsp\u{2003}", "\n\nline\n"]
